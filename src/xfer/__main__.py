@@ -1,0 +1,3 @@
+from xfer.cli import main
+
+main()

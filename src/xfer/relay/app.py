@@ -1,0 +1,220 @@
+"""The relay as an ASGI app: the page, /healthz and the WebSocket endpoint on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from .. import __version__
+from ..protocol import (
+    PROTOCOL_VERSION,
+    Error,
+    Hello,
+    Message,
+    PeerInfo,
+    PeerJoined,
+    PeerLeft,
+    ProtocolError,
+    VersionMismatch,
+    Welcome,
+    check_version,
+    parse_header,
+    parse_message,
+    serialize,
+)
+from .hub import (
+    CLOSE_HELLO_TIMEOUT,
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL,
+    CLOSE_VERSION,
+    Hub,
+    JoinRefused,
+    RelayLimits,
+)
+
+log = logging.getLogger("xfer.relay")
+
+WS_PATH = "/ws"
+
+_PLAIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>xfer relay</title></head>
+<body style="font-family: system-ui, sans-serif; max-width: 36rem; margin: 2rem auto; padding: 0 1rem">
+<h1>xfer relay</h1>
+<p>This is an <strong>xfer</strong> relay. It passes files and text between the peers of a room
+and stores nothing.</p>
+<p>To send a file through it: <code>xfer send FILE --relay {relay}</code></p>
+</body></html>
+"""
+
+
+class PeerConnection:
+    """One WebSocket peer, as the hub sees it."""
+
+    __slots__ = ("ws", "address", "info", "room", "_send_lock")
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.address = ws.client.host if ws.client else "unknown"
+        self.info: PeerInfo | None = None
+        self.room: str | None = None
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, data: str | bytes) -> None:
+        # Awaited sends are the backpressure: a peer that reads slowly slows its sender.
+        try:
+            async with self._send_lock:
+                if isinstance(data, str):
+                    await self.ws.send_text(data)
+                else:
+                    await self.ws.send_bytes(data)
+        except Exception:  # the peer went away; its own handler cleans up
+            log.debug("send to a departed peer dropped", exc_info=True)
+
+    async def close(self, code: int, error: Error | None = None) -> None:
+        try:
+            if error is not None:
+                await self.ws.send_text(serialize(error))
+            await self.ws.close(code)
+        except Exception:
+            log.debug("close of a departed peer", exc_info=True)
+
+
+async def _broadcast(peers: list, data: str | bytes) -> None:
+    for peer in peers:
+        await peer.send(data)
+
+
+class Relay:
+    """Holds the hub and speaks the protocol with each WebSocket peer."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    async def handle(self, ws: WebSocket) -> None:
+        await ws.accept()
+        conn = PeerConnection(ws)
+        try:
+            hello = await self._hello(conn)
+            if hello is None:
+                return
+            await self._serve_peer(conn)
+        finally:
+            if conn.room is not None and conn.info is not None:
+                others = self.hub.leave(conn.room, conn.info.id)
+                await _broadcast(others, serialize(PeerLeft(peer_id=conn.info.id)))
+
+    async def _hello(self, conn: PeerConnection) -> Hello | None:
+        limits = self.hub.limits
+        try:
+            first = await asyncio.wait_for(conn.ws.receive(), limits.hello_timeout)
+        except asyncio.TimeoutError:
+            await conn.close(CLOSE_HELLO_TIMEOUT, Error(code="timeout", message="no hello in time"))
+            return None
+        if first["type"] == "websocket.disconnect":
+            return None
+        try:
+            text = first.get("text")
+            if text is None:
+                raise ProtocolError("the first message must be a hello text frame")
+            hello = parse_message(text, max_size=limits.max_control_frame)
+            if not isinstance(hello, Hello):
+                raise ProtocolError("the first message must be a hello")
+            check_version(hello.version)
+        except VersionMismatch as exc:
+            await conn.close(CLOSE_VERSION, Error(code=exc.code, message=str(exc)))
+            return None
+        except ProtocolError as exc:
+            await conn.close(CLOSE_PROTOCOL, Error(code=exc.code, message=str(exc)))
+            return None
+        try:
+            peer_id, others = self.hub.join(hello.room, hello.create, conn)
+        except JoinRefused as exc:
+            await conn.close(exc.close_code, Error(code=exc.code, message=str(exc)))
+            return None
+        conn.info = PeerInfo(id=peer_id, name=hello.name, role=hello.role, client=hello.client)
+        conn.room = hello.room
+        await conn.send(serialize(Welcome(version=PROTOCOL_VERSION, peer_id=peer_id, peers=tuple(others))))
+        targets = self.hub.targets(hello.room, peer_id, None) or []
+        await _broadcast(targets, serialize(PeerJoined(peer=conn.info)))
+        return hello
+
+    async def _serve_peer(self, conn: PeerConnection) -> None:
+        assert conn.info is not None and conn.room is not None
+        me, room, limits = conn.info.id, conn.room, self.hub.limits
+        while True:
+            event = await conn.ws.receive()
+            if event["type"] == "websocket.disconnect":
+                return
+            try:
+                data = event.get("bytes")
+                if data is not None:
+                    sender, to = parse_header(data)
+                    if sender != me:
+                        raise ProtocolError("chunk header names another peer as its sender")
+                    payload: str | bytes = data
+                else:
+                    message = parse_message(event.get("text") or "", max_size=limits.max_control_frame)
+                    if not message.routed:
+                        raise ProtocolError(f"{message.type} is not a message between peers")
+                    to = message.to
+                    payload = serialize(replace(message, sender=me))
+            except ProtocolError as exc:
+                await conn.close(CLOSE_PROTOCOL, Error(code=exc.code, message=str(exc)))
+                return
+            targets = self.hub.targets(room, me, to or None)
+            if targets is None:
+                await conn.send(serialize(_no_such_peer(message if data is None else None)))
+                continue
+            await _broadcast(targets, payload)
+
+
+def _no_such_peer(message: Message | None) -> Error:
+    transfer = getattr(message, "transfer", None)
+    return Error(code="no-such-peer", message="that peer is not in the room", transfer=transfer)
+
+
+def create_app(limits: RelayLimits | None = None, *, public_relay: str = "ws://HOST:PORT") -> Starlette:
+    hub = Hub(limits)
+    relay = Relay(hub)
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(_PLAIN_PAGE.replace("{relay}", public_relay))
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": __version__,
+                "protocol": PROTOCOL_VERSION,
+                "rooms": len(hub.rooms),
+                "peers": hub.peer_count,
+            }
+        )
+
+    async def websocket(ws: WebSocket) -> None:
+        try:
+            await relay.handle(ws)
+        except WebSocketDisconnect:
+            pass
+
+    app = Starlette(
+        routes=[
+            Route("/", index),
+            Route("/healthz", healthz),
+            WebSocketRoute(WS_PATH, websocket),
+        ]
+    )
+    app.state.hub = hub
+    return app
+
+
+__all__ = ["create_app", "WS_PATH", "CLOSE_NORMAL"]

@@ -1,0 +1,152 @@
+"""Rooms, membership and limits: the relay's state, apart from any socket.
+
+The hub is the in-process bus. A later Redis bus implements the same methods
+(``join``, ``leave``, ``deliver``) so that relays on several machines share rooms.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..protocol import MAX_BINARY_FRAME, MAX_CONTROL_FRAME, PeerInfo
+from ..protocol.messages import MAX_ID
+
+
+@dataclass(frozen=True)
+class RelayLimits:
+    """Every limit the relay enforces, with its default."""
+
+    max_peers_per_room: int = 20
+    max_rooms: int = 10_000
+    max_rooms_per_address: int = 50
+    joins_per_minute: int = 60  # per client address, a token bucket
+    hello_timeout: float = 10.0  # seconds to send hello after connecting
+    max_control_frame: int = MAX_CONTROL_FRAME
+    max_binary_frame: int = MAX_BINARY_FRAME
+
+
+class Peer(Protocol):
+    """A connected peer as the hub sees it: something that can be sent frames."""
+
+    info: PeerInfo
+    address: str
+
+    async def send(self, data: str | bytes) -> None: ...
+
+
+class JoinRefused(Exception):
+    """A join that the hub refuses; ``code`` travels in the error message."""
+
+    def __init__(self, code: str, message: str, close_code: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.close_code = close_code
+
+
+# Close codes (documented in docs/protocol.md).
+CLOSE_NORMAL = 1000
+CLOSE_RESTART = 1012  # the relay is going away: come back later
+CLOSE_PROTOCOL = 4000
+CLOSE_VERSION = 4001
+CLOSE_ROOM_NOT_FOUND = 4004
+CLOSE_HELLO_TIMEOUT = 4008
+CLOSE_ROOM_FULL = 4009
+CLOSE_RATE_LIMITED = 4029
+
+
+@dataclass
+class Room:
+    id: str
+    creator_address: str
+    peers: dict[int, Peer] = field(default_factory=dict)
+
+
+class _Bucket:
+    """A token bucket: ``rate`` tokens a minute, at most ``rate`` saved up."""
+
+    __slots__ = ("tokens", "stamp")
+
+    def __init__(self, rate: int) -> None:
+        self.tokens = float(rate)
+        self.stamp = time.monotonic()
+
+    def take(self, rate: int) -> bool:
+        now = time.monotonic()
+        self.tokens = min(float(rate), self.tokens + (now - self.stamp) * rate / 60.0)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class Hub:
+    def __init__(self, limits: RelayLimits | None = None) -> None:
+        self.limits = limits or RelayLimits()
+        self.rooms: dict[str, Room] = {}
+        self._rooms_by_address: dict[str, int] = defaultdict(int)
+        self._buckets: dict[str, _Bucket] = {}
+
+    @property
+    def peer_count(self) -> int:
+        return sum(len(r.peers) for r in self.rooms.values())
+
+    def _rate_ok(self, address: str) -> bool:
+        if len(self._buckets) > 100_000:  # forget old addresses rather than grow without bound
+            self._buckets.clear()
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            bucket = self._buckets[address] = _Bucket(self.limits.joins_per_minute)
+        return bucket.take(self.limits.joins_per_minute)
+
+    def join(self, room_id: str, create: bool, peer: Peer) -> tuple[int, list[PeerInfo]]:
+        """Add ``peer`` to a room; return its new id and the others already there."""
+        limits = self.limits
+        if not self._rate_ok(peer.address):
+            raise JoinRefused("rate-limited", "too many joins from this address; wait a minute", CLOSE_RATE_LIMITED)
+        room = self.rooms.get(room_id)
+        if room is None:
+            if not create:
+                raise JoinRefused("room-not-found", "no room with this code is open", CLOSE_ROOM_NOT_FOUND)
+            if len(self.rooms) >= limits.max_rooms:
+                raise JoinRefused("relay-full", "this relay holds as many rooms as it can", CLOSE_RATE_LIMITED)
+            if self._rooms_by_address[peer.address] >= limits.max_rooms_per_address:
+                raise JoinRefused("too-many-rooms", "too many open rooms from this address", CLOSE_RATE_LIMITED)
+            room = self.rooms[room_id] = Room(room_id, peer.address)
+            self._rooms_by_address[peer.address] += 1
+        if len(room.peers) >= limits.max_peers_per_room:
+            raise JoinRefused("room-full", "this room is full", CLOSE_ROOM_FULL)
+        peer_id = 0
+        while peer_id == 0 or peer_id in room.peers:
+            peer_id = secrets.randbelow(MAX_ID) + 1
+        others = [p.info for p in room.peers.values()]
+        room.peers[peer_id] = peer
+        return peer_id, others
+
+    def leave(self, room_id: str, peer_id: int) -> list[Peer]:
+        """Remove a peer; return the peers still in the room (to be told)."""
+        room = self.rooms.get(room_id)
+        if room is None or room.peers.pop(peer_id, None) is None:
+            return []
+        if not room.peers:
+            del self.rooms[room_id]
+            left = self._rooms_by_address[room.creator_address] - 1
+            if left > 0:
+                self._rooms_by_address[room.creator_address] = left
+            else:
+                self._rooms_by_address.pop(room.creator_address, None)
+        return list(room.peers.values())
+
+    def targets(self, room_id: str, sender: int, to: int | None) -> list[Peer] | None:
+        """Who a frame from ``sender`` goes to; ``None`` when ``to`` is not in the room."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            return None
+        if to:
+            peer = room.peers.get(to)
+            return None if peer is None or to == sender else [peer]
+        return [p for pid, p in room.peers.items() if pid != sender]

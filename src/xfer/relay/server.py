@@ -1,0 +1,101 @@
+"""Run the relay app with uvicorn, either as ``xfer serve`` or inside a peer's process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+
+import uvicorn
+
+from ..protocol import MAX_BINARY_FRAME
+from .app import create_app
+from .hub import RelayLimits
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind a listening TCP socket. ``host`` may be IPv4, IPv6, a name, or "" for all."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    # Prefer IPv4 for wildcard binds: phones on a LAN reach it, and IPv6 wildcard may be dual-stack-less.
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(512)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+class RelayServer:
+    """A relay on one listening socket, started and stopped inside a running event loop."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        limits: RelayLimits | None = None,
+        public_relay: str = "",
+        ping_interval: float = 20.0,
+        ping_timeout: float = 20.0,
+    ) -> None:
+        self.sock = sock
+        self.app = create_app(limits, public_relay=public_relay)
+        config = uvicorn.Config(
+            self.app,
+            ws="websockets-sansio",
+            ws_max_size=MAX_BINARY_FRAME,
+            ws_per_message_deflate=False,
+            ws_ping_interval=ping_interval,
+            ws_ping_timeout=ping_timeout,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=3,
+            server_header=False,
+        )
+        config.load()
+        self.server = uvicorn.Server(config)
+        self.server.lifespan = config.lifespan_class(config)
+
+    @property
+    def port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    @property
+    def hub(self):
+        return self.app.state.hub
+
+    async def start(self) -> None:
+        await self.server.startup(sockets=[self.sock])
+
+    async def stop(self) -> None:
+        """Close every peer with 1012 (come back later) and stop listening."""
+        if self.server.started:
+            self.server.should_exit = True
+            await self.server.shutdown(sockets=[self.sock])
+            self.server.started = False
+
+    async def run_until_signal(self) -> int:
+        """Serve until SIGINT or SIGTERM; return the signal number that stopped it."""
+        loop = asyncio.get_running_loop()
+        stopped: asyncio.Future[int] = loop.create_future()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda s=sig: stopped.done() or stopped.set_result(s))
+        await self.start()
+        try:
+            return await stopped
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+
+def quiet_uvicorn() -> None:
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
