@@ -76,10 +76,35 @@ class RelayServer:
 
     async def stop(self) -> None:
         """Close every peer with 1012 (come back later) and stop listening."""
-        if self.server.started:
-            self.server.should_exit = True
-            await self.server.shutdown(sockets=[self.sock])
-            self.server.started = False
+        server = self.server
+        if not server.started:
+            return
+        server.started = False
+        server.should_exit = True
+        # uvicorn's own shutdown() stops at the first connection whose close
+        # handshake is already under way (websockets raises InvalidState from
+        # send_close), leaving the rest open; so close each one here.
+        for listener in server.servers:
+            listener.close()
+        self.sock.close()
+        for connection in list(server.server_state.connections):
+            try:
+                connection.shutdown()
+            except Exception:
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.server.config.timeout_graceful_shutdown
+        while (server.server_state.connections or server.server_state.tasks) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for task in list(server.server_state.tasks):
+            task.cancel()
+        for listener in server.servers:
+            try:
+                await asyncio.wait_for(listener.wait_closed(), 1.0)
+            except asyncio.TimeoutError:
+                pass
 
     async def run_until_signal(self) -> int:
         """Serve until SIGINT or SIGTERM; return the signal number that stopped it."""

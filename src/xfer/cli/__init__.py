@@ -1,0 +1,256 @@
+"""The ``xfer`` command: parse, build the reporter, call the transfer layer, map errors.
+
+Heavy imports (the relay stack, websockets, rich progress) happen inside the
+commands, so that ``xfer --version`` and ``--help`` start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .. import __version__
+
+app = typer.Typer(
+    name="xfer",
+    help="Move files and text between devices: terminals, and phones that scan a QR code.",
+    epilog=(
+        "Examples:  xfer send photo.jpg  ·  xfer receive  ·  "
+        "xfer receive --room 7KQ2-M9XD-41TR-PZ8H --relay ws://192.168.1.20:8765  ·  xfer serve"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"xfer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Move files and text between devices: terminals, and phones that scan a QR code."""
+
+
+# Options shared by send and receive.
+RoomOpt = typer.Option(None, "--room", "-r", help="Join this room (the code the other side printed) instead of opening one.")
+RelayOpt = typer.Option(None, "--relay", envvar="XFER_RELAY", show_envvar=True,
+                        help="Relay address: ws://host:port, wss://host, https://host or host:port. "
+                             "Without it, xfer runs a relay inside this process.")
+PortOpt = typer.Option(None, "--port", "-p", help="Port for the embedded relay (default: a free one).")
+HostOpt = typer.Option(None, "--host", help="Address the embedded relay listens on (default: all interfaces).")
+PublicOpt = typer.Option(None, "--public-url", help="Relay address to print and put in the QR code, e.g. behind a proxy.")
+NameOpt = typer.Option(None, "--name", help="How others in the room see you (default: this computer's name).")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON event per line on stdout instead of progress bars.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Print only errors (and the room code).")
+NoQrOpt = typer.Option(False, "--no-qr", help="Do not print the QR code.")
+DebugOpt = typer.Option(False, "--debug", help="Show tracebacks for errors.")
+
+
+def _run(make, *, json_mode: bool, quiet: bool, debug: bool, role: str) -> None:
+    import asyncio
+
+    from ..errors import Interrupted, XferError
+    from .output import HumanReporter, JsonReporter
+
+    out = JsonReporter() if json_mode else HumanReporter(quiet=quiet, role=role)
+    try:
+        asyncio.run(make(out))
+    except XferError as exc:
+        out.error(exc)
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        out.error(Interrupted("interrupted; nothing half-written was kept"))
+        raise typer.Exit(130) from None
+    except Exception as exc:  # a bug: one line, the traceback with --debug
+        out.error(XferError(f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)"))
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        raise typer.Exit(1) from None
+    finally:
+        out.close()
+
+
+@app.command()
+def send(
+    paths: List[Path] = typer.Argument(..., help="Files to send.", show_default=False),
+    room: Optional[str] = RoomOpt,
+    relay: Optional[str] = RelayOpt,
+    port: Optional[int] = PortOpt,
+    host: Optional[str] = HostOpt,
+    public_url: Optional[str] = PublicOpt,
+    name: Optional[str] = NameOpt,
+    json_mode: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+    no_qr: bool = NoQrOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Send files to whoever joins the room.
+
+    \b
+    Examples:
+      xfer send photo.jpg                  open a room, print its code and a QR code
+      xfer send a.pdf b.zip --room CODE --relay ws://192.168.1.20:8765
+      xfer send report.pdf --json          events as JSON lines, for scripts
+    """
+    from .session import RoomOptions, room_session
+
+    async def main(out) -> None:
+        from ..transfer.sender import Sender, check_sources
+
+        files = check_sources(paths)
+        opts = RoomOptions(room, relay, port, host, public_url, name, not no_qr)
+        async with room_session(opts, "sender", out) as conn:
+            await Sender(conn, files, out).run()
+
+    _run(main, json_mode=json_mode, quiet=quiet, debug=debug, role="send")
+
+
+@app.command()
+def receive(
+    room: Optional[str] = RoomOpt,
+    relay: Optional[str] = RelayOpt,
+    folder: Path = typer.Option(Path("."), "--dir", "-d", help="Folder to save into (created if missing).",
+                                show_default="the current folder"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Accept the offer without asking (needed when stdin is not a terminal)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files instead of saving as 'name (1).ext'."),
+    port: Optional[int] = PortOpt,
+    host: Optional[str] = HostOpt,
+    public_url: Optional[str] = PublicOpt,
+    name: Optional[str] = NameOpt,
+    json_mode: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+    no_qr: bool = NoQrOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Receive files into a folder: join a room, or open one and wait for a sender.
+
+    \b
+    Examples:
+      xfer receive                         open a room; a phone scans the QR code
+      xfer receive --room CODE --relay ws://192.168.1.20:8765 --dir ~/Downloads
+      xfer receive --room CODE --relay wss://relay.example --yes --json
+    """
+    from ..errors import UsageError
+    from .session import RoomOptions, room_session
+
+    async def main(out) -> None:
+        from ..transfer.receiver import Receiver
+
+        if not yes and not sys.stdin.isatty():
+            raise UsageError("stdin is not a terminal, so xfer cannot ask before accepting; add --yes to accept without asking")
+        target = _target_folder(folder)
+        opts = RoomOptions(room, relay, port, host, public_url, name, not no_qr)
+
+        async def decide(event: dict) -> bool:
+            return True if yes else await _ask("Accept?", out)
+
+        async with room_session(opts, "receiver", out) as conn:
+            await Receiver(conn, target, out, decide, overwrite=overwrite).run()
+
+    _run(main, json_mode=json_mode, quiet=quiet, debug=debug, role="receive")
+
+
+def _target_folder(folder: Path) -> Path:
+    from ..errors import LocalFileError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise LocalFileError(f"{folder} exists and is not a folder") from None
+    except OSError as exc:
+        raise LocalFileError(f"cannot create {folder}: {exc.strerror or exc}") from None
+    if not folder.is_dir():
+        raise LocalFileError(f"{folder} is not a folder")
+    import os
+
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise LocalFileError(f"permission denied: cannot write in {folder}", "permission-denied")
+    return folder.resolve()
+
+
+async def _ask(question: str, out) -> bool:
+    """Ask on the terminal without blocking the event loop (and without hanging Ctrl-C)."""
+    import asyncio
+    import threading
+
+    from rich.console import Console
+    from rich.prompt import Confirm
+
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[bool] = loop.create_future()
+
+    def ask() -> None:
+        try:
+            result = Confirm.ask(question, console=Console(stderr=True), default=True)
+        except (EOFError, KeyboardInterrupt):
+            result = False
+        loop.call_soon_threadsafe(lambda: answer.done() or answer.set_result(result))
+
+    threading.Thread(target=ask, daemon=True).start()
+    return await answer
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on."),
+    port: int = typer.Option(8765, "--port", "-p", envvar="PORT", show_envvar=True, help="Port for the page and the WebSocket endpoint."),
+    public_url: Optional[str] = typer.Option(None, "--public-url", help="The address people use to reach this relay, to print."),
+    max_peers: int = typer.Option(20, "--max-peers", help="Peers in one room at most."),
+    max_rooms: int = typer.Option(10_000, "--max-rooms", help="Rooms open at once at most."),
+    joins_per_minute: int = typer.Option(60, "--joins-per-minute", help="Joins one address may make a minute."),
+    debug: bool = DebugOpt,
+) -> None:
+    """Host a relay: the phone page and the WebSocket endpoint on one port.
+
+    \b
+    Examples:
+      xfer serve                           listen on all interfaces, port 8765 (or $PORT)
+      xfer serve --host 127.0.0.1 --port 9000
+      PORT=8080 xfer serve                 as hosted platforms start it
+    """
+    import asyncio
+
+    from rich.console import Console
+
+    from ..addresses import lan_address, relay_ws_url, ws_url_for
+    from ..relay import RelayLimits, RelayServer, bind_socket
+    from ..relay.server import quiet_uvicorn
+
+    console = Console(stderr=True, highlight=False)
+    if not debug:
+        quiet_uvicorn()
+    limits = RelayLimits(max_peers_per_room=max_peers, max_rooms=max_rooms, joins_per_minute=joins_per_minute)
+    try:
+        sock = bind_socket(host, port)
+    except OSError as exc:
+        console.print(f"[bold red]xfer:[/bold red] cannot listen on {host}:{port}: {exc.strerror or exc}")
+        raise typer.Exit(3) from None
+    wildcard = host in ("0.0.0.0", "", "::")
+    shown = (lan_address() or "127.0.0.1") if wildcard else host
+    public = relay_ws_url(public_url) if public_url else ws_url_for(shown, sock.getsockname()[1])
+    server = RelayServer(sock, limits=limits, public_relay=public)
+    console.print(f"xfer relay {__version__} listening on {host}:{server.port}")
+    console.print(f"Others use it with:  [bold]xfer send FILE --relay {public}[/bold]")
+    console.print("[dim]Ctrl-C stops it.[/dim]")
+    asyncio.run(server.run_until_signal())
+    console.print("Relay stopped.")
+
+
+def main() -> None:
+    app(prog_name="xfer")

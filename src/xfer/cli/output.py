@@ -1,0 +1,205 @@
+"""What people and scripts see: rich output on stderr, or JSON event lines on stdout.
+
+The transfer layer emits events (``emit("file-start", index=0, ...)``); a
+reporter turns them into progress bars and lines, or into one JSON object per
+line. Anything a peer chose (names, texts) is escaped before it is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from ..errors import XferError
+from ..transfer.names import display_name
+from ..units import human_size
+
+
+class JsonReporter:
+    """One JSON object per line on stdout, each with an "event" key."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        line = json.dumps({"event": event, **fields}, ensure_ascii=False, separators=(",", ":"))
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def room(self, code: str, url: str, relay: str, command: str, qr: bool) -> None:
+        self("room", code=code, url=url, relay=relay)
+
+    def error(self, exc: XferError) -> None:
+        self("error", code=exc.code, message=str(exc), exit=exc.exit_code)
+
+    def close(self) -> None:
+        pass
+
+
+class HumanReporter:
+    """Progress bars and short lines on stderr, for people."""
+
+    def __init__(self, *, quiet: bool = False, role: str = "send") -> None:
+        self.console = Console(stderr=True, highlight=False)
+        self.quiet = quiet
+        self.role = role
+        self.peers: dict[int, str] = {}
+        self.progress: Progress | None = None
+        self.tasks: dict[int, TaskID] = {}
+        self.total_task: TaskID | None = None
+
+    # -- helpers ------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            self._print(text)
+
+    def _print(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text)
+        else:
+            self.console.print(text)
+
+    def _peer(self, peer: dict[str, Any]) -> str:
+        name = self.peers.get(peer.get("id", 0))
+        if name is None:
+            name = display_name(peer.get("name") or peer.get("role") or "a peer", 60)
+            if peer.get("client", "").startswith("xfer/"):
+                name += " (xfer)"
+            if "id" in peer:
+                self.peers[peer["id"]] = name
+        return name
+
+    def _bars(self, files: list[dict[str, Any]], total: int) -> None:
+        if self.quiet or self.progress is not None:
+            return
+        self.progress = Progress(
+            TextColumn("{task.description}", justify="left"),
+            BarColumn(bar_width=None),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.progress.start()
+        width = min(max(len(f["name"]) for f in files), 28) if files else 10
+        for f in files:
+            label = display_name(f["name"], width).ljust(width)
+            self.tasks[f["index"]] = self.progress.add_task(label, total=f["size"] or 1, start=False)
+        if len(files) > 1:
+            self.total_task = self.progress.add_task("Total".ljust(width), total=total or 1)
+
+    # -- events ---------------------------------------------------------------------
+
+    def room(self, code: str, url: str, relay: str, command: str, qr: bool) -> None:
+        if self.quiet:
+            self.console.print(f"Room {code}")
+            return
+        self.console.print(f"Room  [bold]{code}[/bold]        [dim](expires when everyone leaves)[/dim]")
+        self.console.print()
+        self.console.print(f"On another computer:  [bold]{command}[/bold]")
+        self.console.print(f"On a phone: scan this, or open {url}")
+        if qr:
+            from .qr import qr_text
+
+            self.console.print()
+            self.console.file.write(qr_text(url))
+            self.console.file.flush()
+        self.console.print()
+
+    def __call__(self, event: str, **f: Any) -> None:
+        handler = getattr(self, "on_" + event.replace("-", "_"), None)
+        if handler is not None:
+            handler(**f)
+
+    def on_waiting(self, reason: str) -> None:
+        self.say("[dim]Waiting for a receiver…[/dim]" if reason == "receiver" else "[dim]Waiting for an offer…[/dim]")
+
+    def on_peer_joined(self, peer: dict[str, Any]) -> None:
+        self.say(f"[green]✓[/green] {self._peer(peer)} joined")
+
+    def on_peer_left(self, peer: dict[str, Any]) -> None:
+        if peer.get("id") in self.peers:
+            self.say(f"[dim]{self.peers[peer['id']]} left[/dim]")
+
+    def on_offer(self, files: list[dict[str, Any]], total: int, **f: Any) -> None:
+        if self.role == "send":
+            to = f.get("to") or {}
+            self.say(f"Offering {_count(len(files))} ({human_size(total)}) to {self._peer(to)}…")
+            self._bars(files, total)
+            return
+        who = self._peer(f.get("from") or {})
+        self.console.print(f"{who} offers {_count(len(files))}, {human_size(total)}:")
+        width = min(max(len(x["name"]) for x in files), 40)
+        for x in files[:20]:
+            self.console.print(f"  {display_name(x['name'], 40).ljust(width)}  {human_size(x['size']):>9}")
+        if len(files) > 20:
+            self.console.print(f"  … and {len(files) - 20} more")
+        self._pending = (files, total)
+
+    def on_accepted(self, **f: Any) -> None:
+        if self.role == "receive":
+            files, total = getattr(self, "_pending", ([], 0))
+            self._bars(files, total)
+
+    def on_file_start(self, index: int, **f: Any) -> None:
+        if self.progress is not None and index in self.tasks:
+            self.progress.start_task(self.tasks[index])
+
+    def on_progress(self, index: int, bytes: int, total_bytes: int, **f: Any) -> None:
+        if self.progress is None:
+            return
+        if index in self.tasks:
+            self.progress.update(self.tasks[index], completed=bytes)
+        if self.total_task is not None:
+            self.progress.update(self.total_task, completed=total_bytes)
+
+    def on_file_end(self, index: int, size: int, **f: Any) -> None:
+        if self.progress is not None and index in self.tasks:
+            task = self.tasks[index]
+            self.progress.start_task(task)
+            self.progress.update(task, completed=size or 1,
+                                 description=self.progress.tasks[task].description + " [green]✓[/green]")
+
+    def on_text(self, text: str, **f: Any) -> None:
+        who = display_name(f.get("from", "peer"), 60)
+        self._print(f"[bold]{who}:[/bold] {display_name(text, 100_000)}")
+
+    def on_done(self, files: int, bytes: int, seconds: float, **f: Any) -> None:
+        self.close()
+        if self.role == "send":
+            who = self._peer(f.get("peer") or {})
+            self.say(f"Sent {_count(files)} ({human_size(bytes)}) to {who} in {seconds:.1f} s · SHA-256 verified")
+        else:
+            names = ", ".join(display_name(s["name"], 60) for s in f.get("saved", [])[:5])
+            more = f" and {files - 5} more" if files > 5 else ""
+            folder = display_name(f.get("folder", "."), 120)
+            self.say(f"Saved to {folder}: {names}{more} ({human_size(bytes)}) · SHA-256 verified")
+
+    def error(self, exc: XferError) -> None:
+        self.close()
+        from rich.markup import escape
+
+        self.console.print(f"[bold red]xfer:[/bold red] {escape(str(exc))}")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def _count(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"

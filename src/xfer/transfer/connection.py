@@ -1,0 +1,159 @@
+"""A peer's connection to a relay room: hello/welcome, then messages and chunks.
+
+Everything received passes through the sans-I/O protocol before it reaches the
+sender or receiver logic; connection failures become ``XferError``s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from .. import __version__
+from ..errors import PeerProtocolError, RelayGone, RelayUnreachable, RoomError
+from ..protocol import (
+    MAX_BINARY_FRAME,
+    PROTOCOL_VERSION,
+    Chunk,
+    Error,
+    Hello,
+    Message,
+    PeerInfo,
+    PeerJoined,
+    PeerLeft,
+    ProtocolError,
+    VersionMismatch,
+    Welcome,
+    check_version,
+    parse_chunk,
+    parse_message,
+    serialize,
+)
+
+CLIENT = f"xfer/{__version__}"
+_ROOM_CODES = {"room-not-found", "room-full", "rate-limited", "too-many-rooms", "relay-full"}
+
+
+@dataclass
+class RelayConnection:
+    ws: ClientConnection
+    url: str
+    peer_id: int
+    peers: dict[int, PeerInfo] = field(default_factory=dict)
+
+    async def send(self, message: Message) -> None:
+        try:
+            await self.ws.send(serialize(message))
+        except ConnectionClosed as exc:
+            raise _closed_error(exc, self.url) from exc
+
+    async def send_frame(self, frame: bytes) -> None:
+        try:
+            await self.ws.send(frame)
+        except ConnectionClosed as exc:
+            raise _closed_error(exc, self.url) from exc
+
+    async def recv(self) -> Message | Chunk:
+        """The next message or chunk; keeps ``peers`` up to date. Raises ``XferError``s."""
+        try:
+            data = await self.ws.recv()
+        except ConnectionClosed as exc:
+            raise _closed_error(exc, self.url) from exc
+        try:
+            if isinstance(data, str):
+                item: Message | Chunk = parse_message(data)
+            else:
+                item = parse_chunk(data)
+        except ProtocolError as exc:
+            raise PeerProtocolError(f"the relay sent something broken: {exc}", exc.code) from exc
+        if isinstance(item, PeerJoined):
+            self.peers[item.peer.id] = item.peer
+        elif isinstance(item, PeerLeft):
+            self.peers.pop(item.peer_id, None)
+        return item
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def _closed_error(exc: ConnectionClosed, url: str) -> Exception:
+    rcvd = exc.rcvd
+    if rcvd is not None and rcvd.code == 1012:
+        return RelayGone("the relay is restarting; run the same command again in a moment")
+    return RelayGone(f"lost the connection to the relay {url}")
+
+
+async def open_room(
+    url: str,
+    room: str,
+    *,
+    role: str,
+    name: str,
+    create: bool,
+    open_timeout: float = 10.0,
+    ping_interval: float | None = 20.0,
+    ping_timeout: float | None = 20.0,
+) -> RelayConnection:
+    """Connect to the relay at ``url`` and join (or open) the room with id ``room``."""
+    try:
+        ws = await connect(
+            url,
+            compression=None,
+            max_size=MAX_BINARY_FRAME,
+            open_timeout=open_timeout,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            user_agent_header=CLIENT,
+            write_limit=256 * 1024,
+        )
+    except (OSError, asyncio.TimeoutError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+        reason = _reason(exc)
+        raise RelayUnreachable(
+            f"cannot reach relay {url} ({reason}). Is `xfer serve` running there?"
+        ) from exc
+    try:
+        await ws.send(serialize(Hello(version=PROTOCOL_VERSION, room=room, role=role, name=name,
+                                      client=CLIENT, create=create)))
+        reply = parse_message(await asyncio.wait_for(ws.recv(), open_timeout))
+        if isinstance(reply, Error):
+            raise _join_error(reply)
+        if not isinstance(reply, Welcome):
+            raise PeerProtocolError(f"the relay answered hello with {reply.type}")
+        check_version(reply.version)
+    except VersionMismatch as exc:
+        await ws.close()
+        raise PeerProtocolError(str(exc), "version") from exc
+    except ProtocolError as exc:
+        await ws.close()
+        raise PeerProtocolError(f"the relay sent something broken: {exc}", exc.code) from exc
+    except (ConnectionClosed, asyncio.TimeoutError, TimeoutError) as exc:
+        await ws.close()
+        raise RelayUnreachable(f"the relay {url} did not answer") from exc
+    except BaseException:
+        await ws.close()
+        raise
+    return RelayConnection(ws, url, reply.peer_id, {p.id: p for p in reply.peers})
+
+
+def _join_error(error: Error) -> Exception:
+    if error.code == "room-not-found":
+        return RoomError("room is not open. Check the code, or ask the other side to start again.", error.code)
+    if error.code in _ROOM_CODES:
+        return RoomError(f"the relay refused to join: {error.message}", error.code)
+    if error.code == "version":
+        return PeerProtocolError(error.message, "version")
+    return PeerProtocolError(f"the relay refused: {error.message}", error.code)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return "timed out"
+    if isinstance(exc, InvalidHandshake):
+        return f"not an xfer relay: {exc}"
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return text
