@@ -1,0 +1,150 @@
+"""Shared fixtures: a real relay on loopback, the installed ``xfer`` command, and time bounds.
+
+Every wait in the tests is bounded; ``XFER_TEST_TIMEOUT_FACTOR`` scales them all
+on a slow machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+FACTOR = float(os.environ.get("XFER_TEST_TIMEOUT_FACTOR", "1"))
+
+
+def bounded(seconds: float) -> float:
+    return seconds * FACTOR
+
+
+def run_async(coro, timeout: float = 30):
+    """Run a coroutine to completion, failing the test if it takes too long."""
+    return asyncio.run(asyncio.wait_for(coro, bounded(timeout)))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def make_file(path: Path, size: int, seed: int = 0) -> Path:
+    """A file of pseudo-random bytes, written in 1 MiB blocks (never whole in memory)."""
+    rng = random.Random(seed)
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            n = min(left, 1 << 20)
+            f.write(rng.randbytes(n))
+            left -= n
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def xfer_cmd() -> list[str]:
+    exe = shutil.which("xfer")
+    return [exe] if exe else [sys.executable, "-m", "xfer"]
+
+
+def wait_for_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + bounded(timeout)
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class Proc:
+    """A running ``xfer`` subprocess with its output collected to files."""
+
+    def __init__(self, args: list[str], cwd: Path, name: str, env: dict | None = None, stdin=subprocess.DEVNULL):
+        self.out_path = cwd / f"{name}.out"
+        self.err_path = cwd / f"{name}.err"
+        full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "100", **(env or {})}
+        full_env.pop("XFER_RELAY", None)
+        if env and "XFER_RELAY" in env:
+            full_env["XFER_RELAY"] = env["XFER_RELAY"]
+        self.proc = subprocess.Popen(
+            xfer_cmd() + args, cwd=cwd, env=full_env, stdin=stdin,
+            stdout=open(self.out_path, "wb"), stderr=open(self.err_path, "wb"),
+        )
+
+    def wait(self, timeout: float = 60) -> int:
+        try:
+            return self.proc.wait(bounded(timeout))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise AssertionError(f"timed out; stderr: {self.stderr}") from None
+
+    def first_event(self, timeout: float = 15) -> dict:
+        deadline = time.monotonic() + bounded(timeout)
+        while time.monotonic() < deadline:
+            text = self.out_path.read_text()
+            if "\n" in text:
+                return json.loads(text.splitlines()[0])
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exited {self.proc.returncode}: {self.stderr}")
+            time.sleep(0.05)
+        raise AssertionError(f"no event in time; stderr: {self.stderr}")
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text()
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text()
+
+    def events(self) -> list[dict]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@pytest.fixture
+def procs():
+    """Start ``xfer`` subprocesses; all are killed at the end of the test."""
+    started: list[Proc] = []
+
+    def start(args: list[str], cwd: Path, name: str, **kw) -> Proc:
+        p = Proc(args, cwd, name, **kw)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+@pytest.fixture
+def relay_process(tmp_path, procs):
+    """``xfer serve`` on a free loopback port; yields its port."""
+    port = free_port()
+    p = procs(["serve", "--host", "127.0.0.1", "--port", str(port)], tmp_path, "serve")
+    wait_for_port(port)
+    p.port = port
+    return p

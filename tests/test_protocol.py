@@ -1,0 +1,271 @@
+"""The sans-I/O protocol: messages, chunk frames and room codes, with malformed input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xfer.protocol import (
+    HEADER_SIZE,
+    MAX_BINARY_FRAME,
+    MAX_CHUNK_PAYLOAD,
+    MAX_CONTROL_FRAME,
+    Accept,
+    Ack,
+    Cancel,
+    Done,
+    Error,
+    FileEnd,
+    FileInfo,
+    FileStart,
+    FrameTooLarge,
+    Hello,
+    Offer,
+    PeerInfo,
+    PeerJoined,
+    PeerLeft,
+    ProtocolError,
+    Reject,
+    Text,
+    Verified,
+    VersionMismatch,
+    Welcome,
+    check_version,
+    encode_chunk,
+    new_code,
+    parse_chunk,
+    parse_code,
+    parse_header,
+    parse_message,
+    room_id,
+    serialize,
+    short_code,
+)
+from xfer.protocol.codes import ALPHABET
+
+ROOM = "0123456789abcdef0123456789abcdef"
+SHA = "ab" * 32
+
+EXAMPLES = [
+    Hello(version="1.0", room=ROOM, role="sender", name="laptop", client="xfer/0.1.0", create=True),
+    Welcome(version="1.0", peer_id=7, peers=(PeerInfo(id=8, name="Pixel 7", role="peer", client="page"),)),
+    PeerJoined(peer=PeerInfo(id=9, name="x", role="receiver")),
+    PeerLeft(peer_id=9),
+    Error(code="room-not-found", message="no room"),
+    Offer(to=3, sender=4, transfer=5, files=(FileInfo(name="a.txt", size=3, mtime=1.5), FileInfo(name="b", size=0))),
+    Accept(to=4, transfer=5),
+    Reject(transfer=5, reason="no", code="no-space"),
+    FileStart(transfer=5, index=1, offset=0),
+    FileEnd(transfer=5, index=0, size=3, sha256=SHA),
+    Ack(transfer=5, bytes=1 << 40),
+    Verified(transfer=5, index=0, sha256=SHA),
+    Done(transfer=5),
+    Cancel(transfer=5, reason="bye"),
+    Text(text="héllo \u202e"),
+]
+
+
+@pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: m.type)
+def test_round_trip(message):
+    wire = serialize(message)
+    assert json.loads(wire)["type"] == message.type
+    assert parse_message(wire) == message
+    assert parse_message(wire.encode()) == message
+
+
+def test_from_travels_as_from():
+    wire = serialize(Text(text="hi", sender=12, to=3))
+    assert json.loads(wire) == {"type": "text", "from": 12, "to": 3, "text": "hi"}
+
+
+def test_unknown_fields_are_ignored_for_minor_versions():
+    assert parse_message('{"type":"done","transfer":2,"later":"field"}') == Done(transfer=2)
+
+
+@pytest.mark.parametrize(
+    "wire, fragment",
+    [
+        ("not json", "not valid JSON"),
+        ("[1,2]", "must be an object"),
+        ('"text"', "must be an object"),
+        ("{}", "unknown message type"),
+        ('{"type":"launch-missiles"}', "unknown message type"),
+        ('{"type":7}', "unknown message type"),
+        ('{"type":"offer","transfer":1}', "missing files"),
+        ('{"type":"offer","transfer":true,"files":[{"name":"a","size":1}]}', "transfer"),
+        ('{"type":"offer","transfer":1.0,"files":[{"name":"a","size":1}]}', "transfer"),
+        ('{"type":"offer","transfer":0,"files":[{"name":"a","size":1}]}', "transfer"),
+        ('{"type":"offer","transfer":1,"files":[]}', "files"),
+        ('{"type":"offer","transfer":1,"files":{"name":"a"}}', "must be a list"),
+        ('{"type":"offer","transfer":1,"files":[{"name":"a","size":-1}]}', "size"),
+        ('{"type":"offer","transfer":1,"files":[{"name":"","size":1}]}', "name"),
+        ('{"type":"offer","transfer":1,"files":[{"name":"a","size":"1"}]}', "size"),
+        ('{"type":"offer","transfer":1,"files":["a"]}', "must be an object"),
+        ('{"type":"offer","transfer":1,"files":[{"name":"a","size":9007199254740992}]}', "size"),
+        ('{"type":"file-end","transfer":1,"index":0,"size":1,"sha256":"XYZ"}', "sha256"),
+        ('{"type":"hello","version":"1","room":"%s","role":"sender","name":"a"}' % ROOM, "version"),
+        ('{"type":"hello","version":"1.0","room":"CODE","role":"sender","name":"a"}' % (), "room"),
+        ('{"type":"hello","version":"1.0","room":"%s","role":"admin","name":"a"}' % ROOM, "role"),
+        ('{"type":"hello","version":"1.0","room":"%s","role":"peer","name":"a","create":1}' % ROOM, "create"),
+        ('{"type":"text","text":""}', "text"),
+        ('{"type":"text","text":"a","to":-1}', "to"),
+        ('{"type":"ack","transfer":1,"bytes":NaN}', "not valid JSON"),
+        ('{"type":"ack","transfer":1,"bytes":Infinity}', "not valid JSON"),
+        ('{"type":"error","code":"BAD CODE"}', "code"),
+    ],
+)
+def test_malformed_messages_raise_protocol_error(wire, fragment):
+    with pytest.raises(ProtocolError, match=re.escape(fragment)):
+        parse_message(wire)
+
+
+def test_oversize_control_frame_is_refused_before_parsing():
+    wire = json.dumps({"type": "text", "text": "x" * MAX_CONTROL_FRAME})
+    with pytest.raises(FrameTooLarge):
+        parse_message(wire)
+
+
+def test_too_many_files_in_an_offer():
+    files = [{"name": f"f{i}", "size": 1} for i in range(1001)]
+    with pytest.raises(ProtocolError):
+        parse_message(json.dumps({"type": "offer", "transfer": 1, "files": files}))
+
+
+def test_deeply_nested_json_is_a_protocol_error():
+    with pytest.raises(ProtocolError):
+        parse_message("[" * 100_000 + "]" * 100_000, max_size=1_000_000)
+
+
+def test_invalid_utf8_is_a_protocol_error():
+    with pytest.raises(ProtocolError):
+        parse_message(b'{"type":"text","text":"\xff\xfe"}')
+
+
+def test_constructing_an_invalid_message_fails_locally():
+    with pytest.raises(ProtocolError):
+        Ack(transfer=1, bytes=-5)
+    with pytest.raises(ProtocolError):
+        Text(text="x" * (64 * 1024 + 1))
+
+
+def test_version_check():
+    check_version("1.0")
+    check_version("1.7")
+    for other in ("2.0", "0.9", "one", "", "1"):
+        with pytest.raises(VersionMismatch, match="protocol"):
+            check_version(other)
+
+
+# -- chunk frames ---------------------------------------------------------------------
+
+
+def test_chunk_round_trip():
+    frame = encode_chunk(11, 22, 33, 4, 5 << 32, b"payload")
+    chunk = parse_chunk(frame)
+    assert (chunk.sender, chunk.to, chunk.transfer, chunk.index, chunk.offset) == (11, 22, 33, 4, 5 << 32)
+    assert bytes(chunk.payload) == b"payload"
+    assert parse_header(frame) == (11, 22)
+    assert len(frame) == HEADER_SIZE + 7
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"",
+        b"\x01" * (HEADER_SIZE - 1),
+        b"\x02" + b"\x00" * (HEADER_SIZE - 1),  # unknown kind
+        encode_chunk(1, 0, 1, 0, 0, b"x")[:4] + b"\x00" * 4 + encode_chunk(1, 0, 1, 0, 0, b"x")[8:],  # no sender
+        encode_chunk(1, 0, 0, 0, 0, b"x"),  # no transfer id
+        encode_chunk(1, 0, 1, 5000, 0, b"x"),  # file index past the offer limit
+    ],
+)
+def test_malformed_chunks(frame):
+    with pytest.raises(ProtocolError):
+        parse_chunk(frame)
+
+
+def test_oversize_chunk():
+    with pytest.raises(FrameTooLarge):
+        encode_chunk(1, 0, 1, 0, 0, b"x" * (MAX_CHUNK_PAYLOAD + 1))
+    with pytest.raises(FrameTooLarge):
+        parse_header(b"\x01" + b"\x00" * MAX_BINARY_FRAME)
+
+
+# -- room codes -------------------------------------------------------------------------
+
+
+def test_new_codes_are_grouped_base32_with_80_bits():
+    codes = {new_code() for _ in range(200)}
+    assert len(codes) == 200
+    for code in codes:
+        assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){3}", code)
+    assert len(ALPHABET) == 32  # 16 characters x 5 bits = 80 bits
+
+
+def test_codes_forgive_how_people_type_them():
+    code = "7KQ2-M9XD-41TR-PZ8H"
+    for typed in ("7kq2 m9xd 41tr pz8h", "7KQ2M9XD41TRPZ8H", " 7kq2-m9xd-41tr-pz8h ", "7KQ2_M9XD.41TR-PZ8H"):
+        assert parse_code(typed) == code
+    assert parse_code("OOOO-IIII-LLLL-0000") == "0000-1111-1111-0000"
+    assert room_id("7kq2m9xd41trpz8h") == room_id(code)
+    assert short_code(code) == "7KQ2-…-PZ8H"
+
+
+@pytest.mark.parametrize("bad", ["", "ABC", "7KQ2-M9XD-41TR-PZ8", "7KQ2-M9XD-41TR-PZ8HX", "UUUU-UUUU-UUUU-UUUU",
+                                 "7KQ2-M9XD-41TR-PZ8!", "x" * 1000, "../../etc"])
+def test_bad_codes(bad):
+    with pytest.raises(ProtocolError) as info:
+        parse_code(bad)
+    assert info.value.code == "bad-code"
+
+
+def test_room_id_hides_the_code():
+    code = new_code()
+    rid = room_id(code)
+    assert re.fullmatch(r"[0-9a-f]{32}", rid)
+    assert code.replace("-", "").lower() not in rid
+    assert room_id(code) == rid and room_id(new_code()) != rid
+
+
+# -- fuzzing: bytes from the network never raise anything but ProtocolError ----------------
+
+FUZZ_EXAMPLES = int(os.environ.get("XFER_FUZZ_EXAMPLES", "2000"))
+_fuzz = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=6,
+)
+message_like = st.fixed_dictionaries(
+    {"type": st.sampled_from(sorted(["hello", "welcome", "peer-joined", "peer-left", "error", "offer", "accept",
+                                     "reject", "file-start", "file-end", "ack", "verified", "done", "cancel",
+                                     "text", "nope"]))},
+    optional={k: json_values for k in ("transfer", "files", "index", "size", "sha256", "bytes", "to", "from",
+                                       "peer", "peers", "version", "room", "role", "name", "text", "code")},
+)
+
+
+@_fuzz
+@given(st.binary(max_size=512))
+def test_fuzz_arbitrary_bytes(data):
+    for parse in (parse_message, parse_chunk):
+        try:
+            parse(data)
+        except ProtocolError:
+            pass
+
+
+@_fuzz
+@given(message_like)
+def test_fuzz_message_shaped_json(obj):
+    try:
+        message = parse_message(json.dumps(obj))
+    except ProtocolError:
+        return
+    assert parse_message(serialize(message)) == message  # whatever parses, round-trips
