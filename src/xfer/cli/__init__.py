@@ -232,7 +232,7 @@ def serve(
     from ..relay import RelayLimits, RelayServer, bind_socket
     from ..relay.server import quiet_uvicorn
 
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     if not debug:
         quiet_uvicorn()
     limits = RelayLimits(max_peers_per_room=max_peers, max_rooms=max_rooms, joins_per_minute=joins_per_minute)

@@ -52,7 +52,7 @@ class HumanReporter:
     """Progress bars and short lines on stderr, for people."""
 
     def __init__(self, *, quiet: bool = False, role: str = "send") -> None:
-        self.console = Console(stderr=True, highlight=False)
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True)  # a line stays one line
         self.quiet = quiet
         self.role = role
         self.peers: dict[int, str] = {}

@@ -62,7 +62,18 @@ async def room_session(opts: RoomOptions, role: str, out) -> AsyncIterator[Relay
                 pass
     finally:
         if server is not None:
+            await _drain(server)
             await server.stop()
+
+
+async def _drain(server, timeout: float = 3.0) -> None:
+    """Let the other peers finish with our embedded relay before it closes on them."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while server.hub.peer_count > 0 and loop.time() < deadline:
+        await asyncio.sleep(0.05)
 
 
 def _code(room: str | None) -> str:

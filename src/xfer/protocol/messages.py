@@ -221,10 +221,12 @@ class Offer(Message):
     routed: ClassVar[bool] = True
     transfer: int
     files: tuple[FileInfo, ...]
+    window: int | None = None  # the sender's credit window; receivers ack at least 4 times per window
 
     def check(self) -> None:
         _check_int(self, "transfer", 1, MAX_ID)
         _check_tuple(self, "files", FileInfo, MAX_FILES_PER_OFFER, min_items=1)
+        _check_int(self, "window", 1024, 1 << 30, optional=True)
 
     @property
     def total(self) -> int:

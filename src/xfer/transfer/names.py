@@ -1,35 +1,33 @@
 """Peer-supplied names: turning them into safe local files and safe terminal text.
 
-Every file name that arrives over the relay is attacker-controlled. Other
+Every name that arrives over the relay is attacker-controlled; other
 peer-to-peer transfer tools show what goes wrong when it is trusted:
 
-* Traversal. qrcp's receive mode joined the multipart ``filename`` ("../x")
-  onto its folder (qrcp#223); croc let a sender choose ``FolderRemote: "../"``
-  and write anywhere the receiver can (croc#593, GHSA-ppjh-xp5v-46wc, e.g. a
-  new ``~/.ssh/authorized_keys``) and overwrite files through ZIP extraction
-  (CVE-2023-43616); magic-wormhole must reject ``..``/absolute zip entries;
-  LocalSend had to sanitise names with ``<>:"|?*``, reserved and trailing-dot
-  names that fail or alias on Windows/FAT. So ``safe_name`` keeps only the
-  last component split on *both* ``/`` and ``\\`` (peers may be Windows), drops
-  drive prefixes, maps ``.``/``..``/empty to ``file``, replaces Windows-invalid
-  characters, and prefixes reserved device names (``CON``, ``COM1``, ``LPT¹``)
-  which would otherwise open a device instead of a file on Windows.
+* Traversal. qrcp's receive mode joined a multipart ``filename`` of "../x"
+  onto its folder (qrcp#223); croc let a sender pick ``FolderRemote: "../"``
+  and create files such as ``~/.ssh/authorized_keys`` (croc#593,
+  GHSA-ppjh-xp5v-46wc) or overwrite them via ZIP extraction (CVE-2023-43616);
+  magic-wormhole has to vet ``..``/absolute entries of received zips. So
+  ``safe_name`` keeps only the last component, split on *both* ``/`` and
+  ``\\`` (peers may run Windows), drops ``C:`` prefixes and maps ``.``, ``..``
+  and empty names to ``file``.
+* Windows/FAT. LocalSend failed or aliased on names with ``<>:"|?*``, device
+  names and trailing dots: those characters become ``_``, trailing dots and
+  spaces go (Windows drops them), and ``CON``, ``COM1``, ``LPT¹`` ... get a
+  ``_`` prefix, since opening them opens a device, not a file.
 * Terminal injection. croc printed names verbatim, so ESC/CSI/OSC sequences
   could rewrite the receiver's screen or plant OSC 8 links
-  (GHSA-364c-vvqx-446c). Control characters and Unicode format characters
-  (bidi overrides such as U+202E make ``gpj.exe`` look like ``exe.jpg``;
-  zero-width characters make two names look identical) are removed from
-  file names and shown escaped by ``display_name``, which is also escaped for
-  rich markup so ``[link=...]`` in a name prints literally.
-* Aliasing. NFC normalisation makes the NFD and NFC spellings of ``é.txt`` one
-  name (macOS would otherwise collide them silently); trailing dots/spaces are
-  stripped because Windows does; names are capped at 255 UTF-8 bytes (the
-  usual NAME_MAX) without splitting a character and keeping the extension.
-* Clobbering and symlinks. A received file never replaces anything unless
-  asked, and never writes *through* a symlink planted in the folder: it is
-  placed with ``link()`` (fails if anything, even a dangling symlink, exists)
-  or ``O_CREAT|O_EXCL|O_NOFOLLOW`` + ``rename()``, both of which act on the
-  directory entry, never on what it points to.
+  (GHSA-364c-vvqx-446c). Control and format characters (U+202E makes
+  ``gpj.exe`` read ``exe.jpg``; zero-width ones make two names look alike)
+  are dropped from file names and shown escaped by ``display_name``, whose
+  output is also rich-markup-escaped so ``[link=...]`` prints literally.
+* Aliasing and limits. NFC makes the NFD and NFC spellings of ``é.txt`` one
+  name (macOS treats them as one file anyway); names are capped at 255 UTF-8
+  bytes (NAME_MAX) without splitting a character, keeping the extension.
+* Clobbering and symlinks. ``finalize`` never replaces anything unless asked
+  and never writes *through* a symlink planted in the folder: ``link()`` and
+  ``O_CREAT|O_EXCL|O_NOFOLLOW`` + ``rename()`` fail on, or replace, the
+  directory entry itself (even a dangling link), never what it points to.
 """
 
 from __future__ import annotations
@@ -47,18 +45,13 @@ MAX_NUMBERED = 10_000
 _INVALID = re.compile(r'[<>:"|?*]')
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _SEPARATORS = re.compile(r"[/\\]")
-_RESERVED = frozenset(
-    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
-    + [f"{dev}{d}" for dev in ("COM", "LPT") for d in "0123456789¹²³"]
-)
+_RESERVED = frozenset(["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+                      + [f"{dev}{d}" for dev in ("COM", "LPT") for d in "0123456789¹²³"])
 _EXT = re.compile(r"\.[^.\s]{1,16}")
 _COMPRESSED = frozenset([".gz", ".bz2", ".xz", ".zst", ".lz", ".lzma", ".lz4", ".br", ".z"])
 _INNER_EXT = re.compile(r"\.[A-Za-z0-9]{1,5}")
-_LINK_UNSUPPORTED = {
-    errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP,
-}
-# rich replaces ":name:" emoji codes; the same pattern rich uses.
-_EMOJI_CODE = re.compile(r"(:(\S*?)(?:(?:\-)(emoji|text))?:)")
+# link() failures meaning "this filesystem has no hard links", not "name taken"
+_NO_LINKS = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
 
 
 def _hostile(ch: str) -> bool:
@@ -89,10 +82,6 @@ def _split_ext(name: str) -> tuple[str, str]:
     return lead + stem, ext
 
 
-def _fit(stem: str, ext: str, limit: int = NAME_MAX) -> str:
-    return _truncate(stem, limit - _blen(ext)) + ext
-
-
 def safe_name(raw: str) -> str:
     """Turn a peer-supplied file name into one safe path component (never raises)."""
     s = raw if isinstance(raw, str) else str(raw)
@@ -108,50 +97,57 @@ def safe_name(raw: str) -> str:
         s = "_" + s
     if _blen(s) > NAME_MAX:
         stem, ext = _split_ext(s)
-        s = _fit(stem, ext) if stem and _blen(ext) <= 64 else _truncate(s, NAME_MAX).rstrip(". ")
+        if ext:
+            s = _truncate(stem, NAME_MAX - _blen(ext)) + ext
+        else:
+            s = _truncate(s, NAME_MAX).rstrip(". ")
     return s if s not in ("", ".", "..") else "file"
+
+
+def _ellipsize(tokens: list[str], limit: int) -> list[int | None]:
+    """Indices of the tokens shown, ``None`` marking the middle ellipsis."""
+    if sum(map(len, tokens)) <= limit:
+        return list(range(len(tokens)))
+    head: list[int | None] = []
+    tail: list[int | None] = []
+    for out, order, budget in ((head, range(len(tokens)), limit // 2),
+                               (tail, range(len(tokens) - 1, -1, -1), (limit - 1) // 2)):
+        for i in order:
+            if len(tokens[i]) > budget:
+                break
+            out.append(i)
+            budget -= len(tokens[i])
+    return head + [None] + tail[::-1]
 
 
 def display_name(raw: str, limit: int = 200) -> str:
     """Printable, rich-markup-safe rendering of a peer-supplied string (never raises)."""
     from rich.markup import escape
 
-    s = raw if isinstance(raw, str) else str(raw)
-    tokens = []
-    for ch in s:
-        if _hostile(ch):
-            o = ord(ch)
-            ch = f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
-        tokens.append(ch)
-    limit = max(int(limit), 1)
-    if sum(map(len, tokens)) > limit:
-        budget_head, budget_tail = limit // 2, (limit - 1) // 2
-        head, tail = [], []
-        for t in tokens:
-            if len(t) > budget_head:
-                break
-            head.append(t)
-            budget_head -= len(t)
-        for t in reversed(tokens[len(head):]):
-            if len(t) > budget_tail:
-                break
-            tail.append(t)
-            budget_tail -= len(t)
-        tokens = head + ["…"] + tail[::-1]
-    text = "".join(tokens)
     try:
         from rich._emoji_codes import EMOJI
-    except ImportError:  # pragma: no cover - private rich module moved
+    except ImportError:  # pragma: no cover - private rich module moved: defuse all
         EMOJI = None
-
-    def _defuse(m: re.Match[str]) -> str:
-        if EMOJI is not None and m.group(2).lower() not in EMOJI:
-            return m.group(1)
-        return "\\x3a" + m.group(1)[1:]
-
-    while (defused := _EMOJI_CODE.sub(_defuse, text)) != text:
-        text = defused  # each pass escapes a colon, so this terminates
-    return escape(text)
+    s = raw if isinstance(raw, str) else str(raw)
+    limit = max(int(limit), 1)
+    if len(s) > 2 * limit + 2:  # every char shows as >= 1 char: the middle is never shown
+        s = s[: limit + 1] + s[-(limit + 1):]
+    tokens = [ch if not _hostile(ch) else f"\\x{ord(ch):02x}" if ord(ch) < 0x100
+              else f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}"
+              for ch in s]
+    if tokens and tokens[-1] == "\\":  # would escape whatever tag the caller puts next
+        tokens[-1] = "\\x5c"
+    # rich turns ":smile:" into an emoji. Escape the opening colon of *every* ":code:"
+    # substring, so no pairing of colons, before or after truncation, yields one.
+    colons = [i for i, t in enumerate(tokens) if t == ":"]
+    for i, j in zip(colons, colons[1:]):
+        code = "".join(tokens[i + 1:j])
+        if any(ch.isspace() for ch in code):
+            continue
+        bare = re.sub(r"-(emoji|text)$", "", code).lower()
+        if EMOJI is None or code.lower() in EMOJI or bare in EMOJI:
+            tokens[i] = "\\x3a"
+    return escape("".join("…" if i is None else tokens[i] for i in _ellipsize(tokens, limit)))
 
 
 def _check_component(name: str) -> None:
@@ -170,7 +166,8 @@ def _numbered(name: str, n: int) -> str:
     if n == 0:
         return name
     stem, ext = _split_ext(name)
-    return _fit(stem, f" ({n}){ext}")
+    ext = f" ({n}){ext}"
+    return _truncate(stem, NAME_MAX - _blen(ext)) + ext
 
 
 def _place(partial: Path, folder: Path, name: str, *, link: bool = True) -> Path:
@@ -183,7 +180,7 @@ def _place(partial: Path, folder: Path, name: str, *, link: bool = True) -> Path
             except FileExistsError:
                 continue
             except OSError as exc:
-                if exc.errno not in _LINK_UNSUPPORTED:
+                if exc.errno not in _NO_LINKS:
                     raise
                 link = False  # filesystem without hard links: reserve + rename
             else:
@@ -219,8 +216,8 @@ def finalize(partial: Path, folder: Path, name: str, *, overwrite: bool) -> Path
         try:
             mode = os.lstat(target).st_mode
         except FileNotFoundError:
-            mode = None
-        if mode is not None and (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            mode = 0
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
             try:
                 os.replace(partial, target)
                 return target

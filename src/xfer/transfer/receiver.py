@@ -141,6 +141,8 @@ class Receiver(PeerTask):
                                         reason="this receiver is busy with another offer"))
             return
         self.offer = offer
+        if offer.window is not None:  # ack often enough that the sender's window never runs dry
+            self.ack_every = max(1, min(self.ack_every, offer.window // 4))
         self.names = [safe_name(f.name) for f in offer.files]
         files = [{"index": i, "name": n, "size": f.size} for i, (n, f) in enumerate(zip(self.names, offer.files))]
         sender = self.conn.peers.get(offer.sender or 0)

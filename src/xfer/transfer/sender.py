@@ -11,7 +11,7 @@ from typing import Any
 
 import aiofiles
 
-from ..errors import Declined, IntegrityFailure, LocalFileError, PeerGone, PeerProtocolError
+from ..errors import XferError, Declined, IntegrityFailure, LocalFileError, PeerGone, PeerProtocolError
 from ..protocol import (
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNK_PAYLOAD,
@@ -120,7 +120,7 @@ class Sender(PeerTask):
     def _peer_left(self, peer_id: int) -> None:
         gone = self.receiver if self.receiver and self.receiver.id == peer_id else None
         self.emit("peer-left", peer={"id": peer_id})
-        if gone is not None and len(self.verified) < len(self.files):
+        if gone is not None and not isinstance(self.answer, Reject) and len(self.verified) < len(self.files):
             self.fail(PeerGone(self._left_message()))
 
     def _current(self) -> tuple[int, int]:
@@ -171,6 +171,7 @@ class Sender(PeerTask):
             to=self.receiver.id,
             transfer=self.transfer,
             files=tuple(FileInfo(name=f.name, size=f.size, mtime=f.mtime) for f in self.files),
+            window=self.window,
         )
         await self.conn.send(offer)
         self.emit("offer", transfer=self.transfer, to=peer_dict(self.receiver), total=self.total,
@@ -183,7 +184,10 @@ class Sender(PeerTask):
         for index, f in enumerate(self.files):
             await self._send_file(index, f)
         await self.until(lambda: len(self.verified) == len(self.files))
-        await self.conn.send(Done(to=self.receiver.id, transfer=self.transfer))
+        try:
+            await self.conn.send(Done(to=self.receiver.id, transfer=self.transfer))
+        except XferError:
+            pass  # every file is verified; a receiver that already left loses nothing
         seconds = time.monotonic() - started
         summary = {"files": len(self.files), "bytes": self.total, "seconds": round(seconds, 3),
                    "peer": peer_dict(self.receiver)}
