@@ -253,4 +253,10 @@ def serve(
 
 
 def main() -> None:
+    import os
+
+    if "_XFER_COMPLETE" in os.environ:  # shell completion (completions/ holds the generated scripts)
+        from typer.completion import completion_init
+
+        completion_init()
     app(prog_name="xfer")
