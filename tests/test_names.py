@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 import unicodedata
 from pathlib import Path
 
@@ -256,6 +257,14 @@ def test_overwrite_replaces_symlink_not_its_target(box: Box) -> None:
     assert box.listing() == {"x.txt"}
 
 
+def test_overwrite_replaces_symlink_to_outside_directory(box: Box) -> None:
+    link = box.folder / "x.txt"
+    link.symlink_to(box.outside, target_is_directory=True)
+    final = box.receive("x.txt", b"new", overwrite=True)
+    assert final == link and not link.is_symlink()
+    assert sorted(os.listdir(box.outside)) == ["secret.txt"]
+
+
 def test_overwrite_replaces_dangling_symlink(box: Box) -> None:
     link = box.folder / "x.txt"
     link.symlink_to(box.outside / "planted.txt")
@@ -333,7 +342,8 @@ def _render(markup: str) -> str:
     ("[bold]x[/bold]", "[bold]x[/bold]"),
     ("[link=http://evil]click[/link]", "[link=http://evil]click[/link]"),
     ("\\[bold]x", "\\[bold]x"),
-    ("trailing\\", "trailing\\"),
+    ("trailing\\", "trailing\\x5c"),
+    ("two\\\\", "two\\\\x5c"),
     ("C:\\Users\\[red]", "C:\\Users\\[red]"),
     ("12:30:00 notes", "12:30:00 notes"),
     (":smile:", "\\x3asmile:"),
@@ -341,6 +351,7 @@ def _render(markup: str) -> str:
 ])
 def test_display_name_escapes_and_prints_literally(raw: str, shown: str) -> None:
     assert _render(display_name(raw)) == shown
+    assert _render(f"[bold]{display_name(raw)}[/bold] end") == shown + " end"
 
 
 def test_display_name_no_emoji_codes_survive() -> None:
@@ -410,5 +421,33 @@ def test_display_name_properties(raw: str, limit: int) -> None:
     rendered = _render(out)
     assert not any(_hostile_char(ch) for ch in rendered)
     assert len(rendered) <= max(limit, 1)
-    if len(raw) <= limit and ":" not in raw and not any(_hostile_char(c) for c in raw):
+    assert _render(f"[bold]{out}[/]|") == rendered + "|"
+    plain = ":" not in raw and not raw.endswith("\\") and not any(map(_hostile_char, raw))
+    if len(raw) <= limit and plain:
         assert rendered == raw
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([":", "smile", "heart", "+1", "-emoji", "-text", " ", "x", "\\",
+                                 "[bold]", "\x1b"]), max_size=30),
+       st.integers(min_value=1, max_value=40))
+def test_display_name_never_renders_emoji_or_markup(parts: list[str], limit: int) -> None:
+    """Whatever the colon pairing, before or after truncation, rich shows no emoji."""
+    rendered = _render(f"[bold]{display_name(''.join(parts), limit)}[/bold]")
+    assert all(ch.isascii() or ch == "…" for ch in rendered), rendered
+    assert len(rendered) <= limit
+
+
+def test_display_name_is_linear_on_huge_input() -> None:
+    start = time.monotonic()
+    for raw in (":smile:" * 50_000, ":" * 400_000, "\x1b[" * 100_000):
+        out = display_name(raw, 100_000)
+        assert len(out) <= 2 * 100_000  # markup escapes may add backslashes
+    assert time.monotonic() - start < 10
+
+
+
+def test_names_cannot_pose_as_partial_files():
+    name = safe_name(".x.0000002a-0.xfer-part")
+    assert not name.endswith(".xfer-part")
+    assert safe_name(name) == name

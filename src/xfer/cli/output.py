@@ -125,6 +125,13 @@ class HumanReporter:
         if handler is not None:
             handler(**f)
 
+    def on_joined(self, code: str, peers: list[dict[str, Any]]) -> None:
+        from ..protocol import short_code
+
+        names = ", ".join(self._peer(p) for p in peers) or "nobody yet"
+        count = f"{len(peers)} peer" if len(peers) == 1 else f"{len(peers)} peers"
+        self.say(f"Joined room {short_code(code)} · {count}: {names}")
+
     def on_waiting(self, reason: str) -> None:
         self.say("[dim]Waiting for a receiver…[/dim]" if reason == "receiver" else "[dim]Waiting for an offer…[/dim]")
 

@@ -11,6 +11,7 @@ from ..addresses import lan_address, page_url, relay_ws_url, ws_url_for
 from ..errors import RelayUnreachable, UsageError
 from ..protocol import ProtocolError, new_code, parse_code, room_id
 from ..transfer.connection import RelayConnection, open_room
+from ..transfer.sender import peer_dict
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ async def room_session(opts: RoomOptions, role: str, out) -> AsyncIterator[Relay
         try:
             if opts.room is None:
                 out.room(code, page_url(public, code), public, relay_command(role, code, public), opts.qr)
+            else:
+                out("joined", code=code, peers=[peer_dict(p) for p in conn.peers.values()])
             yield conn
         finally:
             try:

@@ -41,6 +41,7 @@ import unicodedata
 from pathlib import Path
 
 NAME_MAX = 255
+PARTIAL_SUFFIX = ".xfer-part"
 MAX_NUMBERED = 10_000
 _INVALID = re.compile(r'[<>:"|?*]')
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -69,7 +70,7 @@ def _truncate(s: str, limit: int) -> str:
 
 
 def _split_ext(name: str) -> tuple[str, str]:
-    """``archive.tar.gz`` -> (``archive``, ``.tar.gz``); ``.bashrc`` -> (``.bashrc``, ``)."""
+    """``archive.tar.gz`` -> (``archive``, ``.tar.gz``); ``.bashrc`` -> (``.bashrc``, ``''``)."""
     body = name.lstrip(".")
     lead = name[: len(name) - len(body)]
     i = body.rfind(".")
@@ -101,6 +102,8 @@ def safe_name(raw: str) -> str:
             s = _truncate(stem, NAME_MAX - _blen(ext)) + ext
         else:
             s = _truncate(s, NAME_MAX).rstrip(". ")
+    if s.endswith(PARTIAL_SUFFIX):  # a peer must not name a file like another transfer's partial
+        s = _truncate(s, NAME_MAX - 1) + "_"
     return s if s not in ("", ".", "..") else "file"
 
 
@@ -158,7 +161,7 @@ def _check_component(name: str) -> None:
 def partial_path(folder: Path, name: str, transfer: int, index: int) -> Path:
     """Hidden in-progress file for *name*; the component stays <= 255 bytes."""
     _check_component(name)
-    suffix = f".{transfer:08x}-{index}.xfer-part"
+    suffix = f".{transfer:08x}-{index}{PARTIAL_SUFFIX}"
     return Path(folder) / f".{_truncate(name, NAME_MAX - 1 - _blen(suffix))}{suffix}"
 
 
