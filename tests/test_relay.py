@@ -73,6 +73,10 @@ def test_membership_routing_and_from_stamping():
         async with Relay() as relay:
             a, wa = await relay.join(room, "sender", "a", create=True)
             assert isinstance(wa, Welcome) and wa.peers == ()
+            # Compression stays off even when a client offers it: chunks are binary, deflate costs more than it saves.
+            offering = await connect(relay.url)  # websockets offers permessage-deflate by default
+            assert "Sec-WebSocket-Extensions" not in offering.response.headers
+            await offering.close()
             b, wb = await relay.join(room, "receiver", "b")
             assert [p.id for p in wb.peers] == [wa.peer_id]
             joined = await recv_message(a)

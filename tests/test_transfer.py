@@ -365,3 +365,79 @@ def test_sender_leaving_mid_transfer_removes_the_partial_file(tmp_path):
     result = run_async(main())
     assert isinstance(result, PeerGone) and "movie.mkv" in str(result) and "100.0 kB of 10.0 MB" in str(result)
     assert listing(tmp_path) == []
+
+
+# -- hostile or unlucky receivers: the sender ends with the right error --------------------------
+
+
+async def _sender_against(room, src, reply):
+    """A real sender; a raw receiver that accepts, takes the data, then answers with ``reply``."""
+    s = await room.join("sender")
+    r = await room.join("receiver")
+    task = asyncio.create_task(Sender(s, check_sources([src]), Events()).run())
+    offer = await next_of(r, Offer)
+    await reply(r, offer)
+    try:
+        return await asyncio.wait_for(task, 10)
+    except Exception as exc:
+        return exc
+
+
+def test_sender_reports_a_hash_mismatch(tmp_path):
+    src = make_file(tmp_path / "a.bin", 1000)
+
+    async def reply(r, offer):
+        await r.send(Accept(to=offer.sender, transfer=offer.transfer))
+        await next_of(r, FileEnd)
+        await r.send(Error(to=offer.sender, code="hash-mismatch", message="no", transfer=offer.transfer, index=0))
+
+    async def main():
+        async with Room() as room:
+            return await _sender_against(room, src, reply)
+
+    result = run_async(main())
+    assert isinstance(result, IntegrityFailure) and "a.bin" in str(result) and result.exit_code == 7
+
+
+def test_sender_refuses_a_verification_with_the_wrong_hash(tmp_path):
+    src = make_file(tmp_path / "a.bin", 1000)
+
+    async def reply(r, offer):
+        await r.send(Accept(to=offer.sender, transfer=offer.transfer))
+        await next_of(r, FileEnd)
+        await r.send(Ack(to=offer.sender, transfer=offer.transfer, bytes=1000))
+        await r.send(Verified(to=offer.sender, transfer=offer.transfer, index=0, sha256="0" * 64))
+
+    async def main():
+        async with Room() as room:
+            return await _sender_against(room, src, reply)
+
+    assert isinstance(run_async(main()), IntegrityFailure)
+
+
+def test_sender_hears_that_the_receiver_has_no_space(tmp_path):
+    src = make_file(tmp_path / "a.bin", 1000)
+
+    async def reply(r, offer):
+        await r.send(Reject(to=offer.sender, transfer=offer.transfer, code="no-space", reason="needs 1 kB, 0 B free"))
+
+    async def main():
+        async with Room() as room:
+            return await _sender_against(room, src, reply)
+
+    result = run_async(main())
+    assert isinstance(result, LocalFileError) and result.code == "no-space" and "0 B free" in str(result)
+
+
+def test_sender_rejects_acks_for_bytes_never_sent(tmp_path):
+    src = make_file(tmp_path / "a.bin", 10)
+
+    async def reply(r, offer):
+        await r.send(Accept(to=offer.sender, transfer=offer.transfer))
+        await r.send(Ack(to=offer.sender, transfer=offer.transfer, bytes=10**9))
+
+    async def main():
+        async with Room() as room:
+            return await _sender_against(room, src, reply)
+
+    assert isinstance(run_async(main()), PeerProtocolError)
