@@ -63,7 +63,7 @@ class Box:
     def receive(self, raw: str, data: bytes = b"payload", *, overwrite: bool = False,
                 transfer: int = 1, index: int = 0) -> Path:
         name = safe_name(raw)
-        part = partial_path(self.folder, name, transfer, index)
+        part = partial_path(self.folder, name, f"{transfer:08x}{index}")
         assert part.parent == self.folder
         part.write_bytes(data)
         final = finalize(part, self.folder, name, overwrite=overwrite)
@@ -171,7 +171,7 @@ def test_very_long_names(box: Box, raw: str) -> None:
     for ext in (".txt", ".pdf", ".tar.gz"):
         if raw.endswith(ext):
             assert name.endswith(ext)
-    part = partial_path(box.folder, name, 0xFFFFFFFF, 12345)
+    part = partial_path(box.folder, name, "f" * 16)
     assert len(part.name.encode()) <= 255
     first = box.receive(raw, b"1")
     second = box.receive(raw, b"2", transfer=2)
@@ -277,7 +277,7 @@ def test_numbering_is_bounded(box: Box, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(names, "MAX_NUMBERED", 3)
     for n in ["x.txt"] + [f"x ({i}).txt" for i in range(1, 4)]:
         (box.folder / n).write_bytes(b"taken")
-    part = partial_path(box.folder, "x.txt", 1, 0)
+    part = partial_path(box.folder, "x.txt", "k1")
     part.write_bytes(b"data")
     with pytest.raises(FileExistsError):
         finalize(part, box.folder, "x.txt", overwrite=False)
@@ -290,7 +290,7 @@ def test_fallback_without_hard_links(box: Box) -> None:
     (box.folder / "a (1).txt").symlink_to(box.secret)
     (box.folder / "a (2).txt").symlink_to(box.outside / "planted")
     (box.folder / "a (3).txt").mkdir()
-    part = partial_path(box.folder, "a.txt", 1, 0)
+    part = partial_path(box.folder, "a.txt", "k1")
     part.write_bytes(b"data")
     final = names._place(part, box.folder, "a.txt", link=False)
     assert final == box.folder / "a (4).txt"
@@ -308,16 +308,16 @@ def test_finalize_rejects_unsafe_component(box: Box, bad: str) -> None:
     with pytest.raises(ValueError):
         finalize(part, box.folder, bad, overwrite=True)
     with pytest.raises(ValueError):
-        partial_path(box.folder, bad, 1, 0)
+        partial_path(box.folder, bad, "k1")
     assert part.exists()
 
 
 def test_partial_path_format(tmp_path: Path) -> None:
-    p = partial_path(tmp_path, "report.pdf", 42, 3)
-    assert p == tmp_path / ".report.pdf.0000002a-3.xfer-part"
-    long = partial_path(tmp_path, "é" * 127, 1, 0)
-    assert len(long.name.encode()) <= 255
-    assert long.name.startswith(".é") and long.name.endswith(".00000001-0.xfer-part")
+    p = partial_path(tmp_path, "report.pdf", "0123456789abcdef")
+    assert p == tmp_path / ".report.pdf.0123456789abcdef.xfer-part"
+    long = partial_path(tmp_path, "é" * 127, "0123456789abcdef")
+    assert len(long.name.encode()) <= 254  # room for the state file's longer suffix
+    assert long.name.startswith(".é") and long.name.endswith(".0123456789abcdef.xfer-part")
     long.write_bytes(b"ok")  # the filesystem accepts it
 
 
@@ -407,7 +407,7 @@ def test_safe_name_properties(raw: str) -> None:
     assert len(numbered.encode()) <= 255 and safe_name(numbered) == numbered
     folder = tempfile.mkdtemp()
     try:  # the OS accepts both the final and the partial name
-        for p in (Path(folder, name), partial_path(Path(folder), name, 2**32 - 1, 99)):
+        for p in (Path(folder, name), partial_path(Path(folder), name, "f" * 16)):
             os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     finally:
         shutil.rmtree(folder)
@@ -447,7 +447,8 @@ def test_display_name_is_linear_on_huge_input() -> None:
 
 
 
-def test_names_cannot_pose_as_partial_files():
-    name = safe_name(".x.0000002a-0.xfer-part")
-    assert not name.endswith(".xfer-part")
+@pytest.mark.parametrize("raw", [".x.0123456789abcdef.xfer-part", ".x.0123456789abcdef.xfer-state"])
+def test_names_cannot_pose_as_partial_files(raw):
+    name = safe_name(raw)
+    assert not name.endswith((".xfer-part", ".xfer-state"))
     assert safe_name(name) == name

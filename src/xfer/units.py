@@ -11,3 +11,18 @@ def human_size(n: float) -> str:
         if n < 1000 or unit == "PB":
             return f"{n:.1f} {unit}"
     raise AssertionError("unreachable")
+
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+          "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """``"20MB"``, ``"1.5M"``, ``"512KiB"`` or ``"1000"`` as a number of bytes."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower().removesuffix("/s") if match else ""
+    if match is None or unit not in _UNITS:
+        raise ValueError(f"{text!r} is not a size like 20MB, 1.5M or 512KiB")
+    return int(float(match.group(1)) * _UNITS[unit])

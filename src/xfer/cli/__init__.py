@@ -54,6 +54,10 @@ JsonOpt = typer.Option(False, "--json", help="Print one JSON event per line on s
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print only errors (and the room code).")
 NoQrOpt = typer.Option(False, "--no-qr", help="Do not print the QR code.")
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks for errors.")
+KeepaliveOpt = typer.Option(20.0, "--keepalive", min=1.0, metavar="SECONDS",
+                            help="Ping the relay this often; a connection silent for twice this long is dead.")
+PeerTimeoutOpt = typer.Option(60.0, "--peer-timeout", min=0.0, metavar="SECONDS",
+                              help="How long to wait for the other side to come back after it left or the relay was lost.")
 
 
 def _run(make, *, json_mode: bool, quiet: bool, debug: bool, role: str) -> None:
@@ -98,6 +102,10 @@ def send(
     json_mode: bool = JsonOpt,
     quiet: bool = QuietOpt,
     no_qr: bool = NoQrOpt,
+    limit_rate: Optional[str] = typer.Option(None, "--limit-rate", metavar="SIZE",
+                                             help="Send at most this much a second, e.g. 20MB or 512KiB."),
+    keepalive: float = KeepaliveOpt,
+    peer_timeout: float = PeerTimeoutOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Send files to whoever joins the room.
@@ -111,12 +119,21 @@ def send(
     from .session import RoomOptions, room_session
 
     async def main(out) -> None:
+        import asyncio
+
         from ..transfer.sender import Sender, check_sources
 
+        rate = _rate(limit_rate)
         files = check_sources(paths)
-        opts = RoomOptions(room, relay, port, host, public_url, name, not no_qr)
-        async with room_session(opts, "sender", out) as conn:
-            await Sender(conn, files, out).run()
+        opts = RoomOptions(room, relay, port, host, public_url, name, not no_qr, keepalive=keepalive,
+                           reconnect_for=peer_timeout, peer_timeout=peer_timeout)
+        async with room_session(opts, "sender", out) as session:
+            sender = session.task = Sender(session.conn, files, out, rate=rate, **session.task_options())
+            try:
+                await sender.run()
+            except asyncio.CancelledError:  # Ctrl-C: tell the receiver, so it drops the partial files
+                await asyncio.wait_for(sender.cancel("the sender stopped (Ctrl-C)"), 2)
+                raise
 
     _run(main, json_mode=json_mode, quiet=quiet, debug=debug, role="send")
 
@@ -129,6 +146,7 @@ def receive(
                                 show_default="the current folder"),
     yes: bool = typer.Option(False, "--yes", "-y", help="Accept the offer without asking (needed when stdin is not a terminal)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files instead of saving as 'name (1).ext'."),
+    no_resume: bool = typer.Option(False, "--no-resume", help="Start every file from zero, and keep no partial files after a failure."),
     port: Optional[int] = PortOpt,
     host: Optional[str] = HostOpt,
     public_url: Optional[str] = PublicOpt,
@@ -136,6 +154,8 @@ def receive(
     json_mode: bool = JsonOpt,
     quiet: bool = QuietOpt,
     no_qr: bool = NoQrOpt,
+    keepalive: float = KeepaliveOpt,
+    peer_timeout: float = PeerTimeoutOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Receive files into a folder: join a room, or open one and wait for a sender.
@@ -155,15 +175,33 @@ def receive(
         if not yes and not sys.stdin.isatty():
             raise UsageError("stdin is not a terminal, so xfer cannot ask before accepting; add --yes to accept without asking")
         target = _target_folder(folder)
-        opts = RoomOptions(room, relay, port, host, public_url, name, not no_qr)
+        opts = RoomOptions(room, relay, port, host, public_url, name, not no_qr, keepalive=keepalive,
+                           reconnect_for=peer_timeout, peer_timeout=peer_timeout)
 
         async def decide(event: dict) -> bool:
             return True if yes else await _ask("Accept?", out)
 
-        async with room_session(opts, "receiver", out) as conn:
-            await Receiver(conn, target, out, decide, overwrite=overwrite).run()
+        async with room_session(opts, "receiver", out) as session:
+            session.task = Receiver(session.conn, target, out, decide, overwrite=overwrite, resume=not no_resume,
+                                    **session.task_options())
+            await session.task.run()
 
     _run(main, json_mode=json_mode, quiet=quiet, debug=debug, role="receive")
+
+
+def _rate(text: Optional[str]) -> Optional[int]:
+    from ..errors import UsageError
+    from ..units import parse_size
+
+    if text is None:
+        return None
+    try:
+        rate = parse_size(text)
+    except ValueError as exc:
+        raise UsageError(f"--limit-rate: {exc}") from None
+    if rate < 1024:
+        raise UsageError("--limit-rate must be at least 1KiB a second")
+    return rate
 
 
 def _target_folder(folder: Path) -> Path:
@@ -214,6 +252,8 @@ def serve(
     max_peers: int = typer.Option(20, "--max-peers", help="Peers in one room at most."),
     max_rooms: int = typer.Option(10_000, "--max-rooms", help="Rooms open at once at most."),
     joins_per_minute: int = typer.Option(60, "--joins-per-minute", help="Joins one address may make a minute."),
+    keepalive: float = typer.Option(20.0, "--keepalive", min=1.0, metavar="SECONDS",
+                                    help="Ping peers this often; one silent for twice this long is dropped and its room told."),
     debug: bool = DebugOpt,
 ) -> None:
     """Host a relay: the phone page and the WebSocket endpoint on one port.
@@ -244,7 +284,7 @@ def serve(
     wildcard = host in ("0.0.0.0", "", "::")
     shown = (lan_address() or "127.0.0.1") if wildcard else host
     public = relay_ws_url(public_url) if public_url else ws_url_for(shown, sock.getsockname()[1])
-    server = RelayServer(sock, limits=limits, public_relay=public)
+    server = RelayServer(sock, limits=limits, public_relay=public, ping_interval=keepalive, ping_timeout=keepalive)
     console.print(f"xfer relay {__version__} listening on {host}:{server.port}")
     console.print(f"Others use it with:  [bold]xfer send FILE --relay {public}[/bold]")
     console.print("[dim]Ctrl-C stops it.[/dim]")

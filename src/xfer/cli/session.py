@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -23,6 +24,26 @@ class RoomOptions:
     public_url: str | None
     name: str | None
     qr: bool
+    keepalive: float = 20.0
+    reconnect_for: float = 60.0
+    peer_timeout: float = 60.0
+
+
+@dataclass
+class Session:
+    """The room as the commands use it: the first connection, and how to get another."""
+
+    conn: RelayConnection
+    reconnect: Callable[[], Awaitable[RelayConnection]]
+    options: RoomOptions
+    task: object | None = None  # the sender or receiver, whose connection may have been replaced
+
+    def task_options(self) -> dict:
+        return {"reconnect": self.reconnect, "reconnect_for": self.options.reconnect_for,
+                "peer_timeout": self.options.peer_timeout}
+
+    def current(self) -> RelayConnection:
+        return getattr(self.task, "conn", None) or self.conn
 
 
 def default_name() -> str:
@@ -35,8 +56,8 @@ def relay_command(role: str, code: str, relay: str) -> str:
 
 
 @asynccontextmanager
-async def room_session(opts: RoomOptions, role: str, out) -> AsyncIterator[RelayConnection]:
-    """Yield a connection in the room; print the room's code and QR when we opened it."""
+async def room_session(opts: RoomOptions, role: str, out) -> AsyncIterator[Session]:
+    """Yield a session in the room; print the room's code and QR when we opened it."""
     code = _code(opts.room)
     server = None
     try:
@@ -50,19 +71,27 @@ async def room_session(opts: RoomOptions, role: str, out) -> AsyncIterator[Relay
             server, connect_url, public = await _embedded_relay(opts)
         if opts.public_url:
             public = relay_ws_url(opts.public_url)
-        conn = await open_room(connect_url, room_id(code), role=role, name=opts.name or default_name(),
-                               create=opts.room is None)
+        joining = {"role": role, "name": opts.name or default_name(), "session": secrets.token_hex(16),
+                   "ping_interval": opts.keepalive, "ping_timeout": opts.keepalive}
+
+        async def reconnect() -> RelayConnection:
+            # A peer coming back opens the room again if the relay lost it (a restart).
+            return await open_room(connect_url, room_id(code), create=True, **joining)
+
+        session = Session(await open_room(connect_url, room_id(code), create=opts.room is None, **joining),
+                          reconnect, opts)
         try:
             if opts.room is None:
                 out.room(code, page_url(public, code), public, relay_command(role, code, public), opts.qr)
             else:
-                out("joined", code=code, peers=[peer_dict(p) for p in conn.peers.values()])
-            yield conn
+                out("joined", code=code, peers=[peer_dict(p) for p in session.conn.peers.values()])
+            yield session
         finally:
-            try:
-                await conn.close()
-            except Exception:
-                pass
+            for conn in {id(c): c for c in (session.conn, session.current())}.values():
+                try:
+                    await conn.close()
+                except Exception:
+                    pass
     finally:
         if server is not None:
             await _drain(server)
@@ -100,7 +129,7 @@ async def _embedded_relay(opts: RoomOptions):
         raise RelayUnreachable(
             f"cannot listen on {host or '*'}:{opts.port or 0} for the embedded relay: {exc.strerror or exc}"
         ) from None
-    server = RelayServer(sock)
+    server = RelayServer(sock, ping_interval=opts.keepalive, ping_timeout=opts.keepalive)
     await server.start()
     bound = sock.getsockname()[0]
     local = "127.0.0.1" if bound in ("0.0.0.0", "") else ("::1" if bound == "::" else bound)

@@ -36,6 +36,7 @@ from .messages import (
     PeerJoined,
     PeerLeft,
     Reject,
+    ResumePoint,
     Text,
     Verified,
     Welcome,

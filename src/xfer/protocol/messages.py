@@ -124,6 +124,21 @@ class FileInfo:
         _check_float(self, "mtime", optional=True)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ResumePoint:
+    """What a receiver already holds of one offered file: ``offset`` bytes whose SHA-256 is ``sha256``."""
+
+    type: ClassVar[str] = "resume"
+    index: int
+    offset: int
+    sha256: str
+
+    def __post_init__(self) -> None:
+        _check_int(self, "index", 0, MAX_FILES_PER_OFFER - 1)
+        _check_int(self, "offset", 0, MAX_FILE_SIZE)
+        _check_pattern(self, "sha256", _HEX64, "64 lowercase hex digits")
+
+
 # -- messages -----------------------------------------------------------------
 
 
@@ -153,11 +168,14 @@ class Hello(Message):
     role: str
     name: str
     client: str = ""
-    create: bool = False
+    create: bool = False  # open the room if it is not open (a reconnecting peer sets it too)
+    session: str | None = None  # secret per peer process: a reconnect with it evicts the stale connection
 
     def check(self) -> None:
         _check_pattern(self, "version", _VERSION, "a version like 1.0")
         _check_pattern(self, "room", _ROOM_ID, "a room id of 32 hex digits")
+        if self.session is not None:
+            _check_pattern(self, "session", _ROOM_ID, "32 hex digits")
         if self.role not in ROLES:
             raise _fail(self.type, "role", f"must be one of {', '.join(ROLES)}")
         _check_str(self, "name", MAX_PEER_NAME_CHARS)
@@ -238,9 +256,11 @@ class Accept(Message):
     type: ClassVar[str] = "accept"
     routed: ClassVar[bool] = True
     transfer: int
+    resume: tuple[ResumePoint, ...] = ()  # files the receiver already holds in part or whole
 
     def check(self) -> None:
         _check_int(self, "transfer", 1, MAX_ID)
+        _check_tuple(self, "resume", ResumePoint, MAX_FILES_PER_OFFER)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -356,7 +376,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         FileStart, FileEnd, Ack, Verified, Done, Cancel, Text,
     )
 }
-_NESTED: dict[str, type] = {"peer": PeerInfo, "peers": PeerInfo, "files": FileInfo}
+_NESTED: dict[str, type] = {"peer": PeerInfo, "peers": PeerInfo, "files": FileInfo, "resume": ResumePoint}
 
 
 # -- the way in and the way out ---------------------------------------------------

@@ -31,6 +31,8 @@ from ..protocol import (
 )
 from .hub import (
     CLOSE_HELLO_TIMEOUT,
+    CLOSE_REPLACED,
+    CLOSE_TOO_SLOW,
     CLOSE_NORMAL,
     CLOSE_PROTOCOL,
     CLOSE_VERSION,
@@ -59,25 +61,43 @@ and stores nothing.</p>
 class PeerConnection:
     """One WebSocket peer, as the hub sees it."""
 
-    __slots__ = ("ws", "address", "info", "room", "_send_lock")
+    __slots__ = ("ws", "address", "info", "room", "session", "dead", "send_timeout", "evict", "_send_lock")
 
-    def __init__(self, ws: WebSocket) -> None:
+    def __init__(self, ws: WebSocket, send_timeout: float, evict) -> None:
         self.ws = ws
+        self.evict = evict  # coroutine function (peer, close code): the relay's way to remove a peer
         self.address = ws.client.host if ws.client else "unknown"
         self.info: PeerInfo | None = None
         self.room: str | None = None
+        self.session: str | None = None
+        self.dead = False
+        self.send_timeout = send_timeout
         self._send_lock = asyncio.Lock()
 
     async def send(self, data: str | bytes) -> None:
         # Awaited sends are the backpressure: a peer that reads slowly slows its sender.
+        # One that stops reading is dropped after send_timeout, so it cannot stall the others.
+        if self.dead:
+            return
         try:
             async with self._send_lock:
                 if isinstance(data, str):
-                    await self.ws.send_text(data)
+                    await asyncio.wait_for(self.ws.send_text(data), self.send_timeout)
                 else:
-                    await self.ws.send_bytes(data)
+                    await asyncio.wait_for(self.ws.send_bytes(data), self.send_timeout)
+        except asyncio.TimeoutError:
+            log.info("dropping a peer that stopped reading")
+            self.drop(CLOSE_TOO_SLOW)
         except Exception:  # the peer went away; its own handler cleans up
+            self.dead = True
             log.debug("send to a departed peer dropped", exc_info=True)
+
+    def drop(self, code: int) -> None:
+        """Stop sending to this peer, take it out of its room and close it, without
+        waiting on it (it may not be reading)."""
+        if not self.dead:
+            self.dead = True
+            asyncio.get_running_loop().create_task(self.evict(self, code))
 
     async def close(self, code: int, error: Error | None = None) -> None:
         try:
@@ -101,7 +121,7 @@ class Relay:
 
     async def handle(self, ws: WebSocket) -> None:
         await ws.accept()
-        conn = PeerConnection(ws)
+        conn = PeerConnection(ws, self.hub.limits.send_timeout, self.evict)
         try:
             hello = await self._hello(conn)
             if hello is None:
@@ -111,6 +131,16 @@ class Relay:
             if conn.room is not None and conn.info is not None:
                 others = self.hub.leave(conn.room, conn.info.id)
                 await _broadcast(others, serialize(PeerLeft(peer_id=conn.info.id)))
+
+    async def evict(self, conn: PeerConnection, code: int) -> None:
+        """Remove a peer from its room now and tell the others; close it if it listens."""
+        if conn.room is not None and conn.info is not None:
+            others = self.hub.leave(conn.room, conn.info.id)
+            await _broadcast(others, serialize(PeerLeft(peer_id=conn.info.id)))
+        try:
+            await asyncio.wait_for(conn.ws.close(code), 2.0)
+        except Exception:
+            log.debug("close of an unresponsive peer", exc_info=True)
 
     async def _hello(self, conn: PeerConnection) -> Hello | None:
         limits = self.hub.limits
@@ -135,15 +165,20 @@ class Relay:
         except ProtocolError as exc:
             await conn.close(CLOSE_PROTOCOL, Error(code=exc.code, message=str(exc)))
             return None
+        conn.session = hello.session
         try:
-            peer_id, others = self.hub.join(hello.room, hello.create, conn)
+            peer_id, others, stale = self.hub.join(hello.room, hello.create, conn)
         except JoinRefused as exc:
             await conn.close(exc.close_code, Error(code=exc.code, message=str(exc)))
             return None
         conn.info = PeerInfo(id=peer_id, name=hello.name, role=hello.role, client=hello.client)
         conn.room = hello.room
-        await conn.send(serialize(Welcome(version=PROTOCOL_VERSION, peer_id=peer_id, peers=tuple(others))))
         targets = self.hub.targets(hello.room, peer_id, None) or []
+        if stale is not None and stale.info is not None:
+            stale.dead = True
+            await _broadcast(targets, serialize(PeerLeft(peer_id=stale.info.id)))
+            asyncio.get_running_loop().create_task(self.evict(stale, CLOSE_REPLACED))
+        await conn.send(serialize(Welcome(version=PROTOCOL_VERSION, peer_id=peer_id, peers=tuple(others))))
         await _broadcast(targets, serialize(PeerJoined(peer=conn.info)))
         return hello
 

@@ -25,6 +25,7 @@ class RelayLimits:
     max_rooms_per_address: int = 50
     joins_per_minute: int = 60  # per client address, a token bucket
     hello_timeout: float = 10.0  # seconds to send hello after connecting
+    send_timeout: float = 30.0  # a peer that takes longer to accept one frame is dropped
     max_control_frame: int = MAX_CONTROL_FRAME
     max_binary_frame: int = MAX_BINARY_FRAME
 
@@ -34,6 +35,7 @@ class Peer(Protocol):
 
     info: PeerInfo
     address: str
+    session: str | None
 
     async def send(self, data: str | bytes) -> None: ...
 
@@ -54,6 +56,8 @@ CLOSE_PROTOCOL = 4000
 CLOSE_VERSION = 4001
 CLOSE_ROOM_NOT_FOUND = 4004
 CLOSE_HELLO_TIMEOUT = 4008
+CLOSE_REPLACED = 4010  # the same peer connected again; this connection is stale
+CLOSE_TOO_SLOW = 4011  # the peer stopped reading
 CLOSE_ROOM_FULL = 4009
 CLOSE_RATE_LIMITED = 4029
 
@@ -103,8 +107,9 @@ class Hub:
             bucket = self._buckets[address] = _Bucket(self.limits.joins_per_minute)
         return bucket.take(self.limits.joins_per_minute)
 
-    def join(self, room_id: str, create: bool, peer: Peer) -> tuple[int, list[PeerInfo]]:
-        """Add ``peer`` to a room; return its new id and the others already there."""
+    def join(self, room_id: str, create: bool, peer: Peer) -> tuple[int, list[PeerInfo], Peer | None]:
+        """Add ``peer`` to a room; return its new id, the others already there, and the
+        stale connection it replaces (same session secret: the peer reconnected), if any."""
         limits = self.limits
         if not self._rate_ok(peer.address):
             raise JoinRefused("rate-limited", "too many joins from this address; wait a minute", CLOSE_RATE_LIMITED)
@@ -118,6 +123,12 @@ class Hub:
                 raise JoinRefused("too-many-rooms", "too many open rooms from this address", CLOSE_RATE_LIMITED)
             room = self.rooms[room_id] = Room(room_id, peer.address)
             self._rooms_by_address[peer.address] += 1
+        stale = None
+        if peer.session is not None:
+            for pid, other in room.peers.items():
+                if other.session == peer.session:
+                    stale = room.peers.pop(pid)
+                    break
         if len(room.peers) >= limits.max_peers_per_room:
             raise JoinRefused("room-full", "this room is full", CLOSE_ROOM_FULL)
         peer_id = 0
@@ -125,7 +136,7 @@ class Hub:
             peer_id = secrets.randbelow(MAX_ID) + 1
         others = [p.info for p in room.peers.values()]
         room.peers[peer_id] = peer
-        return peer_id, others
+        return peer_id, others, stale
 
     def leave(self, room_id: str, peer_id: int) -> list[Peer]:
         """Remove a peer; return the peers still in the room (to be told)."""

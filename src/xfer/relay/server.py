@@ -8,10 +8,24 @@ import signal
 import socket
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from ..protocol import MAX_BINARY_FRAME
 from .app import create_app
 from .hub import RelayLimits
+
+
+class _WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, with a keepalive timeout that really ends the connection.
+
+    uvicorn closes the transport when a ping goes unanswered; ``close()`` waits to
+    flush what is buffered, which never happens when the peer stalled mid-transfer
+    with a full buffer, so the relay never noticed. Aborting drops it at once.
+    """
+
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()
+        self.transport.abort()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -48,7 +62,7 @@ class RelayServer:
         self.app = create_app(limits, public_relay=public_relay)
         config = uvicorn.Config(
             self.app,
-            ws="websockets-sansio",
+            ws=_WebSocketProtocol,
             ws_max_size=MAX_BINARY_FRAME,
             ws_per_message_deflate=False,
             ws_ping_interval=ping_interval,

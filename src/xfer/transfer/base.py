@@ -1,20 +1,25 @@
-"""What sender and receiver share: events up to the UI, and waiting on state changes."""
+"""What sender and receiver share: events up to the UI, waiting on state changes,
+and reconnecting when the relay connection drops."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import XferError
+from ..errors import PeerProtocolError, RelayGone, RelayUnreachable, RoomError, XferError
 from .connection import RelayConnection
 
 Emit = Callable[..., None]  # emit("event-name", **fields)
+Reconnect = Callable[[], Awaitable[RelayConnection]]  # opens a fresh connection to the same room
 
 WINDOW = 8 * 1024 * 1024  # unacknowledged bytes a sender may have in flight
 ACK_EVERY = 1024 * 1024  # a receiver acknowledges at least this often
+PEER_TIMEOUT = 60.0  # how long to wait for a departed peer to come back
+RECONNECT_FOR = 60.0  # how long to keep trying to reach the relay again
 
 
 @dataclass(frozen=True)
@@ -27,12 +32,38 @@ class SourceFile:
     mtime: float
 
 
+class RoundBroken(Exception):
+    """The connection dropped or the peer left: start the exchange again from what is verified."""
+
+
+def backoff_delays(first: float = 0.2, cap: float = 5.0):
+    """Exponential backoff with full jitter: 0.2 s, 0.4 s, ... up to 5 s, each times 0.5 to 1.5."""
+    delay = first
+    while True:
+        yield delay * random.uniform(0.5, 1.5)
+        delay = min(delay * 2, cap)
+
+
 class PeerTask:
     """A sender or receiver: one reader loop, and a main coroutine that waits on it."""
 
-    def __init__(self, conn: RelayConnection, emit: Emit) -> None:
+    def __init__(
+        self,
+        conn: RelayConnection,
+        emit: Emit,
+        *,
+        reconnect: Reconnect | None = None,
+        reconnect_for: float = RECONNECT_FOR,
+        peer_timeout: float = PEER_TIMEOUT,
+    ) -> None:
         self.conn = conn
         self.emit = emit
+        self.reconnect = reconnect
+        self.reconnect_for = reconnect_for
+        self.peer_timeout = peer_timeout
+        self.connected = True
+        self.finished = False
+        self.broken = False  # the current round was interrupted
         self._failure: BaseException | None = None
         self._changed = asyncio.Event()
 
@@ -41,23 +72,48 @@ class PeerTask:
             self._failure = error
         self._notify()
 
+    def break_round(self) -> None:
+        self.broken = True
+        self._notify()
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def until(self, predicate: Callable[[], Any]) -> None:
-        """Wait until ``predicate()`` is true; raise the failure if one comes first."""
+    async def until(self, predicate: Callable[[], Any], *, deadline: float | None = None,
+                    timeout_error: Callable[[], BaseException] | None = None, breakable: bool = True) -> None:
+        """Wait until ``predicate()`` is true. Raise the failure if one comes first,
+        ``RoundBroken`` if the round is interrupted, or ``timeout_error()`` at ``deadline``."""
+        loop = asyncio.get_running_loop()
         while True:
             if self._failure is not None:
                 raise self._failure
+            if breakable and self.broken:
+                raise RoundBroken()
             if predicate():
                 return
-            await self._changed.wait()
+            changed = self._changed
+            if deadline is None:
+                await changed.wait()
+                continue
+            left = deadline - loop.time()
+            if left <= 0:
+                raise timeout_error() if timeout_error else asyncio.TimeoutError()
+            try:
+                await asyncio.wait_for(changed.wait(), left)
+            except asyncio.TimeoutError:
+                pass
 
     async def _read_loop(self) -> None:
         try:
             while True:
-                item = await self.conn.recv()
+                try:
+                    item = await self.conn.recv()
+                except RelayGone as exc:
+                    if self.reconnect is None or self.finished:
+                        raise
+                    await self._reconnect(exc)
+                    continue
                 await self.handle(item)
                 self._notify()
         except XferError as exc:
@@ -67,6 +123,46 @@ class PeerTask:
         except Exception as exc:  # a bug: surface it rather than hang
             self.fail(exc)
 
+    async def _reconnect(self, cause: RelayGone) -> None:
+        """Reach the relay again with backoff, bounded by ``reconnect_for`` seconds."""
+        assert self.reconnect is not None
+        self.connected = False
+        self.on_disconnect()
+        self.break_round()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.reconnect_for
+        attempt = 0
+        for delay in backoff_delays():
+            attempt += 1
+            delay = min(delay, max(0.0, deadline - loop.time()))
+            self.emit("reconnecting", attempt=attempt, delay=round(delay, 2), reason=str(cause))
+            await asyncio.sleep(delay)
+            try:
+                conn = await self.reconnect()
+            except (RelayUnreachable, RelayGone) as exc:
+                cause = exc
+            except RoomError as exc:
+                if exc.code != "rate-limited":
+                    raise
+                cause = exc
+            except PeerProtocolError:
+                raise
+            else:
+                self.conn = conn
+                self.connected = True
+                self.emit("reconnected", attempt=attempt, peers=len(conn.peers))
+                self.on_reconnect()
+                self._notify()
+                return
+            if loop.time() >= deadline:
+                raise RelayGone(f"could not reach the relay again within {self.reconnect_for:.0f} s: {cause}")
+
+    def on_disconnect(self) -> None:
+        pass
+
+    def on_reconnect(self) -> None:
+        pass
+
     async def handle(self, item: Any) -> None:
         raise NotImplementedError
 
@@ -75,6 +171,7 @@ class PeerTask:
         try:
             return await self.main()
         finally:
+            self.finished = True
             reader.cancel()
             try:
                 await reader
@@ -84,8 +181,14 @@ class PeerTask:
     async def main(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    async def send_quietly(self, message: Any) -> None:
+        """Send when losing the message is harmless (the peer may be gone)."""
+        try:
+            await self.conn.send(message)
+        except XferError:
+            pass
+
 
 def peer_label(info: Any) -> str:
     """How a peer is named in events and messages: its name, or its role."""
-    name = getattr(info, "name", "") or getattr(info, "role", "peer")
-    return name
+    return getattr(info, "name", "") or getattr(info, "role", "peer")

@@ -93,6 +93,7 @@ async def open_room(
     role: str,
     name: str,
     create: bool,
+    session: str | None = None,
     open_timeout: float = 10.0,
     ping_interval: float | None = 20.0,
     ping_timeout: float | None = 20.0,
@@ -116,7 +117,7 @@ async def open_room(
         ) from exc
     try:
         await ws.send(serialize(Hello(version=PROTOCOL_VERSION, room=room, role=role, name=name,
-                                      client=CLIENT, create=create)))
+                                      client=CLIENT, create=create, session=session)))
         reply = parse_message(await asyncio.wait_for(ws.recv(), open_timeout))
         if isinstance(reply, Error):
             raise _join_error(reply)

@@ -42,6 +42,7 @@ from pathlib import Path
 
 NAME_MAX = 255
 PARTIAL_SUFFIX = ".xfer-part"
+STATE_SUFFIX = ".xfer-state"
 MAX_NUMBERED = 10_000
 _INVALID = re.compile(r'[<>:"|?*]')
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -102,7 +103,7 @@ def safe_name(raw: str) -> str:
             s = _truncate(stem, NAME_MAX - _blen(ext)) + ext
         else:
             s = _truncate(s, NAME_MAX).rstrip(". ")
-    if s.endswith(PARTIAL_SUFFIX):  # a peer must not name a file like another transfer's partial
+    if s.endswith((PARTIAL_SUFFIX, STATE_SUFFIX)):  # a peer must not name a file like a partial or its state
         s = _truncate(s, NAME_MAX - 1) + "_"
     return s if s not in ("", ".", "..") else "file"
 
@@ -158,11 +159,17 @@ def _check_component(name: str) -> None:
         raise ValueError(f"not a single safe path component: {name!r}")
 
 
-def partial_path(folder: Path, name: str, transfer: int, index: int) -> Path:
-    """Hidden in-progress file for *name*; the component stays <= 255 bytes."""
+def partial_path(folder: Path, name: str, key: str) -> Path:
+    """Hidden in-progress file ``.NAME.KEY.xfer-part`` for *name*.
+
+    The name is cut so that this and the state file beside it (``.xfer-state``,
+    one byte longer) both stay within 255 bytes.
+    """
     _check_component(name)
-    suffix = f".{transfer:08x}-{index}{PARTIAL_SUFFIX}"
-    return Path(folder) / f".{_truncate(name, NAME_MAX - 1 - _blen(suffix))}{suffix}"
+    if not key or not key.isalnum():
+        raise ValueError(f"not a partial-file key: {key!r}")
+    room = NAME_MAX - 1 - _blen(f".{key}{STATE_SUFFIX}")
+    return Path(folder) / f".{_truncate(name, room)}.{key}{PARTIAL_SUFFIX}"
 
 
 def _numbered(name: str, n: int) -> str:

@@ -1,19 +1,22 @@
 """The receiving peer: take one offer, write each file to a hidden partial file,
-verify its SHA-256, and only then give it its final name."""
+verify its SHA-256, and only then give it its final name.
+
+What is written survives interruptions: when the sender leaves or the relay
+connection drops, the partial file and its state stay (see ``store``) and the
+receiver waits for the sender to come back; the next offer of the same files is
+answered with resume points, not from zero.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
 import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-
-import aiofiles
 
 from ..errors import Declined, IntegrityFailure, LocalFileError, PeerGone, PeerProtocolError, XferError
 from ..protocol import (
@@ -29,13 +32,14 @@ from ..protocol import (
     PeerJoined,
     PeerLeft,
     Reject,
+    ResumePoint,
     Text,
     Verified,
 )
 from ..units import human_size
-from .base import ACK_EVERY, Emit, PeerTask, peer_label
-from .connection import RelayConnection
-from .names import finalize, partial_path, safe_name
+from . import store
+from .base import ACK_EVERY, PeerTask, RoundBroken, peer_label
+from .names import finalize, safe_name
 from .sender import peer_dict
 
 Decide = Callable[[dict[str, Any]], Awaitable[bool]]
@@ -45,38 +49,43 @@ SPACE_MARGIN = 16 * 1024 * 1024  # keep some free space for the rest of the syst
 class _Incoming:
     """The file being written now."""
 
-    def __init__(self, index: int, name: str, size: int, mtime: float | None, path: Path, handle: Any) -> None:
-        self.index, self.name, self.size, self.mtime = index, name, size, mtime
-        self.path, self.handle = path, handle
-        self.written = 0
-        self.digest = hashlib.sha256()
+    def __init__(self, index: int, slot: store.Slot, fd: int, offset: int, digest: Any) -> None:
+        self.index, self.slot, self.fd = index, slot, fd
+        self.name, self.size = slot.name, slot.info.size
+        self.written = offset
+        self.digest = digest
 
 
 class Receiver(PeerTask):
     def __init__(
         self,
-        conn: RelayConnection,
+        conn,
         folder: Path,
-        emit: Emit,
+        emit,
         decide: Decide,
         *,
         overwrite: bool = False,
+        resume: bool = True,
         ack_every: int = ACK_EVERY,
+        **options: Any,
     ) -> None:
-        super().__init__(conn, emit)
+        super().__init__(conn, emit, **options)
         self.folder = folder
         self.decide = decide
         self.overwrite = overwrite
+        self.resume = resume
         self.ack_every = ack_every
-        self.offer: Offer | None = None
-        self.names: list[str] = []
+        self.offer: Offer | None = None  # the offer being received (the latest round of it)
+        self.slots: list[store.Slot] = []
         self.accepted = False
+        self.points: dict[int, ResumePoint] = {}  # what we said we hold, this round
         self.current: _Incoming | None = None
         self.next_index = 0
-        self.total_written = 0
+        self.round_bytes = 0  # bytes written this round (what acks count)
         self.last_ack = 0
-        self.saved: list[dict[str, Any]] = []
+        self.saved: dict[int, dict[str, Any]] = {}
         self.started = 0.0
+        self.away_since: float | None = None  # when the sender (or our link) went away mid-transfer
         self._decision: asyncio.Task[None] | None = None
 
     # -- events from the relay ---------------------------------------------------
@@ -95,7 +104,7 @@ class Receiver(PeerTask):
         elif isinstance(item, PeerLeft):
             self.emit("peer-left", peer={"id": item.peer_id})
             if self.offer is not None and item.peer_id == self.offer.sender and not self._complete():
-                self.fail(PeerGone(self._left_message()))
+                self._interrupted("sender-left")
         elif isinstance(item, Text):
             self.emit("text", text=item.text, **{"from": self._name_of(item.sender)})
         elif isinstance(item, Offer):
@@ -111,6 +120,8 @@ class Receiver(PeerTask):
         elif isinstance(item, FileEnd):
             await self._on_file_end(item)
         elif isinstance(item, Cancel):
+            self._close_current()
+            self._discard_partials()
             self.fail(PeerGone(f"the sender cancelled: {item.reason or 'no reason given'}"))
         elif isinstance(item, Error):
             self.fail(PeerProtocolError(f"the sender stopped: {item.message or item.code}", item.code))
@@ -124,39 +135,53 @@ class Receiver(PeerTask):
     def _complete(self) -> bool:
         return self.offer is not None and len(self.saved) == len(self.offer.files)
 
-    def _left_message(self) -> str:
-        if not self.accepted:
-            return "the sender left before the transfer started"
+    def _where(self) -> str:
         cur = self.current
         if cur is None:
-            return "the sender left during the transfer. Run the same command again to start over."
-        return (
-            f"the sender left during {cur.name} ({human_size(cur.written)} of {human_size(cur.size)}). "
-            "Run the same command again to start over."
-        )
+            return "the transfer"
+        return f"{cur.name} ({human_size(cur.written)} of {human_size(cur.size)})"
+
+    def _interrupted(self, reason: str) -> None:
+        """The sender left or our link dropped: keep what is written, wait for a new round."""
+        self._left = self._where()
+        self.emit("interrupted", reason=reason, at=self._left)
+        self._close_current()
+        self.accepted = False
+        if self.away_since is None:
+            self.away_since = asyncio.get_running_loop().time()
+        self._notify()
+
+    def on_disconnect(self) -> None:
+        if self.offer is not None and not self._complete():
+            self._interrupted("relay-lost")
+
+    # -- offers ------------------------------------------------------------------------
+
+    def _same_files(self, offer: Offer) -> bool:
+        return self.offer is not None and [store.file_key(f) for f in offer.files] == [
+            store.file_key(f) for f in self.offer.files]
 
     async def _on_offer(self, offer: Offer) -> None:
-        if self.offer is not None:
-            await self.conn.send(Reject(to=offer.sender, transfer=offer.transfer, code="busy",
-                                        reason="this receiver is busy with another offer"))
+        if self.offer is not None and not self._complete():
+            if self.accepted or not self._same_files(offer) or (self._decision and not self._decision.done()):
+                await self.conn.send(Reject(to=offer.sender, transfer=offer.transfer, code="busy",
+                                            reason="this receiver is busy with another offer"))
+                return
+            self.offer = offer  # the same files again: the sender is back, resume without asking
+            await self._accept(offer)
             return
+        if self.offer is not None:
+            return  # finished; a new offer is for another receive
         self.offer = offer
         if offer.window is not None:  # ack often enough that the sender's window never runs dry
             self.ack_every = max(1, min(self.ack_every, offer.window // 4))
-        self.names = [safe_name(f.name) for f in offer.files]
-        files = [{"index": i, "name": n, "size": f.size} for i, (n, f) in enumerate(zip(self.names, offer.files))]
+        names = [safe_name(f.name) for f in offer.files]
+        self.slots = [store.slot_for(self.folder, f, n) for f, n in zip(offer.files, names)]
+        files = [{"index": i, "name": n, "size": f.size} for i, (n, f) in enumerate(zip(names, offer.files))]
         sender = self.conn.peers.get(offer.sender or 0)
         event = {"transfer": offer.transfer, "from": peer_dict(sender) if sender else {"id": offer.sender},
                  "files": files, "total": offer.total}
         self.emit("offer", **event)
-        free = shutil.disk_usage(self.folder).free
-        if offer.total + SPACE_MARGIN > free:
-            message = (f"not enough space in {self.folder}: offer needs {human_size(offer.total)}, "
-                       f"{human_size(free)} free")
-            await self.conn.send(Reject(to=offer.sender, transfer=offer.transfer, code="no-space",
-                                        reason=f"needs {human_size(offer.total)}, {human_size(free)} free"))
-            self.fail(LocalFileError(message, "no-space"))
-            return
         self._decision = asyncio.create_task(self._answer(offer, event))
 
     async def _answer(self, offer: Offer, event: dict[str, Any]) -> None:
@@ -165,58 +190,120 @@ class Receiver(PeerTask):
         except BaseException as exc:
             self.fail(exc if isinstance(exc, XferError) else Declined("the offer was not accepted"))
             return
-        if yes:
-            self.accepted = True
-            self.started = time.monotonic()
-            await self.conn.send(Accept(to=offer.sender, transfer=offer.transfer))
-            self.emit("accepted", peer={"id": offer.sender})
-        else:
-            await self.conn.send(Reject(to=offer.sender, transfer=offer.transfer, reason="declined"))
-            self.fail(Declined("you declined the offer"))
+        try:
+            if yes:
+                self.started = time.monotonic()
+                await self._accept(self.offer or offer)
+            else:
+                await self.conn.send(Reject(to=offer.sender, transfer=offer.transfer, reason="declined"))
+                self.fail(Declined("you declined the offer"))
+        except XferError as exc:
+            self.fail(exc)
         self._notify()
+
+    async def _accept(self, offer: Offer) -> None:
+        """Accept with resume points for what we already hold (after checking the space)."""
+        points, notes = await asyncio.to_thread(self._inspect)
+        for note in notes:
+            self.emit("resume-discarded", message=note)
+        held = sum(p.offset for p in points.values())
+        free = shutil.disk_usage(self.folder).free
+        needed = offer.total - held
+        if needed + SPACE_MARGIN > free:
+            await self.conn.send(Reject(to=offer.sender, transfer=offer.transfer, code="no-space",
+                                        reason=f"needs {human_size(needed)}, {human_size(free)} free"))
+            self.fail(LocalFileError(f"not enough space in {self.folder}: offer needs {human_size(needed)}, "
+                                     f"{human_size(free)} free", "no-space"))
+            return
+        self.points = points
+        self.accepted = True
+        self.away_since = None
+        self.next_index = 0
+        self.round_bytes = self.last_ack = 0
+        await self.conn.send(Accept(to=offer.sender, transfer=offer.transfer, resume=tuple(points.values())))
+        self.emit("accepted", peer={"id": offer.sender}, resumed=held)
+
+    def _inspect(self) -> tuple[dict[int, ResumePoint], list[str]]:
+        points: dict[int, ResumePoint] = {}
+        notes = []
+        for index, slot in enumerate(self.slots):
+            if index in self.saved:
+                points[index] = ResumePoint(index=index, offset=slot.info.size, sha256=self.saved[index]["sha256"])
+                continue
+            if not self.resume:
+                store.discard(slot)
+                continue
+            point, note = store.inspect(slot, index)
+            if note:
+                notes.append(note)
+            if point is not None:
+                points[index] = point
+        return points, notes
+
+    # -- files ---------------------------------------------------------------------------
 
     async def _on_file_start(self, msg: FileStart) -> None:
         assert self.offer is not None
-        if not self.accepted or self.current is not None or msg.index != self.next_index or msg.offset != 0:
+        if not self.accepted or self.current is not None or msg.index >= len(self.slots):
             raise self._broken("file-start out of order")
-        info = self.offer.files[msg.index] if msg.index < len(self.offer.files) else None
-        if info is None:
-            raise self._broken("file-start for a file that was not offered")
-        name = self.names[msg.index]
-        path = partial_path(self.folder, name, self.offer.transfer, msg.index)
+        point = self.points.get(msg.index)
+        if msg.offset not in (0, point.offset if point else 0):
+            raise self._broken("file-start at an offset we did not offer")
+        slot = self.slots[msg.index]
+        whole = point is not None and msg.offset == point.offset == slot.info.size
+        if whole and (msg.index in self.saved or store.done_path(slot) is not None):
+            self.current = _Incoming(msg.index, slot, -1, msg.offset, None)  # already here: expect file-end
+            self.emit("file-start", index=msg.index, name=slot.name, size=slot.info.size, offset=msg.offset)
+            return
         try:
-            handle = await aiofiles.open(path, "xb")  # O_EXCL: never through a symlink, never over a file
+            fd, digest = await asyncio.to_thread(self._open_partial, slot, msg.offset)
         except OSError as exc:
-            raise await self._write_failed(exc, name) from exc
-        self.current = _Incoming(msg.index, name, info.size, info.mtime, path, handle)
-        self.emit("file-start", index=msg.index, name=name, size=info.size)
+            raise await self._write_failed(exc, slot.name) from exc
+        self.current = _Incoming(msg.index, slot, fd, msg.offset, digest)
+        self.emit("file-start", index=msg.index, name=slot.name, size=slot.info.size, offset=msg.offset)
+
+    def _open_partial(self, slot: store.Slot, offset: int):
+        """Open the partial file at ``offset`` (never through a symlink), and hash what precedes it."""
+        import hashlib
+
+        store.write_state(slot)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(slot.partial, flags, 0o644)
+        try:
+            os.ftruncate(fd, offset)
+            digest = store.prefix_digest(slot.partial, offset) if offset else hashlib.sha256()
+            os.lseek(fd, offset, os.SEEK_SET)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, digest
 
     async def _on_chunk(self, chunk: Chunk) -> None:
         cur = self.current
         assert self.offer is not None
-        if (cur is None or chunk.transfer != self.offer.transfer or chunk.index != cur.index
+        if (cur is None or cur.fd < 0 or chunk.transfer != self.offer.transfer or chunk.index != cur.index
                 or chunk.offset != cur.written):
             raise self._broken("a chunk arrived out of order or for an unknown file")
         n = len(chunk.payload)
         if cur.written + n > cur.size:
             raise self._broken(f"the sender sent more bytes of {cur.name} than it offered")
         try:
-            await cur.handle.write(chunk.payload)
+            await asyncio.to_thread(_write_and_hash, cur.fd, chunk.payload, cur.digest)
         except OSError as exc:
             raise await self._write_failed(exc, cur.name) from exc
-        cur.digest.update(chunk.payload)
         cur.written += n
-        self.total_written += n
-        if self.total_written - self.last_ack >= self.ack_every:
+        self.round_bytes += n
+        if self.round_bytes - self.last_ack >= self.ack_every:
             await self._ack(cur)
 
     async def _ack(self, cur: _Incoming) -> None:
         """Tell the sender how much is written (its credit), and the UI how far we are."""
         assert self.offer is not None
-        self.last_ack = self.total_written
-        await self.conn.send(Ack(to=self.offer.sender, transfer=self.offer.transfer, bytes=self.total_written))
+        self.last_ack = self.round_bytes
+        await self.conn.send(Ack(to=self.offer.sender, transfer=self.offer.transfer, bytes=self.round_bytes))
+        held = sum(s["size"] for s in self.saved.values()) + (cur.written if cur.index not in self.saved else 0)
         self.emit("progress", index=cur.index, name=cur.name, bytes=cur.written, size=cur.size,
-                  total_bytes=self.total_written, total_size=self.offer.total)
+                  total_bytes=min(held, self.offer.total), total_size=self.offer.total)
 
     async def _on_file_end(self, msg: FileEnd) -> None:
         cur, offer = self.current, self.offer
@@ -225,45 +312,61 @@ class Receiver(PeerTask):
             raise self._broken("file-end for a file that is not being sent")
         if msg.size != cur.size or cur.written != cur.size:
             raise self._broken(f"{cur.name} ended at {cur.written} bytes, but {cur.size} were offered")
+        if cur.fd < 0:  # we had it whole already
+            entry = self.saved.get(msg.index) or self._already_saved(cur, msg.sha256)
+        else:
+            entry = await self._verify_and_place(cur, msg.sha256)
+        self.current = None
+        self.next_index += 1
+        await self._ack(cur)
+        await self.conn.send(Verified(to=offer.sender, transfer=offer.transfer, index=msg.index, sha256=entry["sha256"]))
+        if msg.index not in self.saved:
+            self.saved[msg.index] = entry
+            self.emit("file-end", **entry)
+
+    def _already_saved(self, cur: _Incoming, sha: str) -> dict[str, Any]:
+        point = self.points[cur.index]
+        path = store.done_path(cur.slot)
+        if point.sha256 != sha or path is None:
+            raise self._broken(f"{cur.name} was already here with another hash")
+        return {"index": cur.index, "name": path.name, "size": cur.size, "sha256": sha, "path": str(path)}
+
+    async def _verify_and_place(self, cur: _Incoming, expected: str) -> dict[str, Any]:
+        fd, cur.fd = cur.fd, -1
         try:
-            await cur.handle.flush()
-            await asyncio.to_thread(os.fsync, cur.handle.fileno())
-            await cur.handle.close()
+            await asyncio.to_thread(os.fsync, fd)
         except OSError as exc:
             raise await self._write_failed(exc, cur.name) from exc
+        finally:
+            os.close(fd)
         sha = cur.digest.hexdigest()
-        if sha != msg.sha256:
+        if sha != expected:
+            store.discard(cur.slot)
             await self._send_error("hash-mismatch", f"SHA-256 of {cur.name} did not match", cur.index)
             raise IntegrityFailure(
                 f"{cur.name} arrived damaged (SHA-256 mismatch); it was not saved. Ask the sender to try again."
             )
-        if cur.mtime is not None:
+        mtime = cur.slot.info.mtime
+        if mtime is not None:
             try:
-                os.utime(cur.path, (cur.mtime, cur.mtime))
+                os.utime(cur.slot.partial, (mtime, mtime))
             except (OSError, ValueError, OverflowError):
                 pass  # a modification time is nice to keep, not worth failing for
         try:
-            final = await asyncio.to_thread(finalize, cur.path, self.folder, cur.name, overwrite=self.overwrite)
+            final = await asyncio.to_thread(finalize, cur.slot.partial, self.folder, cur.name,
+                                            overwrite=self.overwrite)
+            await asyncio.to_thread(store.write_state, cur.slot, done={"path": str(final), "sha256": sha})
         except OSError as exc:
             raise await self._write_failed(exc, cur.name) from exc
-        self.current = None
-        self.next_index += 1
-        await self._ack(cur)
-        await self.conn.send(Verified(to=offer.sender, transfer=offer.transfer, index=msg.index, sha256=sha))
-        entry = {"index": msg.index, "name": final.name, "size": cur.size, "sha256": sha, "path": str(final)}
-        self.saved.append(entry)
-        self.emit("file-end", **entry)
+        return {"index": cur.index, "name": final.name, "size": cur.size, "sha256": sha, "path": str(final)}
 
     def _broken(self, why: str) -> XferError:
         return PeerProtocolError(f"the sender broke the protocol: {why}")
 
     async def _send_error(self, code: str, message: str, index: int | None = None) -> None:
         assert self.offer is not None
-        try:
-            await self.conn.send(Error(to=self.offer.sender, code=code, message=message[:200],
-                                       transfer=self.offer.transfer, index=index))
-        except XferError:
-            pass
+        await self.send_quietly(Error(to=self.offer.sender, code=code, message=message[:200],
+                                      transfer=self.offer.transfer, index=index))
 
     async def _write_failed(self, exc: OSError, name: str) -> XferError:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -278,29 +381,59 @@ class Receiver(PeerTask):
     # -- the transfer --------------------------------------------------------------
 
     async def main(self) -> dict[str, Any]:
+        def gone() -> BaseException:
+            where = getattr(self, "_left", "the transfer")
+            return PeerGone(f"the sender left during {where} and did not come back. "
+                            "Run the same command again to resume.")
+
         try:
             if self.offer is None:
                 self.emit("waiting", reason="offer")
-            await self.until(self._complete)
+            while not self._complete():
+                if self.away_since is None:
+                    await self.until(lambda: self._complete() or self.away_since is not None, breakable=False)
+                else:  # the sender is away: wait for it, but not for ever
+                    await self.until(lambda: self._complete() or self.away_since is None, breakable=False,
+                                     deadline=self.away_since + self.peer_timeout, timeout_error=gone)
+        except BaseException as exc:
+            self._close_current()
+            if not self.resume or isinstance(exc, PeerProtocolError):  # nothing kept from a peer that broke the rules
+                self._discard_partials()
+            raise
         finally:
-            await self._cleanup()
+            if self._decision is not None and not self._decision.done():
+                self._decision.cancel()
+        for slot in self.slots:  # a finished offer leaves no state behind
+            store.discard(slot)
         assert self.offer is not None
         seconds = time.monotonic() - self.started
-        summary = {"files": len(self.saved), "bytes": self.offer.total, "seconds": round(seconds, 3),
-                   "folder": str(self.folder), "saved": self.saved}
+        saved = [self.saved[i] for i in sorted(self.saved)]
+        summary = {"files": len(saved), "bytes": self.offer.total, "seconds": round(seconds, 3),
+                   "folder": str(self.folder), "saved": saved}
         self.emit("done", **summary)
         return summary
 
-    async def _cleanup(self) -> None:
-        if self._decision is not None and not self._decision.done():
-            self._decision.cancel()
+    def _close_current(self) -> None:
         cur, self.current = self.current, None
-        if cur is not None:
+        if cur is not None and cur.fd >= 0:
             try:
-                await cur.handle.close()
+                os.close(cur.fd)
             except OSError:
                 pass
-            try:
-                cur.path.unlink()
-            except OSError:
-                pass
+
+    def _discard_partials(self) -> None:
+        for index, slot in enumerate(self.slots):
+            if index not in self.saved:
+                store.discard(slot)
+
+
+def _write_and_hash(fd: int, data: memoryview, digest: Any) -> None:
+    """Write a whole chunk and hash it, off the event loop (both release the GIL)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    digest.update(data)
+
+
+__all__ = ["Receiver", "RoundBroken"]

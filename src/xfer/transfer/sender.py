@@ -1,7 +1,14 @@
-"""The sending peer: wait for a receiver, offer, stream chunks inside a credit window."""
+"""The sending peer: wait for a receiver, offer, stream chunks inside a credit window.
+
+The exchange runs in rounds. A round offers every file (under one transfer id for
+the whole run), takes the receiver's resume points, and streams what is missing.
+When the connection drops or the receiver leaves, the round is broken; the next
+round starts once a receiver is back, from what that receiver already holds.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import stat as stat_mod
@@ -11,7 +18,7 @@ from typing import Any
 
 import aiofiles
 
-from ..errors import XferError, Declined, IntegrityFailure, LocalFileError, PeerGone, PeerProtocolError
+from ..errors import Declined, IntegrityFailure, LocalFileError, PeerGone, PeerProtocolError, RelayGone, XferError
 from ..protocol import (
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNK_PAYLOAD,
@@ -34,9 +41,8 @@ from ..protocol import (
     chunk_header,
 )
 from ..protocol.messages import MAX_ID
-from .base import WINDOW, Emit, PeerTask, SourceFile, peer_label
-from .connection import RelayConnection
 from ..units import human_size
+from .base import WINDOW, PeerTask, RoundBroken, SourceFile, peer_label
 
 RECEIVING_ROLES = ("receiver", "peer")
 
@@ -48,33 +54,42 @@ def peer_dict(info: PeerInfo) -> dict[str, Any]:
 class Sender(PeerTask):
     def __init__(
         self,
-        conn: RelayConnection,
+        conn,
         files: list[SourceFile],
-        emit: Emit,
+        emit,
         *,
         window: int = WINDOW,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        rate: int | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(conn, emit)
+        super().__init__(conn, emit, **options)
+        self.rate = rate  # bytes per second at most, or None
         if not 1 <= chunk_size <= MAX_CHUNK_PAYLOAD:
             raise ValueError(f"chunk_size must be from 1 to {MAX_CHUNK_PAYLOAD}")
         self.files = files
         self.window = max(window, chunk_size)
         self.chunk_size = chunk_size
         self.transfer = secrets.randbelow(MAX_ID) + 1
+        self.total = sum(f.size for f in files)
+        self._starts = []  # where each file starts in the offer's byte stream, for progress
+        position = 0
+        for f in files:
+            self._starts.append(position)
+            position += f.size
+        self.verified: dict[int, str] = {}  # index -> SHA-256 the receiver confirmed
+        self._hashes: dict[int, str] = {}  # index -> SHA-256 we computed
+        self._reset_round()
+
+    def _reset_round(self) -> None:
         self.receiver: PeerInfo | None = None
         self.answer: Accept | Reject | None = None
-        self.sent = 0  # bytes of the transfer sent
-        self.acked = 0  # bytes the receiver reported written
-        self.verified: set[int] = set()
-        # Offsets where each file starts in the transfer's byte stream, for progress.
-        self._starts = []
-        total = 0
-        for f in files:
-            self._starts.append(total)
-            total += f.size
-        self.total = total
+        self.base: dict[int, int] = {}  # index -> offset this round started the file at
+        self.sent = 0  # bytes sent this round
+        self.acked = 0  # bytes the receiver reported written this round
         self._reported: tuple[int, int] = (-1, -1)
+        self._round_files: list[int] = []
+        self.broken = False
 
     # -- events from the relay -------------------------------------------------
 
@@ -118,25 +133,28 @@ class Sender(PeerTask):
         return self.files[index].name if index is not None and index < len(self.files) else None
 
     def _peer_left(self, peer_id: int) -> None:
-        gone = self.receiver if self.receiver and self.receiver.id == peer_id else None
         self.emit("peer-left", peer={"id": peer_id})
-        if gone is not None and not isinstance(self.answer, Reject) and len(self.verified) < len(self.files):
-            self.fail(PeerGone(self._left_message()))
+        if self.receiver is not None and self.receiver.id == peer_id and not isinstance(self.answer, Reject):
+            if len(self.verified) < len(self.files):
+                self._left = self._where()
+                self.break_round()
+
+    def on_disconnect(self) -> None:
+        if self.receiver is not None:
+            self._left = self._where()
 
     def _current(self) -> tuple[int, int]:
-        """The first file not yet verified, and how much of it the receiver wrote."""
+        """The first file not yet verified, and how much of it the receiver holds."""
         index = next((i for i in range(len(self.files)) if i not in self.verified), len(self.files) - 1)
-        return index, min(max(self.acked - self._starts[index], 0), self.files[index].size)
+        # Files before it in this round are verified, so what was acked past them belongs to it.
+        earlier = sum(self.files[i].size - self.base.get(i, 0) for i in self._round_files if i < index)
+        done = self.base.get(index, 0) + max(self.acked - earlier, 0)
+        return index, min(done, self.files[index].size)
 
-    def _left_message(self) -> str:
-        if self.answer is None:
-            return "the receiver left before answering the offer"
+    def _where(self) -> str:
         index, done = self._current()
         f = self.files[index]
-        return (
-            f"the receiver left during {f.name} ({human_size(done)} of {human_size(f.size)}). "
-            "Run the same command again to start over."
-        )
+        return f"{f.name} ({human_size(done)} of {human_size(f.size)})"
 
     def _progress(self) -> None:
         index, done = self._current()
@@ -144,8 +162,9 @@ class Sender(PeerTask):
             return
         self._reported = (self.acked, index)
         f = self.files[index]
+        held = sum(self.files[i].size for i in self.verified) + done
         self.emit("progress", index=index, name=f.name, bytes=done, size=f.size,
-                  total_bytes=self.acked, total_size=self.total)
+                  total_bytes=min(held, self.total), total_size=self.total)
 
     def _verified(self, item: Verified) -> None:
         index = item.index
@@ -155,17 +174,48 @@ class Sender(PeerTask):
         if expected is None or item.sha256 != expected:
             self.fail(IntegrityFailure(f"the receiver verified {self.files[index].name} against the wrong hash"))
             return
-        self.verified.add(index)
+        self.verified[index] = expected
         f = self.files[index]
         self.emit("file-end", index=index, name=f.name, size=f.size, sha256=expected)
 
     # -- the transfer ------------------------------------------------------------
 
     async def main(self) -> dict[str, Any]:
-        self._hashes: dict[int, str] = {}
-        if not any(p.role in RECEIVING_ROLES for p in self.conn.peers.values()):
+        self.started = time.monotonic()
+        deadline: float | None = None  # none while waiting for the first receiver
+        while True:
+            try:
+                await self._round(deadline)
+                break
+            except (RoundBroken, RelayGone) as exc:
+                if isinstance(exc, RelayGone) and self.reconnect is None:
+                    raise
+                where = getattr(self, "_left", "the transfer")
+                self.emit("interrupted", reason="receiver-left" if self.connected else "relay-lost", at=where)
+                self._reset_round()
+                deadline = asyncio.get_running_loop().time() + self.peer_timeout
+        assert self.receiver is not None
+        await self.send_quietly(Done(to=self.receiver.id, transfer=self.transfer))
+        seconds = time.monotonic() - self.started
+        summary = {"files": len(self.files), "bytes": self.total, "seconds": round(seconds, 3),
+                   "peer": peer_dict(self.receiver)}
+        self.emit("done", **summary)
+        return summary
+
+    def _receiver_present(self) -> bool:
+        return self.connected and any(p.role in RECEIVING_ROLES for p in self.conn.peers.values())
+
+    async def _round(self, deadline: float | None) -> None:
+        if not self._receiver_present():
             self.emit("waiting", reason="receiver")
-        await self.until(lambda: any(p.role in RECEIVING_ROLES for p in self.conn.peers.values()))
+
+        def gone() -> BaseException:
+            where = getattr(self, "_left", None)
+            during = f" during {where}" if where else ""
+            return PeerGone(f"the receiver left{during} and did not come back. Run the same command again to resume.")
+
+        self.broken = False
+        await self.until(self._receiver_present, deadline=deadline, timeout_error=gone)
         self.receiver = next(p for p in self.conn.peers.values() if p.role in RECEIVING_ROLES)
         offer = Offer(
             to=self.receiver.id,
@@ -179,30 +229,44 @@ class Sender(PeerTask):
         await self.until(lambda: self.answer is not None)
         if isinstance(self.answer, Reject):
             raise _declined(self.answer)
-        self.emit("accepted", peer=peer_dict(self.receiver))
-        started = time.monotonic()
-        for index, f in enumerate(self.files):
-            await self._send_file(index, f)
+        starts = await self._resume_points(self.answer)
+        self.emit("accepted", peer=peer_dict(self.receiver),
+                  resumed=sum(offset for offset, _ in starts.values()))
+        self._round_files = [i for i in range(len(self.files)) if i not in self.verified]
+        for index in self._round_files:
+            offset, digest = starts.get(index, (0, None))
+            await self._send_file(index, self.files[index], offset, digest)
         await self.until(lambda: len(self.verified) == len(self.files))
-        try:
-            await self.conn.send(Done(to=self.receiver.id, transfer=self.transfer))
-        except XferError:
-            pass  # every file is verified; a receiver that already left loses nothing
-        seconds = time.monotonic() - started
-        summary = {"files": len(self.files), "bytes": self.total, "seconds": round(seconds, 3),
-                   "peer": peer_dict(self.receiver)}
-        self.emit("done", **summary)
-        return summary
 
-    async def _send_file(self, index: int, f: SourceFile) -> None:
+    async def _resume_points(self, accept: Accept) -> dict[int, tuple[int, Any]]:
+        """For each file the receiver holds a part of: check that part against our file."""
+        starts: dict[int, tuple[int, Any]] = {}
+        for point in accept.resume:
+            if point.index >= len(self.files) or point.index in self.verified:
+                continue
+            f = self.files[point.index]
+            if point.offset > f.size:
+                continue
+            try:
+                digest = await asyncio.to_thread(_prefix_digest, f.path, point.offset)
+            except OSError:
+                continue
+            if digest.hexdigest() == point.sha256:
+                starts[point.index] = (point.offset, digest)
+            else:
+                self.emit("resume-mismatch", index=point.index, name=f.name)
+        return starts
+
+    async def _send_file(self, index: int, f: SourceFile, offset: int, digest: Any) -> None:
         assert self.receiver is not None
         to = self.receiver.id
-        await self.conn.send(FileStart(to=to, transfer=self.transfer, index=index, offset=0))
-        self.emit("file-start", index=index, name=f.name, size=f.size)
-        digest = hashlib.sha256()
-        offset = 0
+        self.base[index] = offset
+        await self.conn.send(FileStart(to=to, transfer=self.transfer, index=index, offset=offset))
+        self.emit("file-start", index=index, name=f.name, size=f.size, offset=offset)
+        digest = digest or hashlib.sha256()
         try:
             async with aiofiles.open(f.path, "rb") as source:
+                await source.seek(offset)
                 while offset < f.size:
                     n = min(self.chunk_size, f.size - offset)
                     await self.until(lambda: self.sent - self.acked + n <= self.window)
@@ -211,6 +275,8 @@ class Sender(PeerTask):
                         raise LocalFileError(f"{f.name} changed while it was being sent (it got shorter)")
                     digest.update(data)
                     header = chunk_header(self.conn.peer_id, to, self.transfer, index, offset)
+                    if self.rate:
+                        await self._pace(n)
                     await self.conn.send_frame(header + data)
                     offset += n
                     self.sent += n
@@ -224,12 +290,28 @@ class Sender(PeerTask):
         self._hashes[index] = sha
         await self.conn.send(FileEnd(to=to, transfer=self.transfer, index=index, size=f.size, sha256=sha))
 
+    async def _pace(self, n: int) -> None:
+        """Keep to ``rate`` bytes a second (--limit-rate), measured from the round's start."""
+        loop = asyncio.get_running_loop()
+        if self.sent == 0:
+            self._paced_from = loop.time()
+        ahead = (self.sent + n) / self.rate - (loop.time() - self._paced_from)
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+
     async def _cancel(self, reason: str) -> None:
         if self.receiver is not None:
-            try:
-                await self.conn.send(Cancel(to=self.receiver.id, transfer=self.transfer, reason=reason[:200]))
-            except Exception:
-                pass
+            await self.send_quietly(Cancel(to=self.receiver.id, transfer=self.transfer, reason=reason[:200]))
+
+    async def cancel(self, reason: str = "the sender stopped") -> None:
+        """Tell the receiver we are giving up (so it removes what it holds of this offer)."""
+        await self._cancel(reason)
+
+
+def _prefix_digest(path: Path, length: int):
+    from .store import prefix_digest
+
+    return prefix_digest(path, length)
 
 
 def _declined(reject: Reject) -> Exception:
@@ -274,3 +356,6 @@ def check_sources(paths: list[Path]) -> list[SourceFile]:
     if not files:
         raise LocalFileError("nothing to send")
     return files
+
+
+__all__ = ["Sender", "check_sources", "peer_dict", "XferError"]

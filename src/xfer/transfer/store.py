@@ -1,0 +1,136 @@
+"""Where a receiver keeps what it has of each offered file, so that a transfer can resume.
+
+Each offered file has a key derived from its identity as the sender described it
+(name, size, modification time). Beside the hidden partial file
+``.NAME.KEY.xfer-part`` lies a small state file ``.NAME.KEY.xfer-state`` (JSON)
+that records that identity and, once the file is verified and renamed, where it
+went. A receiver started again, or reconnected, offers the sender each file's
+``offset`` and the SHA-256 of those bytes; the sender checks them against its own
+file and starts from there or from zero. A finished offer removes every state file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..protocol import FileInfo, ResumePoint
+from .names import partial_path
+
+STATE_SUFFIX = ".xfer-state"
+MAX_STATE_BYTES = 64 * 1024
+
+
+def file_key(info: FileInfo) -> str:
+    """A short, stable key for one offered file's identity."""
+    identity = json.dumps([info.name, info.size, info.mtime], ensure_ascii=False)
+    return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+@dataclass
+class Slot:
+    """One offered file's places on disk."""
+
+    info: FileInfo
+    name: str  # the safe local name
+    partial: Path
+    state: Path
+
+    def identity(self) -> dict:
+        return {"v": 1, "name": self.info.name, "size": self.info.size, "mtime": self.info.mtime}
+
+
+def slot_for(folder: Path, info: FileInfo, name: str) -> Slot:
+    partial = partial_path(folder, name, file_key(info))
+    return Slot(info, name, partial, partial.with_name(partial.name[: -len(".xfer-part")] + STATE_SUFFIX))
+
+
+def _read_state(slot: Slot) -> dict | None:
+    try:
+        if slot.state.is_symlink() or slot.state.stat().st_size > MAX_STATE_BYTES:
+            return None
+        state = json.loads(slot.state.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def write_state(slot: Slot, **extra) -> None:
+    """Record the file's identity (and ``extra``) atomically beside its partial file."""
+    tmp = slot.state.with_name(slot.state.name + ".tmp")
+    data = json.dumps({**slot.identity(), **extra}, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, slot.state)
+
+
+def inspect(slot: Slot, index: int) -> tuple[ResumePoint | None, str | None]:
+    """What we hold of this file, as a resume point; and a note when old state was discarded.
+
+    Only a state file whose identity matches the offer counts; a partial without
+    one, or one that does not match, is discarded.
+    """
+    state = _read_state(slot)
+    has_partial = slot.partial.exists() or slot.partial.is_symlink()
+    if state is None and not has_partial:
+        return None, None
+    identity = slot.identity()
+    if state is None or any(state.get(k) != v for k, v in identity.items()):
+        discard(slot)
+        return None, f"discarded an old partial {slot.name}: it does not match this offer"
+    done = state.get("done")
+    if isinstance(done, dict):
+        path, sha = done.get("path"), done.get("sha256")
+        if isinstance(path, str) and isinstance(sha, str) and _is_regular(Path(path), slot.info.size):
+            return ResumePoint(index=index, offset=slot.info.size, sha256=sha), None
+        discard(slot)
+        return None, None
+    if not has_partial or slot.partial.is_symlink() or not slot.partial.is_file():
+        discard(slot)
+        return None, None
+    size = slot.partial.stat().st_size
+    if size > slot.info.size:
+        discard(slot)
+        return None, f"discarded an old partial {slot.name}: it is larger than the file"
+    return ResumePoint(index=index, offset=size, sha256=prefix_digest(slot.partial, size).hexdigest()), None
+
+
+def done_path(slot: Slot) -> Path | None:
+    state = _read_state(slot)
+    done = state.get("done") if state else None
+    return Path(done["path"]) if isinstance(done, dict) and isinstance(done.get("path"), str) else None
+
+
+def _is_regular(path: Path, size: int) -> bool:
+    try:
+        return path.is_file() and not path.is_symlink() and path.stat().st_size == size
+    except OSError:
+        return False
+
+
+def prefix_digest(path: Path, length: int):
+    """A running SHA-256 over the first ``length`` bytes, to continue hashing from there."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        left = length
+        while left > 0:
+            block = f.read(min(left, 1 << 20))
+            if not block:
+                raise OSError(f"{path} is shorter than {length} bytes")
+            digest.update(block)
+            left -= len(block)
+    return digest
+
+
+def discard(slot: Slot) -> None:
+    for path in (slot.partial, slot.state):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass

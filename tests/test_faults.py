@@ -1,0 +1,277 @@
+"""Fault injection with real processes and real signals: each transfer must end identical
+to its source, with no partial or state files left, even when something dies mid-way.
+
+Transfers are rate-limited (--limit-rate) so that each fault lands mid-transfer; every
+test asserts that it did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import bounded, free_port, make_file, sha256_of, wait_for_port
+
+SIZE = 48 * 1000 * 1000
+RATE = "12MB"  # about 4 s of transfer
+FAST = ["--keepalive", "1", "--peer-timeout", "30"]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def wait_progress(proc, at_least: int, timeout: float = 20) -> int:
+    """Wait until the receiver's JSON events report ``at_least`` bytes held; return that figure."""
+    deadline = time.monotonic() + bounded(timeout)
+    while time.monotonic() < deadline:
+        held = [e.get("total_bytes", 0) for e in proc.events() if e["event"] == "progress"]
+        if held and held[-1] >= at_least:
+            return held[-1]
+        if proc.proc.poll() is not None:
+            raise AssertionError(f"exited {proc.proc.returncode}: {proc.stderr}")
+        time.sleep(0.05)
+    raise AssertionError("the transfer did not progress in time")
+
+
+def safe_events(proc) -> list[dict]:
+    out = []
+    for line in proc.stdout.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass  # a line cut short by kill -9
+    return out
+
+
+def serve(procs, tmp_path, port, name="serve"):
+    p = procs(["serve", "--host", "127.0.0.1", "--port", str(port), "--keepalive", "1"], tmp_path, name)
+    wait_for_port(port)
+    return p
+
+
+@pytest.fixture
+def source(tmp_path):
+    return make_file(tmp_path / "movie.mkv", SIZE, 11)
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_relay_dies_mid_transfer_and_returns(tmp_path, procs, source, how):
+    port = free_port()
+    relay = serve(procs, tmp_path, port)
+    out = tmp_path / "out"
+    receiver = procs(["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out), *FAST],
+                     tmp_path, "recv")
+    code = receiver.first_event()["code"]
+    sender = procs(["send", str(source), "--room", code, "--relay", f"127.0.0.1:{port}", "--json",
+                    "--limit-rate", RATE, *FAST], tmp_path, "send")
+    before = wait_progress(receiver, SIZE // 5)
+    relay.proc.send_signal(how)
+    relay.wait(10)
+    time.sleep(0.5)
+    serve(procs, tmp_path, port, "serve2")
+    assert sender.wait(90) == 0, sender.stderr
+    assert receiver.wait(30) == 0, receiver.stderr
+    assert 0 < before < SIZE  # the fault landed mid-transfer
+    assert sha256_of(out / "movie.mkv") == sha256_of(source)
+    assert leftovers(out) == []
+    kinds = [e["event"] for e in receiver.events()]
+    assert "reconnecting" in kinds and "reconnected" in kinds
+    resumed = [e["resumed"] for e in receiver.events() if e["event"] == "accepted"]
+    assert len(resumed) >= 2 and resumed[-1] > 0  # the second round started where the first stopped
+
+
+def test_receiver_killed_and_started_again_resumes(tmp_path, procs, source):
+    port = free_port()
+    serve(procs, tmp_path, port)
+    out = tmp_path / "out"
+    first = procs(["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out), *FAST],
+                  tmp_path, "recv1")
+    code = first.first_event()["code"]
+    sender = procs(["send", str(source), "--room", code, "--relay", f"127.0.0.1:{port}", "--json",
+                    "--limit-rate", RATE, *FAST], tmp_path, "send")
+    before = wait_progress(first, SIZE // 4)
+    first.proc.send_signal(signal.SIGKILL)
+    first.wait(10)
+    partial = [p for p in out.iterdir() if p.name.endswith(".xfer-part")]
+    assert len(partial) == 1 and 0 < partial[0].stat().st_size < SIZE
+    second = procs(["receive", "--room", code, "--relay", f"127.0.0.1:{port}", "--yes", "--json",
+                    "--dir", str(out), *FAST], tmp_path, "recv2")
+    assert second.wait(60) == 0, second.stderr
+    assert sender.wait(30) == 0, sender.stderr
+    assert 0 < before < SIZE
+    assert sha256_of(out / "movie.mkv") == sha256_of(source)
+    assert leftovers(out) == []
+    resumed = [e["resumed"] for e in second.events() if e["event"] == "accepted"]
+    assert resumed and resumed[0] >= before - 8 * 1024 * 1024 and resumed[0] > 0
+
+
+def test_sender_killed_and_started_again_resumes(tmp_path, procs, source):
+    port = free_port()
+    serve(procs, tmp_path, port)
+    out = tmp_path / "out"
+    receiver = procs(["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out), *FAST],
+                     tmp_path, "recv")
+    code = receiver.first_event()["code"]
+    args = ["send", str(source), "--room", code, "--relay", f"127.0.0.1:{port}", "--json", *FAST]
+    first = procs(args + ["--limit-rate", RATE], tmp_path, "send1")
+    before = wait_progress(receiver, SIZE // 4)
+    first.proc.send_signal(signal.SIGKILL)
+    first.wait(10)
+    second = procs(args, tmp_path, "send2")
+    assert second.wait(60) == 0, second.stderr
+    assert receiver.wait(30) == 0, receiver.stderr
+    assert 0 < before < SIZE
+    assert sha256_of(out / "movie.mkv") == sha256_of(source)
+    assert leftovers(out) == []
+    accepted = [e for e in second.events() if e["event"] == "accepted"]
+    assert accepted and accepted[0]["resumed"] > 0
+
+
+class StallingProxy:
+    """A TCP forwarder on loopback that can stop forwarding (a network that stalls)."""
+
+    def __init__(self, target_port: int):
+        self.target = target_port
+        self.stalled = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.stall_next = True  # connections opened after stall() forward normally
+        self.connections: list[tuple[socket.socket, socket.socket, threading.Event]] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            stall = threading.Event()
+            self.connections.append((client, upstream, stall))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b, stall), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst, stall):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                while stall.is_set():
+                    time.sleep(0.05)  # hold the bytes: nothing closes, nothing arrives
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def stall_existing(self):
+        for _, _, stall in self.connections:
+            stall.set()
+
+    def close(self):
+        self.listener.close()
+        for a, b, stall in self.connections:
+            stall.clear()
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+
+def test_stalled_network_is_noticed_by_keepalive(tmp_path, procs, source):
+    port = free_port()
+    serve(procs, tmp_path, port)
+    proxy = StallingProxy(port)
+    out = tmp_path / "out"
+    try:
+        receiver = procs(["receive", "--relay", f"127.0.0.1:{proxy.port}", "--yes", "--json", "--dir", str(out),
+                          *FAST], tmp_path, "recv")
+        code = receiver.first_event()["code"]
+        sender = procs(["send", str(source), "--room", code, "--relay", f"127.0.0.1:{port}", "--json",
+                        "--limit-rate", RATE, *FAST], tmp_path, "send")
+        before = wait_progress(receiver, SIZE // 5)
+        stalled_at = time.monotonic()
+        proxy.stall_existing()
+        # The relay's keepalive drops the silent receiver and tells the sender.
+        deadline = time.monotonic() + bounded(15)
+        while not any(e["event"] == "peer-left" for e in safe_events(sender)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        noticed = time.monotonic() - stalled_at
+        assert any(e["event"] == "peer-left" for e in safe_events(sender)), sender.stderr
+        assert noticed < bounded(8)  # keepalive 1 s: ping + 1 s timeout, with room for a busy machine
+        # The receiver notices too, reconnects (a fresh connection through the proxy flows), and finishes.
+        assert receiver.wait(90) == 0, receiver.stderr
+        assert sender.wait(30) == 0, sender.stderr
+    finally:
+        proxy.close()
+    assert 0 < before < SIZE
+    assert sha256_of(out / "movie.mkv") == sha256_of(source)
+    assert leftovers(out) == []
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    path.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                            capture_output=True)
+    return result.returncode == 0
+
+
+def test_disk_full_on_the_receiver(tmp_path, procs):
+    disk = tmp_path / "small-disk"
+    if not _mount_tmpfs(disk, "64m"):
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root and must be able to mount a tmpfs for this test")
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        source = make_file(tmp_path / "big.bin", 40 * 1000 * 1000, 3)
+        port = free_port()
+        serve(procs, tmp_path, port)
+        receiver = procs(["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(disk), *FAST],
+                         tmp_path, "recv")
+        code = receiver.first_event()["code"]
+        sender = procs(["send", str(source), "--room", code, "--relay", f"127.0.0.1:{port}", "--json",
+                        "--limit-rate", "10MB", *FAST], tmp_path, "send")
+        wait_progress(receiver, 5 * 1000 * 1000)
+        with open(disk / "filler", "wb", buffering=0) as f:  # something else fills the disk mid-transfer
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 16))
+            except OSError:
+                pass
+        assert receiver.wait(30) == 8, receiver.stderr
+        assert sender.wait(30) == 8, sender.stderr
+        assert "disk is full" in receiver.stderr or "disk is full" in receiver.stdout
+        error = [e for e in sender.events() if e["event"] == "error"][-1]
+        assert error["code"] == "disk-full" and "disk is full" in error["message"]
+        names = sorted(p.name for p in disk.iterdir())
+        assert "big.bin" not in names  # nothing unverified gets the final name
+        assert any(n.endswith(".xfer-part") for n in names)  # kept, to resume once there is room
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_relay_gone_for_good_ends_with_a_clear_error(tmp_path, procs, source):
+    port = free_port()
+    relay = serve(procs, tmp_path, port)
+    out = tmp_path / "out"
+    receiver = procs(["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out),
+                      "--keepalive", "1", "--peer-timeout", "2"], tmp_path, "recv")
+    receiver.first_event()
+    relay.proc.send_signal(signal.SIGKILL)
+    assert receiver.wait(30) == 3
+    error = receiver.events()[-1]
+    assert error["event"] == "error" and "could not reach the relay again" in error["message"]
+    assert "Traceback" not in receiver.stderr
