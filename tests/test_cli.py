@@ -10,7 +10,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import bounded, free_port, make_file, sha256_of, wait_for_port, xfer_cmd
 
 

@@ -7,7 +7,6 @@ test asserts that it did.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -18,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import bounded, free_port, make_file, sha256_of, wait_for_port
 
 SIZE = 48 * 1000 * 1000

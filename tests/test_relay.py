@@ -8,12 +8,11 @@ import signal
 import urllib.request
 
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
-
 from conftest import run_async
+from peers import Relay, closed_with, recv_message
+from websockets.asyncio.client import connect
+
 from xfer.protocol import (
-    MAX_BINARY_FRAME,
     Error,
     Hello,
     PeerJoined,
@@ -23,48 +22,10 @@ from xfer.protocol import (
     encode_chunk,
     new_code,
     parse_chunk,
-    parse_message,
     room_id,
     serialize,
 )
-from xfer.relay import RelayLimits, RelayServer, bind_socket
-
-
-class Relay:
-    def __init__(self, limits: RelayLimits | None = None):
-        self.server = RelayServer(bind_socket("127.0.0.1", 0), limits=limits)
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.server.port}/ws"
-
-    async def __aenter__(self):
-        await self.server.start()
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.server.stop()
-
-    async def raw(self):
-        return await connect(self.url, compression=None, max_size=MAX_BINARY_FRAME)
-
-    async def join(self, room: str, role: str = "peer", name: str = "p", create: bool = False):
-        ws = await self.raw()
-        await ws.send(serialize(Hello(version="1.0", room=room, role=role, name=name, create=create)))
-        reply = parse_message(await asyncio.wait_for(ws.recv(), 5))
-        return ws, reply
-
-
-async def recv_message(ws, timeout: float = 5):
-    return parse_message(await asyncio.wait_for(ws.recv(), timeout))
-
-
-async def closed_with(ws, timeout: float = 5) -> int:
-    try:
-        while True:
-            await asyncio.wait_for(ws.recv(), timeout)
-    except ConnectionClosed as exc:
-        return exc.rcvd.code if exc.rcvd else 1006
+from xfer.relay import RelayLimits
 
 
 def test_membership_routing_and_from_stamping():
@@ -143,95 +104,6 @@ def test_version_mismatch_gets_a_clear_error_not_a_hang():
             reply = await recv_message(ws)
             assert isinstance(reply, Error) and reply.code == "version" and "2.0" in reply.message
             assert await closed_with(ws) == 4001
-
-    run_async(main())
-
-
-@pytest.mark.parametrize(
-    "first",
-    [b"\x00\x01binary garbage", "not json", '{"type":"text","text":"no hello"}', "{}",
-     '{"type":"hello","version":"1.0","room":"7KQ2-M9XD-41TR-PZ8H","role":"peer","name":"x"}'],
-)
-def test_bad_first_message_closes_with_protocol_error(first):
-    async def main():
-        async with Relay() as relay:
-            ws = await relay.raw()
-            await ws.send(first)
-            reply = await recv_message(ws)
-            assert isinstance(reply, Error)
-            assert await closed_with(ws) == 4000
-            # The relay still serves others.
-            other, welcome = await relay.join(room_id(new_code()), create=True)
-            assert isinstance(welcome, Welcome)
-            await other.close()
-
-    run_async(main())
-
-
-def test_peer_breaking_the_protocol_is_dropped_others_go_on():
-    async def main():
-        room = room_id(new_code())
-        async with Relay() as relay:
-            a, wa = await relay.join(room, create=True)
-            b, wb = await relay.join(room)
-            await recv_message(a)
-            # A chunk claiming to come from another peer.
-            await b.send(encode_chunk(wa.peer_id, 0, 1, 0, 0, b"spoof"))
-            assert await closed_with(b) == 4000
-            assert isinstance(await recv_message(a), PeerLeft)
-            # A relay-only message type from a peer.
-            c, wc = await relay.join(room)
-            await recv_message(a)
-            await c.send(serialize(Welcome(version="1.0", peer_id=1)))
-            assert await closed_with(c) == 4000
-            await a.close()
-
-    run_async(main())
-
-
-def test_oversize_frames_are_refused():
-    async def main():
-        room = room_id(new_code())
-        async with Relay() as relay:
-            a, wa = await relay.join(room, create=True)
-            b, _ = await relay.join(room)
-            await a.send(json.dumps({"type": "text", "text": "x" * 300_000}))
-            assert await closed_with(a) in (1009, 4000)
-            await b.send(b"\x01" + b"\x00" * (MAX_BINARY_FRAME + 10))
-            assert await closed_with(b) == 1009
-
-    run_async(main())
-
-
-def test_hello_timeout_and_join_rate_limit():
-    async def main():
-        async with Relay(RelayLimits(hello_timeout=0.3, joins_per_minute=3)) as relay:
-            silent = await relay.raw()
-            assert await closed_with(silent) == 4008
-            codes = []
-            for _ in range(5):
-                ws, reply = await relay.join(room_id(new_code()), create=True)
-                codes.append(reply.code if isinstance(reply, Error) else "ok")
-                await ws.close()
-            assert codes[:3] == ["ok"] * 3 and codes[3:] == ["rate-limited"] * 2
-
-    run_async(main())
-
-
-def test_rooms_per_address_cap():
-    async def main():
-        async with Relay(RelayLimits(max_rooms_per_address=2)) as relay:
-            held = []
-            for _ in range(2):
-                ws, reply = await relay.join(room_id(new_code()), create=True)
-                assert isinstance(reply, Welcome)
-                held.append(ws)
-            ws, reply = await relay.join(room_id(new_code()), create=True)
-            assert isinstance(reply, Error) and reply.code == "too-many-rooms"
-            await held[0].close()
-            await asyncio.sleep(0.2)
-            ws, reply = await relay.join(room_id(new_code()), create=True)
-            assert isinstance(reply, Welcome)  # the closed room freed its place
 
     run_async(main())
 

@@ -257,10 +257,15 @@ class Accept(Message):
     routed: ClassVar[bool] = True
     transfer: int
     resume: tuple[ResumePoint, ...] = ()  # files the receiver already holds in part or whole
+    # Optional (older peers ignore it): a browser page asks the relay to stream the files to it over HTTP under this
+    # secret token (32 hex digits), and to acknowledge on its behalf (see docs/page.md).
+    download: str | None = None
 
     def check(self) -> None:
         _check_int(self, "transfer", 1, MAX_ID)
         _check_tuple(self, "resume", ResumePoint, MAX_FILES_PER_OFFER)
+        if self.download is not None:
+            _check_pattern(self, "download", _ROOM_ID, "a token of 32 hex digits")
 
 
 @dataclass(frozen=True, kw_only=True)

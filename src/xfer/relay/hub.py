@@ -24,7 +24,8 @@ class RelayLimits:
     max_rooms: int = 10_000
     max_rooms_per_address: int = 50
     joins_per_minute: int = 60  # per client address, a token bucket
-    hello_timeout: float = 10.0  # seconds to send hello after connecting
+    handshake_timeout: float = 10.0  # seconds for a new connection's first HTTP request
+    hello_timeout: float = 10.0  # seconds to send hello after the WebSocket opened
     send_timeout: float = 30.0  # a peer that takes longer to accept one frame is dropped
     max_control_frame: int = MAX_CONTROL_FRAME
     max_binary_frame: int = MAX_BINARY_FRAME

@@ -8,6 +8,7 @@ import signal
 import socket
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from ..protocol import MAX_BINARY_FRAME
@@ -26,6 +27,29 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
     def keepalive_timeout(self) -> None:
         super().keepalive_timeout()
         self.transport.abort()
+
+
+class _HttpProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for the first request.
+
+    uvicorn waits for ever on a connection that sends nothing, or sends its
+    headers a byte at a time; each such client would hold a socket for good.
+    """
+
+    handshake_timeout = 10.0
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._deadline = self.loop.call_later(self.handshake_timeout, self._handshake_expired)
+
+    def connection_lost(self, exc) -> None:
+        self._deadline.cancel()
+        super().connection_lost(exc)
+
+    def _handshake_expired(self) -> None:
+        transport = self.transport
+        if self.cycle is None and transport.get_protocol() is self and not transport.is_closing():
+            transport.abort()  # no request in time: nothing to answer
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -59,9 +83,12 @@ class RelayServer:
         ping_timeout: float = 20.0,
     ) -> None:
         self.sock = sock
+        limits = limits or RelayLimits()
         self.app = create_app(limits, public_relay=public_relay)
+        http = type("HttpProtocol", (_HttpProtocol,), {"handshake_timeout": limits.handshake_timeout})
         config = uvicorn.Config(
             self.app,
+            http=http,
             ws=_WebSocketProtocol,
             ws_max_size=MAX_BINARY_FRAME,
             ws_per_message_deflate=False,

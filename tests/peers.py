@@ -1,0 +1,154 @@
+"""Test peers that speak the protocol directly: a raw relay client, a room on a
+relay at a loopback port 0, and a hostile sender that sends what an honest one never would."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from xfer.protocol import (
+    MAX_BINARY_FRAME,
+    Accept,
+    FileEnd,
+    FileInfo,
+    FileStart,
+    Hello,
+    Offer,
+    PeerJoined,
+    Reject,
+    encode_chunk,
+    new_code,
+    parse_message,
+    room_id,
+    serialize,
+)
+from xfer.relay import RelayLimits, RelayServer, bind_socket
+from xfer.transfer.connection import open_room
+from xfer.transfer.receiver import Receiver
+
+
+class Relay:
+    def __init__(self, limits: RelayLimits | None = None):
+        self.server = RelayServer(bind_socket("127.0.0.1", 0), limits=limits)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.server.port}/ws"
+
+    async def __aenter__(self):
+        await self.server.start()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.server.stop()
+
+    async def raw(self):
+        return await connect(self.url, compression=None, max_size=MAX_BINARY_FRAME)
+
+    async def join(self, room: str, role: str = "peer", name: str = "p", create: bool = False):
+        ws = await self.raw()
+        await ws.send(serialize(Hello(version="1.0", room=room, role=role, name=name, create=create)))
+        reply = parse_message(await asyncio.wait_for(ws.recv(), 5))
+        return ws, reply
+
+
+async def recv_message(ws, timeout: float = 5):
+    return parse_message(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def closed_with(ws, timeout: float = 5) -> int:
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), timeout)
+    except ConnectionClosed as exc:
+        return exc.rcvd.code if exc.rcvd else 1006
+
+
+class Events(list):
+    def __call__(self, event, **fields):
+        self.append((event, fields))
+
+    def named(self, name):
+        return [f for e, f in self if e == name]
+
+
+async def yes(_event):
+    return True
+
+
+async def no(_event):
+    return False
+
+
+class Room:
+    """A relay on a loopback port 0 and a fresh room in it."""
+
+    async def __aenter__(self):
+        self.server = RelayServer(bind_socket("127.0.0.1", 0))
+        await self.server.start()
+        self.url = f"ws://127.0.0.1:{self.server.port}/ws"
+        self.id = room_id(new_code())
+        self.created = False
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.server.stop()
+
+    async def join(self, role):
+        create = not self.created
+        self.created = True
+        return await open_room(self.url, self.id, role=role, name=role, create=create)
+
+
+async def next_of(conn, kind, timeout=5):
+    """The next message of ``kind`` (skipping membership news)."""
+    while True:
+        item = await asyncio.wait_for(conn.recv(), timeout)
+        if isinstance(item, kind):
+            return item
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+class HostileSender:
+    """Speaks the protocol directly, to send what an honest sender never would."""
+
+    def __init__(self, room):
+        self.room = room
+
+    async def offer(self, files, receiver_folder, decide=yes, **kw):
+        self.conn = await self.room.join("sender")
+        self.recv_conn = await self.room.join("receiver")
+        self.events = Events()
+        self.receiver = Receiver(self.recv_conn, receiver_folder, self.events, decide, **kw)
+        self.task = asyncio.create_task(self.receiver.run())
+        await next_of(self.conn, PeerJoined) if not self.conn.peers else None
+        self.to = next(iter(self.conn.peers))
+        self.transfer = 77
+        await self.conn.send(Offer(to=self.to, transfer=77, files=tuple(FileInfo(name=n, size=s) for n, s in files)))
+        return await next_of(self.conn, (Accept, Reject))
+
+    async def start(self, index):
+        await self.conn.send(FileStart(to=self.to, transfer=77, index=index))
+
+    async def chunk(self, index, offset, data):
+        await self.conn.send_frame(encode_chunk(self.conn.peer_id, self.to, 77, index, offset, data))
+
+    async def end(self, index, size, sha):
+        await self.conn.send(FileEnd(to=self.to, transfer=77, index=index, size=size, sha256=sha))
+
+    async def outcome(self):
+        try:
+            return await asyncio.wait_for(self.task, 10)
+        except Exception as exc:
+            return exc
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
