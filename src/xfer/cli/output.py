@@ -144,6 +144,8 @@ class HumanReporter:
 
     def on_offer(self, files: list[dict[str, Any]], total: int, **f: Any) -> None:
         if self.role == "send":
+            if self.progress is not None:
+                return  # offered again after an interruption: the bars are already there
             to = f.get("to") or {}
             self.say(f"Offering {_count(len(files))} ({human_size(total)}) to {self._peer(to)}…")
             self._bars(files, total)
@@ -157,14 +159,38 @@ class HumanReporter:
             self.console.print(f"  … and {len(files) - 20} more")
         self._pending = (files, total)
 
-    def on_accepted(self, **f: Any) -> None:
+    def on_accepted(self, resumed: int = 0, **f: Any) -> None:
         if self.role == "receive":
             files, total = getattr(self, "_pending", ([], 0))
             self._bars(files, total)
+        if resumed:
+            self.say(f"Resuming: {human_size(resumed)} already there")
 
-    def on_file_start(self, index: int, **f: Any) -> None:
+    def on_file_start(self, index: int, offset: int = 0, **f: Any) -> None:
         if self.progress is not None and index in self.tasks:
             self.progress.start_task(self.tasks[index])
+            self.progress.update(self.tasks[index], completed=offset)
+
+    def on_interrupted(self, reason: str, at: str, **f: Any) -> None:
+        if reason == "relay-lost":
+            self.say(f"[yellow]Connection to the relay lost during {display_name(at, 120)}[/yellow]")
+        else:
+            other = "receiver" if self.role == "send" else "sender"
+            self.say(f"[yellow]The {other} left during {display_name(at, 120)}; waiting for it to come back…[/yellow]")
+
+    def on_reconnecting(self, attempt: int, delay: float, **f: Any) -> None:
+        if attempt == 1 or attempt % 5 == 0:
+            self.say(f"[dim]Reconnecting (attempt {attempt})…[/dim]")
+
+    def on_reconnected(self, **f: Any) -> None:
+        self.say("[green]✓[/green] Reconnected")
+
+    def on_resume_discarded(self, message: str, **f: Any) -> None:
+        self.say(f"[yellow]{display_name(message, 300)}[/yellow]")
+
+    def on_resume_mismatch(self, name: str, **f: Any) -> None:
+        self.say(f"[yellow]{display_name(name, 120)} is not what the receiver holds a part of; "
+                 "sending it from the start[/yellow]")
 
     def on_progress(self, index: int, bytes: int, total_bytes: int, **f: Any) -> None:
         if self.progress is None:
