@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""Benchmark a whole xfer transfer on loopback: ``xfer serve`` + ``xfer receive`` + ``xfer send``.
+
+For each size, a random source file is made once (in 1 MiB blocks) and moved N times by
+three real ``xfer`` processes on 127.0.0.1. Each run is timed from the sender's start
+until both sender and receiver have exited; each process's peak RSS comes from
+``os.wait4`` (exact, not sampled); the received file's SHA-256 must equal the source's.
+Interleaved with those runs, a raw TCP two-hop forwarder in this script (client ->
+forwarder -> sink that writes and fsyncs a file, like the receiver) moves the same file,
+so xfer's throughput can be read as a share of what this machine relays at all.
+
+    python bench/transfer.py --size 100MB --size 1GiB --repeat 3
+    python bench/transfer.py --smoke --out /tmp/r.json      # tiny sizes, one run each
+
+Throughput is in MB/s and RSS in MB (decimal: 1 MB = 10^6 bytes). Exits 1 if any
+transfer fails or a hash differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from xfer.units import parse_size
+
+BLOCK = 1 << 20
+ROLES = ("sender", "relay", "receiver")
+
+
+def xfer_cmd() -> list[str]:
+    """The installed console script (next to this Python first: no pyenv shim), else ``-m xfer``."""
+    local = Path(sys.executable).parent / "xfer"
+    exe = str(local) if local.exists() else shutil.which("xfer")
+    return [exe] if exe else [sys.executable, "-m", "xfer"]
+
+
+def make_source(path: Path, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            block = os.urandom(min(left, BLOCK))
+            f.write(block)
+            digest.update(block)
+            left -= len(block)
+        os.fsync(f.fileno())  # so the first run does not compete with this file's writeback
+    return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Child:
+    """A subprocess reaped by ``os.wait4(pid, 0)`` in a thread: exact peak RSS and exit time."""
+
+    def __init__(self, name: str, args: list[str], work: Path):
+        self.name, self.rc, self.end, self.rss_kib = name, None, None, None
+        self.out_path, self.err_path = work / f"{name}.out", work / f"{name}.err"
+        env = {**os.environ, "NO_COLOR": "1"}
+        env.pop("XFER_RELAY", None)
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.start = time.monotonic()
+            self.proc = subprocess.Popen(args, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        self._reaper = threading.Thread(target=self._reap, daemon=True)
+        self._reaper.start()
+
+    def _reap(self) -> None:
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.end, self.rss_kib = time.monotonic(), usage.ru_maxrss
+        self.rc = self.proc.returncode = os.waitstatus_to_exitcode(status)
+
+    def signal(self, sig: int) -> None:
+        if self.rc is None:  # not Popen.send_signal: its poll() could reap the child before wait4 does
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, deadline: float) -> None:
+        self._reaper.join(max(0.0, deadline - time.monotonic()))
+        if self.rc is None:
+            raise RuntimeError(f"{self.name} did not finish in time{self.tail()}")
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self._reaper.join(5)
+
+    def tail(self) -> str:
+        """The end of stderr and the last stdout line (with --json, the error event)."""
+        err = self.err_path.read_text(errors="replace").strip()
+        out = self.out_path.read_text(errors="replace").strip().splitlines()
+        return "".join(f"; {what}: {text[-500:]}" for what, text in (("stderr", err), ("stdout", out[-1] if out else "")) if text)
+
+
+def wait_until(check, what: str, child: Child, seconds: float):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if (value := check()) is not None:
+            return value
+        if child.rc is not None:
+            raise RuntimeError(f"{child.name} exited {child.rc} before {what}{child.tail()}")
+        time.sleep(0.02)
+    raise RuntimeError(f"{child.name}: no {what} within {seconds:.0f} s{child.tail()}")
+
+
+def relay_ready(relay: Child):
+    # Printed once the app is built (the port is bound earlier, so a connect test could pass first).
+    return True if "listening on" in relay.err_path.read_text(errors="replace") else None
+
+
+def room_code(path: Path):
+    text = path.read_text()
+    if "\n" not in text:
+        return None
+    event = json.loads(text.splitlines()[0])
+    if event.get("event") != "room":
+        raise RuntimeError(f"receiver's first event is not a room: {text.splitlines()[0]}")
+    return event["code"]
+
+
+def run_xfer(cmd: list[str], src: Path, digest: str, work: Path, timeout: float) -> dict:
+    """One transfer through three ``xfer`` processes; the relay is stopped with SIGINT after it."""
+    out_dir, port = work / "received", free_port()
+    shutil.rmtree(out_dir, ignore_errors=True)
+    relay_addr = f"127.0.0.1:{port}"
+    children: list[Child] = []
+    try:
+        relay = Child("relay", cmd + ["serve", "--host", "127.0.0.1", "--port", str(port)], work)
+        children.append(relay)
+        wait_until(lambda: relay_ready(relay), "'listening on' line", relay, 30)
+        receiver = Child("receiver", cmd + ["receive", "--relay", relay_addr, "--yes", "--json",
+                                            "--dir", str(out_dir), "--no-qr"], work)
+        children.append(receiver)
+        code = wait_until(lambda: room_code(receiver.out_path), "room event", receiver, 30)
+        sender = Child("sender", cmd + ["send", str(src), "--room", code, "--relay", relay_addr, "--json"], work)
+        children.append(sender)
+        deadline = sender.start + timeout
+        sender.wait(deadline)
+        receiver.wait(deadline)
+        seconds = max(sender.end, receiver.end) - sender.start
+        relay.signal(signal.SIGINT)
+        relay.wait(time.monotonic() + 30)
+        for child in (sender, receiver):
+            if child.rc != 0:
+                raise RuntimeError(f"{child.name} exited {child.rc}{child.tail()}")
+        got = out_dir / src.name
+        if not got.is_file() or sha256_of(got) != digest:
+            raise RuntimeError(f"received file {got} is missing or its SHA-256 differs from the source's")
+        return {"seconds": seconds, "mb_s": src.stat().st_size / seconds / 1e6, "relay_exit": relay.rc,
+                "rss_mb": {c.name: c.rss_kib * 1024 / 1e6 for c in (sender, relay, receiver)}}
+    finally:
+        for child in children:
+            child.kill()
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def run_raw(src: Path, digest: str, work: Path, timeout: float) -> dict:
+    """Baseline: client -> forwarder -> sink over plain TCP on loopback, in threads of this process."""
+    dst, errors = work / "raw.bin", []
+    sink_srv = socket.create_server(("127.0.0.1", 0))
+    fwd_srv = socket.create_server(("127.0.0.1", 0))
+
+    def guarded(fn):
+        def run():
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 -- reported by the caller
+                errors.append(f"{fn.__name__}: {exc!r}")
+        return threading.Thread(target=run, daemon=True)
+
+    def pump(a: socket.socket, b: socket.socket | None, f=None) -> None:
+        buf = bytearray(BLOCK)
+        view = memoryview(buf)
+        while n := a.recv_into(buf):
+            b.sendall(view[:n]) if b else f.write(view[:n])
+
+    def sink() -> None:
+        conn, _ = sink_srv.accept()
+        conn.settimeout(timeout)
+        with conn, open(dst, "wb") as f:
+            pump(conn, None, f)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def forwarder() -> None:
+        a, _ = fwd_srv.accept()
+        a.settimeout(timeout)
+        with a, socket.create_connection(sink_srv.getsockname(), timeout=timeout) as b:
+            pump(a, b)
+            b.shutdown(socket.SHUT_WR)
+
+    threads = [guarded(sink), guarded(forwarder)]
+    try:
+        for t in threads:
+            t.start()
+        start = time.monotonic()
+        with socket.create_connection(fwd_srv.getsockname(), timeout=timeout) as c, open(src, "rb") as f:
+            while block := f.read(BLOCK):
+                c.sendall(block)
+            c.shutdown(socket.SHUT_WR)
+            for t in threads:
+                t.join(max(0.0, start + timeout - time.monotonic()))
+        seconds = time.monotonic() - start
+        if errors or any(t.is_alive() for t in threads):
+            raise RuntimeError("raw forwarder: " + ("; ".join(errors) or "timed out"))
+        if sha256_of(dst) != digest:
+            raise RuntimeError("raw forwarder: SHA-256 differs")
+        return {"seconds": seconds, "mb_s": src.stat().st_size / seconds / 1e6}
+    finally:
+        sink_srv.close()
+        fwd_srv.close()
+        dst.unlink(missing_ok=True)
+
+
+def provenance() -> dict:
+    """Which xfer ran: the module's file, and the git commit (and dirty state) of its source tree."""
+    def out(args, cwd=None) -> str:
+        try:
+            return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=30, check=False).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    module = out([sys.executable, "-c", "import xfer; print(xfer.__file__, xfer.__version__)"]).split()
+    src = Path(module[0]).parent if module else Path(".")
+    return {"module": module[0] if module else None, "version": module[1] if len(module) > 1 else None,
+            "git_commit": out(["git", "rev-parse", "HEAD"], src) or None,
+            "git_dirty": bool(out(["git", "status", "--porcelain", "."], src)),
+            "pythonpath": os.environ.get("PYTHONPATH")}
+
+
+def fmt(s: dict) -> str:
+    return f"{s['median']:.1f} ({s['min']:.1f}-{s['max']:.1f})" if s else "-"
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)} if values else {}
+
+
+def summarize(runs: list[dict], raw: list[dict]) -> dict:
+    xfer, base = spread([r["mb_s"] for r in runs]), spread([r["mb_s"] for r in raw])
+    rss = {role: spread([r["rss_mb"][role] for r in runs]) for role in ROLES} if runs else {}
+    ratio = xfer["median"] / base["median"] if xfer and base else None
+    return {"xfer_mb_s": xfer, "raw_mb_s": base, "ratio_to_raw": ratio, "peak_rss_mb": rss}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="Benchmark xfer send/serve/receive on loopback against a raw TCP forwarder.")
+    ap.add_argument("--size", action="append", metavar="SIZE", help="file size, e.g. 100MB or 1GiB (repeatable)")
+    ap.add_argument("--repeat", type=int, default=None, help="runs per size (default 3; 1 with --smoke)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (1MB, 3MB), one run each: checks the script works")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "transfer.json",
+                    help="where to write the JSON results (default: bench/results/transfer.json)")
+    ap.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                    help="limit per transfer (default: 60 s + 1 s per MB)")
+    args = ap.parse_args()
+    labels = args.size or (["1MB", "3MB"] if args.smoke else ["100MB", "1GiB"])
+    try:
+        sizes = [(label, parse_size(label)) for label in labels]
+    except ValueError as exc:
+        ap.error(str(exc))
+    repeat = args.repeat or (1 if args.smoke else 3)
+    cmd, failures, results = xfer_cmd(), [], []
+    print(f"xfer: {' '.join(cmd)}; {os.cpu_count()} CPUs; {repeat} run(s) per size; loopback 127.0.0.1", flush=True)
+    with tempfile.TemporaryDirectory(prefix="xfer-bench-") as tmp:
+        work = Path(tmp)
+        for label, size in sizes:
+            src = work / f"source-{label}.bin"
+            digest = make_source(src, size)
+            timeout = args.timeout or 60 + size / 1e6
+            runs, raw = [], []
+            for i in range(1, repeat + 1):
+                for kind, into, run, first in (("raw", raw, run_raw, ()), ("xfer", runs, run_xfer, (cmd,))):
+                    try:
+                        r = run(*first, src, digest, work, timeout)
+                    except Exception as exc:  # noqa: BLE001 -- any failure is recorded, and the exit status is 1
+                        failures.append(f"{label} {kind} run {i}: {exc}")
+                        print(f"  {label} {kind} run {i}: FAILED: {exc}", flush=True)
+                        continue
+                    into.append(r)
+                    rss = " ".join(f"{k} {v:.1f} MB" for k, v in r.get("rss_mb", {}).items())
+                    print(f"  {label} {kind} run {i}: {r['seconds']:.2f} s, {r['mb_s']:.1f} MB/s {rss}", flush=True)
+            src.unlink()
+            results.append({"size": label, "bytes": size, "runs": runs, "raw_runs": raw, "summary": summarize(runs, raw)})
+
+    print(f"\n{'size':>8}  {'xfer MB/s med (min-max)':>24}  {'raw MB/s med (min-max)':>24}  {'ratio':>6}  "
+          "peak RSS MB sender / relay / receiver (max of runs)")
+    for r in results:
+        s = r["summary"]
+        ratio = f"{s['ratio_to_raw']:.1%}" if s["ratio_to_raw"] else "-"
+        rss = " / ".join(f"{s['peak_rss_mb'][k]['max']:.1f}" if s["peak_rss_mb"] else "-" for k in ROLES)
+        print(f"{r['size']:>8}  {fmt(s['xfer_mb_s']):>24}  {fmt(s['raw_mb_s']):>24}  {ratio:>6}  {rss}")
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": [sys.executable, *sys.argv],
+        "xfer": {"command": cmd, **provenance()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "units": "MB/s and MB are decimal (10^6 bytes); rss is ru_maxrss from os.wait4", "repeat": repeat,
+        "results": results, "failures": failures,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nresults: {args.out}")
+    if failures:
+        print(f"{len(failures)} failure(s):\n  " + "\n  ".join(failures), file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
