@@ -92,7 +92,9 @@ def _run(make, *, json_mode: bool, quiet: bool, debug: bool, role: str) -> None:
 
 @app.command()
 def send(
-    paths: List[Path] = typer.Argument(..., help="Files to send.", show_default=False),
+    paths: List[Path] = typer.Argument(None, help="Files to send.", show_default=False),
+    text: Optional[str] = typer.Option(None, "--text", "-t", metavar="TEXT",
+                                       help="Send this text instead of files ('-' reads it from stdin), then exit."),
     room: Optional[str] = RoomOpt,
     relay: Optional[str] = RelayOpt,
     port: Optional[int] = PortOpt,
@@ -108,25 +110,42 @@ def send(
     peer_timeout: float = PeerTimeoutOpt,
     debug: bool = DebugOpt,
 ) -> None:
-    """Send files to whoever joins the room.
+    """Send files (or a text) to whoever joins the room.
 
     \b
     Examples:
       xfer send photo.jpg                  open a room, print its code and a QR code
       xfer send a.pdf b.zip --room CODE --relay ws://192.168.1.20:8765
       xfer send report.pdf --json          events as JSON lines, for scripts
+      xfer send --text "see you at 5" --room CODE --relay ws://192.168.1.20:8765
     """
     from .session import RoomOptions, room_session
 
     async def main(out) -> None:
         import asyncio
 
+        from ..errors import UsageError
         from ..transfer.sender import Sender, check_sources
 
-        rate = _rate(limit_rate)
-        files = check_sources(paths)
         opts = RoomOptions(room, relay, port, host, public_url, name, not no_qr, keepalive=keepalive,
                            reconnect_for=peer_timeout, peer_timeout=peer_timeout)
+        if text is not None:
+            from ..transfer.text import TextSender, check_text
+
+            if paths:
+                raise UsageError("give files or --text, not both")
+            message = check_text(sys.stdin.read() if text == "-" else text)
+            async with room_session(opts, "sender", out) as session:
+                session.task = TextSender(session.conn, message, out, wait_forever=room is None,
+                                          **session.task_options())
+                sent = await session.task.run()
+                if hasattr(out, "say"):  # people see a line; --json has the "text-sent" event
+                    out.say("Sent the text to " + ", ".join(out._peer(p) for p in sent["to"]))
+            return
+        if not paths:
+            raise UsageError("nothing to send: give files, or --text TEXT")
+        rate = _rate(limit_rate)
+        files = check_sources(paths)
         async with room_session(opts, "sender", out) as session:
             sender = session.task = Sender(session.conn, files, out, rate=rate, **session.task_options())
             try:

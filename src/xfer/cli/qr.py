@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import io
+import os
+import sys
+
+# White on near-black, the colours qrcode's own tty mode uses: with them the code
+# reads dark-on-light whatever the terminal's own colours are.
+_COLOURS = "\x1b[38;5;255;48;5;232m"
+_RESET = "\x1b[0m"
 
 
-def qr_text(url: str) -> str:
-    """Half-block characters, dark modules drawn as spaces on a light background.
+def qr_text(url: str, *, colour: bool | None = None) -> str:
+    """Half-block characters, two modules per character cell (37 columns for a
+    60-character URL, so it fits an 80-column terminal).
 
     ``invert=True`` draws the light modules (and the quiet zone) with block
-    characters, so the code reads dark-on-light on dark terminals and light
-    ones alike: the terminal's own background becomes the dark modules.
+    characters, dark modules as blanks: on a dark terminal the code reads
+    dark-on-light, as scanners expect. On a light terminal that would come out
+    inverted, so when the QR goes to a terminal (``colour`` None: stderr is a tty
+    and NO_COLOR is unset) each line also sets white-on-black colours explicitly.
     """
     import qrcode
 
@@ -19,4 +29,9 @@ def qr_text(url: str) -> str:
     qr.make(fit=True)
     out = io.StringIO()
     qr.print_ascii(out=out, tty=False, invert=True)
-    return out.getvalue()
+    text = out.getvalue()
+    if colour is None:
+        colour = sys.stderr.isatty() and "NO_COLOR" not in os.environ
+    if colour:
+        text = "".join(f"{_COLOURS}{line}{_RESET}\n" for line in text.splitlines())
+    return text
