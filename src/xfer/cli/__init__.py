@@ -273,6 +273,10 @@ def serve(
     joins_per_minute: int = typer.Option(60, "--joins-per-minute", help="Joins one address may make a minute."),
     keepalive: float = typer.Option(20.0, "--keepalive", min=1.0, metavar="SECONDS",
                                     help="Ping peers this often; one silent for twice this long is dropped and its room told."),
+    allow_origin: List[str] = typer.Option([], "--allow-origin", metavar="URL",
+                                           help="Also accept browser WebSockets from pages at this origin "
+                                                "(repeatable), e.g. https://xfer.example behind a reverse proxy "
+                                                "that rewrites Host."),
     debug: bool = DebugOpt,
 ) -> None:
     """Host a relay: the phone page and the WebSocket endpoint on one port.
@@ -304,11 +308,26 @@ def serve(
     shown = (lan_address() or "127.0.0.1") if wildcard else host
     public = relay_ws_url(public_url) if public_url else ws_url_for(shown, sock.getsockname()[1])
     server = RelayServer(sock, limits=limits, public_relay=public, ping_interval=keepalive, ping_timeout=keepalive)
+    server.app.state.allowed_origins = _origins(allow_origin, console)
     console.print(f"xfer relay {__version__} listening on {host}:{server.port}")
     console.print(f"Others use it with:  [bold]xfer send FILE --relay {public}[/bold]")
     console.print("[dim]Ctrl-C stops it.[/dim]")
     asyncio.run(server.run_until_signal())
     console.print("Relay stopped.")
+
+
+def _origins(urls: List[str], console) -> tuple[str, ...]:
+    """``--allow-origin`` values as browsers send Origin: scheme://host[:port], nothing more."""
+    from urllib.parse import urlsplit
+
+    origins = []
+    for url in urls:
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            console.print(f"[bold red]xfer:[/bold red] --allow-origin {url!r}: give an origin like https://xfer.example")
+            raise typer.Exit(2)
+        origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+    return tuple(origins)
 
 
 def main() -> None:
