@@ -273,3 +273,28 @@ def test_relay_gone_for_good_ends_with_a_clear_error(tmp_path, procs, source):
     error = receiver.events()[-1]
     assert error["event"] == "error" and "could not reach the relay again" in error["message"]
     assert "Traceback" not in receiver.stderr
+
+
+def test_receiver_started_again_after_some_files_were_saved(tmp_path, procs):
+    """Files verified before the kill are confirmed, not sent again; the rest resume."""
+    first_file = make_file(tmp_path / "a.bin", 6_000_000, 1)
+    second_file = make_file(tmp_path / "b.bin", SIZE, 2)
+    port = free_port()
+    serve(procs, tmp_path, port)
+    out = tmp_path / "out"
+    first = procs(["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out), *FAST],
+                  tmp_path, "recv1")
+    code = first.first_event()["code"]
+    sender = procs(["send", str(first_file), str(second_file), "--room", code, "--relay", f"127.0.0.1:{port}",
+                    "--json", "--limit-rate", RATE, *FAST], tmp_path, "send")
+    wait_progress(first, 6_000_000 + SIZE // 5)
+    first.proc.send_signal(signal.SIGKILL)
+    first.wait(10)
+    assert (out / "a.bin").exists() and not (out / "b.bin").exists()
+    second = procs(["receive", "--room", code, "--relay", f"127.0.0.1:{port}", "--yes", "--json",
+                    "--dir", str(out), *FAST], tmp_path, "recv2")
+    assert second.wait(60) == 0, second.stderr
+    assert sender.wait(30) == 0, sender.stderr
+    assert sha256_of(out / "a.bin") == sha256_of(first_file) and sha256_of(out / "b.bin") == sha256_of(second_file)
+    assert sorted(p.name for p in out.iterdir()) == ["a.bin", "b.bin"]  # no "a (1).bin", no state files
+    assert [e["name"] for e in second.events() if e["event"] == "file-end"] == ["a.bin", "b.bin"]

@@ -58,6 +58,8 @@ EXAMPLES = [
     PeerLeft(peer_id=9),
     Error(code="room-not-found", message="no room"),
     Offer(to=3, sender=4, transfer=5, files=(FileInfo(name="a.txt", size=3, mtime=1.5), FileInfo(name="b", size=0))),
+    Offer(transfer=6, window=1 << 23, files=(FileInfo(name="photos", size=0, kind="dir"),
+                                              FileInfo(name="photos/a.jpg", size=9), FileInfo(name="-", size=None))),
     Accept(to=4, transfer=5),
     Reject(transfer=5, reason="no", code="no-space"),
     FileStart(transfer=5, index=1, offset=0),
@@ -113,6 +115,8 @@ def test_unknown_fields_are_ignored_for_minor_versions():
         ('{"type":"hello","version":"1.0","room":"%s","role":"admin","name":"a"}' % ROOM, "role"),
         ('{"type":"hello","version":"1.0","room":"%s","role":"peer","name":"a","create":1}' % ROOM, "create"),
         ('{"type":"text","text":""}', "text"),
+        ('{"type":"offer","transfer":1,"files":[{"name":"d","size":5,"kind":"dir"}]}', "folder"),
+        ('{"type":"offer","transfer":1,"files":[{"name":"d","size":5,"kind":"link"}]}', "kind"),
         ('{"type":"text","text":"a","to":-1}', "to"),
         ('{"type":"ack","transfer":1,"bytes":NaN}', "not valid JSON"),
         ('{"type":"ack","transfer":1,"bytes":Infinity}', "not valid JSON"),
@@ -125,13 +129,13 @@ def test_malformed_messages_raise_protocol_error(wire, fragment):
 
 
 def test_oversize_control_frame_is_refused_before_parsing():
-    wire = json.dumps({"type": "text", "text": "x" * MAX_CONTROL_FRAME})
+    wire = json.dumps({"type": "text", "text": "x" * MAX_CONTROL_FRAME})  # over the frame limit before any check
     with pytest.raises(FrameTooLarge):
         parse_message(wire)
 
 
 def test_too_many_files_in_an_offer():
-    files = [{"name": f"f{i}", "size": 1} for i in range(1001)]
+    files = [{"name": f"f{i}", "size": 1} for i in range(10_001)]
     with pytest.raises(ProtocolError):
         parse_message(json.dumps({"type": "offer", "transfer": 1, "files": files}))
 
@@ -181,7 +185,7 @@ def test_chunk_round_trip():
         b"\x02" + b"\x00" * (HEADER_SIZE - 1),  # unknown kind
         encode_chunk(1, 0, 1, 0, 0, b"x")[:4] + b"\x00" * 4 + encode_chunk(1, 0, 1, 0, 0, b"x")[8:],  # no sender
         encode_chunk(1, 0, 0, 0, 0, b"x"),  # no transfer id
-        encode_chunk(1, 0, 1, 5000, 0, b"x"),  # file index past the offer limit
+        encode_chunk(1, 0, 1, 50_000, 0, b"x"),  # file index past the offer limit
     ],
 )
 def test_malformed_chunks(frame):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 from conftest import make_file, run_async, sha256_of
@@ -126,8 +127,10 @@ def test_sender_window_bounds_unacknowledged_bytes(tmp_path):
 def test_missing_source_fails_before_anything_opens(tmp_path):
     with pytest.raises(LocalFileError, match="no such file"):
         check_sources([tmp_path / "nope.txt"])
-    with pytest.raises(LocalFileError, match="folder"):
-        check_sources([tmp_path])
+    (tmp_path / "fifo").mkdir()
+    os.mkfifo(tmp_path / "fifo" / "pipe")
+    with pytest.raises(LocalFileError, match="not a regular file"):
+        check_sources([tmp_path / "fifo" / "pipe"])
 
 
 @pytest.mark.parametrize("resume", [True, False])
@@ -163,7 +166,7 @@ def _plant_partial(folder: Path, src: Path, data: bytes, *, with_state: bool = T
     from xfer.transfer import store
 
     st = src.stat()
-    slot = store.slot_for(folder, FileInfo(name=src.name, size=st.st_size, mtime=st.st_mtime), src.name)
+    slot = store.slot_for(folder, FileInfo(name=src.name, size=st.st_size, mtime=st.st_mtime), [src.name])
     if with_state:
         store.write_state(slot)
     slot.partial.write_bytes(data)
@@ -226,3 +229,45 @@ def test_a_partial_larger_than_the_file_is_discarded(tmp_path):
     sent, got = _transfer(src, out)
     assert "larger than the file" in got.named("resume-discarded")[0]["message"]
     assert sha256_of(out / "a.bin") == sha256_of(src)
+
+
+def test_a_sender_that_comes_back_before_it_was_missed_is_taken_back(tmp_path):
+    """A sender whose network vanished runs again while the receiver still sees the old
+    connection: the same files offered again replace the old round, no 'busy'."""
+    src = make_file(tmp_path / "a.bin", 4_000_000, 5)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    async def main():
+        async with Room() as room:
+            old = await room.join("sender")
+            r = await room.join("receiver")
+            receiver = asyncio.create_task(Receiver(r, out, Events(), yes).run())
+            stalled = asyncio.create_task(Sender(old, check_sources([src]), Events(), window=1 << 20).run())
+            while not any(p.name.endswith(".xfer-part") for p in out.iterdir()):
+                await asyncio.sleep(0.01)
+            stalled.cancel()  # the old sender stops, its connection stays open
+            new = await room.join("sender")
+            sent = await Sender(new, check_sources([src]), Events()).run()
+            got = await receiver
+            await old.close()
+            return sent, got
+
+    sent, got = run_async(main())
+    assert got["files"] == 1 and sha256_of(out / "a.bin") == sha256_of(src)
+    assert listing(out) == ["a.bin"]
+
+
+def test_a_partial_of_an_older_version_of_the_file_is_discarded(tmp_path):
+    from xfer.protocol import FileInfo
+    from xfer.transfer import store
+
+    src = make_file(tmp_path / "report.pdf", 100_000, 7)
+    out = tmp_path / "out"
+    out.mkdir()
+    old = store.slot_for(out, FileInfo(name="report.pdf", size=90_000, mtime=1.0), ["report.pdf"])
+    store.write_state(old)
+    old.partial.write_bytes(b"old" * 1000)
+    sent, got = _transfer(src, out)
+    assert "the file changed since" in got.named("resume-discarded")[0]["message"]
+    assert listing(out) == ["report.pdf"] and sha256_of(out / "report.pdf") == sha256_of(src)

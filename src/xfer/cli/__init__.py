@@ -77,7 +77,11 @@ def _run(make, *, json_mode: bool, quiet: bool, debug: bool, role: str) -> None:
             traceback.print_exc()
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        out.error(Interrupted("interrupted; nothing half-written was kept"))
+        if role == "receive":
+            message = "interrupted; what arrived so far stays hidden in the folder: run the same command again to resume"
+        else:
+            message = "interrupted; the receiver was told to stop"
+        out.error(Interrupted(message))
         raise typer.Exit(130) from None
     except Exception as exc:  # a bug: one line, the traceback with --debug
         out.error(XferError(f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)"))
@@ -92,7 +96,8 @@ def _run(make, *, json_mode: bool, quiet: bool, debug: bool, role: str) -> None:
 
 @app.command()
 def send(
-    paths: List[Path] = typer.Argument(None, help="Files to send.", show_default=False),
+    paths: List[Path] = typer.Argument(None, help="Files or folders to send; - sends standard input.",
+                                       show_default=False),
     text: Optional[str] = typer.Option(None, "--text", "-t", metavar="TEXT",
                                        help="Send this text instead of files ('-' reads it from stdin), then exit."),
     room: Optional[str] = RoomOpt,
@@ -106,6 +111,8 @@ def send(
     no_qr: bool = NoQrOpt,
     limit_rate: Optional[str] = typer.Option(None, "--limit-rate", metavar="SIZE",
                                              help="Send at most this much a second, e.g. 20MB or 512KiB."),
+    follow_symlinks: bool = typer.Option(False, "--follow-symlinks",
+                                         help="Send what symlinks inside folders point to (skipped by default)."),
     keepalive: float = KeepaliveOpt,
     peer_timeout: float = PeerTimeoutOpt,
     debug: bool = DebugOpt,
@@ -117,6 +124,8 @@ def send(
       xfer send photo.jpg                  open a room, print its code and a QR code
       xfer send a.pdf b.zip --room CODE --relay ws://192.168.1.20:8765
       xfer send report.pdf --json          events as JSON lines, for scripts
+      xfer send photos/                    a folder, file by file, with its empty folders
+      tar c project | xfer send -          standard input (no resume for streams)
       xfer send --text "see you at 5" --room CODE --relay ws://192.168.1.20:8765
     """
     from .session import RoomOptions, room_session
@@ -145,7 +154,7 @@ def send(
         if not paths:
             raise UsageError("nothing to send: give files, or --text TEXT")
         rate = _rate(limit_rate)
-        files = check_sources(paths)
+        files = check_sources(paths, follow_symlinks=follow_symlinks, warn=lambda m: out("warning", message=m))
         async with room_session(opts, "sender", out) as session:
             sender = session.task = Sender(session.conn, files, out, rate=rate, **session.task_options())
             try:
@@ -166,6 +175,9 @@ def receive(
     yes: bool = typer.Option(False, "--yes", "-y", help="Accept the offer without asking (needed when stdin is not a terminal)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files instead of saving as 'name (1).ext'."),
     no_resume: bool = typer.Option(False, "--no-resume", help="Start every file from zero, and keep no partial files after a failure."),
+    stdout: bool = typer.Option(False, "--stdout", help="Write the one received file or stream to standard output "
+                                                        "(messages go to stderr; no resume)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="-", help="'-' is the same as --stdout."),
     port: Optional[int] = PortOpt,
     host: Optional[str] = HostOpt,
     public_url: Optional[str] = PublicOpt,
@@ -184,6 +196,7 @@ def receive(
       xfer receive                         open a room; a phone scans the QR code
       xfer receive --room CODE --relay ws://192.168.1.20:8765 --dir ~/Downloads
       xfer receive --room CODE --relay wss://relay.example --yes --json
+      xfer receive --room CODE --relay HOST:8765 --yes --stdout | tar x
     """
     from ..errors import UsageError
     from .session import RoomOptions, room_session
@@ -191,9 +204,14 @@ def receive(
     async def main(out) -> None:
         from ..transfer.receiver import Receiver
 
+        to_stdout = stdout or output is not None
+        if output not in (None, "-"):
+            raise UsageError("-o takes '-' (standard output); to save into a folder use --dir")
+        if to_stdout and json_mode:
+            raise UsageError("--stdout and --json both want standard output; pick one")
         if not yes and not sys.stdin.isatty():
             raise UsageError("stdin is not a terminal, so xfer cannot ask before accepting; add --yes to accept without asking")
-        target = _target_folder(folder)
+        target = Path.cwd() if to_stdout else _target_folder(folder)
         opts = RoomOptions(room, relay, port, host, public_url, name, not no_qr, keepalive=keepalive,
                            reconnect_for=peer_timeout, peer_timeout=peer_timeout)
 
@@ -202,7 +220,7 @@ def receive(
 
         async with room_session(opts, "receiver", out) as session:
             session.task = Receiver(session.conn, target, out, decide, overwrite=overwrite, resume=not no_resume,
-                                    **session.task_options())
+                                    stdout=to_stdout, **session.task_options())
             await session.task.run()
 
     _run(main, json_mode=json_mode, quiet=quiet, debug=debug, role="receive")

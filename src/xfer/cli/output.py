@@ -98,7 +98,9 @@ class HumanReporter:
         width = min(max(len(f["name"]) for f in files), 28) if files else 10
         for f in files:
             label = display_name(f["name"], width).ljust(width)
-            self.tasks[f["index"]] = self.progress.add_task(label, total=f["size"] or 1, start=False)
+            if f.get("kind") == "dir":
+                continue
+            self.tasks[f["index"]] = self.progress.add_task(label, total=f["size"], start=False)
         if len(files) > 1:
             self.total_task = self.progress.add_task("Total".ljust(width), total=total or 1)
 
@@ -132,6 +134,9 @@ class HumanReporter:
         count = f"{len(peers)} peer" if len(peers) == 1 else f"{len(peers)} peers"
         self.say(f"Joined room {short_code(code)} · {count}: {names}")
 
+    def on_warning(self, message: str) -> None:
+        self.say(f"[yellow]{display_name(message, 300)}[/yellow]")
+
     def on_waiting(self, reason: str) -> None:
         self.say("[dim]Waiting for a receiver…[/dim]" if reason == "receiver" else "[dim]Waiting for an offer…[/dim]")
 
@@ -147,16 +152,21 @@ class HumanReporter:
             if self.progress is not None:
                 return  # offered again after an interruption: the bars are already there
             to = f.get("to") or {}
-            self.say(f"Offering {_count(len(files))} ({human_size(total)}) to {self._peer(to)}…")
+            self.say(f"Offering {_describe(files, total)} to {self._peer(to)}…")
             self._bars(files, total)
             return
+        self._pending = (files, total)
+        if self.quiet:
+            return
         who = self._peer(f.get("from") or {})
-        self.console.print(f"{who} offers {_count(len(files))}, {human_size(total)}:")
-        width = min(max(len(x["name"]) for x in files), 40)
-        for x in files[:20]:
-            self.console.print(f"  {display_name(x['name'], 40).ljust(width)}  {human_size(x['size']):>9}")
-        if len(files) > 20:
-            self.console.print(f"  … and {len(files) - 20} more")
+        self.console.print(f"{who} offers {_describe(files, total)}:")
+        shown = [x for x in files if x.get("kind") != "dir"] or files
+        width = min(max(len(x["name"]) for x in shown), 40)
+        for x in shown[:20]:
+            size = "folder" if x.get("kind") == "dir" else ("stream" if x["size"] is None else human_size(x["size"]))
+            self.console.print(f"  {display_name(x['name'], 40).ljust(width)}  {size:>9}")
+        if len(shown) > 20:
+            self.console.print(f"  … and {len(shown) - 20} more")
         self._pending = (files, total)
 
     def on_accepted(self, resumed: int = 0, **f: Any) -> None:
@@ -216,8 +226,12 @@ class HumanReporter:
         if self.role == "send":
             who = self._peer(f.get("peer") or {})
             self.say(f"Sent {_count(files)} ({human_size(bytes)}) to {who} in {seconds:.1f} s · SHA-256 verified")
+        elif [s.get("path") for s in f.get("saved", [])] == ["-"]:
+            name = display_name(f["saved"][0]["name"], 60)
+            self.say(f"Wrote {name} to standard output ({human_size(bytes)}) · SHA-256 verified")
         else:
-            names = ", ".join(display_name(s["name"], 60) for s in f.get("saved", [])[:5])
+            saved = [s for s in f.get("saved", []) if s.get("kind") != "dir"]
+            names = ", ".join(display_name(s["name"], 60) for s in saved[:5])
             more = f" and {files - 5} more" if files > 5 else ""
             folder = display_name(f.get("folder", "."), 120)
             self.say(f"Saved to {folder}: {names}{more} ({human_size(bytes)}) · SHA-256 verified")
@@ -232,6 +246,16 @@ class HumanReporter:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+def _describe(files: list[dict[str, Any]], total: int) -> str:
+    """``3 files, 27.6 MB`` (folders are not counted as files; a stream has no size yet)."""
+    count = sum(1 for f in files if f.get("kind") != "dir")
+    folders = sum(1 for f in files if f.get("kind") == "dir")
+    text = _count(count) + (f" in {folders} folder{'s' if folders != 1 else ''}" if folders else "")
+    if any(f.get("size") is None for f in files):
+        return text + (f", {human_size(total)} and a stream" if total else ", a stream")
+    return f"{text}, {human_size(total)}"
 
 
 def _count(n: int) -> str:

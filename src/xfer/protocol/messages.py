@@ -22,9 +22,9 @@ PROTOCOL_VERSION = "1.0"
 PROTOCOL_MAJOR = 1
 
 # Limits, each named so that the relay and peers can be configured alike.
-MAX_CONTROL_FRAME = 256 * 1024  # bytes of JSON in one text frame
-MAX_FILES_PER_OFFER = 1000
-MAX_NAME_CHARS = 1024  # a file name as sent, before the receiver makes it safe
+MAX_CONTROL_FRAME = 1024 * 1024  # bytes of JSON in one text frame (an offer of many files)
+MAX_FILES_PER_OFFER = 10_000
+MAX_NAME_CHARS = 4096  # a file's relative path as sent, before the receiver makes it safe
 MAX_PEER_NAME_CHARS = 64
 MAX_TEXT_CHARS = 64 * 1024
 MAX_REASON_CHARS = 500
@@ -109,19 +109,33 @@ class PeerInfo:
 
 @dataclass(frozen=True, kw_only=True)
 class FileInfo:
-    """One file of an offer. ``name`` is as the sender wrote it: untrusted."""
+    """One entry of an offer: a file, or a folder (``kind: "dir"``) of a folder transfer.
+
+    ``name`` is a relative path with ``/`` between its parts, as the sender wrote it:
+    untrusted. ``size`` is absent for a stream whose length is known only at its
+    end (``xfer send -``); its ``file-end`` carries the size.
+    """
 
     type: ClassVar[str] = "file"
     name: str
-    size: int
+    size: int | None = None
     mime: str | None = None
     mtime: float | None = None
+    kind: str = "file"
 
     def __post_init__(self) -> None:
         _check_str(self, "name", MAX_NAME_CHARS, empty=False)
-        _check_int(self, "size", 0, MAX_FILE_SIZE)
+        _check_int(self, "size", 0, MAX_FILE_SIZE, optional=True)
         _check_str(self, "mime", 200, optional=True)
         _check_float(self, "mtime", optional=True)
+        if self.kind not in ("file", "dir"):
+            raise _fail("file", "kind", "must be file or dir")
+        if self.kind == "dir" and self.size not in (0, None):
+            raise _fail("file", "size", "of a folder must be 0")
+
+    @property
+    def stream(self) -> bool:
+        return self.size is None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -248,7 +262,8 @@ class Offer(Message):
 
     @property
     def total(self) -> int:
-        return sum(f.size for f in self.files)
+        """Bytes offered, not counting streams (whose size is known only at their end)."""
+        return sum(f.size or 0 for f in self.files)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,7 +11,6 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from ..protocol import MAX_BINARY_FRAME
 from .app import create_app
 from .hub import RelayLimits
 
@@ -90,7 +89,7 @@ class RelayServer:
             self.app,
             http=http,
             ws=_WebSocketProtocol,
-            ws_max_size=MAX_BINARY_FRAME,
+            ws_max_size=limits.max_binary_frame,
             ws_per_message_deflate=False,
             ws_ping_interval=ping_interval,
             ws_ping_timeout=ping_timeout,

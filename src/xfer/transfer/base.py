@@ -24,12 +24,18 @@ RECONNECT_FOR = 60.0  # how long to keep trying to reach the relay again
 
 @dataclass(frozen=True)
 class SourceFile:
-    """A local file to offer: checked readable before any room is opened."""
+    """A local entry to offer, checked before any room is opened: a file, a folder
+    (``kind="dir"``) of a folder transfer, or standard input (``path=None``, size unknown)."""
 
-    path: Path
-    name: str
-    size: int
-    mtime: float
+    path: Path | None
+    name: str  # relative path with "/" between parts
+    size: int | None
+    mtime: float | None
+    kind: str = "file"
+
+    @property
+    def stream(self) -> bool:
+        return self.path is None
 
 
 class RoundBroken(Exception):

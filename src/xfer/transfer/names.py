@@ -124,6 +124,23 @@ def _ellipsize(tokens: list[str], limit: int) -> list[int | None]:
     return head + [None] + tail[::-1]
 
 
+MAX_DEPTH = 64
+
+
+def safe_relpath(raw: str) -> list[str]:
+    """A peer-supplied relative path (``photos/2024/a.jpg``) as safe components.
+
+    Split on ``/`` and ``\\``; empty, ``.`` and ``..`` parts are dropped (so nothing
+    climbs out), each remaining part goes through ``safe_name``, and the depth is
+    capped. Always at least one component.
+    """
+    parts = [p for p in _SEPARATORS.split(raw if isinstance(raw, str) else str(raw)) if p not in ("", ".", "..")]
+    if parts and re.fullmatch(r"[A-Za-z]:", parts[0]):
+        parts = parts[1:]  # a drive, as in C:\\Windows
+    safe = [safe_name(p) for p in parts[-MAX_DEPTH:]]
+    return safe or ["file"]
+
+
 def display_name(raw: str, limit: int = 200) -> str:
     """Printable, rich-markup-safe rendering of a peer-supplied string (never raises)."""
     from rich.markup import escape

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import os
 import shutil
 import time
@@ -39,7 +40,8 @@ from ..protocol import (
 from ..units import human_size
 from . import store
 from .base import ACK_EVERY, PeerTask, RoundBroken, peer_label
-from .names import finalize, safe_name
+from .names import finalize, safe_relpath
+from .tree import Placement
 from .sender import peer_dict
 
 Decide = Callable[[dict[str, Any]], Awaitable[bool]]
@@ -66,6 +68,7 @@ class Receiver(PeerTask):
         *,
         overwrite: bool = False,
         resume: bool = True,
+        stdout: bool = False,
         ack_every: int = ACK_EVERY,
         **options: Any,
     ) -> None:
@@ -73,7 +76,9 @@ class Receiver(PeerTask):
         self.folder = folder
         self.decide = decide
         self.overwrite = overwrite
-        self.resume = resume
+        self.resume = resume and not stdout
+        self.sink_fd = 1 if stdout else None  # --stdout: the one file goes to standard output
+        self.placement: Placement | None = None
         self.ack_every = ack_every
         self.offer: Offer | None = None  # the offer being received (the latest round of it)
         self.slots: list[store.Slot] = []
@@ -139,11 +144,20 @@ class Receiver(PeerTask):
         cur = self.current
         if cur is None:
             return "the transfer"
+        if cur.size is None:
+            return f"{cur.name} ({human_size(cur.written)})"
         return f"{cur.name} ({human_size(cur.written)} of {human_size(cur.size)})"
 
     def _interrupted(self, reason: str) -> None:
         """The sender left or our link dropped: keep what is written, wait for a new round."""
         self._left = self._where()
+        cur = self.current
+        if cur is not None and (cur.slot.info.stream or cur.fd == self.sink_fd):
+            self._close_current()
+            store.discard(cur.slot)
+            self.fail(PeerGone(f"the transfer of {cur.name} broke off ({human_size(cur.written)} written); "
+                               "a stream cannot resume: run the pipeline again"))
+            return
         self.emit("interrupted", reason=reason, at=self._left)
         self._close_current()
         self.accepted = False
@@ -163,11 +177,16 @@ class Receiver(PeerTask):
 
     async def _on_offer(self, offer: Offer) -> None:
         if self.offer is not None and not self._complete():
-            if self.accepted or not self._same_files(offer) or (self._decision and not self._decision.done()):
+            deciding = self._decision is not None and not self._decision.done()
+            if not self._same_files(offer) or deciding:
                 await self.conn.send(Reject(to=offer.sender, transfer=offer.transfer, code="busy",
                                             reason="this receiver is busy with another offer"))
                 return
-            self.offer = offer  # the same files again: the sender is back, resume without asking
+            # The same files again: the sender is back (perhaps before we noticed it had gone).
+            # Resume without asking; whatever the old connection still sends is ignored.
+            if self.accepted and offer.sender != self.offer.sender:
+                self._interrupted("sender-replaced")
+            self.offer = offer
             await self._accept(offer)
             return
         if self.offer is not None:
@@ -175,13 +194,18 @@ class Receiver(PeerTask):
         self.offer = offer
         if offer.window is not None:  # ack often enough that the sender's window never runs dry
             self.ack_every = max(1, min(self.ack_every, offer.window // 4))
-        names = [safe_name(f.name) for f in offer.files]
-        self.slots = [store.slot_for(self.folder, f, n) for f, n in zip(offer.files, names)]
-        files = [{"index": i, "name": n, "size": f.size} for i, (n, f) in enumerate(zip(names, offer.files))]
+        self.slots = [store.slot_for(self.folder, f, safe_relpath(f.name)) for f in offer.files]
+        files = [{"index": i, "name": slot.name, "size": slot.info.size, "kind": slot.info.kind}
+                 for i, slot in enumerate(self.slots)]
         sender = self.conn.peers.get(offer.sender or 0)
         event = {"transfer": offer.transfer, "from": peer_dict(sender) if sender else {"id": offer.sender},
                  "files": files, "total": offer.total}
         self.emit("offer", **event)
+        if self.sink_fd is not None and (len(self.slots) != 1 or self.slots[0].info.kind == "dir"):
+            await self.conn.send(Reject(to=offer.sender, transfer=offer.transfer, code="one-file-only",
+                                        reason="the receiver writes to standard output: one file or stream only"))
+            self.fail(LocalFileError(f"--stdout takes one file or stream; this offer has {len(self.slots)} entries"))
+            return
         self._decision = asyncio.create_task(self._answer(offer, event))
 
     async def _answer(self, offer: Offer, event: dict[str, Any]) -> None:
@@ -215,6 +239,10 @@ class Receiver(PeerTask):
             self.fail(LocalFileError(f"not enough space in {self.folder}: offer needs {human_size(needed)}, "
                                      f"{human_size(free)} free", "no-space"))
             return
+        try:
+            await asyncio.to_thread(self._make_folders)
+        except OSError as exc:
+            raise await self._write_failed(exc, "a folder") from exc
         self.points = points
         self.accepted = True
         self.away_since = None
@@ -223,16 +251,33 @@ class Receiver(PeerTask):
         await self.conn.send(Accept(to=offer.sender, transfer=offer.transfer, resume=tuple(points.values())))
         self.emit("accepted", peer={"id": offer.sender}, resumed=held)
 
+    def _make_folders(self) -> None:
+        """Create the offer's folders (an empty one has no other way to arrive)."""
+        if self.sink_fd is not None:
+            return
+        if self.placement is None:
+            reuse = dict(filter(None, (slot.recorded_top() for slot in self.slots))) if self.resume else {}
+            self.placement = Placement(self.folder, overwrite=self.overwrite, reuse=reuse)
+        for index, slot in enumerate(self.slots):
+            if slot.info.kind == "dir" and index not in self.saved:
+                path = self.placement.folder_for(slot.parts)
+                entry = {"index": index, "name": slot.name, "size": 0, "kind": "dir", "path": str(path)}
+                self.saved[index] = entry
+                self.emit("file-end", **entry)
+
     def _inspect(self) -> tuple[dict[int, ResumePoint], list[str]]:
         points: dict[int, ResumePoint] = {}
         notes = []
         for index, slot in enumerate(self.slots):
             if index in self.saved:
-                points[index] = ResumePoint(index=index, offset=slot.info.size, sha256=self.saved[index]["sha256"])
+                if slot.info.kind == "file" and not slot.info.stream:
+                    points[index] = ResumePoint(index=index, offset=slot.info.size,
+                                                sha256=self.saved[index]["sha256"])
                 continue
             if not self.resume:
                 store.discard(slot)
                 continue
+            notes.extend(store.discard_stale(slot))
             point, note = store.inspect(slot, index)
             if note:
                 notes.append(note)
@@ -250,13 +295,18 @@ class Receiver(PeerTask):
         if msg.offset not in (0, point.offset if point else 0):
             raise self._broken("file-start at an offset we did not offer")
         slot = self.slots[msg.index]
+        if slot.info.kind == "dir":
+            raise self._broken("file-start for a folder")
         whole = point is not None and msg.offset == point.offset == slot.info.size
         if whole and (msg.index in self.saved or store.done_path(slot) is not None):
             self.current = _Incoming(msg.index, slot, -1, msg.offset, None)  # already here: expect file-end
             self.emit("file-start", index=msg.index, name=slot.name, size=slot.info.size, offset=msg.offset)
             return
         try:
-            fd, digest = await asyncio.to_thread(self._open_partial, slot, msg.offset)
+            if self.sink_fd is not None:
+                fd, digest = self.sink_fd, hashlib.sha256()
+            else:
+                fd, digest = await asyncio.to_thread(self._open_partial, slot, msg.offset)
         except OSError as exc:
             raise await self._write_failed(exc, slot.name) from exc
         self.current = _Incoming(msg.index, slot, fd, msg.offset, digest)
@@ -264,9 +314,9 @@ class Receiver(PeerTask):
 
     def _open_partial(self, slot: store.Slot, offset: int):
         """Open the partial file at ``offset`` (never through a symlink), and hash what precedes it."""
-        import hashlib
-
-        store.write_state(slot)
+        assert self.placement is not None
+        dest = self.placement.folder_for(slot.parts[:-1])
+        store.write_state(slot, dest=os.path.relpath(dest, self.folder).replace(os.sep, "/"))
         flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         fd = os.open(slot.partial, flags, 0o644)
         try:
@@ -285,7 +335,7 @@ class Receiver(PeerTask):
                 or chunk.offset != cur.written):
             raise self._broken("a chunk arrived out of order or for an unknown file")
         n = len(chunk.payload)
-        if cur.written + n > cur.size:
+        if cur.size is not None and cur.written + n > cur.size:
             raise self._broken(f"the sender sent more bytes of {cur.name} than it offered")
         try:
             await asyncio.to_thread(_write_and_hash, cur.fd, chunk.payload, cur.digest)
@@ -310,8 +360,10 @@ class Receiver(PeerTask):
         assert offer is not None
         if cur is None or msg.index != cur.index:
             raise self._broken("file-end for a file that is not being sent")
-        if msg.size != cur.size or cur.written != cur.size:
-            raise self._broken(f"{cur.name} ended at {cur.written} bytes, but {cur.size} were offered")
+        if (cur.size is not None and msg.size != cur.size) or cur.written != msg.size:
+            offered = "a stream" if cur.size is None else f"{cur.size} bytes"
+            raise self._broken(f"{cur.name} ended at {cur.written} bytes ({msg.size} claimed), but {offered} were offered")
+        cur.size = msg.size
         if cur.fd < 0:  # we had it whole already
             entry = self.saved.get(msg.index) or self._already_saved(cur, msg.sha256)
         else:
@@ -329,10 +381,18 @@ class Receiver(PeerTask):
         path = store.done_path(cur.slot)
         if point.sha256 != sha or path is None:
             raise self._broken(f"{cur.name} was already here with another hash")
-        return {"index": cur.index, "name": path.name, "size": cur.size, "sha256": sha, "path": str(path)}
+        name = os.path.relpath(path, self.folder).replace(os.sep, "/")
+        return {"index": cur.index, "name": name, "size": cur.size, "sha256": sha, "path": str(path)}
 
     async def _verify_and_place(self, cur: _Incoming, expected: str) -> dict[str, Any]:
         fd, cur.fd = cur.fd, -1
+        if fd == self.sink_fd:
+            sha = cur.digest.hexdigest()
+            if sha != expected:
+                await self._send_error("hash-mismatch", f"SHA-256 of {cur.name} did not match", cur.index)
+                raise IntegrityFailure(f"what was written to standard output ({cur.name}) did not match its SHA-256; "
+                                       "do not trust it")
+            return {"index": cur.index, "name": cur.name, "size": cur.size, "sha256": sha, "path": "-"}
         try:
             await asyncio.to_thread(os.fsync, fd)
         except OSError as exc:
@@ -353,12 +413,15 @@ class Receiver(PeerTask):
             except (OSError, ValueError, OverflowError):
                 pass  # a modification time is nice to keep, not worth failing for
         try:
-            final = await asyncio.to_thread(finalize, cur.slot.partial, self.folder, cur.name,
+            assert self.placement is not None
+            dest = await asyncio.to_thread(self.placement.folder_for, cur.slot.parts[:-1])
+            final = await asyncio.to_thread(finalize, cur.slot.partial, dest, cur.slot.parts[-1],
                                             overwrite=self.overwrite)
             await asyncio.to_thread(store.write_state, cur.slot, done={"path": str(final), "sha256": sha})
         except OSError as exc:
             raise await self._write_failed(exc, cur.name) from exc
-        return {"index": cur.index, "name": final.name, "size": cur.size, "sha256": sha, "path": str(final)}
+        name = os.path.relpath(final, self.folder).replace(os.sep, "/")
+        return {"index": cur.index, "name": name, "size": cur.size, "sha256": sha, "path": str(final)}
 
     def _broken(self, why: str) -> XferError:
         return PeerProtocolError(f"the sender broke the protocol: {why}")
@@ -405,17 +468,29 @@ class Receiver(PeerTask):
                 self._decision.cancel()
         for slot in self.slots:  # a finished offer leaves no state behind
             store.discard(slot)
+        self._set_folder_times()
         assert self.offer is not None
         seconds = time.monotonic() - self.started
         saved = [self.saved[i] for i in sorted(self.saved)]
-        summary = {"files": len(saved), "bytes": self.offer.total, "seconds": round(seconds, 3),
+        files = [e for e in saved if e.get("kind") != "dir"]
+        summary = {"files": len(files), "bytes": sum(e["size"] for e in files), "seconds": round(seconds, 3),
                    "folder": str(self.folder), "saved": saved}
         self.emit("done", **summary)
         return summary
 
+    def _set_folder_times(self) -> None:
+        """Folders get their modification times last (writing into them changed them), deepest first."""
+        folders = [(self.saved[i]["path"], slot.info.mtime) for i, slot in enumerate(self.slots)
+                   if slot.info.kind == "dir" and slot.info.mtime is not None and i in self.saved]
+        for path, mtime in sorted(folders, key=lambda item: -item[0].count(os.sep)):
+            try:
+                os.utime(path, (mtime, mtime), follow_symlinks=False)
+            except (OSError, ValueError, OverflowError, NotImplementedError):
+                pass
+
     def _close_current(self) -> None:
         cur, self.current = self.current, None
-        if cur is not None and cur.fd >= 0:
+        if cur is not None and cur.fd >= 0 and cur.fd != self.sink_fd:
             try:
                 os.close(cur.fd)
             except OSError:

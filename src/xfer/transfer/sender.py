@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import secrets
 import stat as stat_mod
 import time
@@ -40,7 +41,7 @@ from ..protocol import (
     Verified,
     chunk_header,
 )
-from ..protocol.messages import MAX_ID
+from ..protocol.messages import MAX_FILES_PER_OFFER, MAX_ID
 from ..units import human_size
 from .base import WINDOW, PeerTask, RoundBroken, SourceFile, peer_label
 
@@ -71,13 +72,9 @@ class Sender(PeerTask):
         self.window = max(window, chunk_size)
         self.chunk_size = chunk_size
         self.transfer = secrets.randbelow(MAX_ID) + 1
-        self.total = sum(f.size for f in files)
-        self._starts = []  # where each file starts in the offer's byte stream, for progress
-        position = 0
-        for f in files:
-            self._starts.append(position)
-            position += f.size
+        self.total = sum(f.size or 0 for f in files)  # streams count once they end
         self.verified: dict[int, str] = {}  # index -> SHA-256 the receiver confirmed
+        self._stream_sizes: dict[int, int] = {}
         self._hashes: dict[int, str] = {}  # index -> SHA-256 we computed
         self._reset_round()
 
@@ -89,6 +86,7 @@ class Sender(PeerTask):
         self.acked = 0  # bytes the receiver reported written this round
         self._reported: tuple[int, int] = (-1, -1)
         self._round_files: list[int] = []
+        self.round_verified: set[int] = set()  # confirmed by this round's receiver
         self.broken = False
 
     # -- events from the relay -------------------------------------------------
@@ -147,13 +145,20 @@ class Sender(PeerTask):
         """The first file not yet verified, and how much of it the receiver holds."""
         index = next((i for i in range(len(self.files)) if i not in self.verified), len(self.files) - 1)
         # Files before it in this round are verified, so what was acked past them belongs to it.
-        earlier = sum(self.files[i].size - self.base.get(i, 0) for i in self._round_files if i < index)
+        earlier = sum(self._size(i) - self.base.get(i, 0) for i in self._round_files if i < index)
         done = self.base.get(index, 0) + max(self.acked - earlier, 0)
-        return index, min(done, self.files[index].size)
+        size = self.files[index].size
+        return index, done if size is None else min(done, size)
+
+    def _size(self, index: int) -> int:
+        """A file's size; a stream's is known once it was read to the end."""
+        return self.files[index].size if self.files[index].size is not None else self._stream_sizes.get(index, 0)
 
     def _where(self) -> str:
         index, done = self._current()
         f = self.files[index]
+        if f.size is None:
+            return f"{f.name} ({human_size(done)})"
         return f"{f.name} ({human_size(done)} of {human_size(f.size)})"
 
     def _progress(self) -> None:
@@ -162,26 +167,29 @@ class Sender(PeerTask):
             return
         self._reported = (self.acked, index)
         f = self.files[index]
-        held = sum(self.files[i].size for i in self.verified) + done
+        held = sum(self._size(i) for i in self.verified) + done
         self.emit("progress", index=index, name=f.name, bytes=done, size=f.size,
-                  total_bytes=min(held, self.total), total_size=self.total)
+                  total_bytes=held, total_size=self.total)
 
     def _verified(self, item: Verified) -> None:
         index = item.index
-        if index >= len(self.files) or index in self.verified:
+        if index >= len(self.files) or index in self.round_verified:
             return
         expected = self._hashes.get(index)
         if expected is None or item.sha256 != expected:
             self.fail(IntegrityFailure(f"the receiver verified {self.files[index].name} against the wrong hash"))
             return
+        self.round_verified.add(index)
+        if index in self.verified:
+            return  # confirmed again by a receiver that came back
         self.verified[index] = expected
         f = self.files[index]
-        self.emit("file-end", index=index, name=f.name, size=f.size, sha256=expected)
+        self.emit("file-end", index=index, name=f.name, size=self._size(index), sha256=expected)
 
     # -- the transfer ------------------------------------------------------------
 
     async def main(self) -> dict[str, Any]:
-        self.started = time.monotonic()
+        self.started = 0.0  # set when the first receiver accepts
         deadline: float | None = None  # none while waiting for the first receiver
         while True:
             try:
@@ -190,6 +198,10 @@ class Sender(PeerTask):
             except (RoundBroken, RelayGone) as exc:
                 if isinstance(exc, RelayGone) and self.reconnect is None:
                     raise
+                stream = next((f for i, f in enumerate(self.files) if f.stream and i in self.base), None)
+                if stream is not None:
+                    raise PeerGone(f"the transfer of {stream.name} broke off; a stream cannot resume: "
+                                   "run the pipeline again") from None
                 where = getattr(self, "_left", "the transfer")
                 self.emit("interrupted", reason="receiver-left" if self.connected else "relay-lost", at=where)
                 self._reset_round()
@@ -197,7 +209,7 @@ class Sender(PeerTask):
         assert self.receiver is not None
         await self.send_quietly(Done(to=self.receiver.id, transfer=self.transfer))
         seconds = time.monotonic() - self.started
-        summary = {"files": len(self.files), "bytes": self.total, "seconds": round(seconds, 3),
+        summary = {"files": sum(1 for f in self.files if f.kind == "file"), "bytes": self.total, "seconds": round(seconds, 3),
                    "peer": peer_dict(self.receiver)}
         self.emit("done", **summary)
         return summary
@@ -220,7 +232,7 @@ class Sender(PeerTask):
         offer = Offer(
             to=self.receiver.id,
             transfer=self.transfer,
-            files=tuple(FileInfo(name=f.name, size=f.size, mtime=f.mtime) for f in self.files),
+            files=tuple(FileInfo(name=f.name, size=f.size, mtime=f.mtime, kind=f.kind) for f in self.files),
             window=self.window,
         )
         await self.conn.send(offer)
@@ -230,22 +242,37 @@ class Sender(PeerTask):
         if isinstance(self.answer, Reject):
             raise _declined(self.answer)
         starts = await self._resume_points(self.answer)
+        if not self.started:
+            self.started = time.monotonic()
         self.emit("accepted", peer=peer_dict(self.receiver),
                   resumed=sum(offset for offset, _ in starts.values()))
-        self._round_files = [i for i in range(len(self.files)) if i not in self.verified]
+        for index, f in enumerate(self.files):
+            if f.kind == "dir":
+                self.verified[index] = ""  # folders are made when the receiver accepts
+        # Every file, each round: one the receiver holds whole costs a file-start and a file-end,
+        # and a receiver started again learns that way that it has it.
+        self._round_files = [i for i, f in enumerate(self.files)
+                             if f.kind == "file" and not (f.stream and i in self.verified)]
         for index in self._round_files:
             offset, digest = starts.get(index, (0, None))
             await self._send_file(index, self.files[index], offset, digest)
-        await self.until(lambda: len(self.verified) == len(self.files))
+        await self.until(lambda: all(i in self.round_verified for i in self._round_files))
 
     async def _resume_points(self, accept: Accept) -> dict[int, tuple[int, Any]]:
         """For each file the receiver holds a part of: check that part against our file."""
         starts: dict[int, tuple[int, Any]] = {}
         for point in accept.resume:
-            if point.index >= len(self.files) or point.index in self.verified:
+            if point.index >= len(self.files):
                 continue
             f = self.files[point.index]
-            if point.offset > f.size:
+            if f.kind != "file" or f.stream or point.offset > f.size:
+                continue
+            known = self._hashes.get(point.index)
+            if known is not None and point.offset == f.size:  # we hashed it whole already
+                if known == point.sha256:
+                    starts[point.index] = (point.offset, _Finished(known))
+                else:
+                    self.emit("resume-mismatch", index=point.index, name=f.name)
                 continue
             try:
                 digest = await asyncio.to_thread(_prefix_digest, f.path, point.offset)
@@ -264,6 +291,9 @@ class Sender(PeerTask):
         await self.conn.send(FileStart(to=to, transfer=self.transfer, index=index, offset=offset))
         self.emit("file-start", index=index, name=f.name, size=f.size, offset=offset)
         digest = digest or hashlib.sha256()
+        if f.stream:
+            await self._send_stream(index, f, digest)
+            return
         try:
             async with aiofiles.open(f.path, "rb") as source:
                 await source.seek(offset)
@@ -290,6 +320,31 @@ class Sender(PeerTask):
         self._hashes[index] = sha
         await self.conn.send(FileEnd(to=to, transfer=self.transfer, index=index, size=f.size, sha256=sha))
 
+    async def _send_stream(self, index: int, f: SourceFile, digest: Any) -> None:
+        """Standard input: read until its end, size unknown until then."""
+        assert self.receiver is not None
+        to, offset, n = self.receiver.id, 0, self.chunk_size
+        while True:
+            await self.until(lambda: self.sent - self.acked + n <= self.window)
+            try:
+                data = await asyncio.to_thread(_read_some, n)
+            except OSError as exc:
+                await self._cancel("cannot read standard input")
+                raise LocalFileError(f"cannot read standard input: {exc.strerror or exc}") from exc
+            if not data:
+                break
+            digest.update(data)
+            if self.rate:
+                await self._pace(len(data))
+            await self.conn.send_frame(chunk_header(self.conn.peer_id, to, self.transfer, index, offset) + data)
+            offset += len(data)
+            self.sent += len(data)
+        self._stream_sizes[index] = offset
+        self.total += offset
+        sha = digest.hexdigest()
+        self._hashes[index] = sha
+        await self.conn.send(FileEnd(to=to, transfer=self.transfer, index=index, size=offset, sha256=sha))
+
     async def _pace(self, n: int) -> None:
         """Keep to ``rate`` bytes a second (--limit-rate), measured from the round's start."""
         loop = asyncio.get_running_loop()
@@ -306,6 +361,33 @@ class Sender(PeerTask):
     async def cancel(self, reason: str = "the sender stopped") -> None:
         """Tell the receiver we are giving up (so it removes what it holds of this offer)."""
         await self._cancel(reason)
+
+
+class _Finished:
+    """Stands in for a running hash of a file that is already whole at the receiver."""
+
+    def __init__(self, sha: str) -> None:
+        self.sha = sha
+
+    def update(self, data: bytes) -> None:  # pragma: no cover - nothing is left to send
+        raise AssertionError("a whole file has nothing left to hash")
+
+    def hexdigest(self) -> str:
+        return self.sha
+
+
+def _read_some(n: int) -> bytes:
+    """Up to ``n`` bytes of standard input, as soon as any are there ("" at its end)."""
+    chunks, left = [], n
+    while left > 0:
+        data = os.read(0, left)
+        if not data:
+            break
+        chunks.append(data)
+        left -= len(data)
+        if len(data) < 65536:
+            break  # a slow pipe: send what came rather than wait for a full chunk
+    return b"".join(chunks)
 
 
 def _prefix_digest(path: Path, length: int):
@@ -330,32 +412,97 @@ def _error_from_peer(error: Error, name: str | None) -> Exception:
     return PeerProtocolError(f"the receiver stopped{what}: {error.message or error.code}", error.code)
 
 
-def check_sources(paths: list[Path]) -> list[SourceFile]:
-    """Stat every path up front, so that a missing file fails before a room opens."""
-    files = []
+def check_sources(paths: list[Path], *, follow_symlinks: bool = False, warn=None) -> list[SourceFile]:
+    """Every entry to offer, checked up front so that a missing file fails before a room opens.
+
+    ``-`` is standard input; a folder is walked (streamed later file by file, never
+    archived), keeping empty folders; symlinks inside it are skipped with a warning
+    unless ``follow_symlinks``.
+    """
+    warn = warn or (lambda message: None)
+    entries: list[SourceFile] = []
     for path in paths:
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise LocalFileError(f"{path}: no such file") from None
-        except PermissionError:
-            raise LocalFileError(f"{path}: permission denied", "permission-denied") from None
-        except OSError as exc:
-            raise LocalFileError(f"{path}: {exc.strerror or exc}") from None
+        if str(path) == "-":
+            entries.append(SourceFile(path=None, name="stdin", size=None, mtime=None))
+            continue
+        st = _stat(path, follow=True)
         if stat_mod.S_ISDIR(st.st_mode):
-            raise LocalFileError(f"{path} is a folder; sending folders comes in a later version", "is-folder")
-        if not stat_mod.S_ISREG(st.st_mode):
-            raise LocalFileError(f"{path} is not a regular file")
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as exc:
-            code = "permission-denied" if isinstance(exc, PermissionError) else "local-file"
-            raise LocalFileError(f"{path}: {exc.strerror or exc}", code) from None
-        files.append(SourceFile(path=path, name=path.name, size=st.st_size, mtime=st.st_mtime))
-    if not files:
+            entries.extend(_walk(path, follow_symlinks, warn))
+        else:
+            entries.append(_source_file(path, path.name, st))
+    if not entries:
         raise LocalFileError("nothing to send")
-    return files
+    names = [e.name for e in entries]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})[0]
+        raise LocalFileError(f"{twice} would be sent twice; send the files from different folders one by one")
+    if len(entries) > MAX_FILES_PER_OFFER:
+        raise LocalFileError(f"{len(entries)} files is more than one offer takes ({MAX_FILES_PER_OFFER}); "
+                             "send the folder in parts, or as an archive")
+    return entries
+
+
+def _stat(path: Path, *, follow: bool):
+    try:
+        return path.stat() if follow else path.lstat()
+    except FileNotFoundError:
+        raise LocalFileError(f"{path}: no such file") from None
+    except PermissionError:
+        raise LocalFileError(f"{path}: permission denied", "permission-denied") from None
+    except OSError as exc:
+        raise LocalFileError(f"{path}: {exc.strerror or exc}") from None
+
+
+def _source_file(path: Path, name: str, st) -> SourceFile:
+    if not stat_mod.S_ISREG(st.st_mode):
+        raise LocalFileError(f"{path} is not a regular file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        code = "permission-denied" if isinstance(exc, PermissionError) else "local-file"
+        raise LocalFileError(f"{path}: {exc.strerror or exc}", code) from None
+    return SourceFile(path=path, name=name, size=st.st_size, mtime=st.st_mtime)
+
+
+def _walk(root: Path, follow_symlinks: bool, warn) -> list[SourceFile]:
+    """The tree under ``root`` in a stable order: each folder, then its files, then its subfolders."""
+    out: list[SourceFile] = []
+    seen: set[tuple[int, int]] = set()  # folders entered, against symlink loops
+
+    def visit(folder: Path, rel: str) -> None:
+        st = _stat(folder, follow=True)
+        if (st.st_dev, st.st_ino) in seen:
+            warn(f"skipped {folder}: a symlink loop")
+            return
+        seen.add((st.st_dev, st.st_ino))
+        out.append(SourceFile(path=folder, name=rel, size=0, mtime=st.st_mtime, kind="dir"))
+        try:
+            children = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise LocalFileError(f"cannot read the folder {folder}: {exc.strerror or exc}") from None
+        subfolders = []
+        for child in children:
+            path, name = Path(child.path), f"{rel}/{child.name}"
+            if child.is_symlink() and not follow_symlinks:
+                warn(f"skipped the symlink {path} (use --follow-symlinks to send what it points to)")
+                continue
+            try:
+                child_st = path.stat()
+            except OSError:
+                warn(f"skipped {path}: it points nowhere")
+                continue
+            if stat_mod.S_ISDIR(child_st.st_mode):
+                subfolders.append((path, name))
+            elif stat_mod.S_ISREG(child_st.st_mode):
+                out.append(_source_file(path, name, child_st))
+            else:
+                warn(f"skipped {path}: not a regular file")
+        for path, name in subfolders:
+            visit(path, name)
+
+    visit(root, root.resolve().name or "folder")
+    return out
 
 
 __all__ = ["Sender", "check_sources", "peer_dict", "XferError"]

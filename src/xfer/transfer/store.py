@@ -11,6 +11,7 @@ file and starts from there or from zero. A finished offer removes every state fi
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -32,20 +33,33 @@ def file_key(info: FileInfo) -> str:
 
 @dataclass
 class Slot:
-    """One offered file's places on disk."""
+    """One offered entry's places on disk. Partial and state files stay at the top of
+    the target folder whatever the entry's path; the file moves into place when verified."""
 
     info: FileInfo
-    name: str  # the safe local name
+    parts: list[str]  # the safe relative path
     partial: Path
     state: Path
+
+    @property
+    def name(self) -> str:
+        return "/".join(self.parts)
 
     def identity(self) -> dict:
         return {"v": 1, "name": self.info.name, "size": self.info.size, "mtime": self.info.mtime}
 
+    def recorded_top(self) -> tuple[str, str] | None:
+        """The top-level folder an interrupted run chose for this entry, if it recorded one."""
+        state = _read_state(self)
+        dest = state.get("dest") if state else None
+        if len(self.parts) > 1 and isinstance(dest, str) and dest and "/" not in dest.split("/", 1)[0]:
+            return self.parts[0], dest.split("/", 1)[0]
+        return None
 
-def slot_for(folder: Path, info: FileInfo, name: str) -> Slot:
-    partial = partial_path(folder, name, file_key(info))
-    return Slot(info, name, partial, partial.with_name(partial.name[: -len(".xfer-part")] + STATE_SUFFIX))
+
+def slot_for(folder: Path, info: FileInfo, parts: list[str]) -> Slot:
+    partial = partial_path(folder, parts[-1], file_key(info))
+    return Slot(info, parts, partial, partial.with_name(partial.name[: -len(".xfer-part")] + STATE_SUFFIX))
 
 
 def _read_state(slot: Slot) -> dict | None:
@@ -76,6 +90,8 @@ def inspect(slot: Slot, index: int) -> tuple[ResumePoint | None, str | None]:
     Only a state file whose identity matches the offer counts; a partial without
     one, or one that does not match, is discarded.
     """
+    if slot.info.stream or slot.info.kind == "dir":
+        return None, None  # a stream cannot be replayed; a folder has no bytes
     state = _read_state(slot)
     has_partial = slot.partial.exists() or slot.partial.is_symlink()
     if state is None and not has_partial:
@@ -99,6 +115,25 @@ def inspect(slot: Slot, index: int) -> tuple[ResumePoint | None, str | None]:
         discard(slot)
         return None, f"discarded an old partial {slot.name}: it is larger than the file"
     return ResumePoint(index=index, offset=size, sha256=prefix_digest(slot.partial, size).hexdigest()), None
+
+
+def discard_stale(slot: Slot) -> list[str]:
+    """Remove what an earlier offer of a file with this name but another size or
+    modification time left behind (the file changed since); say what went."""
+    key = file_key(slot.info)
+    prefix = slot.partial.name[: -len(f"{key}.xfer-part")]
+    notes = []
+    for state_path in slot.partial.parent.glob(glob.escape(prefix) + "*" + STATE_SUFFIX):
+        if state_path == slot.state or state_path.is_symlink():
+            continue
+        other_key = state_path.name[len(prefix): -len(STATE_SUFFIX)]
+        other = Slot(slot.info, slot.parts, state_path.with_name(f"{prefix}{other_key}.xfer-part"), state_path)
+        state = _read_state(other)
+        if not state or state.get("name") != slot.info.name or state.get("done"):
+            continue
+        discard(other)
+        notes.append(f"discarded an old partial {slot.name}: the file changed since it was sent")
+    return notes
 
 
 def done_path(slot: Slot) -> Path | None:
