@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -40,22 +40,14 @@ from .hub import (
     JoinRefused,
     RelayLimits,
 )
+from .download import DownloadBridge
+from .web import origin_allowed, page_routes
 
 log = logging.getLogger("xfer.relay")
 
 WS_PATH = "/ws"
 
-_PLAIN_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>xfer relay</title></head>
-<body style="font-family: system-ui, sans-serif; max-width: 36rem; margin: 2rem auto; padding: 0 1rem">
-<h1>xfer relay</h1>
-<p>This is an <strong>xfer</strong> relay. It passes files and text between the peers of a room
-and stores nothing.</p>
-<p>To send a file through it: <code>xfer send FILE --relay {relay}</code></p>
-</body></html>
-"""
+CLOSE_POLICY = 1008  # a browser upgrade from another site's page (Origin check)
 
 
 class PeerConnection:
@@ -118,6 +110,7 @@ class Relay:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self.downloads = DownloadBridge(hub)  # files to browser pages leave as HTTP downloads
 
     async def handle(self, ws: WebSocket) -> None:
         await ws.accept()
@@ -129,12 +122,14 @@ class Relay:
             await self._serve_peer(conn)
         finally:
             if conn.room is not None and conn.info is not None:
+                self.downloads.peer_left(conn.room, conn.info.id)
                 others = self.hub.leave(conn.room, conn.info.id)
                 await _broadcast(others, serialize(PeerLeft(peer_id=conn.info.id)))
 
     async def evict(self, conn: PeerConnection, code: int) -> None:
         """Remove a peer from its room now and tell the others; close it if it listens."""
         if conn.room is not None and conn.info is not None:
+            self.downloads.peer_left(conn.room, conn.info.id)
             others = self.hub.leave(conn.room, conn.info.id)
             await _broadcast(others, serialize(PeerLeft(peer_id=conn.info.id)))
         try:
@@ -209,6 +204,8 @@ class Relay:
             if targets is None:
                 await conn.send(serialize(_no_such_peer(message if data is None else None)))
                 continue
+            if await self.downloads.intercept(room, me, None if data is not None else message, data, targets):
+                continue
             await _broadcast(targets, payload)
 
 
@@ -217,12 +214,12 @@ def _no_such_peer(message: Message | None) -> Error:
     return Error(code="no-such-peer", message="that peer is not in the room", transfer=transfer)
 
 
-def create_app(limits: RelayLimits | None = None, *, public_relay: str = "ws://HOST:PORT") -> Starlette:
+def create_app(limits: RelayLimits | None = None, *, public_relay: str = "ws://HOST:PORT",
+               allowed_origins: tuple[str, ...] = ()) -> Starlette:
+    """``allowed_origins``: page origins besides the relay's own that may open WebSockets
+    (a reverse proxy that rewrites Host); also settable later as ``app.state.allowed_origins``."""
     hub = Hub(limits)
     relay = Relay(hub)
-
-    async def index(request: Request) -> Response:
-        return HTMLResponse(_PLAIN_PAGE.replace("{relay}", public_relay))
 
     async def healthz(request: Request) -> Response:
         return JSONResponse(
@@ -236,6 +233,9 @@ def create_app(limits: RelayLimits | None = None, *, public_relay: str = "ws://H
         )
 
     async def websocket(ws: WebSocket) -> None:
+        if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), app.state.allowed_origins):
+            await ws.close(CLOSE_POLICY)  # before accept: the browser gets HTTP 403
+            return
         try:
             await relay.handle(ws)
         except WebSocketDisconnect:
@@ -243,12 +243,14 @@ def create_app(limits: RelayLimits | None = None, *, public_relay: str = "ws://H
 
     app = Starlette(
         routes=[
-            Route("/", index),
+            *page_routes(),
+            relay.downloads.route(),
             Route("/healthz", healthz),
             WebSocketRoute(WS_PATH, websocket),
         ]
     )
     app.state.hub = hub
+    app.state.allowed_origins = tuple(allowed_origins)
     return app
 
 

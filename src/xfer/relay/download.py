@@ -1,0 +1,330 @@
+"""The download bridge: files sent to a browser page leave the relay as plain HTTP
+downloads, so that the phone's own downloader saves them and no page ever holds
+a whole file in memory.
+
+How it goes (docs/page.md has the picture):
+
+1. A sender's ``offer`` to a web peer is remembered (the last one per page).
+2. The page answers ``accept`` with ``download: TOKEN``, a secret it drew itself.
+   The relay opens a ``Download`` for the offer and forwards the accept.
+3. The page fetches ``/download/TOKEN/INDEX`` for each file when its
+   ``file-start`` arrives. The relay takes the sender's chunks addressed to the
+   page out of the WebSocket stream and writes them into that HTTP response.
+4. Backpressure end to end: a chunk is handed over only when the response has
+   room (a small queue per file), and the relay acknowledges to the sender, in
+   the page's name, only the bytes the HTTP response has actually written. The
+   sender's credit window therefore bounds the relay's memory as usual.
+5. The relay hashes what it streamed. The last chunk of each file is held back
+   until the sender's ``file-end`` arrives: on a match the response completes and
+   the sender gets ``verified``; on a mismatch the response is aborted (the
+   browser marks the download failed) and the sender gets ``hash-mismatch``.
+
+Trade-off: the relay, not the phone, checks the hash. The phone cannot verify
+what its downloader wrote; it trusts the relay it loaded the page from anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from ..protocol import Accept, Ack, Cancel, Done, Error, FileEnd, FileStart, Message, Offer, Reject, Verified, parse_chunk, serialize
+from ..protocol.errors import ProtocolError
+from ..transfer.names import safe_name
+
+log = logging.getLogger("xfer.relay.download")
+
+WEB_CLIENT = "xfer-web/"  # the page's ``client`` in hello
+QUEUE_CHUNKS = 4  # chunks waiting per file between the sender's socket and the HTTP response
+ACK_EVERY = 1024 * 1024
+START_TIMEOUT = 60.0  # seconds for the page to open a file's download once its chunks come
+_TOKEN = re.compile(r"^[0-9a-f]{32}$")
+
+
+class _Aborted(Exception):
+    pass
+
+
+_END = None  # in a file's queue after its last chunk: the sender's file-end came
+
+
+@dataclass
+class FileStream:
+    index: int
+    name: str
+    size: int | None  # None: a stream whose length comes with its file-end
+    mime: str | None
+    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(QUEUE_CHUNKS))
+    received: int = 0  # bytes taken from the sender
+    end: tuple[int, str] | None = None  # size and SHA-256 from the sender's file-end
+    claimed: bool = False
+    complete: bool = False  # the response's last byte went out
+    task: asyncio.Task | None = None
+
+
+@dataclass
+class Download:
+    room: str
+    page: int
+    sender: int
+    transfer: int
+    token: str
+    files: list[FileStream]
+    ack_every: int
+    acked: int = 0  # bytes written to HTTP responses this transfer (what acks count)
+    last_ack: int = 0
+    failed: bool = False
+
+
+class DownloadBridge:
+    def __init__(self, hub) -> None:
+        self.hub = hub
+        self.offers: dict[tuple[str, int], Offer] = {}  # (room, page) -> the last offer to it
+        self.by_page: dict[tuple[str, int], Download] = {}
+        self.by_token: dict[str, Download] = {}
+
+    # -- hooks from the relay's forwarding loop ------------------------------------
+
+    async def intercept(self, room: str, me: int, message: Message | None, data: bytes | None,
+                        targets: list) -> bool:
+        """Look at a frame from peer ``me`` before it is forwarded; True means it was consumed."""
+        if data is not None:
+            if len(targets) != 1 or (room, targets[0].info.id) not in self.by_page:
+                return False
+            return await self._chunk(self.by_page[(room, targets[0].info.id)], me, data)
+        if isinstance(message, Offer):
+            for peer in targets:
+                if peer.info.client.startswith(WEB_CLIENT):
+                    self.offers[(room, peer.info.id)] = replace(message, sender=me)
+            return False
+        if isinstance(message, Accept) and message.download is not None:
+            return await self._accept(room, me, message)
+        d = self.by_page.get((room, me))
+        if d is not None and getattr(message, "transfer", None) == d.transfer:
+            # the relay acknowledges for the page; what the page itself says about bytes is moot
+            if isinstance(message, (Ack, Verified)):
+                return True
+            if isinstance(message, (Reject, Cancel, Error)):
+                self._end(d, "the page cancelled the download")
+            return False
+        if len(targets) == 1 and (room, targets[0].info.id) in self.by_page:
+            d = self.by_page[(room, targets[0].info.id)]
+            if me == d.sender and getattr(message, "transfer", None) == d.transfer:
+                await self._from_sender(d, message)
+        return False
+
+    def peer_left(self, room: str, peer_id: int) -> None:
+        self.offers.pop((room, peer_id), None)
+        for d in [d for d in self.by_page.values() if d.room == room and peer_id in (d.page, d.sender)]:
+            self._end(d, "a peer left")
+
+    # -- the WebSocket side ------------------------------------------------------
+
+    async def _accept(self, room: str, me: int, accept: Accept) -> bool:
+        offer = self.offers.get((room, me))
+        token = accept.download
+        ok = (offer is not None and offer.sender == accept.to and offer.transfer == accept.transfer
+              and token not in self.by_token)
+        if not ok:
+            await self._tell(room, me, Error(to=me, code="download-unavailable", transfer=accept.transfer,
+                                             message="the relay cannot stream this offer; ask for it again"))
+            return True
+        old = self.by_page.get((room, me))
+        if old is not None:
+            self._end(old, "a new offer was accepted")
+        files = [FileStream(i, safe_name(f.name), f.size, f.mime) for i, f in enumerate(offer.files)]
+        window = offer.window or 8 * 1024 * 1024
+        d = Download(room, me, offer.sender, offer.transfer, token, files, ack_every=max(1, min(ACK_EVERY, window // 4)))
+        self.by_page[(room, me)] = d
+        self.by_token[token] = d
+        return False
+
+    async def _chunk(self, d: Download, me: int, data: bytes) -> bool:
+        if me != d.sender:
+            return False
+        try:
+            chunk = parse_chunk(data)
+        except ProtocolError:
+            return False  # the relay's own check rejects it
+        if chunk.transfer != d.transfer:
+            return False
+        if d.failed:
+            return True
+        if chunk.index >= len(d.files):
+            await self._fail(d, "protocol", "a chunk for a file that was not offered")
+            return True
+        f = d.files[chunk.index]
+        n = len(chunk.payload)
+        if chunk.offset != f.received or (f.size is not None and f.received + n > f.size):
+            await self._fail(d, "protocol", f"chunks of {f.name} arrived out of order")
+            return True
+        f.received += n
+        await self._put(d, f, bytes(chunk.payload))
+        return True
+
+    async def _put(self, d: Download, f: FileStream, item: bytes | None) -> None:
+        try:
+            # The awaited put is the backpressure: the sender's socket is not read until
+            # the HTTP response has taken the previous chunks.
+            await asyncio.wait_for(f.queue.put(item), START_TIMEOUT)
+        except asyncio.TimeoutError:
+            await self._fail(d, "download-stalled", f"the phone did not take {f.name} in time")
+
+    async def _from_sender(self, d: Download, message: Message) -> None:
+        if isinstance(message, FileEnd) and message.index < len(d.files):
+            f = d.files[message.index]
+            if f.end is None:
+                f.end = (message.size, message.sha256)
+                await self._put(d, f, _END)
+        elif isinstance(message, (Cancel, Error)):
+            self._end(d, "the sender stopped")
+        elif isinstance(message, Done):
+            self._end(d, None)
+        elif isinstance(message, FileStart) and message.offset != 0:
+            asyncio.get_running_loop().create_task(
+                self._fail(d, "protocol", "the sender resumed a file the page does not hold"))
+
+    async def _tell(self, room: str, peer_id: int, message: Message) -> None:
+        peers = self.hub.targets(room, 0, peer_id)
+        if peers:
+            await peers[0].send(serialize(message))
+
+    async def _fail(self, d: Download, code: str, why: str, index: int | None = None) -> None:
+        if d.failed:
+            return
+        self._end(d, why)
+        await self._tell(d.room, d.sender, Error(to=d.sender, sender=d.page, code=code, message=why[:200],
+                                                 transfer=d.transfer, index=index))
+        await self._tell(d.room, d.page, Error(to=d.page, code=code, message=why[:200],
+                                               transfer=d.transfer, index=index))
+
+    def _end(self, d: Download, why: str | None) -> None:
+        """Forget ``d``; abort responses still running (``why`` set) and free a blocked sender."""
+        if self.by_page.get((d.room, d.page)) is d:
+            del self.by_page[(d.room, d.page)]
+        self.by_token.pop(d.token, None)
+        if why is None:
+            return
+        d.failed = True
+        for f in d.files:
+            while not f.queue.empty():
+                f.queue.get_nowait()
+            if f.task is not None and not f.task.done():
+                f.task.cancel()
+
+    # -- the HTTP side -------------------------------------------------------------
+
+    def route(self) -> Route:
+        return Route("/download/{token}/{index:int}", self._http)
+
+    async def _http(self, request: Request) -> Response:
+        token, index = request.path_params["token"], request.path_params["index"]
+        d = self.by_token.get(token) if _TOKEN.match(token) else None
+        if d is None or d.failed or not 0 <= index < len(d.files):
+            return PlainTextResponse("This download link is not valid (any more).", status_code=404,
+                                     headers=_NO_STORE)
+        f = d.files[index]
+        if f.claimed:
+            return PlainTextResponse("This download link was already used.", status_code=410, headers=_NO_STORE)
+        f.claimed = True
+        return _BridgeResponse(self, d, f)
+
+    async def pump(self, d: Download, f: FileStream, send) -> None:
+        """Move the file's chunks into the HTTP response; acknowledge what was written.
+
+        One chunk is held back until the next arrives: the last one goes out only
+        after the sender's file-end, and only if what was streamed has its SHA-256.
+        """
+        digest = hashlib.sha256()
+        held: bytes | None = None
+        streamed = 0
+        while True:
+            item = await f.queue.get()
+            if item is _END:
+                break
+            digest.update(item)
+            streamed += len(item)
+            if held is not None:
+                await send({"type": "http.response.body", "body": held, "more_body": True})
+                await self._written(d, len(held))
+            held = item
+        assert f.end is not None
+        size, expected = f.end
+        if size != streamed or expected != digest.hexdigest():
+            await self._fail(d, "hash-mismatch", f"SHA-256 of {f.name} did not match", f.index)
+            raise _Aborted()
+        await send({"type": "http.response.body", "body": held or b"", "more_body": False})
+        f.complete = True
+        await self._written(d, len(held or b""), force=True)
+        await self._tell(d.room, d.sender, Verified(to=d.sender, sender=d.page, transfer=d.transfer,
+                                                    index=f.index, sha256=expected))
+        await self._tell(d.room, d.page, Verified(to=d.page, sender=d.sender, transfer=d.transfer,
+                                                  index=f.index, sha256=expected))
+
+    async def _written(self, d: Download, n: int, force: bool = False) -> None:
+        d.acked += n
+        if force or d.acked - d.last_ack >= d.ack_every:
+            d.last_ack = d.acked
+            # the sender's credit, in the page's name; a copy to the page is its progress
+            await self._tell(d.room, d.sender, Ack(to=d.sender, sender=d.page, transfer=d.transfer, bytes=d.acked))
+            await self._tell(d.room, d.page, Ack(to=d.page, sender=d.sender, transfer=d.transfer, bytes=d.acked))
+
+
+_NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with an ASCII fallback and the real name as RFC 5987 ``filename*``."""
+    clean = safe_name(name)
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\%;' else "_" for c in clean) or "file"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(clean, safe='')}"
+
+
+class _BridgeResponse(Response):
+    def __init__(self, bridge: DownloadBridge, d: Download, f: FileStream) -> None:
+        self.bridge, self.d, self.f = bridge, d, f
+        self.status_code = 200
+        self.background = None
+        headers = {
+            "content-type": "application/octet-stream",
+            "content-disposition": content_disposition(f.name),
+            "cache-control": "no-store",
+            "x-content-type-options": "nosniff",
+            "content-security-policy": "default-src 'none'; sandbox",
+        }
+        if f.size is not None:
+            headers["content-length"] = str(f.size)
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        pump = asyncio.ensure_future(self.bridge.pump(self.d, self.f, send))
+        self.f.task = pump
+
+        async def gone() -> None:  # the browser cancelled the download or went away
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        watcher = asyncio.ensure_future(gone())
+        try:
+            await asyncio.wait({pump, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+        if not pump.done() and self.f.complete:  # the browser hung up after the last byte: fine
+            await pump
+        if pump.done() and not pump.cancelled() and pump.exception() is None:
+            return
+        if not pump.done():
+            pump.cancel()
+            await self.bridge._fail(self.d, "download-cancelled", f"the download of {self.f.name} stopped on the phone",
+                                    self.f.index)
+        raise _Aborted("download aborted")  # uvicorn drops the connection: the browser sees a failed download

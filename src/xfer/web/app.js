@@ -1,0 +1,350 @@
+// The page: join the room in the URL fragment, show who is here, send and receive.
+
+import { RoomConnection } from "./connection.js";
+import { MAX_PEER_NAME, MAX_TEXT, cleanText, deviceName, humanSize, parseCode, shortCode } from "./protocol.js";
+import { Download, Upload } from "./transfers.js";
+import { $, copyText, el, fileName, peerLabel, transferRow } from "./ui.js";
+
+let conn = null;
+let countdown = 0;
+const active = new Set(); // running uploads and downloads: they see every message
+
+function myName() {
+  try {
+    const saved = localStorage.getItem("xfer-name");
+    if (saved) return saved.slice(0, MAX_PEER_NAME);
+  } catch { /* storage may be off */ }
+  return deviceName(navigator.userAgent).slice(0, MAX_PEER_NAME);
+}
+
+function announce(text) {
+  $("announce").textContent = text;
+}
+
+// -- joining -------------------------------------------------------------------
+
+function start() {
+  const fragment = decodeURIComponent(location.hash.replace(/^#/, ""));
+  const code = parseCode(fragment);
+  if (conn) conn.close();
+  conn = null;
+  if (!code) {
+    showJoin(fragment ? "This link has no valid room code. Check it, or type the code:" : null);
+    return;
+  }
+  $("join").hidden = true;
+  $("room").hidden = false;
+  $("room-line").hidden = false;
+  $("room-code").textContent = shortCode(code);
+  $("room-code").title = code;
+  conn = new RoomConnection(code, myName());
+  conn.addEventListener("state", (e) => showState(e.detail));
+  conn.addEventListener("peers", renderPeers);
+  conn.addEventListener("message", (e) => onMessage(e.detail));
+  conn.addEventListener("peer-left", (e) => {
+    for (const t of [...active]) t.handle({ type: "peer-left", peer_id: e.detail });
+  });
+  conn.addEventListener("disconnected", () => {
+    for (const t of [...active]) t.disconnected();
+  });
+  conn.connect();
+}
+
+function showJoin(message) {
+  $("room").hidden = true;
+  $("join").hidden = false;
+  $("room-line").hidden = true;
+  if (message) $("join-message").textContent = message;
+  setStatus("idle", "Not in a room");
+}
+
+$("join-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const code = parseCode($("join-code").value);
+  if (!code) {
+    $("join-message").textContent = "A room code has 16 letters and digits, like 7KQ2-M9XD-41TR-PZ8H.";
+    $("join-code").focus();
+    return;
+  }
+  location.hash = code; // hashchange starts the join
+});
+
+window.addEventListener("hashchange", start);
+
+function setStatus(state, text, retry = false) {
+  $("status").dataset.state = state;
+  $("status-text").textContent = text;
+  $("retry").hidden = !retry;
+}
+
+function showState({ state, until, message }) {
+  clearInterval(countdown);
+  switch (state) {
+    case "connecting":
+      setStatus("connecting", "Connecting…");
+      break;
+    case "reconnecting":
+      setStatus("connecting", "Reconnecting…");
+      break;
+    case "connected":
+      setStatus("connected", "Connected");
+      break;
+    case "waiting": {
+      const tick = () => {
+        const s = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+        setStatus("waiting", `Connection lost · retrying in ${s} s`, true);
+      };
+      tick();
+      countdown = setInterval(tick, 500);
+      break;
+    }
+    case "not-found":
+      showJoin(`Room ${shortCode(conn.code)} is not open. It closes when everyone leaves: ask the other side to start again, or type another code.`);
+      setStatus("closed", "Room not open");
+      break;
+    case "closed":
+      setStatus("closed", "Room closed", true);
+      break;
+    case "replaced":
+      setStatus("closed", "Open in another tab", true);
+      break;
+    default:
+      setStatus("closed", message || "Cannot join");
+  }
+}
+
+$("retry").addEventListener("click", () => conn && conn.retryNow());
+
+// -- who is here ------------------------------------------------------------------
+
+function renderPeers() {
+  const list = $("peers");
+  const chips = [];
+  const me = el("li", { class: "chip me" },
+    el("span", { text: `You: ${cleanText(conn.name, 64)}` }),
+    el("button", { type: "button", class: "icon", "aria-label": "Rename yourself", title: "Rename", onclick: openRename }, "✎"));
+  chips.push(me);
+  for (const peer of conn.peers.values()) {
+    chips.push(el("li", { class: "chip", "data-role": peer.role }, peerLabel(peer)));
+  }
+  list.replaceChildren(...chips);
+  const others = conn.peers.size;
+  const hint = $("peers-hint");
+  hint.textContent = conn.state === "connected" && others === 0
+    ? "Nobody else is here yet. Files and texts go to whoever joins: run xfer receive --room with this code on a computer."
+    : "";
+  $("text-send").disabled = others === 0;
+}
+
+function openRename() {
+  $("rename-form").hidden = false;
+  $("rename-input").value = conn.name;
+  $("rename-input").focus();
+  $("rename-input").select();
+}
+
+$("rename-cancel").addEventListener("click", () => {
+  $("rename-form").hidden = true;
+});
+
+$("rename-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = $("rename-input").value.trim().slice(0, MAX_PEER_NAME);
+  $("rename-form").hidden = true;
+  if (!name || name === conn.name) return;
+  try {
+    localStorage.setItem("xfer-name", name);
+  } catch { /* not kept, still used */ }
+  conn.rename(name);
+});
+
+// -- messages -------------------------------------------------------------------------
+
+function onMessage(msg) {
+  for (const t of [...active]) if (t.handle(msg)) return;
+  if (msg.type === "offer") showOffer(msg);
+  else if (msg.type === "text") showText(msg);
+  else if (msg.type === "error" && !msg.transfer && conn.state === "connected") {
+    announce(cleanText(msg.message || msg.code, 200));
+  }
+}
+
+function nameOf(id) {
+  return peerLabel(conn.peers.get(id));
+}
+
+// -- text -------------------------------------------------------------------------------
+
+$("text-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = $("text-input");
+  const text = input.value;
+  if (!text.trim() || !conn || !conn.open) return;
+  conn.send({ type: "text", text: text.slice(0, MAX_TEXT) });
+  addBubble("You", text, true);
+  input.value = "";
+});
+
+function showText(msg) {
+  if (typeof msg.text !== "string") return;
+  addBubble(nameOf(msg.from), msg.text, false);
+  announce(`Text from ${nameOf(msg.from)}`);
+}
+
+function addBubble(who, text, mine) {
+  const body = el("p", { class: "bubble-text", text: cleanText(text, 65536) });
+  const copy = el("button", { type: "button", class: "copy", "aria-label": "Copy this text" }, "Copy");
+  copy.addEventListener("click", async () => {
+    const ok = await copyText(text);
+    copy.textContent = ok ? "Copied" : "Select and copy";
+    setTimeout(() => { copy.textContent = "Copy"; }, 2000);
+  });
+  const item = el("li", { class: mine ? "bubble mine" : "bubble" },
+    el("span", { class: "who", text: who }), body, mine ? null : copy);
+  $("messages").prepend(item);
+}
+
+// -- sending files ---------------------------------------------------------------------
+
+function receiverFor() {
+  const peers = [...conn.peers.values()];
+  return peers.find((p) => p.role === "receiver") || peers.find((p) => p.role === "peer") || null;
+}
+
+function sendFiles(fileList) {
+  const files = [...fileList];
+  if (!files.length) return;
+  const target = conn && conn.open ? receiverFor() : null;
+  const box = el("div", { class: "card transfer-card" });
+  $("outgoing").hidden = false;
+  $("transfers").prepend(box);
+  const total = files.reduce((n, f) => n + f.size, 0);
+  const title = el("p", { class: "card-title" },
+    `${files.length === 1 ? "1 file" : files.length + " files"}, ${humanSize(total)} → ${target ? peerLabel(target) : "nobody"}`);
+  const list = el("ul", { class: "files" });
+  box.append(title, list);
+  if (!target) {
+    box.append(el("p", { class: "error", text: conn && conn.open ? "Nobody here can receive files yet." : "Not connected." }));
+    return;
+  }
+  const rows = files.map((f) => transferRow(list, f, "Sending"));
+  const upload = new Upload(conn, files, target, {
+    onStart: (i) => {
+      rows[i].start();
+      announce(`Sending ${cleanText(files[i].name, 100)}`);
+    },
+    onProgress: (i, bytes) => rows[i].progress(bytes),
+    onVerified: (i) => {
+      rows[i].done("Sent · SHA-256 verified");
+      announce(`${cleanText(files[i].name, 100)} sent and verified`);
+    },
+    onEnd: (err) => {
+      active.delete(upload);
+      if (!err) {
+        title.append(el("span", { class: "ok", text: " ✓ done" }));
+        return;
+      }
+      for (const [i, r] of rows.entries()) if (!upload.verified.has(i)) r.failed("Not sent");
+      const again = el("button", { type: "button", onclick: () => { box.remove(); sendFiles(files); } }, "Try again");
+      box.append(el("p", { class: "error", role: "alert", text: err.message }), again);
+      announce(`Sending failed: ${err.message}`);
+    },
+  });
+  active.add(upload);
+  upload.run();
+}
+
+for (const id of ["pick-files", "pick-camera"]) {
+  $(id).addEventListener("change", (event) => {
+    sendFiles(event.target.files);
+    event.target.value = "";
+  });
+}
+
+const drop = document.body;
+drop.addEventListener("dragover", (event) => {
+  if (!conn || $("room").hidden) return;
+  event.preventDefault();
+  document.body.classList.add("dragging");
+});
+drop.addEventListener("dragleave", (event) => {
+  if (event.target === document.body || !event.relatedTarget) document.body.classList.remove("dragging");
+});
+drop.addEventListener("drop", (event) => {
+  document.body.classList.remove("dragging");
+  if (!conn || $("room").hidden) return;
+  event.preventDefault();
+  sendFiles(event.dataTransfer.files);
+});
+
+// -- receiving files --------------------------------------------------------------------
+
+function showOffer(offer) {
+  if (!Array.isArray(offer.files) || !offer.files.length || !offer.transfer || !offer.from) return;
+  const files = offer.files.filter((f) => f && typeof f.name === "string" && typeof f.size === "number");
+  if (files.length !== offer.files.length) return;
+  const total = files.reduce((n, f) => n + f.size, 0);
+  const who = nameOf(offer.from);
+  const card = el("div", { class: "card offer", role: "group", "aria-label": `Offer from ${who}` });
+  const list = el("ul", { class: "files" });
+  const title = el("p", { class: "card-title" },
+    `${who} wants to send ${files.length === 1 ? "1 file" : files.length + " files"}, ${humanSize(total)}`);
+  for (const f of files.slice(0, 100)) {
+    list.append(el("li", { class: "file" }, fileName(f.name), el("span", { class: "size", text: humanSize(f.size) })));
+  }
+  if (files.length > 100) list.append(el("li", { class: "hint", text: `… and ${files.length - 100} more` }));
+  const accept = el("button", { type: "button", class: "primary" }, "Accept");
+  const decline = el("button", { type: "button" }, "Decline");
+  const buttons = el("div", { class: "row buttons" }, accept, decline);
+  card.append(title, list, buttons);
+  $("incoming").hidden = false;
+  $("offers").prepend(card);
+  announce(`${who} wants to send ${files.length} file${files.length === 1 ? "" : "s"}`);
+  accept.focus({ preventScroll: true });
+
+  decline.addEventListener("click", () => {
+    if (conn.open) conn.send({ type: "reject", to: offer.from, transfer: offer.transfer, reason: "declined" });
+    card.replaceChildren(el("p", { class: "card-title", text: `Declined ${who}'s ${files.length === 1 ? "file" : "files"}.` }));
+  });
+  accept.addEventListener("click", () => {
+    if (!conn.open) return;
+    buttons.remove();
+    list.remove();
+    const rows = el("ul", { class: "files" });
+    card.append(rows);
+    const bars = files.map((f) => transferRow(rows, f, "Downloading"));
+    const download = new Download(conn, offer, {
+      onStart: (i, url) => {
+        bars[i].start();
+        // The browser's own downloader saves it, streamed from the relay.
+        const link = el("a", { href: url, download: "", class: "offscreen", tabindex: -1 });
+        document.body.append(link);
+        link.click();
+        link.remove();
+        announce(`Downloading ${cleanText(files[i].name, 100)}`);
+      },
+      onProgress: (i, bytes) => bars[i].progress(bytes),
+      onVerified: (i) => {
+        bars[i].done("Saved to your downloads · SHA-256 verified");
+        announce(`${cleanText(files[i].name, 100)} downloaded`);
+      },
+      onEnd: (err) => {
+        active.delete(download);
+        if (err) {
+          for (const [i, b] of bars.entries()) if (!download.verified.has(i)) b.failed("Not received");
+          card.append(el("p", { class: "error", role: "alert", text: err.message }));
+          announce(`Download failed: ${err.message}`);
+        } else {
+          title.append(el("span", { class: "ok", text: " ✓ done" }));
+        }
+      },
+    });
+    active.add(download);
+    download.accept();
+  }, { once: true });
+}
+
+// Desktop browsers can drop files; phones cannot, so the hint is for fine pointers only.
+if (!window.matchMedia("(pointer: fine)").matches) $("drop-hint").hidden = true;
+
+start();

@@ -1,0 +1,179 @@
+"""Fixtures and helpers for the phone page tests: one headless Chromium (Debian's,
+never a downloaded one), phone contexts, an ``xfer serve`` relay on loopback,
+screenshots, bounded waits and Chromium's memory.
+
+The page is opened at ``http://lan.test:PORT``: Chromium maps that name to
+127.0.0.1, so traffic stays on loopback while the page is *not* a secure context,
+exactly like a phone at http://192.168.x.x (no crypto.subtle, no async clipboard).
+
+Not a conftest.py: tests/conftest.py is imported as the module ``conftest`` by
+the other tests, and a second conftest.py here would take that name from them.
+The test module imports these fixtures by name.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Proc, bounded, free_port, wait_for_port, xfer_cmd
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+CHROMIUM = os.environ.get("XFER_CHROMIUM", "/usr/bin/chromium")
+LAN_HOST = "lan.test"
+CHROMIUM_ARGS = [
+    f"--host-resolver-rules=MAP {LAN_HOST} 127.0.0.1",
+    "--disable-gpu", "--disable-quic", "--disable-background-networking", "--disable-component-update",
+    "--no-first-run", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+    with sync_api.sync_playwright() as p:
+        yield p
+    # While the sync API runs, its event loop counts as running in this thread and
+    # asyncio.run() fails: so Playwright lives only as long as this module's tests.
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+class Relay:
+    """``xfer serve`` on 127.0.0.1 (on ``port`` again, to test a restart)."""
+
+    def __init__(self, tmp: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.log = open(tmp / f"serve-{time.monotonic_ns()}.err", "wb")
+        env = {**os.environ, "NO_COLOR": "1"}
+        env.pop("XFER_RELAY", None)
+        self.proc = subprocess.Popen(xfer_cmd() + ["serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=self.log, env=env)
+        wait_for_port(self.port)
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def page(self, code: str = "", host: str = LAN_HOST) -> str:
+        return f"http://{host}:{self.port}/" + (f"#{code}" if code else "")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(bounded(10))
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory):
+    r = Relay(tmp_path_factory.mktemp("relay"))
+    yield r
+    r.stop()
+
+
+class PageErrors(list):
+    """Uncaught page errors and CSP violations: any of them fails the test."""
+
+
+@pytest.fixture
+def phone(browser, playwright):
+    """A Pixel 7 page (viewport, touch, user agent) that accepts downloads."""
+    context = browser.new_context(**playwright.devices["Pixel 7"], accept_downloads=True)
+    context.set_default_timeout(bounded(15_000))
+    page = context.new_page()
+    errors = PageErrors()
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    page.on("console", lambda m: errors.append(f"console: {m.text}")
+            if m.type == "error" and "Content Security Policy" in m.text else None)
+    page.errors = errors
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+@pytest.fixture
+def xfer_procs(tmp_path):
+    """Start ``xfer`` subprocesses with output in files; all are killed at the end."""
+    started = []
+
+    def start(args, name, **kw):
+        p = Proc(args, tmp_path, name, **kw)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+
+
+def shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + bounded(timeout)
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+
+def descendants(root: int) -> list[int]:
+    """Process ids under ``root`` (from /proc; no psutil needed)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def chromium_rss() -> int:
+    """Resident memory of every Chromium process this test process started, in bytes."""
+    total = 0
+    for pid in descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"chrom" not in f.read().split(b"\0")[0]:
+                    continue
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total

@@ -1,0 +1,319 @@
+"""The phone page end to end, in headless Chromium as a phone on a LAN sees it.
+
+Pages open at http://lan.test:PORT (mapped to 127.0.0.1, not a secure context);
+one test uses http://127.0.0.1 as well. The desktop side is the installed ``xfer``
+command, talking to an ``xfer serve`` relay on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import bounded, make_file, sha256_of
+from pagekit import Relay, browser, chromium_rss, phone, playwright, relay, shot, wait_until, xfer_procs  # noqa: F401
+
+from xfer.protocol import new_code, room_id
+
+MB = 1_000_000
+BIG = 200 * MB
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def wait_js(page, expression: str, timeout: float) -> None:
+    """Poll a JS expression (wait_for_function needs eval, which the page's CSP forbids)."""
+    wait_until(lambda: page.evaluate(expression), timeout, expression)
+
+
+def open_room(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("#status[data-state=connected]")
+
+
+def receiver(xfer_procs, relay, tmp_path, name="recv"):
+    """``xfer receive`` opening a room on the relay; returns (process, room code)."""
+    proc = xfer_procs(["receive", "--relay", relay.ws, "--yes", "--json", "--no-qr", "--dir", str(tmp_path / "in"),
+                       "--name", "desk"], name)
+    room = proc.first_event()
+    assert room["event"] == "room"
+    return proc, room["code"]
+
+
+def events_of(proc, kind: str) -> list[dict]:
+    return [e for e in proc.events() if e["event"] == kind]
+
+
+# -- the page's own code ---------------------------------------------------------
+
+
+def test_sha256_and_room_id_match_python(phone, relay):
+    """The page's incremental SHA-256 (no crypto.subtle on http://LAN) against hashlib."""
+    phone.goto(relay.page())
+    assert phone.evaluate("window.isSecureContext") is False
+    assert phone.evaluate("typeof crypto.subtle") == "undefined"
+    rng = random.Random(7)
+    cases = [b"", b"abc", bytes(55), bytes(56), bytes(63), bytes(64), bytes(65)]
+    cases += [rng.randbytes(rng.randrange(1, 300_000)) for _ in range(12)]
+    for data in cases:
+        cuts = sorted(rng.randrange(0, len(data) + 1) for _ in range(rng.randrange(0, 5)))
+        got = phone.evaluate(
+            """async ([b64, cuts]) => {
+                const { Sha256 } = await import("./sha256.js");
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const h = new Sha256();
+                let at = 0;
+                for (const cut of [...cuts, bytes.length]) { h.update(bytes.subarray(at, cut)); at = cut; }
+                return h.hexdigest();
+            }""",
+            [base64.b64encode(data).decode(), cuts],
+        )
+        assert got == hashlib.sha256(data).hexdigest(), (len(data), cuts)
+    code = new_code()
+    typed = code.lower().replace("-", " ").replace("1", "l").replace("0", "o")
+    assert phone.evaluate("async (c) => { const p = await import('./protocol.js'); return p.roomId(p.parseCode(c)); }",
+                          typed) == room_id(code)
+
+
+def test_bad_and_closed_codes_say_so(phone, relay):
+    phone.goto(relay.page("not-a-code"))
+    phone.wait_for_selector("#join:not([hidden])")
+    assert "no valid room code" in phone.inner_text("#join-message")
+    code = new_code()
+    phone.goto(relay.page(code))
+    phone.wait_for_selector("#status[data-state=closed]")
+    message = phone.inner_text("#join-message")
+    assert "is not open" in message and code.split("-")[0] in message
+    phone.fill("#join-code", "nonsense")
+    phone.press("#join-code", "Enter")
+    assert "16 letters" in phone.inner_text("#join-message")
+
+
+# -- phone to desktop ----------------------------------------------------------------
+
+
+def test_upload_three_files_into_xfer_receive(phone, relay, xfer_procs, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    files = [make_file(src / "video.mp4", BIG, 1), make_file(src / "sketch.jpg", 3 * MB, 2),
+             make_file(src / "a very long name for a note that will not fit on one line of a phone.txt", 12_345, 3)]
+    recv, code = receiver(xfer_procs, relay, tmp_path)
+    open_room(phone, relay.page(code))
+    assert phone.inner_text("#peers").count("desk (xfer)") == 1
+    shot(phone, "1-room-with-desktop")
+    phone.set_input_files("#pick-files", [str(f) for f in files])
+    wait_until(lambda: events_of(recv, "progress"), 30, "the first progress")
+    wait_js(phone, "document.querySelector('progress').value > 0", 30)
+    shot(phone, "2-upload-in-progress")
+    assert recv.wait(120) == 0, recv.stderr
+    phone.wait_for_selector(".transfer-card .ok", timeout=bounded(20_000))
+    shot(phone, "3-upload-finished")
+    for f in files:
+        assert sha256_of(tmp_path / "in" / f.name) == sha256_of(f)
+    assert phone.locator(".transfer[data-state=done]").count() == 3
+    assert "SHA-256 verified" in phone.inner_text("#transfers")
+
+
+# -- desktop to phone -----------------------------------------------------------------
+
+
+def test_download_200mb_from_xfer_send_streams(phone, relay, xfer_procs, tmp_path):
+    big = make_file(tmp_path / "report.bin", BIG, 4)
+    sender = xfer_procs(["send", str(big), "--relay", relay.ws, "--json", "--no-qr", "--name", "laptop"], "send")
+    room = sender.first_event()
+    open_room(phone, relay.page(room["code"]))
+    phone.wait_for_selector(".offer button.primary")
+    assert "laptop (xfer) wants to send 1 file, 200.0 MB" in phone.inner_text(".offer")
+    shot(phone, "4-offer")
+
+    baseline = chromium_rss()
+    peak = [baseline]
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            peak[0] = max(peak[0], chromium_rss())
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        with phone.expect_download(timeout=bounded(30_000)) as info:
+            phone.click(".offer button.primary")
+        download = info.value
+        wait_js(phone, "document.querySelector('.offer progress')?.value > 20000000", 30)
+        shot(phone, "5-download-in-progress")
+        saved = tmp_path / "saved.bin"
+        download.save_as(saved)  # waits for the download to finish
+        assert download.failure() is None
+    finally:
+        sampling.set()
+        sampler.join(5)
+    assert download.suggested_filename == "report.bin"
+    assert sha256_of(saved) == sha256_of(big)
+    assert sender.wait(60) == 0, sender.stderr
+    assert events_of(sender, "file-end")[0]["sha256"] == sha256_of(big)  # the sender's hash check passed
+    phone.wait_for_selector(".offer .ok")
+    shot(phone, "6-download-finished")
+    grown = peak[0] - baseline
+    assert grown < BIG // 4, f"Chromium grew by {grown / MB:.0f} MB while downloading {BIG / MB:.0f} MB"
+
+
+# -- text ---------------------------------------------------------------------------------
+
+
+def test_text_both_ways(phone, relay, xfer_procs, tmp_path):
+    recv, code = receiver(xfer_procs, relay, tmp_path)
+    open_room(phone, relay.page(code))
+    phone.fill("#text-input", "hello from the phone <b>not bold</b>")
+    phone.click("#text-send")
+    got = wait_until(lambda: events_of(recv, "text"), 10, "the text at xfer receive")
+    assert got[0]["text"] == "hello from the phone <b>not bold</b>"
+    line = "from the desk: <img src=x onerror=alert(1)> ünïcode ✓"
+    sender = xfer_procs(["send", "--text", line, "--room", code, "--relay", relay.ws, "--json"], "text")
+    assert sender.wait(30) == 0, sender.stderr
+    bubble = phone.locator(".bubble:not(.mine)").first
+    bubble.wait_for()
+    assert bubble.locator(".bubble-text").inner_text() == line
+    assert phone.locator(".bubble img").count() == 0
+    bubble.locator("button.copy").click()  # no async clipboard API here: the fallback must work
+    phone.wait_for_selector(".bubble button.copy:text('Copied')")
+    shot(phone, "7-texts")
+
+
+# -- staying in the room -----------------------------------------------------------------
+
+
+def test_reload_rejoins_the_room(phone, relay, xfer_procs, tmp_path):
+    recv, code = receiver(xfer_procs, relay, tmp_path)
+    open_room(phone, relay.page(code))
+    wait_until(lambda: events_of(recv, "peer-joined"), 10, "the page joining")
+    phone.reload()
+    phone.wait_for_selector("#status[data-state=connected]")
+    assert "desk (xfer)" in phone.inner_text("#peers")
+    wait_until(lambda: len(events_of(recv, "peer-joined")) == 2 and events_of(recv, "peer-left"), 10,
+               "the page leaving and joining again")
+    # after the reload the page is a full member again: a text still arrives
+    phone.fill("#text-input", "still here")
+    phone.press("#text-input", "Enter")
+    wait_until(lambda: any(e["text"] == "still here" for e in events_of(recv, "text")), 10, "the text")
+
+
+def test_reconnects_after_the_relay_restarts(browser, playwright, tmp_path, xfer_procs):
+    """The relay goes away: the page counts down, retries, and is back in the same room."""
+    relay = Relay(tmp_path)
+    try:
+        recv, code = receiver(xfer_procs, relay, tmp_path)
+        context = browser.new_context(**playwright.devices["Pixel 7"])
+        page = context.new_page()
+        open_room(page, relay.page(code))
+        relay.stop()
+        page.wait_for_selector("#status[data-state=waiting]", timeout=bounded(10_000))
+        assert "retrying in" in page.inner_text("#status")
+        shot(page, "8-reconnecting")
+        relay = Relay(tmp_path, port=relay.port)
+        page.wait_for_selector("#status[data-state=connected]", timeout=bounded(30_000))
+        wait_until(lambda: "desk (xfer)" in page.inner_text("#peers"), 30, "xfer receive back in the room")
+        context.close()
+    finally:
+        relay.stop()
+
+
+# -- hostile peers ------------------------------------------------------------------------
+
+HOSTILE = '<img src=x onerror="alert(1)">/../..\\evil\u202egpj.exe";\r\nX: y\x00.txt'
+
+
+def _hostile_sender(relay, code: str, path: Path, done: dict) -> None:
+    """A peer speaking the protocol from Python (the real Sender), with a name chosen to hurt."""
+    from xfer.transfer.base import SourceFile
+    from xfer.transfer.connection import open_room as join
+    from xfer.transfer.sender import Sender
+
+    async def main() -> None:
+        conn = await join(relay.ws, room_id(code), role="sender", name="<script>alert(2)</script>", create=True)
+        events = []
+        f = SourceFile(path=path, name=HOSTILE, size=path.stat().st_size, mtime=0.0)
+        try:
+            done["result"] = await asyncio.wait_for(Sender(conn, [f], lambda *a, **k: events.append((a, k))).run(),
+                                                    bounded(60))
+        finally:
+            done["events"] = events
+            await conn.close()
+
+    try:
+        asyncio.run(main())
+    except BaseException as exc:  # reported by the test
+        done["error"] = exc
+
+
+def test_hostile_file_name_is_text_and_sanitised(phone, relay, tmp_path):
+    code = new_code()
+    payload = make_file(tmp_path / "payload", 300_000, 9)
+    done: dict = {}
+    thread = threading.Thread(target=_hostile_sender, args=(relay, code, payload, done), daemon=True)
+    thread.start()
+    wait_until(lambda: thread.is_alive(), 5, "the hostile sender")
+    time.sleep(0.5)
+    open_room(phone, relay.page(code))
+    phone.wait_for_selector(".offer button.primary")
+    offer = phone.locator(".offer")
+    assert "<script>alert(2)</script> (xfer) wants to send 1 file" in offer.inner_text()
+    assert '<img src=x onerror="alert(1)">' in offer.locator(".name").get_attribute("title")
+    assert phone.locator("main img, main script").count() == 0
+    shot(phone, "9-hostile-offer")
+    with phone.expect_download() as info:
+        phone.click(".offer button.primary")
+    download = info.value
+    saved = tmp_path / "hostile-download"
+    download.save_as(saved)
+    thread.join(bounded(30))
+    assert "error" not in done, done.get("error")
+    name = download.suggested_filename
+    assert "/" not in name and "\\" not in name and "\x00" not in name and "\u202e" not in name
+    assert "\r" not in name and "\n" not in name and ".." not in name.split("_")[0]
+    assert name.endswith(".txt")
+    assert sha256_of(saved) == sha256_of(payload)
+
+
+# -- a secure context too -------------------------------------------------------------------
+
+
+def test_on_loopback_too(browser, relay, xfer_procs, tmp_path):
+    """On 127.0.0.1 the page is a secure context (crypto.subtle, clipboard): same behaviour."""
+    recv, code = receiver(xfer_procs, relay, tmp_path)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        open_room(page, relay.page(code, host="127.0.0.1"))
+        assert page.evaluate("window.isSecureContext") is True
+        note = make_file(tmp_path / "note.txt", 70_000, 5)
+        page.set_input_files("#pick-files", [str(note)])
+        assert recv.wait(30) == 0, recv.stderr
+        assert sha256_of(tmp_path / "in" / "note.txt") == sha256_of(note)
+        assert page.is_visible("#drop-hint")  # a desktop browser is told it can drop files
+    finally:
+        context.close()
+
+
+def test_page_needs_no_wide_screen(phone, relay, xfer_procs, tmp_path):
+    """360 px wide: nothing scrolls sideways, touch targets are at least 44 px."""
+    recv, code = receiver(xfer_procs, relay, tmp_path)
+    phone.set_viewport_size({"width": 360, "height": 740})
+    open_room(phone, relay.page(code))
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 360
+    sizes = phone.evaluate("""() => [...document.querySelectorAll('button:not([hidden]), label.button, input:not(.visually-hidden)')]
+        .filter((e) => e.offsetParent !== null)
+        .map((e) => [e.id || e.textContent.trim(), e.getBoundingClientRect().height])""")
+    assert sizes and all(h >= 44 for _, h in sizes), sizes
+    for control in ("#text-input", "#pick-files", "#pick-camera"):
+        assert phone.evaluate(f"document.querySelector('{control}').labels.length") >= 1
+    assert phone.get_attribute("#pick-camera", "capture") == "environment"
+    shot(phone, "0-empty-360px")

@@ -1,0 +1,90 @@
+"""The relay's side of the page, without a browser: headers, Origin check, the
+download bridge's names and one-time links."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from xfer.relay import create_app
+from xfer.relay.download import content_disposition
+from xfer.relay.web import PAGE_FILES, content_security_policy, origin_allowed
+
+
+@pytest.fixture
+def client():
+    with TestClient(create_app(allowed_origins=("https://xfer.example",))) as c:
+        yield c
+
+
+def test_page_and_its_files_are_served_with_a_strict_policy(client):
+    page = client.get("/", headers={"host": "192.168.1.20:8765"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "style-src 'self'" in csp and "'unsafe-inline'" not in csp
+    assert "connect-src 'self' ws://192.168.1.20:8765 wss://192.168.1.20:8765;" in csp
+    assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    body = page.text
+    assert "<script type=\"module\" src=\"app.js\">" in body
+    assert "style=" not in body and "onclick" not in body  # nothing inline
+    for name in PAGE_FILES:
+        if name != "index.html":
+            r = client.get(f"/{name}")
+            assert r.status_code == 200 and r.content, name
+            for risky in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+                assert risky not in r.text, (name, risky)
+    assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_csp_ignores_a_malformed_host():
+    assert "evil" not in content_security_policy("x; script-src evil.test")
+    assert content_security_policy(None).count("'self'") >= 3
+
+
+@pytest.mark.parametrize(("origin", "host", "ok"), [
+    (None, "relay:8765", True),  # the CLI and scripts send no Origin
+    ("http://relay:8765", "relay:8765", True),
+    ("http://RELAY:8765", "relay:8765", True),
+    ("https://relay.example", "relay.example", True),
+    ("http://relay.example", "relay.example:80", True),
+    ("http://evil.test", "relay:8765", False),
+    ("http://relay:8766", "relay:8765", False),
+    ("http://relay.evil:8765", "relay:8765", False),
+    ("null", "relay:8765", False),
+    ("https://xfer.example", "127.0.0.1:8765", True),  # --allow-origin
+    ("https://xfer.example.evil", "127.0.0.1:8765", False),
+    ("http://[::1]:8765", "[::1]:8765", True),
+])
+def test_origin_check(origin, host, ok):
+    assert origin_allowed(origin, host, ("https://xfer.example",)) is ok
+
+
+def test_websocket_from_another_site_is_refused(client):
+    with pytest.raises(WebSocketDisconnect) as refused:
+        with client.websocket_connect("/ws", headers={"origin": "http://evil.test"}):
+            pass
+    assert refused.value.code == 1008
+    with client.websocket_connect("/ws", headers={"origin": "https://xfer.example"}) as ws:
+        ws.send_text("{}")  # admitted: the relay now waits for a hello
+    with client.websocket_connect("/ws", headers={"origin": "http://testserver"}) as ws:
+        ws.send_text("{}")
+
+
+@pytest.mark.parametrize(("name", "fallback", "star"), [
+    ("report.pdf", "report.pdf", "report.pdf"),
+    ("../../etc/passwd", "passwd", "passwd"),
+    ('a"b;c%d.txt', "a_b_c_d.txt", "a_b%3Bc%25d.txt"),
+    ("résumé ✓.txt", "r_sum_ _.txt", "r%C3%A9sum%C3%A9%20%E2%9C%93.txt"),
+    ("evil\r\nX-Header: 1\u202e.txt", "evilX-Header_ 1.txt", "evilX-Header_%201.txt"),
+])
+def test_download_names_are_sanitised(name, fallback, star):
+    value = content_disposition(name)
+    assert value == f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{star}"
+    assert "\r" not in value and "\n" not in value
+
+
+def test_download_links_are_secret_and_one_time(client):
+    assert client.get("/download/" + "0" * 32 + "/0").status_code == 404
+    assert client.get("/download/not-a-token/0").status_code == 404
