@@ -216,7 +216,7 @@ def test_reconnects_after_the_relay_restarts(browser, playwright, tmp_path, xfer
         open_room(page, relay.page(code))
         relay.stop()
         page.wait_for_selector("#status[data-state=waiting]", timeout=bounded(10_000))
-        assert "retrying in" in page.inner_text("#status")
+        assert "retry in" in page.inner_text("#status")
         shot(page, "8-reconnecting")
         relay = Relay(tmp_path, port=relay.port)
         page.wait_for_selector("#status[data-state=connected]", timeout=bounded(30_000))
@@ -316,4 +316,76 @@ def test_page_needs_no_wide_screen(phone, relay, xfer_procs, tmp_path):
     for control in ("#text-input", "#pick-files", "#pick-camera"):
         assert phone.evaluate(f"document.querySelector('{control}').labels.length") >= 1
     assert phone.get_attribute("#pick-camera", "capture") == "environment"
-    shot(phone, "0-empty-360px")
+    shot(phone, "0-room-360px")
+    phone.emulate_media(color_scheme="dark")
+    assert phone.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(17, 19, 23)"
+    shot(phone, "0-room-360px-dark")
+
+
+def _lying_sender(relay, code: str, result: dict) -> None:
+    """A sender whose file-end carries the wrong SHA-256; it also tries the page's link again."""
+    import os
+    import urllib.error
+    import urllib.request
+
+    from xfer.protocol import Accept, Ack, Error, FileEnd, FileInfo, FileStart, Offer, chunk_header
+    from xfer.transfer.connection import open_room as join
+
+    def status_of(url: str) -> int:
+        try:
+            with urllib.request.urlopen(url, timeout=bounded(10)) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    async def main() -> None:
+        conn = await join(relay.ws, room_id(code), role="sender", name="liar", create=True)
+
+        async def until(kind):
+            while True:
+                item = await asyncio.wait_for(conn.recv(), bounded(20))
+                if isinstance(item, kind):
+                    return item
+
+        try:
+            while not conn.peers:
+                await asyncio.wait_for(conn.recv(), bounded(20))
+            page = next(iter(conn.peers.values()))
+            data, step = os.urandom(6 * 256 * 1024), 256 * 1024
+            await conn.send(Offer(to=page.id, transfer=77, files=(FileInfo(name="x.bin", size=len(data)),),
+                                  window=8 << 20))
+            token = (await until(Accept)).download
+            await conn.send(FileStart(to=page.id, transfer=77, index=0))
+            for offset in range(0, len(data), step):
+                await conn.send_frame(chunk_header(conn.peer_id, page.id, 77, 0, offset) + data[offset:offset + step])
+            result["ack"] = (await until(Ack)).bytes  # the page's download is running
+            result["again"] = await asyncio.to_thread(status_of, f"http://127.0.0.1:{relay.port}/download/{token}/0")
+            await conn.send(FileEnd(to=page.id, transfer=77, index=0, size=len(data), sha256="0" * 64))
+            result["error"] = (await until(Error)).code
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(main())
+    except BaseException as exc:
+        result["exception"] = exc
+
+
+def test_bridge_aborts_a_download_whose_hash_does_not_match(phone, relay):
+    code = new_code()
+    result: dict = {}
+    thread = threading.Thread(target=_lying_sender, args=(relay, code, result), daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    open_room(phone, relay.page(code))
+    phone.wait_for_selector(".offer button.primary")
+    with phone.expect_download() as info:
+        phone.click(".offer button.primary")
+    download = info.value
+    thread.join(bounded(30))
+    assert "exception" not in result, result
+    assert result["ack"] > 0 and result["again"] == 410  # the link worked once only
+    assert result["error"] == "hash-mismatch"
+    assert download.failure() is not None  # the browser did not keep the damaged file
+    phone.wait_for_selector(".offer .error")
+    assert "SHA-256 mismatch" in phone.inner_text(".offer .error")

@@ -77,8 +77,14 @@ function setStatus(state, text, retry = false) {
   $("retry").hidden = !retry;
 }
 
+const SPOKEN = {  // what the aria-live region says on a state change (the countdown itself is not read out)
+  connected: "Connected to the room.", waiting: "Connection lost. Retrying.", closed: "The room is closed.",
+  "not-found": "This room is not open.", replaced: "This room is open in another tab.",
+};
+
 function showState({ state, until, message }) {
   clearInterval(countdown);
+  if (SPOKEN[state] && $("status").dataset.state !== state) announce(SPOKEN[state]);
   switch (state) {
     case "connecting":
       setStatus("connecting", "Connecting…");
@@ -92,7 +98,7 @@ function showState({ state, until, message }) {
     case "waiting": {
       const tick = () => {
         const s = Math.max(0, Math.ceil((until - Date.now()) / 1000));
-        setStatus("waiting", `Connection lost · retrying in ${s} s`, true);
+        setStatus("waiting", `Offline · retry in ${s} s`, true);
       };
       tick();
       countdown = setInterval(tick, 500);
@@ -111,6 +117,7 @@ function showState({ state, until, message }) {
     default:
       setStatus("closed", message || "Cannot join");
   }
+  if (conn) renderPeers();
 }
 
 $("retry").addEventListener("click", () => conn && conn.retryNow());
@@ -130,9 +137,9 @@ function renderPeers() {
   list.replaceChildren(...chips);
   const others = conn.peers.size;
   const hint = $("peers-hint");
-  hint.textContent = conn.state === "connected" && others === 0
-    ? "Nobody else is here yet. Files and texts go to whoever joins: run xfer receive --room with this code on a computer."
-    : "";
+  hint.textContent = conn.state !== "connected"
+    ? "Offline: who is here shows again once the page is back in the room."
+    : others === 0 ? "Nobody else is here yet. Whoever opens this room's link or code will show up here." : "";
   $("text-send").disabled = others === 0;
 }
 
