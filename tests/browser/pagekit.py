@@ -177,3 +177,19 @@ def chromium_rss() -> int:
         except OSError:
             continue
     return total
+
+
+def make_png(path: Path, size: int = 96) -> Path:
+    """A small real PNG (a colour gradient), for the page's thumbnails."""
+    import struct
+    import zlib
+
+    rows = b"".join(b"\0" + bytes(v for x in range(size) for v in (x * 255 // size, y * 255 // size, 160))
+                    for y in range(size))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack("!I", len(data)) + kind + data + struct.pack("!I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack("!IIBBBBB", size, size, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return path

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import bounded, make_file, sha256_of
-from pagekit import Relay, browser, chromium_rss, phone, playwright, relay, shot, wait_until, xfer_procs  # noqa: F401
+from pagekit import Relay, browser, chromium_rss, make_png, phone, playwright, relay, shot, wait_until, xfer_procs  # noqa: F401
 
 from xfer.protocol import new_code, room_id
 
@@ -103,7 +103,7 @@ def test_upload_three_files_into_xfer_receive(phone, relay, xfer_procs, tmp_path
     src = tmp_path / "src"
     src.mkdir()
     files = [make_file(src / "video.mp4", BIG, 1), make_file(src / "sketch.jpg", 3 * MB, 2),
-             make_file(src / "a very long name for a note that will not fit on one line of a phone.txt", 12_345, 3)]
+             make_png(src / "a very long name for a photo of the whiteboard that will not fit on a phone.png")]
     recv, code = receiver(xfer_procs, relay, tmp_path)
     open_room(phone, relay.page(code))
     assert phone.inner_text("#peers").count("desk (xfer)") == 1
@@ -119,6 +119,7 @@ def test_upload_three_files_into_xfer_receive(phone, relay, xfer_procs, tmp_path
         assert sha256_of(tmp_path / "in" / f.name) == sha256_of(f)
     assert phone.locator(".transfer[data-state=done]").count() == 3
     assert "SHA-256 verified" in phone.inner_text("#transfers")
+    assert phone.locator("#transfers img.thumb").count() == 1  # the photo, not the video or the random bytes
 
 
 # -- desktop to phone -----------------------------------------------------------------
@@ -389,3 +390,23 @@ def test_bridge_aborts_a_download_whose_hash_does_not_match(phone, relay):
     assert download.failure() is not None  # the browser did not keep the damaged file
     phone.wait_for_selector(".offer .error")
     assert "SHA-256 mismatch" in phone.inner_text(".offer .error")
+
+
+def test_several_files_download_one_after_another(phone, relay, xfer_procs, tmp_path):
+    files = [make_file(tmp_path / "one.bin", 3 * MB, 11), make_file(tmp_path / "empty.txt", 0, 12),
+             make_file(tmp_path / "three.jpg", 2 * MB, 13)]
+    sender = xfer_procs(["send", *map(str, files), "--relay", relay.ws, "--json", "--no-qr"], "send")
+    room = sender.first_event()
+    downloads = []
+    phone.on("download", lambda d: downloads.append(d))
+    open_room(phone, relay.page(room["code"]))
+    phone.click(".offer button.primary")
+    # poll through Playwright (not time.sleep), so that its download events are dispatched
+    wait_until(lambda: phone.wait_for_timeout(100) or len(downloads) == 3, 30, "three downloads")
+    for d, f in zip(downloads, files):
+        saved = tmp_path / f"got-{f.name}"
+        d.save_as(saved)
+        assert d.suggested_filename == f.name and sha256_of(saved) == sha256_of(f)
+    assert sender.wait(30) == 0, sender.stderr
+    phone.wait_for_selector(".offer .ok")
+    assert phone.locator(".offer .transfer[data-state=done]").count() == 3

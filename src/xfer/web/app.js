@@ -235,6 +235,15 @@ function sendFiles(fileList) {
     return;
   }
   const rows = files.map((f) => transferRow(list, f, "Sending"));
+  files.forEach((f, i) => {
+    if (i < 50 && /^image\//.test(f.type) && f.size < 50_000_000) {  // a thumbnail of the user's own photo
+      const url = URL.createObjectURL(f);
+      const img = el("img", { class: "thumb", alt: "", src: url, decoding: "async" });
+      img.addEventListener("load", () => URL.revokeObjectURL(url), { once: true });
+      img.addEventListener("error", () => { URL.revokeObjectURL(url); img.remove(); }, { once: true });
+      rows[i].row.querySelector(".row-top").prepend(img);
+    }
+  });
   const upload = new Upload(conn, files, target, {
     onStart: (i) => {
       rows[i].start();

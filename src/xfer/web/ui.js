@@ -69,6 +69,7 @@ export function transferRow(list, file, verb) {
       row.dataset.state = "active";
     },
     progress(bytes) {
+      if (row.dataset.state === "done" || row.dataset.state === "failed") return;
       bar.value = bytes;
       const pct = file.size ? Math.floor((bytes * 100) / file.size) : 100;
       const rate = started ? speed(bytes, performance.now() - started) : "";
