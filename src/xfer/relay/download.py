@@ -96,11 +96,22 @@ class DownloadBridge:
 
     async def intercept(self, room: str, me: int, message: Message | None, data: bytes | None,
                         targets: list) -> bool:
-        """Look at a frame from peer ``me`` before it is forwarded; True means it was consumed."""
+        """Look at a frame from peer ``me`` before it is forwarded; True means it was consumed.
+
+        A chunk fanned out to several receivers (``to`` 0) may reach pages and terminals
+        at once: the pages' copies are taken out of ``targets`` (which the caller then
+        forwards to), and True only when nobody is left.
+        """
         if data is not None:
-            if len(targets) != 1 or (room, targets[0].info.id) not in self.by_page:
+            if not self.by_page:
                 return False
-            return await self._chunk(self.by_page[(room, targets[0].info.id)], me, data)
+            consumed = False
+            for peer in list(targets):
+                d = self.by_page.get((room, peer.info.id))
+                if d is not None and await self._chunk(d, me, data):
+                    targets.remove(peer)
+                    consumed = True
+            return consumed and not targets
         if isinstance(message, Offer):
             for peer in targets:
                 if peer.info.client.startswith(WEB_CLIENT):
