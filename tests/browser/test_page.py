@@ -410,3 +410,27 @@ def test_several_files_download_one_after_another(phone, relay, xfer_procs, tmp_
     assert sender.wait(30) == 0, sender.stderr
     phone.wait_for_selector(".offer .ok")
     assert phone.locator(".offer .transfer[data-state=done]").count() == 3
+
+
+def test_page_to_page_through_the_bridge(phone, browser, playwright, relay, xfer_procs, tmp_path):
+    """Two phones and nobody else who receives: one page's upload becomes the other's download."""
+    text = xfer_procs(["send", "--text", "two phones, one room", "--relay", relay.ws, "--json", "--no-qr"], "host")
+    code = text.first_event()["code"]
+    other = browser.new_context(**playwright.devices["iPhone 13"], accept_downloads=True).new_page()
+    try:
+        open_room(phone, relay.page(code))
+        open_room(other, relay.page(code))
+        assert text.wait(30) == 0, text.stderr  # the host sent its line and left the two pages alone
+        wait_until(lambda: "iPhone Safari" in phone.inner_text("#peers"), 10, "the iPhone in the Pixel's list")
+        photo = make_png(tmp_path / "whiteboard.png")
+        phone.set_input_files("#pick-files", [str(photo)])
+        other.wait_for_selector(".offer button.primary")
+        assert "Pixel 7 (Chrome) wants to send 1 file" in other.inner_text(".offer")
+        with other.expect_download() as info:
+            other.click(".offer button.primary")
+        saved = tmp_path / "got.png"
+        info.value.save_as(saved)
+        assert sha256_of(saved) == sha256_of(photo)
+        phone.wait_for_selector(".transfer-card .ok")  # the sender's check mark: the relay verified for the page
+    finally:
+        other.context.close()
