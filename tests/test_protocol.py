@@ -173,7 +173,7 @@ def test_chunk_round_trip():
     chunk = parse_chunk(frame)
     assert (chunk.sender, chunk.to, chunk.transfer, chunk.index, chunk.offset) == (11, 22, 33, 4, 5 << 32)
     assert bytes(chunk.payload) == b"payload"
-    assert parse_header(frame) == (11, 22)
+    assert parse_header(frame) == (11, 22, 33)
     assert len(frame) == HEADER_SIZE + 7
 
 

@@ -113,6 +113,10 @@ def send(
                                              help="Send at most this much a second, e.g. 20MB or 512KiB."),
     follow_symlinks: bool = typer.Option(False, "--follow-symlinks",
                                          help="Send what symlinks inside folders point to (skipped by default)."),
+    receivers: int = typer.Option(1, "--receivers", "-n", min=1, max=19, metavar="N",
+                                  help="Wait for N receivers and send to all at once (the relay fans the data out)."),
+    keep_open: bool = typer.Option(False, "--keep-open",
+                                   help="After each transfer, stay and send again to whoever joins next, until Ctrl-C."),
     keepalive: float = KeepaliveOpt,
     peer_timeout: float = PeerTimeoutOpt,
     debug: bool = DebugOpt,
@@ -126,6 +130,7 @@ def send(
       xfer send report.pdf --json          events as JSON lines, for scripts
       xfer send photos/                    a folder, file by file, with its empty folders
       tar c project | xfer send -          standard input (no resume for streams)
+      xfer send talk.pdf --receivers 3     wait for three receivers; the data leaves once
       xfer send --text "see you at 5" --room CODE --relay ws://192.168.1.20:8765
     """
     from .session import RoomOptions, room_session
@@ -155,13 +160,19 @@ def send(
             raise UsageError("nothing to send: give files, or --text TEXT")
         rate = _rate(limit_rate)
         files = check_sources(paths, follow_symlinks=follow_symlinks, warn=lambda m: out("warning", message=m))
+        served: set[int] = set()
         async with room_session(opts, "sender", out) as session:
-            sender = session.task = Sender(session.conn, files, out, rate=rate, **session.task_options())
-            try:
-                await sender.run()
-            except asyncio.CancelledError:  # Ctrl-C: tell the receiver, so it drops the partial files
-                await asyncio.wait_for(sender.cancel("the sender stopped (Ctrl-C)"), 2)
-                raise
+            while True:
+                sender = session.task = Sender(session.current(), files, out, rate=rate, receivers=receivers,
+                                               exclude=served, **session.task_options())
+                try:
+                    summary = await sender.run()
+                except asyncio.CancelledError:  # Ctrl-C: tell the receivers, so they drop the partial files
+                    await asyncio.wait_for(sender.cancel("the sender stopped (Ctrl-C)"), 2)
+                    raise
+                if not keep_open:
+                    break
+                served.update(p["id"] for p in summary["peers"])
 
     _run(main, json_mode=json_mode, quiet=quiet, debug=debug, role="send")
 
@@ -178,6 +189,7 @@ def receive(
     stdout: bool = typer.Option(False, "--stdout", help="Write the one received file or stream to standard output "
                                                         "(messages go to stderr; no resume)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", metavar="-", help="'-' is the same as --stdout."),
+    keep_open: bool = typer.Option(False, "--keep-open", help="Stay in the room for more offers, until Ctrl-C."),
     port: Optional[int] = PortOpt,
     host: Optional[str] = HostOpt,
     public_url: Optional[str] = PublicOpt,
@@ -219,9 +231,12 @@ def receive(
             return True if yes else await _ask("Accept?", out)
 
         async with room_session(opts, "receiver", out) as session:
-            session.task = Receiver(session.conn, target, out, decide, overwrite=overwrite, resume=not no_resume,
-                                    stdout=to_stdout, **session.task_options())
-            await session.task.run()
+            while True:
+                session.task = Receiver(session.current(), target, out, decide, overwrite=overwrite,
+                                        resume=not no_resume, stdout=to_stdout, **session.task_options())
+                await session.task.run()
+                if not keep_open or to_stdout:
+                    break
 
     _run(main, json_mode=json_mode, quiet=quiet, debug=debug, role="receive")
 

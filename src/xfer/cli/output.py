@@ -58,6 +58,8 @@ class HumanReporter:
         self.peers: dict[int, str] = {}
         self.progress: Progress | None = None
         self.tasks: dict[int, TaskID] = {}
+        self.peer_tasks: dict[int, TaskID] = {}
+        self._width = 10
         self.total_task: TaskID | None = None
 
     # -- helpers ------------------------------------------------------------------
@@ -95,7 +97,7 @@ class HumanReporter:
             transient=False,
         )
         self.progress.start()
-        width = min(max(len(f["name"]) for f in files), 28) if files else 10
+        width = self._width = min(max(len(f["name"]) for f in files), 28) if files else 10
         for f in files:
             label = display_name(f["name"], width).ljust(width)
             if f.get("kind") == "dir":
@@ -181,6 +183,15 @@ class HumanReporter:
             self.progress.start_task(self.tasks[index])
             self.progress.update(self.tasks[index], completed=offset)
 
+    def on_declined(self, peer: dict[str, Any], **f: Any) -> None:
+        self.say(f"[yellow]{self._peer(peer)} declined[/yellow]")
+
+    def on_receiver_failed(self, peer: dict[str, Any], reason: str, **f: Any) -> None:
+        self.say(f"[yellow]{self._peer(peer)} dropped out ({display_name(reason, 200)}); the others go on[/yellow]")
+        task = self.peer_tasks.pop(peer.get("id"), None)
+        if task is not None and self.progress is not None:
+            self.progress.update(task, description=self.progress.tasks[task].description + " [red]✗[/red]")
+
     def on_interrupted(self, reason: str, at: str, **f: Any) -> None:
         if reason == "relay-lost":
             self.say(f"[yellow]Connection to the relay lost during {display_name(at, 120)}[/yellow]")
@@ -205,6 +216,13 @@ class HumanReporter:
     def on_progress(self, index: int, bytes: int, total_bytes: int, **f: Any) -> None:
         if self.progress is None:
             return
+        for peer_id, held in (f.get("peers") or {}).items():  # one line per receiver of a fan-out
+            task = self.peer_tasks.get(int(peer_id))
+            if task is None:
+                name = self.peers.get(int(peer_id), "a receiver")
+                task = self.peer_tasks[int(peer_id)] = self.progress.add_task(
+                    ("→ " + name)[:28].ljust(self._width), total=f.get("total_size") or None)
+            self.progress.update(task, completed=held)
         if index in self.tasks:
             self.progress.update(self.tasks[index], completed=bytes)
         if self.total_task is not None:
@@ -224,7 +242,7 @@ class HumanReporter:
     def on_done(self, files: int, bytes: int, seconds: float, **f: Any) -> None:
         self.close()
         if self.role == "send":
-            who = self._peer(f.get("peer") or {})
+            who = ", ".join(self._peer(p) for p in (f.get("peers") or [f.get("peer") or {}]))
             self.say(f"Sent {_count(files)} ({human_size(bytes)}) to {who} in {seconds:.1f} s · SHA-256 verified")
         elif [s.get("path") for s in f.get("saved", [])] == ["-"]:
             name = display_name(f["saved"][0]["name"], 60)
@@ -246,6 +264,7 @@ class HumanReporter:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+            self.tasks, self.peer_tasks, self.total_task = {}, {}, None
 
 
 def _describe(files: list[dict[str, Any]], total: int) -> str:

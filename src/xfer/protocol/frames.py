@@ -52,16 +52,16 @@ def encode_chunk(sender: int, to: int, transfer: int, index: int, offset: int, p
     return chunk_header(sender, to, transfer, index, offset) + payload
 
 
-def parse_header(data: bytes | bytearray | memoryview) -> tuple[int, int]:
-    """Check a binary frame's header; return (from, to). Cheap: the relay calls it per frame."""
+def parse_header(data: bytes | bytearray | memoryview) -> tuple[int, int, int]:
+    """Check a binary frame's header; return (from, to, transfer). Cheap: the relay calls it per frame."""
     if len(data) < HEADER_SIZE:
         raise ProtocolError("binary frame shorter than a chunk header")
     if len(data) > MAX_BINARY_FRAME:
         raise FrameTooLarge(f"binary frame of {len(data)} bytes is over the {MAX_BINARY_FRAME} byte limit")
-    kind, sender, to, _transfer, _index, _offset = HEADER.unpack_from(data)
+    kind, sender, to, transfer, _index, _offset = HEADER.unpack_from(data)
     if kind != CHUNK:
         raise ProtocolError(f"unknown binary frame kind {kind}")
-    return sender, to
+    return sender, to, transfer
 
 
 def parse_chunk(data: bytes | bytearray | memoryview) -> Chunk:

@@ -15,6 +15,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from .. import __version__
 from ..protocol import (
     PROTOCOL_VERSION,
+    Accept,
+    Cancel,
+    Reject,
     Error,
     Hello,
     Message,
@@ -186,8 +189,9 @@ class Relay:
                 return
             try:
                 data = event.get("bytes")
+                transfer = None
                 if data is not None:
-                    sender, to = parse_header(data)
+                    sender, to, transfer = parse_header(data)
                     if sender != me:
                         raise ProtocolError("chunk header names another peer as its sender")
                     payload: str | bytes = data
@@ -197,10 +201,12 @@ class Relay:
                         raise ProtocolError(f"{message.type} is not a message between peers")
                     to = message.to
                     payload = serialize(replace(message, sender=me))
+                    if to and isinstance(message, (Accept, Reject, Cancel)):
+                        self.hub.subscribe(room, to, message.transfer, me, isinstance(message, Accept))
             except ProtocolError as exc:
                 await conn.close(CLOSE_PROTOCOL, Error(code=exc.code, message=str(exc)))
                 return
-            targets = self.hub.targets(room, me, to or None)
+            targets = self.hub.targets(room, me, to or None, transfer)
             if targets is None:
                 await conn.send(serialize(_no_such_peer(message if data is None else None)))
                 continue

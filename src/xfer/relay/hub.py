@@ -68,6 +68,8 @@ class Room:
     id: str
     creator_address: str
     peers: dict[int, Peer] = field(default_factory=dict)
+    # (sender, transfer) -> receivers that accepted: where a chunk sent "to everyone" goes
+    fanout: dict[tuple[int, int], set[int]] = field(default_factory=dict)
 
 
 class _Bucket:
@@ -139,11 +141,26 @@ class Hub:
         room.peers[peer_id] = peer
         return peer_id, others, stale
 
+    def subscribe(self, room_id: str, sender: int, transfer: int, receiver: int, accepted: bool) -> None:
+        """Note that ``receiver`` accepted (or no longer takes) ``sender``'s transfer."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            return
+        if accepted:
+            if len(room.fanout) < 4 * self.limits.max_peers_per_room:  # bounded, whatever peers claim
+                room.fanout.setdefault((sender, transfer), set()).add(receiver)
+        elif (sender, transfer) in room.fanout:
+            room.fanout[(sender, transfer)].discard(receiver)
+
     def leave(self, room_id: str, peer_id: int) -> list[Peer]:
         """Remove a peer; return the peers still in the room (to be told)."""
         room = self.rooms.get(room_id)
         if room is None or room.peers.pop(peer_id, None) is None:
             return []
+        for key, receivers in list(room.fanout.items()):
+            receivers.discard(peer_id)
+            if key[0] == peer_id:
+                del room.fanout[key]
         if not room.peers:
             del self.rooms[room_id]
             left = self._rooms_by_address[room.creator_address] - 1
@@ -153,12 +170,19 @@ class Hub:
                 self._rooms_by_address.pop(room.creator_address, None)
         return list(room.peers.values())
 
-    def targets(self, room_id: str, sender: int, to: int | None) -> list[Peer] | None:
-        """Who a frame from ``sender`` goes to; ``None`` when ``to`` is not in the room."""
+    def targets(self, room_id: str, sender: int, to: int | None, transfer: int | None = None) -> list[Peer] | None:
+        """Who a frame from ``sender`` goes to; ``None`` when ``to`` is not in the room.
+
+        A chunk to everyone (``to`` 0) of a transfer that receivers accepted goes to
+        those receivers only: the sender's data crosses its link once, fanned out here.
+        """
         room = self.rooms.get(room_id)
         if room is None:
             return None
         if to:
             peer = room.peers.get(to)
             return None if peer is None or to == sender else [peer]
+        accepted = room.fanout.get((sender, transfer)) if transfer is not None else None
+        if accepted is not None:
+            return [room.peers[pid] for pid in accepted if pid in room.peers]
         return [p for pid, p in room.peers.items() if pid != sender]

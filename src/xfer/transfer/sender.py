@@ -62,10 +62,14 @@ class Sender(PeerTask):
         window: int = WINDOW,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         rate: int | None = None,
+        receivers: int = 1,
+        exclude: set[int] | None = None,
         **options: Any,
     ) -> None:
         super().__init__(conn, emit, **options)
         self.rate = rate  # bytes per second at most, or None
+        self.want = max(1, receivers)  # receivers to wait for; the data is sent once, fanned out by the relay
+        self.exclude = exclude or set()  # peers already served (--keep-open)
         if not 1 <= chunk_size <= MAX_CHUNK_PAYLOAD:
             raise ValueError(f"chunk_size must be from 1 to {MAX_CHUNK_PAYLOAD}")
         self.files = files
@@ -79,15 +83,30 @@ class Sender(PeerTask):
         self._reset_round()
 
     def _reset_round(self) -> None:
-        self.receiver: PeerInfo | None = None
-        self.answer: Accept | Reject | None = None
+        self.chosen: dict[int, PeerInfo] = {}  # receivers offered to this round
+        self.answers: dict[int, Accept | Reject] = {}
+        self.members: dict[int, PeerInfo] = {}  # those who accepted and are still here
+        self.acks: dict[int, int] = {}  # bytes each member reported written this round
+        self.member_verified: dict[int, set[int]] = {}  # files each member confirmed this round
         self.base: dict[int, int] = {}  # index -> offset this round started the file at
         self.sent = 0  # bytes sent this round
-        self.acked = 0  # bytes the receiver reported written this round
         self._reported: tuple[int, int] = (-1, -1)
         self._round_files: list[int] = []
-        self.round_verified: set[int] = set()  # confirmed by this round's receiver
         self.broken = False
+
+    @property
+    def receiver(self) -> PeerInfo | None:
+        """The first receiver of this round (the only one, unless --receivers)."""
+        return next(iter(self.members.values()), None) or next(iter(self.chosen.values()), None)
+
+    @property
+    def acked(self) -> int:
+        """What every member has written: the slowest one sets the pace."""
+        return min(self.acks.values(), default=0)
+
+    @property
+    def _fanout(self) -> bool:
+        return self.want > 1
 
     # -- events from the relay -------------------------------------------------
 
@@ -103,25 +122,37 @@ class Sender(PeerTask):
         if isinstance(item, Text):
             self.emit("text", text=item.text, **{"from": self._name_of(item.sender)})
             return
-        if self.receiver is None or item.sender != self.receiver.id:
-            return  # not from the peer we are sending to
+        peer = item.sender
+        if peer not in self.chosen:
+            return  # not from a peer we are sending to
         if getattr(item, "transfer", self.transfer) != self.transfer:
             return
         if isinstance(item, (Accept, Reject)):
-            if self.answer is None:
-                self.answer = item
+            if peer not in self.answers:
+                self.answers[peer] = item
+                if isinstance(item, Accept):
+                    self.members[peer] = self.chosen[peer]
+                    self.acks[peer] = 0
+                    self.member_verified[peer] = set()
+        elif peer not in self.members:
+            return
         elif isinstance(item, Ack):
-            if not self.acked <= item.bytes <= self.sent:
+            if not self.acks[peer] <= item.bytes <= self.sent:
                 self.fail(PeerProtocolError("the receiver acknowledged bytes that were never sent"))
                 return
-            self.acked = item.bytes
+            self.acks[peer] = item.bytes
             self._progress()
         elif isinstance(item, Verified):
-            self._verified(item)
-        elif isinstance(item, Error):
-            self.fail(_error_from_peer(item, self._file_name(item.index)))
-        elif isinstance(item, Cancel):
-            self.fail(PeerGone(f"the receiver cancelled: {item.reason or 'no reason given'}"))
+            self._verified(peer, item)
+        elif isinstance(item, (Error, Cancel)):
+            if isinstance(item, Error):
+                error = _error_from_peer(item, self._file_name(item.index))
+            else:
+                error = PeerGone(f"the receiver cancelled: {item.reason or 'no reason given'}")
+            if not self._fanout:
+                self.fail(error)
+                return
+            self._drop(peer, str(error))  # one receiver failing does not stop the others
 
     def _name_of(self, peer_id: int | None) -> str:
         info = self.conn.peers.get(peer_id or 0)
@@ -132,10 +163,25 @@ class Sender(PeerTask):
 
     def _peer_left(self, peer_id: int) -> None:
         self.emit("peer-left", peer={"id": peer_id})
-        if self.receiver is not None and self.receiver.id == peer_id and not isinstance(self.answer, Reject):
-            if len(self.verified) < len(self.files):
-                self._left = self._where()
-                self.break_round()
+        if peer_id not in self.chosen or isinstance(self.answers.get(peer_id), Reject):
+            return
+        if self._fanout and len(self.members) > 1:
+            self._drop(peer_id, "left")
+            return
+        if len(self.verified) < len(self.files):
+            self._left = self._where()
+            self.break_round()
+
+    def _drop(self, peer_id: int, why: str) -> None:
+        """A receiver of a fan-out is gone; the others go on without it."""
+        info = self.members.pop(peer_id, None) or self.chosen.get(peer_id)
+        self.acks.pop(peer_id, None)
+        self.member_verified.pop(peer_id, None)
+        self.answers.setdefault(peer_id, Reject(transfer=self.transfer, reason=why, code="gone"))
+        self.emit("receiver-failed", peer=peer_dict(info) if info else {"id": peer_id}, reason=why)
+        if not self.members and self.answers.keys() >= self.chosen.keys():
+            self.fail(PeerGone("every receiver left or failed"))
+        self._progress()
 
     def on_disconnect(self) -> None:
         if self.receiver is not None:
@@ -163,25 +209,28 @@ class Sender(PeerTask):
 
     def _progress(self) -> None:
         index, done = self._current()
-        if (self.acked, index) == self._reported:
+        if (self.acked, index) == self._reported and not self._fanout:
             return
         self._reported = (self.acked, index)
         f = self.files[index]
         held = sum(self._size(i) for i in self.verified) + done
+        extra = {"peers": {str(peer): acked for peer, acked in self.acks.items()}} if self._fanout else {}
         self.emit("progress", index=index, name=f.name, bytes=done, size=f.size,
-                  total_bytes=held, total_size=self.total)
+                  total_bytes=held, total_size=self.total, **extra)
 
-    def _verified(self, item: Verified) -> None:
+    def _verified(self, peer: int, item: Verified) -> None:
         index = item.index
-        if index >= len(self.files) or index in self.round_verified:
+        if index >= len(self.files) or index in self.member_verified[peer]:
             return
         expected = self._hashes.get(index)
         if expected is None or item.sha256 != expected:
             self.fail(IntegrityFailure(f"the receiver verified {self.files[index].name} against the wrong hash"))
             return
-        self.round_verified.add(index)
-        if index in self.verified:
-            return  # confirmed again by a receiver that came back
+        self.member_verified[peer].add(index)
+        if self._fanout:
+            self.emit("peer-file-end", peer={"id": peer}, index=index, name=self.files[index].name)
+        if index in self.verified or not all(index in done for done in self.member_verified.values()):
+            return  # confirmed again by a receiver that came back, or others still writing
         self.verified[index] = expected
         f = self.files[index]
         self.emit("file-end", index=index, name=f.name, size=self._size(index), sha256=expected)
@@ -207,15 +256,20 @@ class Sender(PeerTask):
                 self._reset_round()
                 deadline = asyncio.get_running_loop().time() + self.peer_timeout
         assert self.receiver is not None
-        await self.send_quietly(Done(to=self.receiver.id, transfer=self.transfer))
+        for member in self.members:
+            await self.send_quietly(Done(to=member, transfer=self.transfer))
         seconds = time.monotonic() - self.started
-        summary = {"files": sum(1 for f in self.files if f.kind == "file"), "bytes": self.total, "seconds": round(seconds, 3),
-                   "peer": peer_dict(self.receiver)}
+        summary = {"files": sum(1 for f in self.files if f.kind == "file"), "bytes": self.total,
+                   "seconds": round(seconds, 3), "peer": peer_dict(self.receiver),
+                   "peers": [peer_dict(p) for p in self.members.values()]}
         self.emit("done", **summary)
         return summary
 
+    def _available(self) -> list[PeerInfo]:
+        return [p for p in self.conn.peers.values() if p.role in RECEIVING_ROLES and p.id not in self.exclude]
+
     def _receiver_present(self) -> bool:
-        return self.connected and any(p.role in RECEIVING_ROLES for p in self.conn.peers.values())
+        return self.connected and len(self._available()) >= self.want
 
     async def _round(self, deadline: float | None) -> None:
         if not self._receiver_present():
@@ -228,24 +282,27 @@ class Sender(PeerTask):
 
         self.broken = False
         await self.until(self._receiver_present, deadline=deadline, timeout_error=gone)
-        self.receiver = next(p for p in self.conn.peers.values() if p.role in RECEIVING_ROLES)
-        offer = Offer(
-            to=self.receiver.id,
-            transfer=self.transfer,
-            files=tuple(FileInfo(name=f.name, size=f.size, mtime=f.mtime, kind=f.kind) for f in self.files),
-            window=self.window,
-        )
-        await self.conn.send(offer)
-        self.emit("offer", transfer=self.transfer, to=peer_dict(self.receiver), total=self.total,
-                  files=[{"index": i, "name": f.name, "size": f.size} for i, f in enumerate(self.files)])
-        await self.until(lambda: self.answer is not None)
-        if isinstance(self.answer, Reject):
-            raise _declined(self.answer)
-        starts = await self._resume_points(self.answer)
+        self.chosen = {p.id: p for p in self._available()[: self.want]}
+        files = tuple(FileInfo(name=f.name, size=f.size, mtime=f.mtime, kind=f.kind) for f in self.files)
+        for peer in self.chosen:
+            await self.conn.send(Offer(to=peer, transfer=self.transfer, files=files, window=self.window))
+        first = next(iter(self.chosen.values()))
+        self.emit("offer", transfer=self.transfer, to=peer_dict(first), total=self.total,
+                  peers=[peer_dict(p) for p in self.chosen.values()],
+                  files=[{"index": i, "name": f.name, "size": f.size, "kind": f.kind}
+                         for i, f in enumerate(self.files)])
+        await self.until(lambda: self.answers.keys() >= self.chosen.keys())
+        for peer, answer in self.answers.items():
+            if isinstance(answer, Reject) and self._fanout:
+                self.emit("declined", peer=peer_dict(self.chosen[peer]), reason=answer.reason)
+        if not self.members:
+            raise _declined(next(a for a in self.answers.values() if isinstance(a, Reject)))
+        lone = next(iter(self.answers.values()))
+        starts = await self._resume_points(lone) if not self._fanout and isinstance(lone, Accept) else {}
         if not self.started:
             self.started = time.monotonic()
-        self.emit("accepted", peer=peer_dict(self.receiver),
-                  resumed=sum(offset for offset, _ in starts.values()))
+        for peer in self.members.values():
+            self.emit("accepted", peer=peer_dict(peer), resumed=sum(offset for offset, _ in starts.values()))
         for index, f in enumerate(self.files):
             if f.kind == "dir":
                 self.verified[index] = ""  # folders are made when the receiver accepts
@@ -256,7 +313,8 @@ class Sender(PeerTask):
         for index in self._round_files:
             offset, digest = starts.get(index, (0, None))
             await self._send_file(index, self.files[index], offset, digest)
-        await self.until(lambda: all(i in self.round_verified for i in self._round_files))
+        await self.until(lambda: all(i in done for done in self.member_verified.values() for i in self._round_files)
+                         or not self.members)
 
     async def _resume_points(self, accept: Accept) -> dict[int, tuple[int, Any]]:
         """For each file the receiver holds a part of: check that part against our file."""
@@ -284,66 +342,59 @@ class Sender(PeerTask):
                 self.emit("resume-mismatch", index=point.index, name=f.name)
         return starts
 
+    async def _tell(self, make) -> None:
+        """Send a control message to each receiver of this round (``make(peer_id)`` builds it)."""
+        for peer in list(self.members):
+            await self.conn.send(make(peer))
+
+    @property
+    def _chunk_to(self) -> int:
+        # One receiver: address it. Several: 0, and the relay fans the chunk out to those who accepted.
+        return 0 if self._fanout else next(iter(self.members))
+
     async def _send_file(self, index: int, f: SourceFile, offset: int, digest: Any) -> None:
-        assert self.receiver is not None
-        to = self.receiver.id
         self.base[index] = offset
-        await self.conn.send(FileStart(to=to, transfer=self.transfer, index=index, offset=offset))
+        await self._tell(lambda to: FileStart(to=to, transfer=self.transfer, index=index, offset=offset))
         self.emit("file-start", index=index, name=f.name, size=f.size, offset=offset)
         digest = digest or hashlib.sha256()
-        if f.stream:
-            await self._send_stream(index, f, digest)
-            return
         try:
-            async with aiofiles.open(f.path, "rb") as source:
-                await source.seek(offset)
-                while offset < f.size:
-                    n = min(self.chunk_size, f.size - offset)
-                    await self.until(lambda: self.sent - self.acked + n <= self.window)
-                    data = await source.read(n)
-                    if len(data) != n:
-                        raise LocalFileError(f"{f.name} changed while it was being sent (it got shorter)")
-                    digest.update(data)
-                    header = chunk_header(self.conn.peer_id, to, self.transfer, index, offset)
-                    if self.rate:
-                        await self._pace(n)
-                    await self.conn.send_frame(header + data)
-                    offset += n
-                    self.sent += n
+            if f.stream:
+                size = await self._pump(index, offset, digest, lambda n: asyncio.to_thread(_read_some, n), None)
+                self._stream_sizes[index] = size
+                self.total += size
+            else:
+                async with aiofiles.open(f.path, "rb") as source:
+                    await source.seek(offset)
+                    size = await self._pump(index, offset, digest, source.read, f.size)
         except OSError as exc:
+            where = "standard input" if f.stream else str(f.path)
             await self._cancel(f"cannot read {f.name}")
-            raise LocalFileError(f"cannot read {f.path}: {exc.strerror or exc}") from exc
+            raise LocalFileError(f"cannot read {where}: {exc.strerror or exc}") from exc
         except LocalFileError as exc:
             await self._cancel(str(exc))
             raise
         sha = digest.hexdigest()
         self._hashes[index] = sha
-        await self.conn.send(FileEnd(to=to, transfer=self.transfer, index=index, size=f.size, sha256=sha))
+        await self._tell(lambda to: FileEnd(to=to, transfer=self.transfer, index=index, size=size, sha256=sha))
 
-    async def _send_stream(self, index: int, f: SourceFile, digest: Any) -> None:
-        """Standard input: read until its end, size unknown until then."""
-        assert self.receiver is not None
-        to, offset, n = self.receiver.id, 0, self.chunk_size
-        while True:
+    async def _pump(self, index: int, offset: int, digest: Any, read, size: int | None) -> int:
+        """Read, hash and send chunks inside the credit window; return the file's size."""
+        while size is None or offset < size:
+            n = self.chunk_size if size is None else min(self.chunk_size, size - offset)
             await self.until(lambda: self.sent - self.acked + n <= self.window)
-            try:
-                data = await asyncio.to_thread(_read_some, n)
-            except OSError as exc:
-                await self._cancel("cannot read standard input")
-                raise LocalFileError(f"cannot read standard input: {exc.strerror or exc}") from exc
-            if not data:
-                break
+            data = await read(n)
+            if size is None and not data:
+                break  # the end of a stream
+            if size is not None and len(data) != n:
+                raise LocalFileError(f"{self.files[index].name} changed while it was being sent (it got shorter)")
             digest.update(data)
             if self.rate:
                 await self._pace(len(data))
-            await self.conn.send_frame(chunk_header(self.conn.peer_id, to, self.transfer, index, offset) + data)
+            await self.conn.send_frame(chunk_header(self.conn.peer_id, self._chunk_to, self.transfer, index, offset)
+                                       + data)
             offset += len(data)
             self.sent += len(data)
-        self._stream_sizes[index] = offset
-        self.total += offset
-        sha = digest.hexdigest()
-        self._hashes[index] = sha
-        await self.conn.send(FileEnd(to=to, transfer=self.transfer, index=index, size=offset, sha256=sha))
+        return offset
 
     async def _pace(self, n: int) -> None:
         """Keep to ``rate`` bytes a second (--limit-rate), measured from the round's start."""
@@ -355,8 +406,8 @@ class Sender(PeerTask):
             await asyncio.sleep(ahead)
 
     async def _cancel(self, reason: str) -> None:
-        if self.receiver is not None:
-            await self.send_quietly(Cancel(to=self.receiver.id, transfer=self.transfer, reason=reason[:200]))
+        for peer in list(self.members) or list(self.chosen):
+            await self.send_quietly(Cancel(to=peer, transfer=self.transfer, reason=reason[:200]))
 
     async def cancel(self, reason: str = "the sender stopped") -> None:
         """Tell the receiver we are giving up (so it removes what it holds of this offer)."""
