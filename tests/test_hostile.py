@@ -452,3 +452,15 @@ def test_sender_rejects_acks_for_bytes_never_sent(tmp_path):
             return await _sender_against(room, src, reply)
 
     assert isinstance(run_async(main()), PeerProtocolError)
+
+
+def test_a_peer_closed_by_the_relay_hears_why_and_does_not_reconnect():
+    async def main():
+        async with Room() as room:
+            conn = await room.join("sender")
+            await conn.ws.send("this is not JSON")
+            with pytest.raises(PeerProtocolError, match="the relay closed the connection"):
+                while True:
+                    await asyncio.wait_for(conn.recv(), 5)
+
+    run_async(main())

@@ -325,6 +325,7 @@ def serve(
     from rich.console import Console
 
     from ..addresses import lan_address, relay_ws_url, ws_url_for
+    from ..errors import XferError
     from ..relay import RelayLimits, RelayServer, bind_socket
     from ..relay.server import quiet_uvicorn
 
@@ -339,7 +340,12 @@ def serve(
         raise typer.Exit(3) from None
     wildcard = host in ("0.0.0.0", "", "::")
     shown = (lan_address() or "127.0.0.1") if wildcard else host
-    public = relay_ws_url(public_url) if public_url else ws_url_for(shown, sock.getsockname()[1])
+    try:
+        public = relay_ws_url(public_url) if public_url else ws_url_for(shown, sock.getsockname()[1])
+    except XferError as exc:
+        sock.close()
+        console.print(f"[bold red]xfer:[/bold red] {exc}")
+        raise typer.Exit(exc.exit_code) from None
     server = RelayServer(sock, limits=limits, public_relay=public, ping_interval=keepalive, ping_timeout=keepalive)
     server.app.state.allowed_origins = _origins(allow_origin, console)
     console.print(f"xfer relay {__version__} listening on {host}:{server.port}")

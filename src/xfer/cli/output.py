@@ -109,8 +109,8 @@ class HumanReporter:
     # -- events ---------------------------------------------------------------------
 
     def room(self, code: str, url: str, relay: str, command: str, qr: bool) -> None:
-        if self.quiet:
-            self.console.print(f"Room {code}")
+        if self.quiet:  # still enough for the other side to join
+            self.console.print(f"Room {code}  {command}")
             return
         self.console.print(f"Room  [bold]{code}[/bold]        [dim](expires when everyone leaves)[/dim]")
         self.console.print()

@@ -73,6 +73,9 @@ class RelayConnection:
             self.peers[item.peer.id] = item.peer
         elif isinstance(item, PeerLeft):
             self.peers.pop(item.peer_id, None)
+        elif isinstance(item, Error) and item.sender is None and item.code != "no-such-peer":
+            # From the relay itself, which closes the connection next: say why, do not reconnect.
+            raise PeerProtocolError(f"the relay closed the connection: {item.message or item.code}", item.code)
         return item
 
     async def close(self) -> None:

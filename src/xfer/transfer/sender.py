@@ -450,7 +450,7 @@ def _prefix_digest(path: Path, length: int):
 def _declined(reject: Reject) -> Exception:
     if reject.code == "no-space":
         return LocalFileError(f"the receiver has no room for this: {reject.reason}", "no-space")
-    reason = f": {reject.reason}" if reject.reason else ""
+    reason = f": {reject.reason}" if reject.reason and reject.reason != "declined" else ""
     return Declined(f"the receiver declined the offer{reason}")
 
 
