@@ -412,6 +412,23 @@ def test_several_files_download_one_after_another(phone, relay, xfer_procs, tmp_
     assert phone.locator(".offer .transfer[data-state=done]").count() == 3
 
 
+def test_fanned_out_send_reaches_a_page_and_a_terminal(phone, relay, xfer_procs, tmp_path):
+    """``xfer send --receivers 2``: the relay fans each chunk out; the page's copy goes to its download."""
+    src = make_file(tmp_path / "talk.pdf", 20 * MB, 21)
+    sender = xfer_procs(["send", str(src), "--receivers", "2", "--relay", relay.ws, "--json", "--no-qr"], "send")
+    code = sender.first_event()["code"]
+    recv = xfer_procs(["receive", "--room", code, "--relay", relay.ws, "--yes", "--json", "--dir", str(tmp_path / "in")],
+                      "recv")
+    open_room(phone, relay.page(code))
+    with phone.expect_download(timeout=bounded(30_000)) as info:
+        phone.click(".offer button.primary")
+    saved = tmp_path / "page-copy"
+    info.value.save_as(saved)
+    assert recv.wait(60) == 0, recv.stderr
+    assert sender.wait(60) == 0, sender.stderr
+    assert sha256_of(saved) == sha256_of(tmp_path / "in" / "talk.pdf") == sha256_of(src)
+
+
 def test_page_to_page_through_the_bridge(phone, browser, playwright, relay, xfer_procs, tmp_path):
     """Two phones and nobody else who receives: one page's upload becomes the other's download."""
     text = xfer_procs(["send", "--text", "two phones, one room", "--relay", relay.ws, "--json", "--no-qr"], "host")

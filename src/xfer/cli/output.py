@@ -153,8 +153,8 @@ class HumanReporter:
         if self.role == "send":
             if self.progress is not None:
                 return  # offered again after an interruption: the bars are already there
-            to = f.get("to") or {}
-            self.say(f"Offering {_describe(files, total)} to {self._peer(to)}…")
+            to = ", ".join(self._peer(p) for p in (f.get("peers") or [f.get("to") or {}]))
+            self.say(f"Offering {_describe(files, total)} to {to}…")
             self._bars(files, total)
             return
         self._pending = (files, total)

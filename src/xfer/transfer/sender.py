@@ -165,6 +165,9 @@ class Sender(PeerTask):
         self.emit("peer-left", peer={"id": peer_id})
         if peer_id not in self.chosen or isinstance(self.answers.get(peer_id), Reject):
             return
+        done = self.member_verified.get(peer_id)
+        if done is not None and self._round_files and all(i in done for i in self._round_files):
+            return  # it has everything: leaving is how a finished receiver says goodbye
         if self._fanout and len(self.members) > 1:
             self._drop(peer_id, "left")
             return
