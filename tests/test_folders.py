@@ -185,3 +185,35 @@ def test_stdout_refuses_json_and_many_files(tmp_path):
 
     sent, received = run_async(main())
     assert "one file or stream" in str(received) and "standard output" in str(sent)
+
+
+def test_a_folder_transfer_resumes_into_the_same_folder(tmp_path):
+    """A receiver stopped mid-tree and started again finishes in photos/, not photos (1)/."""
+    tree = make_tree(tmp_path / "src")
+    make_file(tree / "2024" / "big.bin", 8_000_000, 9)
+    out = tmp_path / "out"
+    out.mkdir()
+    sources = check_sources([tree])
+
+    async def main():
+        async with Room() as room:
+            s = await room.join("sender")
+            first = await room.join("receiver")
+            sender = asyncio.create_task(Sender(s, sources, Events(), window=1 << 20, rate=8_000_000,
+                                                peer_timeout=20).run())
+            stopped = asyncio.create_task(Receiver(first, out, Events(), yes).run())
+            while not any(p.name.startswith(".big.bin.") and p.name.endswith(".xfer-part") and p.stat().st_size > 1 << 20
+                          for p in out.iterdir()):
+                await asyncio.sleep(0.01)
+            stopped.cancel()  # as if killed: partial and state files stay
+            await first.close()
+            again = await room.join("receiver")
+            events = Events()
+            summary = await Receiver(again, out, events, yes).run()
+            await sender
+            return events, summary
+
+    events, summary = run_async(main(), timeout=60)
+    assert events.named("accepted")[0]["resumed"] > 1 << 20
+    assert sorted(p.name for p in out.iterdir()) == ["photos"]
+    assert snapshot(out / "photos") == snapshot(tree)
