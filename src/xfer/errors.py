@@ -20,10 +20,19 @@ from __future__ import annotations
 
 
 class XferError(Exception):
-    """Base of every error that ends a command with a clear message."""
+    """Base of every error that ends a command with a clear message.
+
+    ``code`` (for programs, in ``--json`` error events) defaults per class and can
+    be made more precise per error: ``LocalFileError(msg, "no-space")``.
+    """
 
     exit_code = 1
     code = "error"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
 
 
 class UsageError(XferError):
@@ -47,9 +56,6 @@ class RoomError(XferError):
     exit_code = 4
     code = "room"
 
-    def __init__(self, message: str, code: str = "room") -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class PeerGone(XferError):
@@ -71,18 +77,12 @@ class LocalFileError(XferError):
     exit_code = 8
     code = "local-file"
 
-    def __init__(self, message: str, code: str = "local-file") -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class PeerProtocolError(XferError):
     exit_code = 9
     code = "protocol"
 
-    def __init__(self, message: str, code: str = "protocol") -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Interrupted(XferError):
