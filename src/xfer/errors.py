@@ -57,7 +57,6 @@ class RoomError(XferError):
     code = "room"
 
 
-
 class PeerGone(XferError):
     exit_code = 5
     code = "peer-left"
@@ -78,11 +77,9 @@ class LocalFileError(XferError):
     code = "local-file"
 
 
-
 class PeerProtocolError(XferError):
     exit_code = 9
     code = "protocol"
-
 
 
 class Interrupted(XferError):
