@@ -130,3 +130,34 @@ def test_one_sender_three_cli_receivers_one_killed(tmp_path, procs, relay_proces
     done = [e for e in sender.events() if e["event"] == "done"][0]
     assert len(done["peers"]) == 2
     assert any(e["event"] == "receiver-failed" for e in sender.events())
+
+
+def test_a_fanout_resumes_from_what_every_receiver_holds(tmp_path):
+    from xfer.protocol import FileInfo
+    from xfer.transfer import store
+
+    src = make_file(tmp_path / "talk.mp4", 6_000_000, 4)
+    data = src.read_bytes()
+    st = src.stat()
+    outs = []
+    for i, held in enumerate((4_000_000, 1_500_000)):  # an earlier, interrupted run left these behind
+        out = tmp_path / f"out{i}"
+        out.mkdir()
+        slot = store.slot_for(out, FileInfo(name="talk.mp4", size=st.st_size, mtime=st.st_mtime), ["talk.mp4"])
+        store.write_state(slot)
+        slot.partial.write_bytes(data[:held])
+        outs.append(out)
+
+    async def main():
+        async with Room() as room:
+            s = await room.join("sender")
+            conns = [await room.join("receiver") for _ in outs]
+            sender = Sender(s, check_sources([src]), Events(), receivers=2)
+            await asyncio.gather(sender.run(), *(Receiver(c, o, Events(), yes).run() for c, o in zip(conns, outs)))
+            return sender
+
+    sender = run_async(main(), timeout=60)
+    assert sender.sent == 6_000_000 - 1_500_000  # one stream from the least any receiver held
+    for out in outs:
+        assert sha256_of(out / "talk.mp4") == sha256_of(src)
+        assert sorted(p.name for p in out.iterdir()) == ["talk.mp4"]

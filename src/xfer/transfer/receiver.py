@@ -292,8 +292,8 @@ class Receiver(PeerTask):
         if not self.accepted or self.current is not None or msg.index >= len(self.slots):
             raise self._broken("file-start out of order")
         point = self.points.get(msg.index)
-        if msg.offset not in (0, point.offset if point else 0):
-            raise self._broken("file-start at an offset we did not offer")
+        if msg.offset > (point.offset if point else 0):  # any offset up to what we hold (a fan-out takes the least)
+            raise self._broken("file-start past what we hold")
         slot = self.slots[msg.index]
         if slot.info.kind == "dir":
             raise self._broken("file-start for a folder")

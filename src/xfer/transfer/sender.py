@@ -300,8 +300,7 @@ class Sender(PeerTask):
                 self.emit("declined", peer=peer_dict(self.chosen[peer]), reason=answer.reason)
         if not self.members:
             raise _declined(next(a for a in self.answers.values() if isinstance(a, Reject)))
-        lone = next(iter(self.answers.values()))
-        starts = await self._resume_points(lone) if not self._fanout and isinstance(lone, Accept) else {}
+        starts = await self._group_starts()
         if not self.started:
             self.started = time.monotonic()
         for peer in self.members.values():
@@ -318,6 +317,15 @@ class Sender(PeerTask):
             await self._send_file(index, self.files[index], offset, digest)
         await self.until(lambda: all(i in done for done in self.member_verified.values() for i in self._round_files)
                          or not self.members)
+
+    async def _group_starts(self) -> dict[int, tuple[int, Any]]:
+        """Where each file starts this round: what every receiver holds of it (checked
+        against our file), so that one stream serves them all; 0 when any holds none."""
+        per_member = [await self._resume_points(a) for a in self.answers.values() if isinstance(a, Accept)]
+        starts: dict[int, tuple[int, Any]] = {}
+        for index in set.intersection(*(set(p) for p in per_member)) if per_member else ():
+            starts[index] = min((p[index] for p in per_member), key=lambda start: start[0])
+        return starts
 
     async def _resume_points(self, accept: Accept) -> dict[int, tuple[int, Any]]:
         """For each file the receiver holds a part of: check that part against our file."""
