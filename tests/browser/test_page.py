@@ -227,6 +227,51 @@ def test_reconnects_after_the_relay_restarts(browser, playwright, tmp_path, xfer
         relay.stop()
 
 
+def test_upload_resumes_after_the_relay_is_killed(browser, playwright, tmp_path, xfer_procs):
+    """SIGKILL the relay mid-upload and start it again: the page offers the same files again
+    and continues from what ``xfer receive`` already wrote, not from zero."""
+    src = make_file(tmp_path / "clip.mp4", 60 * MB, 31)
+    relay = Relay(tmp_path)
+    context = browser.new_context(**playwright.devices["Pixel 7"])
+    context.set_default_timeout(bounded(15_000))
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    try:
+        recv, code = receiver(xfer_procs, relay, tmp_path)
+        open_room(page, relay.page(code))
+        page.set_input_files("#pick-files", [str(src)])
+
+        def written() -> int:
+            return max((e["bytes"] for e in events_of(recv, "progress")), default=0)
+
+        wait_until(lambda: written() >= 15 * MB, 60, "15 MB written by xfer receive", interval=0.01)
+        relay.proc.kill()  # SIGKILL: no goodbye to anyone
+        relay.proc.wait(5)
+        relay.log.close()
+        at_kill = written()
+        assert at_kill < src.stat().st_size, "the upload ended before the relay was killed"
+        wait_js(page, "document.querySelector('.transfer[data-state=resuming]') !== null", 10)
+        assert "Resuming" in page.inner_text(".transfer .status-line")
+        shot(page, "10-upload-resuming")
+        relay = Relay(tmp_path, port=relay.port)
+        assert recv.wait(120) == 0, recv.stderr
+        assert sha256_of(tmp_path / "in" / "clip.mp4") == sha256_of(src)
+        accepted = events_of(recv, "accepted")
+        assert len(accepted) == 2, accepted
+        assert accepted[0]["resumed"] == 0
+        assert accepted[1]["resumed"] >= at_kill, accepted  # it went on from what was written, not from zero
+        assert events_of(recv, "file-start")[1]["offset"] == accepted[1]["resumed"]
+        page.wait_for_selector(".transfer-card .ok", timeout=bounded(20_000))
+        assert page.locator(".transfer[data-state=done]").count() == 1
+        assert page.locator(".transfer-card .error").count() == 0
+        assert not list((tmp_path / "in").glob(".*xfer-*")), "partial or state files left behind"
+    finally:
+        context.close()
+        relay.stop()
+    assert not errors, errors
+
+
 # -- hostile peers ------------------------------------------------------------------------
 
 HOSTILE = '<img src=x onerror="alert(1)">/../..\\evil\u202egpj.exe";\r\nX: y\x00.txt'
@@ -413,20 +458,25 @@ def test_several_files_download_one_after_another(phone, relay, xfer_procs, tmp_
 
 
 def test_fanned_out_send_reaches_a_page_and_a_terminal(phone, relay, xfer_procs, tmp_path):
-    """``xfer send --receivers 2``: the relay fans each chunk out; the page's copy goes to its download."""
+    """``xfer send --receivers 3``, two terminals and a page: the relay fans each chunk out;
+    the page's copy goes to its download; every copy is identical."""
     src = make_file(tmp_path / "talk.pdf", 20 * MB, 21)
-    sender = xfer_procs(["send", str(src), "--receivers", "2", "--relay", relay.ws, "--json", "--no-qr"], "send")
+    sender = xfer_procs(["send", str(src), "--receivers", "3", "--relay", relay.ws, "--json", "--no-qr"], "send")
     code = sender.first_event()["code"]
-    recv = xfer_procs(["receive", "--room", code, "--relay", relay.ws, "--yes", "--json", "--dir", str(tmp_path / "in")],
-                      "recv")
+    terminals = [xfer_procs(["receive", "--room", code, "--relay", relay.ws, "--yes", "--json",
+                             "--dir", str(tmp_path / f"in{i}")], f"recv{i}") for i in range(2)]
     open_room(phone, relay.page(code))
     with phone.expect_download(timeout=bounded(30_000)) as info:
         phone.click(".offer button.primary")
     saved = tmp_path / "page-copy"
     info.value.save_as(saved)
-    assert recv.wait(60) == 0, recv.stderr
+    for recv in terminals:
+        assert recv.wait(60) == 0, recv.stderr
     assert sender.wait(60) == 0, sender.stderr
-    assert sha256_of(saved) == sha256_of(tmp_path / "in" / "talk.pdf") == sha256_of(src)
+    assert len([e for e in sender.events() if e["event"] == "done"][0]["peers"]) == 3
+    assert sha256_of(saved) == sha256_of(src)
+    for i in range(2):
+        assert sha256_of(tmp_path / f"in{i}" / "talk.pdf") == sha256_of(src)
 
 
 def test_page_to_page_through_the_bridge(phone, browser, playwright, relay, xfer_procs, tmp_path):
