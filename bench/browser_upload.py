@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,53 +38,11 @@ from pathlib import Path
 
 from xfer.units import parse_size
 
+from common import free_port, make_source, sha256_of, wait_for_port, xfer_cmd
+
 CHROMIUM = "/usr/bin/chromium"
-BLOCK = 1 << 20
 RAW_CHUNK = 256 * 1024  # what the page sends per frame
 RAW_BUFFERED = 4 * 1024 * 1024  # keep at most this much queued in the browser, as the page does
-
-
-def xfer_cmd() -> list[str]:
-    local = Path(sys.executable).parent / "xfer"
-    exe = str(local) if local.exists() else shutil.which("xfer")
-    return [exe] if exe else [sys.executable, "-m", "xfer"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def make_source(path: Path, size: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "wb") as f:
-        left = size
-        while left > 0:
-            block = os.urandom(min(left, BLOCK))
-            f.write(block)
-            digest.update(block)
-            left -= len(block)
-    return digest.hexdigest()
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Events:
@@ -254,7 +210,7 @@ def main() -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(
                 executable_path=CHROMIUM, headless=True,
-                args=[f"--host-resolver-rules=MAP lan.test 127.0.0.1", "--disable-gpu", "--disable-quic",
+                args=["--host-resolver-rules=MAP lan.test 127.0.0.1", "--disable-gpu", "--disable-quic",
                       "--disable-background-networking", "--disable-component-update", "--no-first-run",
                       "--disable-sync"])
             try:

@@ -19,15 +19,12 @@ transfer fails or a hash differs.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
 import shutil
 import signal
 import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,100 +34,9 @@ from pathlib import Path
 
 from xfer.units import parse_size
 
-BLOCK = 1 << 20
+from common import BLOCK, Child, fmt, free_port, make_source, provenance, sha256_of, spread, start_relay, wait_until, xfer_cmd
+
 ROLES = ("sender", "relay", "receiver")
-
-
-def xfer_cmd() -> list[str]:
-    """The installed console script (next to this Python first: no pyenv shim), else ``-m xfer``."""
-    local = Path(sys.executable).parent / "xfer"
-    exe = str(local) if local.exists() else shutil.which("xfer")
-    return [exe] if exe else [sys.executable, "-m", "xfer"]
-
-
-def make_source(path: Path, size: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "wb") as f:
-        left = size
-        while left > 0:
-            block = os.urandom(min(left, BLOCK))
-            f.write(block)
-            digest.update(block)
-            left -= len(block)
-        os.fsync(f.fileno())  # so the first run does not compete with this file's writeback
-    return digest.hexdigest()
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Child:
-    """A subprocess reaped by ``os.wait4(pid, 0)`` in a thread: exact peak RSS and exit time."""
-
-    def __init__(self, name: str, args: list[str], work: Path):
-        self.name, self.rc, self.end, self.rss_kib = name, None, None, None
-        self.out_path, self.err_path = work / f"{name}.out", work / f"{name}.err"
-        env = {**os.environ, "NO_COLOR": "1"}
-        env.pop("XFER_RELAY", None)
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.start = time.monotonic()
-            self.proc = subprocess.Popen(args, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        self._reaper = threading.Thread(target=self._reap, daemon=True)
-        self._reaper.start()
-
-    def _reap(self) -> None:
-        _, status, usage = os.wait4(self.proc.pid, 0)
-        self.end, self.rss_kib = time.monotonic(), usage.ru_maxrss
-        self.rc = self.proc.returncode = os.waitstatus_to_exitcode(status)
-
-    def signal(self, sig: int) -> None:
-        if self.rc is None:  # not Popen.send_signal: its poll() could reap the child before wait4 does
-            try:
-                os.kill(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def wait(self, deadline: float) -> None:
-        self._reaper.join(max(0.0, deadline - time.monotonic()))
-        if self.rc is None:
-            raise RuntimeError(f"{self.name} did not finish in time{self.tail()}")
-
-    def kill(self) -> None:
-        self.signal(signal.SIGKILL)
-        self._reaper.join(5)
-
-    def tail(self) -> str:
-        """The end of stderr and the last stdout line (with --json, the error event)."""
-        err = self.err_path.read_text(errors="replace").strip()
-        out = self.out_path.read_text(errors="replace").strip().splitlines()
-        return "".join(f"; {what}: {text[-500:]}" for what, text in (("stderr", err), ("stdout", out[-1] if out else "")) if text)
-
-
-def wait_until(check, what: str, child: Child, seconds: float):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if (value := check()) is not None:
-            return value
-        if child.rc is not None:
-            raise RuntimeError(f"{child.name} exited {child.rc} before {what}{child.tail()}")
-        time.sleep(0.02)
-    raise RuntimeError(f"{child.name}: no {what} within {seconds:.0f} s{child.tail()}")
-
-
-def relay_ready(relay: Child):
-    # Printed once the app is built (the port is bound earlier, so a connect test could pass first).
-    return True if "listening on" in relay.err_path.read_text(errors="replace") else None
 
 
 def room_code(path: Path):
@@ -143,36 +49,65 @@ def room_code(path: Path):
     return event["code"]
 
 
+def _finish(src: Path, digest: str, out_dir: Path, sender: Child, receiver: Child, timeout: float) -> float:
+    """Wait for both peers, check their exit status and the received file; return the seconds taken."""
+    deadline = sender.start + timeout
+    sender.wait(deadline)
+    receiver.wait(deadline)
+    seconds = max(sender.end, receiver.end) - sender.start
+    for child in (sender, receiver):
+        if child.rc != 0:
+            raise RuntimeError(f"{child.name} exited {child.rc}{child.tail()}")
+    got = out_dir / src.name
+    if not got.is_file() or sha256_of(got) != digest:
+        raise RuntimeError(f"received file {got} is missing or its SHA-256 differs from the source's")
+    return seconds
+
+
 def run_xfer(cmd: list[str], src: Path, digest: str, work: Path, timeout: float) -> dict:
     """One transfer through three ``xfer`` processes; the relay is stopped with SIGINT after it."""
-    out_dir, port = work / "received", free_port()
+    out_dir = work / "received"
     shutil.rmtree(out_dir, ignore_errors=True)
-    relay_addr = f"127.0.0.1:{port}"
     children: list[Child] = []
     try:
-        relay = Child("relay", cmd + ["serve", "--host", "127.0.0.1", "--port", str(port)], work)
+        relay, port = start_relay(cmd, work)
         children.append(relay)
-        wait_until(lambda: relay_ready(relay), "'listening on' line", relay, 30)
+        relay_addr = f"127.0.0.1:{port}"
         receiver = Child("receiver", cmd + ["receive", "--relay", relay_addr, "--yes", "--json",
                                             "--dir", str(out_dir), "--no-qr"], work)
         children.append(receiver)
         code = wait_until(lambda: room_code(receiver.out_path), "room event", receiver, 30)
         sender = Child("sender", cmd + ["send", str(src), "--room", code, "--relay", relay_addr, "--json"], work)
         children.append(sender)
-        deadline = sender.start + timeout
-        sender.wait(deadline)
-        receiver.wait(deadline)
-        seconds = max(sender.end, receiver.end) - sender.start
-        relay.signal(signal.SIGINT)
-        relay.wait(time.monotonic() + 30)
-        for child in (sender, receiver):
-            if child.rc != 0:
-                raise RuntimeError(f"{child.name} exited {child.rc}{child.tail()}")
-        got = out_dir / src.name
-        if not got.is_file() or sha256_of(got) != digest:
-            raise RuntimeError(f"received file {got} is missing or its SHA-256 differs from the source's")
+        try:
+            seconds = _finish(src, digest, out_dir, sender, receiver, timeout)
+        finally:
+            relay.signal(signal.SIGINT)
+            relay.wait(time.monotonic() + 30)
         return {"seconds": seconds, "mb_s": src.stat().st_size / seconds / 1e6, "relay_exit": relay.rc,
-                "rss_mb": {c.name: c.rss_kib * 1024 / 1e6 for c in (sender, relay, receiver)}}
+                "rss_mb": {c.name: c.rss_mb for c in (sender, relay, receiver)}}
+    finally:
+        for child in children:
+            child.kill()
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def run_embedded(cmd: list[str], src: Path, digest: str, work: Path, timeout: float) -> dict:
+    """One transfer where the receiver hosts the relay (no ``--relay``: ``--host 127.0.0.1 --port P``)."""
+    out_dir, port = work / "received", free_port()
+    shutil.rmtree(out_dir, ignore_errors=True)
+    children: list[Child] = []
+    try:
+        receiver = Child("receiver", cmd + ["receive", "--host", "127.0.0.1", "--port", str(port), "--yes", "--json",
+                                            "--dir", str(out_dir), "--no-qr"], work)
+        children.append(receiver)
+        code = wait_until(lambda: room_code(receiver.out_path), "room event", receiver, 30)
+        sender = Child("sender", cmd + ["send", str(src), "--room", code, "--relay", f"127.0.0.1:{port}", "--json"],
+                       work)
+        children.append(sender)
+        seconds = _finish(src, digest, out_dir, sender, receiver, timeout)
+        return {"seconds": seconds, "mb_s": src.stat().st_size / seconds / 1e6,
+                "rss_mb": {c.name: c.rss_mb for c in (sender, receiver)}}
     finally:
         for child in children:
             child.kill()
@@ -235,29 +170,6 @@ def run_raw(src: Path, digest: str, work: Path, timeout: float) -> dict:
         sink_srv.close()
         fwd_srv.close()
         dst.unlink(missing_ok=True)
-
-
-def provenance() -> dict:
-    """Which xfer ran: the module's file, and the git commit (and dirty state) of its source tree."""
-    def out(args, cwd=None) -> str:
-        try:
-            return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=30, check=False).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    module = out([sys.executable, "-c", "import xfer; print(xfer.__file__, xfer.__version__)"]).split()
-    src = Path(module[0]).parent if module else Path(".")
-    return {"module": module[0] if module else None, "version": module[1] if len(module) > 1 else None,
-            "git_commit": out(["git", "rev-parse", "HEAD"], src) or None,
-            "git_dirty": bool(out(["git", "status", "--porcelain", "."], src)),
-            "pythonpath": os.environ.get("PYTHONPATH")}
-
-
-def fmt(s: dict) -> str:
-    return f"{s['median']:.1f} ({s['min']:.1f}-{s['max']:.1f})" if s else "-"
-
-
-def spread(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)} if values else {}
 
 
 def summarize(runs: list[dict], raw: list[dict]) -> dict:

@@ -1,0 +1,213 @@
+"""Helpers shared by the benchmark scripts: commands, ports, source files, hashing, child processes.
+
+Every script in bench/ runs as ``python bench/NAME.py``, so this directory is on
+``sys.path`` and they import this module as ``common``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+BLOCK = 1 << 20
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+
+def script(name: str) -> str | None:
+    """A console script installed next to this Python (no pyenv shim), else on PATH, else None."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else shutil.which(name)
+
+
+def xfer_cmd() -> list[str]:
+    """The installed ``xfer`` console script (next to this Python first), else ``python -m xfer``."""
+    exe = script("xfer")
+    return [exe] if exe else [sys.executable, "-m", "xfer"]
+
+
+def wormhole_tools() -> dict[str, str] | None:
+    """Paths of ``wormhole`` and ``twist`` (mailbox server and transit relay), or None if not installed."""
+    tools = {name: script(name) for name in ("wormhole", "twist")}
+    if not all(tools.values()):
+        return None
+    try:  # twist must know both plugins: magic-wormhole-mailbox-server and magic-wormhole-transit-relay
+        import wormhole_mailbox_server  # noqa: F401
+        import wormhole_transit_relay  # noqa: F401
+    except ImportError:
+        return None
+    return tools
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port}")
+
+
+def make_source(path: Path, size: int, fsync: bool = True) -> str:
+    """A file of ``size`` random bytes written in 1 MiB blocks; returns its SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            block = os.urandom(min(left, BLOCK))
+            f.write(block)
+            digest.update(block)
+            left -= len(block)
+        if fsync:
+            os.fsync(f.fileno())  # so the first run does not compete with this file's writeback
+    return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def spread(values: list[float]) -> dict:
+    """Median, min and max (empty dict for no values)."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)} if values else {}
+
+
+def fmt(s: dict, digits: int = 1) -> str:
+    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})" if s else "-"
+
+
+def raise_nofile() -> None:
+    """Lift the soft open-files limit to the hard one (children inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def rss_kib(pid: int) -> int:
+    """Current resident set size of a running process, from /proc (KiB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def child_env() -> dict:
+    env = {**os.environ, "NO_COLOR": "1"}
+    env.pop("XFER_RELAY", None)
+    return env
+
+
+class Child:
+    """A subprocess reaped by ``os.wait4(pid, 0)`` in a thread: exact peak RSS and exit time."""
+
+    def __init__(self, name: str, args: list[str], work: Path):
+        self.name, self.rc, self.end, self.rss_kib = name, None, None, None
+        self.out_path, self.err_path = work / f"{name}.out", work / f"{name}.err"
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.start = time.monotonic()
+            self.proc = subprocess.Popen(args, cwd=work, env=child_env(), stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=err)
+        self._reaper = threading.Thread(target=self._reap, daemon=True)
+        self._reaper.start()
+
+    def _reap(self) -> None:
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.end, self.rss_kib = time.monotonic(), usage.ru_maxrss
+        self.rc = self.proc.returncode = os.waitstatus_to_exitcode(status)
+
+    @property
+    def rss_mb(self) -> float:
+        return self.rss_kib * 1024 / 1e6
+
+    def signal(self, sig: int) -> None:
+        if self.rc is None:  # not Popen.send_signal: its poll() could reap the child before wait4 does
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, deadline: float) -> None:
+        self._reaper.join(max(0.0, deadline - time.monotonic()))
+        if self.rc is None:
+            raise RuntimeError(f"{self.name} did not finish in time{self.tail()}")
+
+    def stop(self, seconds: float = 15) -> None:
+        """SIGINT, then SIGKILL if it is still there after ``seconds``."""
+        self.signal(signal.SIGINT)
+        self._reaper.join(seconds)
+        self.kill()
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self._reaper.join(5)
+
+    def tail(self) -> str:
+        """The end of stderr and the last stdout line (with --json, the error event)."""
+        err = self.err_path.read_text(errors="replace").strip()
+        out = self.out_path.read_text(errors="replace").strip().splitlines()
+        return "".join(f"; {what}: {text[-500:]}" for what, text in (("stderr", err), ("stdout", out[-1] if out else "")) if text)
+
+
+def wait_until(check, what: str, child: Child, seconds: float):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if (value := check()) is not None:
+            return value
+        if child.rc is not None:
+            raise RuntimeError(f"{child.name} exited {child.rc} before {what}{child.tail()}")
+        time.sleep(0.02)
+    raise RuntimeError(f"{child.name}: no {what} within {seconds:.0f} s{child.tail()}")
+
+
+def relay_ready(relay: Child):
+    # Printed once the app is built (the port is bound earlier, so a connect test could pass first).
+    return True if "listening on" in relay.err_path.read_text(errors="replace") else None
+
+
+def start_relay(cmd: list[str], work: Path, name: str = "relay", extra: tuple[str, ...] = ()) -> tuple[Child, int]:
+    """``xfer serve`` on 127.0.0.1 and a free port, once it says it listens."""
+    port = free_port()
+    relay = Child(name, cmd + ["serve", "--host", "127.0.0.1", "--port", str(port), *extra], work)
+    try:
+        wait_until(lambda: relay_ready(relay), "'listening on' line", relay, 30)
+    except BaseException:
+        relay.kill()
+        raise
+    return relay, port
+
+
+def provenance() -> dict:
+    """Which xfer ran: the module's file, and the git commit (and dirty state) of its source tree."""
+    def out(args, cwd=None) -> str:
+        try:
+            return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=30, check=False).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    module = out([sys.executable, "-c", "import xfer; print(xfer.__file__, xfer.__version__)"]).split()
+    src = Path(module[0]).parent if module else Path(".")
+    return {"module": module[0] if module else None, "version": module[1] if len(module) > 1 else None,
+            "git_commit": out(["git", "rev-parse", "HEAD"], src) or None,
+            "git_dirty": bool(out(["git", "status", "--porcelain", "."], src)),
+            "pythonpath": os.environ.get("PYTHONPATH")}
