@@ -1,0 +1,270 @@
+"""Load on one xfer relay from asyncio clients that speak the protocol (``xfer.protocol``) directly.
+
+- ``round_trip``: two peers in a room ping-pong ``text`` messages through the relay; the
+  time of each round trip (A sends, B answers, A has the answer), and the same pair of
+  clients against a bare WebSocket echo server in this process (no relay) for comparison.
+- ``idle_connections``: N peers join rooms and stay idle; the relay's RSS before and after.
+- ``rooms``: N rooms, each a sender and a receiver moving one small file at once, in full
+  protocol (offer, accept, file-start, chunks, file-end, ack, verified, done); SHA-256 checked.
+
+The relay limits rooms per client address (50) and joins per minute, so the clients spread
+their rooms over source addresses 127.0.0.2, 127.0.0.3, ... (all loopback on Linux), and the
+relay is started with ``--joins-per-minute`` high enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+import statistics
+import time
+
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
+
+from xfer.protocol import (
+    PROTOCOL_VERSION,
+    Accept,
+    Ack,
+    Done,
+    FileEnd,
+    FileInfo,
+    FileStart,
+    Hello,
+    Offer,
+    PeerJoined,
+    Text,
+    Verified,
+    Welcome,
+    chunk_header,
+    new_code,
+    parse_chunk,
+    parse_message,
+    room_id,
+    serialize,
+)
+
+CHUNK = 256 * 1024
+WINDOW = 8 * 1024 * 1024
+ROOMS_PER_ADDRESS = 40  # under the relay's 50 rooms per client address
+
+
+def source_address(room_index: int) -> str:
+    return f"127.0.0.{2 + room_index // ROOMS_PER_ADDRESS}"
+
+
+async def join(port: int, room: str, role: str, create: bool, local: str | None = None, ping: bool = True):
+    """Open a WebSocket to the relay and join ``room``; return (ws, welcome)."""
+    ws = await connect(f"ws://127.0.0.1:{port}/ws", compression=None, max_size=None, proxy=None,
+                       ping_interval=20 if ping else None, open_timeout=30,
+                       **({"local_addr": (local, 0)} if local else {}))
+    await ws.send(serialize(Hello(version=PROTOCOL_VERSION, room=room, role=role, name=role,
+                                  client="xfer-bench", create=create)))
+    welcome = parse_message(await ws.recv())
+    if not isinstance(welcome, Welcome):
+        await ws.close()
+        raise RuntimeError(f"expected welcome, got {welcome}")
+    return ws, welcome
+
+
+async def next_of(ws, kind: type):
+    """The next control message of this type (others, like peer-joined, are skipped)."""
+    while True:
+        frame = await ws.recv()
+        if isinstance(frame, str):
+            message = parse_message(frame)
+            if isinstance(message, kind):
+                return message
+
+
+def percentiles(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    def at(p: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+    return {"p50": at(50), "p99": at(99), "min": ordered[0], "max": ordered[-1],
+            "mean": statistics.fmean(ordered), "n": len(ordered)}
+
+
+async def _ping_pong(a, b, n: int, warmup: int) -> list[float]:
+    async def echo() -> None:
+        for _ in range(n + warmup):
+            frame = await b.recv()
+            message = parse_message(frame) if isinstance(frame, str) else None
+            while not isinstance(message, Text):
+                frame = await b.recv()
+                message = parse_message(frame) if isinstance(frame, str) else None
+            await b.send(serialize(Text(text=message.text)))
+
+    task = asyncio.create_task(echo())
+    samples = []
+    try:
+        for i in range(n + warmup):
+            start = time.perf_counter()
+            await a.send(serialize(Text(text=f"ping {i}")))
+            answer = await next_of(a, Text)
+            elapsed = time.perf_counter() - start
+            if answer.text != f"ping {i}":
+                raise RuntimeError(f"round trip {i}: got {answer.text!r}")
+            if i >= warmup:
+                samples.append(elapsed)
+        await task
+    finally:
+        task.cancel()
+    return samples
+
+
+async def round_trip(port: int, n: int = 1000, warmup: int = 50) -> dict:
+    """p50/p99 (seconds) of ``n`` text round trips through the relay, and through a bare echo server."""
+    room = room_id(new_code())
+    a, _ = await join(port, room, "receiver", True)
+    try:
+        b, _ = await join(port, room, "sender", False)
+        try:
+            await next_of(a, PeerJoined)
+            relay = await _ping_pong(a, b, n, warmup)
+        finally:
+            await b.close()
+    finally:
+        await a.close()
+
+    async def echo_handler(ws) -> None:  # the relay's job, minus everything the relay does
+        async for frame in ws:
+            await ws.send(frame)
+
+    async with serve(echo_handler, "127.0.0.1", 0, compression=None) as server:
+        echo_port = server.sockets[0].getsockname()[1]
+        ws = await connect(f"ws://127.0.0.1:{echo_port}/", compression=None, proxy=None)
+        try:
+            direct = []
+            for i in range(n + warmup):
+                start = time.perf_counter()
+                await ws.send(serialize(Text(text=f"ping {i}")))
+                parse_message(await ws.recv())
+                if i >= warmup:
+                    direct.append(time.perf_counter() - start)
+        finally:
+            await ws.close()
+    return {"relay": percentiles(relay), "echo_no_relay": percentiles(direct)}
+
+
+def _status_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
+async def idle_connections(port: int, relay_pid: int, n: int = 1000, per_room: int = 10) -> dict:
+    """Relay RSS (KiB) with one warm-up peer, then with ``n`` more idle peers in rooms of ``per_room``."""
+    conns = []
+    try:
+        warm, _ = await join(port, room_id(new_code()), "receiver", True, ping=False)
+        conns.append(warm)
+        await asyncio.sleep(1.0)
+        before = _status_kib(relay_pid, "VmRSS")
+        rooms = [room_id(new_code()) for _ in range((n + per_room - 1) // per_room)]
+        gate = asyncio.Semaphore(50)
+
+        async def one(i: int):
+            async with gate:
+                r = i // per_room
+                ws, _ = await join(port, rooms[r], "peer", i % per_room == 0, source_address(r), ping=False)
+                return ws
+
+        # the first peer of each room creates it, before the others join
+        firsts = await asyncio.gather(*(one(i) for i in range(0, n, per_room)))
+        conns.extend(firsts)
+        rest = await asyncio.gather(*(one(i) for i in range(n) if i % per_room))
+        conns.extend(rest)
+        await asyncio.sleep(2.0)
+        after = _status_kib(relay_pid, "VmRSS")
+        return {"connections": n, "rss_before_kib": before, "rss_after_kib": after,
+                "kib_per_connection": (after - before) / n, "relay_peak_kib": _status_kib(relay_pid, "VmHWM")}
+    finally:
+        await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
+
+
+async def _receiver(ws, digest: str) -> None:
+    offer = await next_of(ws, Offer)
+    sender = offer.sender
+    await ws.send(serialize(Accept(to=sender, transfer=offer.transfer)))
+    hasher, got, acked = hashlib.sha256(), 0, 0
+    end = None
+    while end is None:
+        frame = await ws.recv()
+        if isinstance(frame, bytes):
+            chunk = parse_chunk(frame)
+            if chunk.offset != got:
+                raise RuntimeError(f"chunk at {chunk.offset}, expected {got}")
+            hasher.update(chunk.payload)
+            got += len(chunk.payload)
+            if got - acked >= 1 << 20:
+                acked = got
+                await ws.send(serialize(Ack(to=sender, transfer=offer.transfer, bytes=got)))
+        else:
+            message = parse_message(frame)
+            if isinstance(message, FileEnd):
+                end = message
+    if got != end.size or hasher.hexdigest() != end.sha256 or end.sha256 != digest:
+        raise RuntimeError("receiver: size or SHA-256 differs")
+    await ws.send(serialize(Ack(to=sender, transfer=offer.transfer, bytes=got)))
+    await ws.send(serialize(Verified(to=sender, transfer=offer.transfer, index=0, sha256=end.sha256)))
+    await next_of(ws, Done)
+
+
+async def _sender(ws, me: int, to: int, data: bytes, digest: str) -> None:
+    transfer = secrets.randbelow(2**32 - 1) + 1
+    await ws.send(serialize(Offer(to=to, transfer=transfer, files=(FileInfo(name="bench.bin", size=len(data)),),
+                                  window=WINDOW)))
+    await next_of(ws, Accept)
+    await ws.send(serialize(FileStart(to=to, transfer=transfer, index=0)))
+    view = memoryview(data)
+    for offset in range(0, len(data), CHUNK):  # data fits in one window: no need to wait for acks
+        await ws.send(chunk_header(me, to, transfer, 0, offset) + view[offset:offset + CHUNK])
+    await ws.send(serialize(FileEnd(to=to, transfer=transfer, index=0, size=len(data), sha256=digest)))
+    await next_of(ws, Verified)
+    await ws.send(serialize(Done(to=to, transfer=transfer)))
+
+
+async def rooms(port: int, relay_pid: int, n: int = 200, size: int = 4 << 20, timeout: float = 300) -> dict:
+    """``n`` rooms, each moving one file of ``size`` bytes from its sender to its receiver at once."""
+    if size > WINDOW:
+        raise ValueError(f"at most {WINDOW} bytes per room (one credit window)")
+    data = os.urandom(size)
+    digest = hashlib.sha256(data).hexdigest()
+    pairs: list[tuple] = []
+    errors: list[str] = []
+    gate = asyncio.Semaphore(50)
+
+    async def setup(i: int):
+        async with gate:
+            room = room_id(new_code())
+            rws, rwel = await join(port, room, "receiver", True, source_address(i))
+            sws, swel = await join(port, room, "sender", False, source_address(i))
+            return rws, sws, swel.peer_id, rwel.peer_id
+
+    results = await asyncio.gather(*(setup(i) for i in range(n)), return_exceptions=True)
+    for r in results:
+        (errors.append(f"join: {r!r}") if isinstance(r, BaseException) else pairs.append(r))
+    try:
+        start = time.monotonic()
+
+        async def one(rws, sws, sid, rid):
+            await asyncio.gather(_receiver(rws, digest), _sender(sws, sid, rid, data, digest))
+            return time.monotonic()
+
+        outcome = await asyncio.wait_for(asyncio.gather(*(one(*p) for p in pairs), return_exceptions=True), timeout)
+        ends = []
+        for r in outcome:
+            (errors.append(f"transfer: {r!r}") if isinstance(r, BaseException) else ends.append(r))
+        seconds = (max(ends) - start) if ends else float("nan")
+        done = len(ends)
+        return {"rooms": n, "bytes_per_room": size, "completed": done, "errors": len(errors),
+                "error_samples": errors[:5], "seconds": seconds,
+                "aggregate_mb_s": done * size / seconds / 1e6 if ends else 0.0,
+                "relay_peak_kib": _status_kib(relay_pid, "VmHWM")}
+    finally:
+        await asyncio.gather(*(ws.close() for p in pairs for ws in p[:2]), return_exceptions=True)
