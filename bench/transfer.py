@@ -64,14 +64,21 @@ def _finish(src: Path, digest: str, out_dir: Path, sender: Child, receiver: Chil
     return seconds
 
 
-def run_xfer(cmd: list[str], src: Path, digest: str, work: Path, timeout: float) -> dict:
-    """One transfer through three ``xfer`` processes; the relay is stopped with SIGINT after it."""
+def run_xfer(cmd: list[str], src: Path, digest: str, work: Path, timeout: float, relay_port: int | None = None) -> dict:
+    """One transfer through three ``xfer`` processes; the relay is stopped with SIGINT after it.
+
+    With ``relay_port``, an ``xfer serve`` already running there is used (and left running), and
+    no relay RSS is reported. ``seconds`` runs from the sender's start, ``total_seconds`` from the
+    receiver's, until both have exited.
+    """
     out_dir = work / "received"
     shutil.rmtree(out_dir, ignore_errors=True)
     children: list[Child] = []
+    relay, port = None, relay_port
     try:
-        relay, port = start_relay(cmd, work)
-        children.append(relay)
+        if port is None:
+            relay, port = start_relay(cmd, work)
+            children.append(relay)
         relay_addr = f"127.0.0.1:{port}"
         receiver = Child("receiver", cmd + ["receive", "--relay", relay_addr, "--yes", "--json",
                                             "--dir", str(out_dir), "--no-qr"], work)
@@ -82,10 +89,13 @@ def run_xfer(cmd: list[str], src: Path, digest: str, work: Path, timeout: float)
         try:
             seconds = _finish(src, digest, out_dir, sender, receiver, timeout)
         finally:
-            relay.signal(signal.SIGINT)
-            relay.wait(time.monotonic() + 30)
-        return {"seconds": seconds, "mb_s": src.stat().st_size / seconds / 1e6, "relay_exit": relay.rc,
-                "rss_mb": {c.name: c.rss_mb for c in (sender, relay, receiver)}}
+            if relay:
+                relay.signal(signal.SIGINT)
+                relay.wait(time.monotonic() + 30)
+        peers = (sender, relay, receiver) if relay else (sender, receiver)
+        return {"seconds": seconds, "total_seconds": max(sender.end, receiver.end) - receiver.start,
+                "mb_s": src.stat().st_size / seconds / 1e6, "relay_exit": relay.rc if relay else None,
+                "rss_mb": {c.name: c.rss_mb for c in peers}}
     finally:
         for child in children:
             child.kill()
@@ -106,7 +116,7 @@ def run_embedded(cmd: list[str], src: Path, digest: str, work: Path, timeout: fl
                        work)
         children.append(sender)
         seconds = _finish(src, digest, out_dir, sender, receiver, timeout)
-        return {"seconds": seconds, "mb_s": src.stat().st_size / seconds / 1e6,
+        return {"seconds": seconds, "total_seconds": max(sender.end, receiver.end) - receiver.start, "mb_s": src.stat().st_size / seconds / 1e6,
                 "rss_mb": {c.name: c.rss_mb for c in (sender, receiver)}}
     finally:
         for child in children:
