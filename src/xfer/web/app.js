@@ -245,10 +245,17 @@ function sendFiles(fileList) {
     }
   });
   const upload = new Upload(conn, files, target, {
-    onStart: (i) => {
-      rows[i].start();
-      announce(`Sending ${cleanText(files[i].name, 100)}`);
+    onStart: (i, offset) => {
+      rows[i].start(offset);
+      announce(offset > 0
+        ? `Resuming ${cleanText(files[i].name, 100)} from ${humanSize(offset)}`
+        : `Sending ${cleanText(files[i].name, 100)}`);
     },
+    onInterrupted: () => {
+      for (const [i, r] of rows.entries()) if (!upload.verified.has(i)) r.resuming("Resuming… once the connection is back");
+      announce("Connection lost. Sending resumes when it is back.");
+    },
+    onResuming: (i, offset) => rows[i].resuming(`Resuming… checking the ${humanSize(offset)} already sent`),
     onProgress: (i, bytes) => rows[i].progress(bytes),
     onVerified: (i) => {
       rows[i].done("Sent · SHA-256 verified");

@@ -81,6 +81,17 @@ export class Sha256 {
     h[4] = (h[4] + e) | 0; h[5] = (h[5] + f) | 0; h[6] = (h[6] + g) | 0; h[7] = (h[7] + hh) | 0;
   }
 
+  /** An independent copy of the state so far: its digest leaves this one open for more. */
+  copy() {
+    const c = new Sha256();
+    c.h.set(this.h);
+    c.block.set(this.block);
+    c.blockLength = this.blockLength;
+    c.length = this.length;
+    c.finished = this.finished;
+    return c;
+  }
+
   /** The digest as 64 lowercase hex digits. The hash cannot be fed after this. */
   hexdigest() {
     if (!this.finished) {

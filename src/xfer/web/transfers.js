@@ -49,28 +49,49 @@ class Waiter {
   }
 }
 
+/** The round broke (connection dropped, receiver left): the next one resumes. */
+class RoundBroken extends Error {
+  constructor() {
+    super("The connection dropped.");
+  }
+}
+
+const RESUME_WAIT = 120_000; // ms to wait for the connection and the receiver to come back
+const HASH_PIECE = 1024 * 1024; // bytes read at a time to check a resume point
+const GONE_STATES = new Set(["replaced", "failed", "closed", "not-found"]);
+
 export class Upload {
-  /** files: File[]; target: peer info; hooks: {onStart(i), onProgress(i, bytes), onVerified(i), onEnd(err)} */
+  /**
+   * files: File[]; target: peer info;
+   * hooks: {onStart(i, offset), onProgress(i, bytes), onVerified(i), onEnd(err),
+   *         onInterrupted(), onResuming(i, offset)}
+   *
+   * Runs in rounds, like the CLI sender: when the connection drops or the receiver
+   * leaves, the same offer (same transfer id, same File objects) goes out again once
+   * the page and a receiver are back, and each file continues from the resume point
+   * the receiver answers with, if that prefix hashes the same here.
+   */
   constructor(conn, files, target, hooks) {
     this.conn = conn;
     this.files = files;
     this.target = target;
     this.hooks = hooks;
     this.transfer = randomId();
-    this.answer = null;
-    this.sent = 0;
-    this.acked = 0;
-    this.verified = new Set();
-    this.hashes = [];
+    this.verified = new Set(); // confirmed by the receiver, in any round
+    this.hashes = []; // index -> SHA-256 of the whole file, once computed
     this.error = null;
+    this.rounds = 0;
     this.waiter = new Waiter();
-    this.starts = [];
-    let at = 0;
-    for (const f of files) {
-      this.starts.push(at);
-      at += f.size;
-    }
-    this.total = at;
+    this._newRound();
+  }
+
+  _newRound() {
+    this.answer = null;
+    this.sent = 0; // payload bytes sent this round
+    this.acked = 0; // what the receiver reported written this round
+    this.base = []; // index -> offset the file started at this round
+    this.roundVerified = new Set();
+    this.broken = false;
   }
 
   fail(err) {
@@ -78,12 +99,17 @@ export class Upload {
     this.waiter.notify();
   }
 
+  _break() {
+    if (!this.broken) {
+      this.broken = true;
+      this.waiter.notify();
+    }
+  }
+
   /** Messages from the room; returns true when this upload consumed it. */
   handle(msg) {
     if (msg.type === "peer-left") {
-      if (msg.peer_id === this.target.id && this.verified.size < this.files.length) {
-        this.fail(new TransferError(`${this.target.name || "The receiver"} left.`, "peer-left"));
-      }
+      if (msg.peer_id === this.target.id && this.verified.size < this.files.length) this._break();
       return false;
     }
     if (msg.from !== this.target.id || msg.transfer !== this.transfer) return false;
@@ -100,8 +126,11 @@ export class Upload {
         break;
       case "verified":
         if (this.hashes[msg.index] && this.hashes[msg.index] === msg.sha256) {
-          this.verified.add(msg.index);
-          this.hooks.onVerified(msg.index);
+          this.roundVerified.add(msg.index);
+          if (!this.verified.has(msg.index)) {
+            this.verified.add(msg.index);
+            this.hooks.onVerified(msg.index);
+          }
         } else {
           this.fail(new TransferError("The receiver confirmed a different SHA-256.", "hash-mismatch"));
         }
@@ -119,20 +148,32 @@ export class Upload {
     return true;
   }
 
+  /** The page's connection dropped: this round is over; the page reconnects by itself. */
   disconnected() {
-    this.fail(new TransferError("The connection dropped.", "relay-lost"));
+    if (this.verified.size < this.files.length) this._break();
   }
 
   _progress() {
-    // acks count bytes of the whole transfer: spread them over the files in order
+    // acks count bytes written this round across files, in order, from where each one started
+    let left = this.acked;
     for (let i = 0; i < this.files.length; i++) {
-      if (this.acked <= this.starts[i] && this.files[i].size > 0) break; // not started: still "Waiting…"
-      this.hooks.onProgress(i, Math.min(this.files[i].size, this.acked - this.starts[i]));
+      const base = this.base[i];
+      if (base === undefined) break; // not started this round: still "Waiting…"
+      const part = Math.min(this.files[i].size - base, left);
+      left -= part;
+      if (!this.verified.has(i)) this.hooks.onProgress(i, base + part);
     }
   }
 
   _until(predicate, poll = 0) {
-    return this.waiter.until(predicate, { poll, failed: () => this.error });
+    return this.waiter.until(predicate, {
+      poll, failed: () => this.error || (this.broken ? new RoundBroken() : null),
+    });
+  }
+
+  _send(msg) {
+    if (this.broken || !this.conn.open) throw new RoundBroken();
+    this.conn.send(msg);
   }
 
   async run() {
@@ -145,8 +186,57 @@ export class Upload {
   }
 
   async _run() {
+    for (;;) {
+      try {
+        await this._round();
+        return;
+      } catch (err) {
+        if (!(err instanceof RoundBroken) || this.error) throw this.error || err;
+      }
+      if (this.verified.size === this.files.length) return; // it had everything before the break
+      this.hooks.onInterrupted?.();
+      await this._comeBack();
+    }
+  }
+
+  /** Wait (bounded) until the page is back in the room and the receiver is there too. */
+  async _comeBack() {
+    const deadline = Date.now() + RESUME_WAIT;
+    const who = this.target.name || "The receiver";
+    let found = null;
+    await this.waiter.until(() => {
+      found = this.conn.open ? this._findTarget() : null;
+      return found !== null;
+    }, {
+      poll: 200,
+      failed: () => {
+        if (this.error) return this.error;
+        if (this.conn.stopped || GONE_STATES.has(this.conn.state)) {
+          return new TransferError("The connection is gone; the upload cannot resume.", "relay-lost");
+        }
+        if (Date.now() > deadline) {
+          return new TransferError(
+            this.conn.open ? `${who} did not come back.` : "The connection did not come back.", "peer-left");
+        }
+        return null;
+      },
+    });
+    this.target = found;
+  }
+
+  /** The receiver again (a new peer id after it rejoined): the same role, preferably the same name. */
+  _findTarget() {
+    const peers = [...this.conn.peers.values()].filter((p) => p.id !== this.conn.peerId && p.role === this.target.role);
+    const same = peers.find((p) => p.name === this.target.name);
+    if (same) return same;
+    return this.target.role === "receiver" ? peers[0] || null : null; // another page is someone else
+  }
+
+  async _round() {
+    this._newRound();
+    this.rounds += 1;
     const to = this.target.id;
-    this.conn.send({
+    this._send({
       type: "offer", to, transfer: this.transfer, window: WINDOW,
       files: this.files.map((f) => ({
         name: f.name || "file", size: f.size,
@@ -159,37 +249,87 @@ export class Upload {
       const why = this.answer.reason && this.answer.reason !== "declined" ? `: ${this.answer.reason}` : "";
       throw new TransferError(`${this.target.name || "The receiver"} declined${why}.`, this.answer.code || "declined");
     }
-    for (let i = 0; i < this.files.length; i++) await this._sendFile(i, to);
-    await this._until(() => this.verified.size === this.files.length);
-    this.conn.send({ type: "done", to, transfer: this.transfer });
+    const starts = await this._resumeStarts(this.answer.resume);
+    // Every file, each round: one the receiver holds whole costs a file-start at its size and a file-end.
+    for (let i = 0; i < this.files.length; i++) await this._sendFile(i, to, starts.get(i));
+    await this._until(() => this.roundVerified.size === this.files.length);
+    this._send({ type: "done", to, transfer: this.transfer });
   }
 
-  async _sendFile(index, to) {
-    const file = this.files[index];
-    const hash = new Sha256();
-    this.conn.send({ type: "file-start", to, transfer: this.transfer, index, offset: 0 });
-    this.hooks.onStart(index);
-    let offset = 0;
-    let next = file.size > 0 ? readSlice(file, 0, Math.min(CHUNK_SIZE, file.size)) : null;
-    while (offset < file.size) {
-      const bytes = await next; // the slice read while the previous one was being sent
-      const n = bytes.length;
-      if (n === 0) throw new TransferError(`${file.name} could not be read.`, "read-error");
-      const after = offset + n;
-      next = after < file.size ? readSlice(file, after, Math.min(after + CHUNK_SIZE, file.size)) : null;
-      hash.update(bytes);
-      const frame = new Uint8Array(HEADER_SIZE + n);
-      writeChunkHeader(frame, this.conn.peerId, to, this.transfer, index, offset);
-      frame.set(bytes, HEADER_SIZE);
-      await this._until(() => this.sent - this.acked + n <= WINDOW && this.conn.bufferedAmount < HIGH_WATER, 4);
-      if (!this.conn.open) throw new TransferError("The connection dropped.", "relay-lost");
-      this.conn.sendFrame(frame);
-      this.sent += n;
-      offset = after;
+  /** For each resume point: hash that many bytes of our file; where they match, the file starts there. */
+  async _resumeStarts(points) {
+    const starts = new Map();
+    if (!Array.isArray(points)) return starts;
+    for (const point of points) {
+      if (!point || typeof point !== "object") continue;
+      const { index, offset, sha256 } = point;
+      const file = Number.isInteger(index) ? this.files[index] : undefined;
+      if (!file || starts.has(index) || !Number.isSafeInteger(offset) || offset <= 0 || offset > file.size) continue;
+      if (typeof sha256 !== "string") continue;
+      if (!this.verified.has(index)) this.hooks.onResuming?.(index, offset);
+      const known = this.hashes[index];
+      if (known && offset === file.size) { // hashed whole already
+        if (known === sha256) starts.set(index, { offset, hash: null, whole: known });
+        continue;
+      }
+      const hash = await this._prefixHash(file, offset);
+      if (hash.copy().hexdigest() === sha256) starts.set(index, { offset, hash });
     }
-    const sha256 = hash.hexdigest();
+    return starts;
+  }
+
+  /** SHA-256 of the first ``end`` bytes of ``file``, read piece by piece (the next while this one hashes). */
+  async _prefixHash(file, end) {
+    const hash = new Sha256();
+    let at = 0;
+    let next = readSlice(file, 0, Math.min(HASH_PIECE, end));
+    try {
+      while (at < end) {
+        const bytes = await next;
+        if (bytes.length === 0) throw new TransferError(`${file.name} could not be read.`, "read-error");
+        at += bytes.length;
+        next = at < end ? readSlice(file, at, Math.min(at + HASH_PIECE, end)) : null;
+        hash.update(bytes);
+        if (this.error) throw this.error;
+        if (this.broken) throw new RoundBroken();
+      }
+    } finally {
+      next?.catch(() => {});
+    }
+    return hash;
+  }
+
+  async _sendFile(index, to, start) {
+    const file = this.files[index];
+    let offset = start ? start.offset : 0;
+    const hash = start?.hash || new Sha256();
+    this.base[index] = offset;
+    this._send({ type: "file-start", to, transfer: this.transfer, index, offset });
+    if (!this.verified.has(index)) this.hooks.onStart(index, offset);
+    let next = offset < file.size ? readSlice(file, offset, Math.min(offset + CHUNK_SIZE, file.size)) : null;
+    try {
+      while (offset < file.size) {
+        const bytes = await next; // the slice read while the previous one was being sent
+        const n = bytes.length;
+        if (n === 0) throw new TransferError(`${file.name} could not be read.`, "read-error");
+        const after = offset + n;
+        next = after < file.size ? readSlice(file, after, Math.min(after + CHUNK_SIZE, file.size)) : null;
+        hash.update(bytes);
+        const frame = new Uint8Array(HEADER_SIZE + n);
+        writeChunkHeader(frame, this.conn.peerId, to, this.transfer, index, offset);
+        frame.set(bytes, HEADER_SIZE);
+        await this._until(() => this.sent - this.acked + n <= WINDOW && this.conn.bufferedAmount < HIGH_WATER, 4);
+        if (this.broken || !this.conn.open) throw new RoundBroken();
+        this.conn.sendFrame(frame);
+        this.sent += n;
+        offset = after;
+      }
+    } finally {
+      next?.catch(() => {}); // a read still under way when the round broke
+    }
+    const sha256 = start?.whole || hash.hexdigest();
     this.hashes[index] = sha256;
-    this.conn.send({ type: "file-end", to, transfer: this.transfer, index, size: file.size, sha256 });
+    this._send({ type: "file-end", to, transfer: this.transfer, index, size: file.size, sha256 });
   }
 }
 

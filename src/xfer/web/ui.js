@@ -61,18 +61,27 @@ export function transferRow(list, file, verb) {
   bar.setAttribute("aria-label", `${verb} ${cleanText(file.name, 200)}`);
   list.append(row);
   let started = 0;
+  let from = 0; // where this run of the file started (a resumed upload starts past 0)
   return {
     row,
-    start() {
+    start(offset = 0) {
       started = performance.now();
-      status.textContent = verb === "Sending" ? "Sending…" : "Downloading…";
+      from = offset;
+      bar.value = offset;
+      status.textContent = offset > 0 ? `Resumed at ${humanSize(offset)}` : verb === "Sending" ? "Sending…" : "Downloading…";
       row.dataset.state = "active";
     },
-    progress(bytes) {
+    resuming(text = "Resuming…") {
       if (row.dataset.state === "done" || row.dataset.state === "failed") return;
+      started = 0;
+      row.dataset.state = "resuming";
+      status.textContent = text;
+    },
+    progress(bytes) {
+      if (row.dataset.state === "done" || row.dataset.state === "failed" || row.dataset.state === "resuming") return;
       bar.value = bytes;
       const pct = file.size ? Math.floor((bytes * 100) / file.size) : 100;
-      const rate = started ? speed(bytes, performance.now() - started) : "";
+      const rate = started ? speed(bytes - from, performance.now() - started) : "";
       status.textContent = `${humanSize(bytes)} of ${humanSize(file.size)} · ${pct}%${rate ? " · " + rate : ""}`;
     },
     done(text) {
