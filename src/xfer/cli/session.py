@@ -73,13 +73,20 @@ async def room_session(opts: RoomOptions, role: str, out) -> AsyncIterator[Sessi
             public = relay_ws_url(opts.public_url)
         joining = {"role": role, "name": opts.name or default_name(), "session": secrets.token_hex(16),
                    "ping_interval": opts.keepalive, "ping_timeout": opts.keepalive}
+        if server is not None:  # our own relay: join it in-process, no loopback socket
+            from ..relay.local import open_local
+
+            def join(create: bool):
+                return open_local(server.app.state.relay, room_id(code), create=create, **joining)
+        else:
+            def join(create: bool):
+                return open_room(connect_url, room_id(code), create=create, **joining)
 
         async def reconnect() -> RelayConnection:
             # A peer coming back opens the room again if the relay lost it (a restart).
-            return await open_room(connect_url, room_id(code), create=True, **joining)
+            return await join(True)
 
-        session = Session(await open_room(connect_url, room_id(code), create=opts.room is None, **joining),
-                          reconnect, opts)
+        session = Session(await join(opts.room is None), reconnect, opts)
         try:
             if opts.room is None:
                 out.room(code, page_url(public, code), public, relay_command(role, code, public), opts.qr)

@@ -124,17 +124,11 @@ class Relay:
                 return
             await self._serve_peer(conn)
         finally:
-            if conn.room is not None and conn.info is not None:
-                self.downloads.peer_left(conn.room, conn.info.id)
-                others = self.hub.leave(conn.room, conn.info.id)
-                await _broadcast(others, serialize(PeerLeft(peer_id=conn.info.id)))
+            await self.leave(conn)
 
     async def evict(self, conn: PeerConnection, code: int) -> None:
         """Remove a peer from its room now and tell the others; close it if it listens."""
-        if conn.room is not None and conn.info is not None:
-            self.downloads.peer_left(conn.room, conn.info.id)
-            others = self.hub.leave(conn.room, conn.info.id)
-            await _broadcast(others, serialize(PeerLeft(peer_id=conn.info.id)))
+        await self.leave(conn)
         try:
             await asyncio.wait_for(conn.ws.close(code), 2.0)
         except Exception:
@@ -181,38 +175,59 @@ class Relay:
         return hello
 
     async def _serve_peer(self, conn: PeerConnection) -> None:
-        assert conn.info is not None and conn.room is not None
-        me, room, limits = conn.info.id, conn.room, self.hub.limits
         while True:
             event = await conn.ws.receive()
             if event["type"] == "websocket.disconnect":
                 return
-            try:
-                data = event.get("bytes")
-                transfer = None
-                if data is not None:
-                    sender, to, transfer = parse_header(data)
-                    if sender != me:
-                        raise ProtocolError("chunk header names another peer as its sender")
-                    payload: str | bytes = data
-                else:
-                    message = parse_message(event.get("text") or "", max_size=limits.max_control_frame)
-                    if not message.routed:
-                        raise ProtocolError(f"{message.type} is not a message between peers")
-                    to = message.to
-                    payload = serialize(replace(message, sender=me))
-                    if to and isinstance(message, (Accept, Reject, Cancel)):
-                        self.hub.subscribe(room, to, message.transfer, me, isinstance(message, Accept))
-            except ProtocolError as exc:
-                await conn.close(CLOSE_PROTOCOL, Error(code=exc.code, message=str(exc)))
+            if not await self.route(conn, event.get("text"), event.get("bytes")):
                 return
-            targets = self.hub.targets(room, me, to or None, transfer)
-            if targets is None:
-                await conn.send(serialize(_no_such_peer(message if data is None else None)))
-                continue
-            if await self.downloads.intercept(room, me, None if data is not None else message, data, targets):
-                continue
-            await _broadcast(targets, payload)
+
+    async def route(self, conn, text: str | None, data: bytes | None) -> bool:
+        """Check one frame from ``conn`` and pass it on; False when ``conn`` was closed for it."""
+        assert conn.info is not None and conn.room is not None
+        me, room = conn.info.id, conn.room
+        message = None
+        try:
+            transfer = None
+            if data is not None:
+                sender, to, transfer = parse_header(data)
+                if sender != me:
+                    raise ProtocolError("chunk header names another peer as its sender")
+                payload: str | bytes = data
+            else:
+                message = parse_message(text or "", max_size=self.hub.limits.max_control_frame)
+                if not message.routed:
+                    raise ProtocolError(f"{message.type} is not a message between peers")
+                to = message.to
+                payload = serialize(replace(message, sender=me))
+                if to and isinstance(message, (Accept, Reject, Cancel)):
+                    self.hub.subscribe(room, to, message.transfer, me, isinstance(message, Accept))
+        except ProtocolError as exc:
+            await conn.close(CLOSE_PROTOCOL, Error(code=exc.code, message=str(exc)))
+            return False
+        targets = self.hub.targets(room, me, to or None, transfer)
+        if targets is None:
+            await conn.send(serialize(_no_such_peer(message)))
+            return True
+        if await self.downloads.intercept(room, me, message, data, targets):
+            return True
+        await _broadcast(targets, payload)
+        return True
+
+    async def join_local(self, peer, hello: Hello) -> tuple[int, list[PeerInfo]]:
+        """Seat a peer that lives in this process (see ``local``); raises ``JoinRefused``."""
+        peer.session = hello.session
+        peer_id, others, _stale = self.hub.join(hello.room, hello.create, peer)
+        peer.info = PeerInfo(id=peer_id, name=hello.name, role=hello.role, client=hello.client)
+        peer.room = hello.room
+        await _broadcast(self.hub.targets(hello.room, peer_id, None) or [], serialize(PeerJoined(peer=peer.info)))
+        return peer_id, others
+
+    async def leave(self, peer) -> None:
+        if peer.room is not None and peer.info is not None:
+            self.downloads.peer_left(peer.room, peer.info.id)
+            others = self.hub.leave(peer.room, peer.info.id)
+            await _broadcast(others, serialize(PeerLeft(peer_id=peer.info.id)))
 
 
 def _no_such_peer(message: Message | None) -> Error:
@@ -256,6 +271,7 @@ def create_app(limits: RelayLimits | None = None, *, public_relay: str = "ws://H
         ]
     )
     app.state.hub = hub
+    app.state.relay = relay
     app.state.allowed_origins = tuple(allowed_origins)
     return app
 

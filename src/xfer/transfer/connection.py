@@ -62,6 +62,9 @@ class RelayConnection:
             data = await self.ws.recv()
         except ConnectionClosed as exc:
             raise _closed_error(exc, self.url) from exc
+        return self.decode(data)
+
+    def decode(self, data: str | bytes) -> Message | Chunk:
         try:
             if isinstance(data, str):
                 item: Message | Chunk = parse_message(data)
