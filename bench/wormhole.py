@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from common import Child, free_port, sha256_of, wait_for_port
+from common import Child, free_port, sha256_of, wait_for_port, wait_until
 
 
 class WormholeServers:
@@ -54,13 +54,17 @@ _runs = 0
 
 
 def run_wormhole(servers: WormholeServers, src: Path, digest: str, work: Path, timeout: float,
-                 relayed: bool, head_start: float = 1.0) -> dict:
+                 relayed: bool, head_start: float = 1.0, sender_first: bool = False) -> dict:
     """One ``wormhole send`` -> ``wormhole receive`` of ``src``; the received file's SHA-256 must match.
 
     ``relayed``: ``--no-listen`` on both sides, so the data must go through the transit relay (checked
     from the receiver's output). Otherwise wormhole picks (a direct connection on loopback).
     The receiver starts first and gets ``head_start`` seconds to connect to the mailbox; the time runs
     from the sender's start until both have exited (``total_seconds``: from the receiver's start).
+
+    ``sender_first``: as people use it, and as ``xfer`` runs (the side that opens the room starts,
+    shows the code, then the other starts): the sender starts, the receiver starts once the sender
+    has printed the code; ``total_seconds`` then runs from the sender's start.
     """
     global _runs
     _runs += 1
@@ -70,14 +74,28 @@ def run_wormhole(servers: WormholeServers, src: Path, digest: str, work: Path, t
     out_dir.mkdir()
     listen = ["--no-listen"] if relayed else []
     children: list[Child] = []
+    def start_receiver() -> Child:
+        child = Child("wormhole-receiver", servers.cmd() + ["receive", "--hide-progress", "--accept-file",
+                                                             "-o", str(out_dir), *listen, code], work)
+        children.append(child)
+        return child
+
+    def start_sender() -> Child:
+        child = Child("wormhole-sender", servers.cmd() + ["send", "--hide-progress", "--no-qr", *listen,
+                                                           "--code", code, str(src)], work)
+        children.append(child)
+        return child
+
     try:
-        receiver = Child("wormhole-receiver", servers.cmd() + ["receive", "--hide-progress", "--accept-file",
-                                                                "-o", str(out_dir), *listen, code], work)
-        children.append(receiver)
-        time.sleep(head_start)
-        sender = Child("wormhole-sender", servers.cmd() + ["send", "--hide-progress", "--no-qr", *listen,
-                                                            "--code", code, str(src)], work)
-        children.append(sender)
+        if sender_first:
+            sender = start_sender()
+            wait_until(lambda: True if "Wormhole code is" in sender.err_path.read_text(errors="replace")
+                       + sender.out_path.read_text(errors="replace") else None, "code", sender, 30)
+            receiver = start_receiver()
+        else:
+            receiver = start_receiver()
+            time.sleep(head_start)
+            sender = start_sender()
         deadline = sender.start + timeout
         sender.wait(deadline)
         receiver.wait(deadline)
@@ -93,7 +111,8 @@ def run_wormhole(servers: WormholeServers, src: Path, digest: str, work: Path, t
         got = out_dir / src.name
         if not got.is_file() or sha256_of(got) != digest:
             raise RuntimeError(f"wormhole: received file {got} is missing or its SHA-256 differs from the source's")
-        return {"seconds": seconds, "total_seconds": max(sender.end, receiver.end) - receiver.start,
+        first = sender if sender_first else receiver
+        return {"seconds": seconds, "total_seconds": max(sender.end, receiver.end) - first.start,
                 "mb_s": src.stat().st_size / seconds / 1e6, "path": path,
                 "rss_mb": {c.name: c.rss_mb for c in (sender, receiver)}}
     finally:
