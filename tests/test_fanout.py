@@ -7,6 +7,8 @@ import os
 import subprocess
 import time
 
+import pytest
+
 from conftest import bounded, make_file, run_async, sha256_of
 from peers import Events, Room, no, yes
 from xfer.protocol import Chunk
@@ -161,3 +163,85 @@ def test_a_fanout_resumes_from_what_every_receiver_holds(tmp_path):
     for out in outs:
         assert sha256_of(out / "talk.mp4") == sha256_of(src)
         assert sorted(p.name for p in out.iterdir()) == ["talk.mp4"]
+
+
+def _raw_receiver_that(behaviour):
+    """A receiver speaking the protocol directly: accepts the offer, then ``behaviour(conn, offer)``."""
+    from peers import next_of
+    from xfer.protocol import Accept, Offer
+
+    async def run(conn):
+        offer = await next_of(conn, Offer, timeout=10)
+        await conn.send(Accept(to=offer.sender, transfer=offer.transfer))
+        await behaviour(conn, offer)
+
+    return run
+
+
+@pytest.mark.parametrize("how", ["fails-then-leaves", "never-acknowledges"])
+def test_a_bad_receiver_is_dropped_and_the_good_one_finishes(tmp_path, how):
+    from xfer.protocol import Error
+
+    src = make_file(tmp_path / "a.bin", 6_000_000, 2)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    async def fails_then_leaves(conn, offer):
+        await asyncio.sleep(0.2)
+        await conn.send(Error(to=offer.sender, code="io-error", message="broken pipe", transfer=offer.transfer))
+        await asyncio.sleep(0.2)
+        await conn.close()
+
+    async def never_acknowledges(conn, offer):
+        await asyncio.sleep(30)  # reads nothing more, acknowledges nothing
+
+    behaviour = fails_then_leaves if how == "fails-then-leaves" else never_acknowledges
+
+    async def main():
+        async with Room() as room:
+            s = await room.join("sender")
+            good = await room.join("receiver")
+            bad = await room.join("receiver")
+            events = Events()
+            sender = Sender(s, check_sources([src]), events, receivers=2, window=1 << 20, peer_timeout=1.0)
+            bad_task = asyncio.create_task(_raw_receiver_that(behaviour)(bad))
+            summary, _ = await asyncio.gather(sender.run(), Receiver(good, out, Events(), yes).run())
+            bad_task.cancel()
+            return summary, events
+
+    summary, events = run_async(main(), timeout=60)
+    assert len(summary["peers"]) == 1 and sha256_of(out / "a.bin") == sha256_of(src)
+    assert len(events.named("receiver-failed")) == 1
+
+
+def test_a_fanout_where_one_receiver_already_has_the_file(tmp_path):
+    from xfer.protocol import FileInfo
+    from xfer.transfer import store
+
+    src = make_file(tmp_path / "talk.mp4", 4_000_000, 4)
+    st = src.stat()
+    info = FileInfo(name="talk.mp4", size=st.st_size, mtime=st.st_mtime)
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    for out in (whole, part):
+        out.mkdir()
+    (whole / "talk.mp4").write_bytes(src.read_bytes())  # saved by an earlier, interrupted run
+    store.write_state(store.slot_for(whole, info, ["talk.mp4"]),
+                      done={"path": str(whole / "talk.mp4"), "sha256": sha256_of(src)})
+    slot = store.slot_for(part, info, ["talk.mp4"])
+    store.write_state(slot)
+    slot.partial.write_bytes(src.read_bytes()[:1_000_000])
+
+    async def main():
+        async with Room() as room:
+            s = await room.join("sender")
+            conns = [await room.join("receiver") for _ in range(2)]
+            sender = Sender(s, check_sources([src]), Events(), receivers=2)
+            await asyncio.gather(sender.run(), *(Receiver(c, o, Events(), yes).run()
+                                                 for c, o in zip(conns, (whole, part))))
+            return sender
+
+    sender = run_async(main(), timeout=60)
+    assert sender.sent == 3_000_000  # from what the one with a part holds
+    for out in (whole, part):
+        assert sorted(p.name for p in out.iterdir()) == ["talk.mp4"]  # no "talk (1).mp4", no state left
+        assert sha256_of(out / "talk.mp4") == sha256_of(src)

@@ -139,6 +139,7 @@ def send(
         import asyncio
 
         from ..errors import UsageError
+        from ..errors import Declined, PeerGone
         from ..transfer.sender import Sender, check_sources
 
         opts = RoomOptions(room, relay, port, host, public_url, name, not no_qr, keepalive=keepalive,
@@ -170,6 +171,12 @@ def send(
                 except asyncio.CancelledError:  # Ctrl-C: tell the receivers, so they drop the partial files
                     await asyncio.wait_for(sender.cancel("the sender stopped (Ctrl-C)"), 2)
                     raise
+                except (Declined, PeerGone) as exc:
+                    if not keep_open:
+                        raise
+                    out("warning", message=f"{exc}; waiting for the next receiver")
+                    served.update(sender.chosen)  # do not offer again to whoever declined or left
+                    continue
                 if not keep_open:
                     break
                 served.update(p["id"] for p in summary["peers"])
@@ -214,6 +221,7 @@ def receive(
     from .session import RoomOptions, room_session
 
     async def main(out) -> None:
+        from ..errors import Declined, IntegrityFailure, PeerGone
         from ..transfer.receiver import Receiver
 
         to_stdout = stdout or output is not None
@@ -234,7 +242,13 @@ def receive(
             while True:
                 session.task = Receiver(session.current(), target, out, decide, overwrite=overwrite,
                                         resume=not no_resume, stdout=to_stdout, **session.task_options())
-                await session.task.run()
+                try:
+                    await session.task.run()
+                except (Declined, PeerGone, IntegrityFailure) as exc:
+                    if not keep_open or to_stdout:
+                        raise
+                    out("warning", message=f"{exc}; waiting for the next offer")
+                    continue
                 if not keep_open or to_stdout:
                     break
 

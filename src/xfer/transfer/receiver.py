@@ -297,9 +297,11 @@ class Receiver(PeerTask):
         slot = self.slots[msg.index]
         if slot.info.kind == "dir":
             raise self._broken("file-start for a folder")
-        whole = point is not None and msg.offset == point.offset == slot.info.size
-        if whole and (msg.index in self.saved or store.done_path(slot) is not None):
-            self.current = _Incoming(msg.index, slot, -1, msg.offset, None)  # already here: expect file-end
+        held_whole = point is not None and point.offset == slot.info.size
+        if held_whole and (msg.index in self.saved or store.done_path(slot) is not None):
+            # Already here. A fan-out may still stream it (from what another receiver holds):
+            # take those bytes without writing them, and check the hash at file-end.
+            self.current = _Incoming(msg.index, slot, -1, msg.offset, None)
             self.emit("file-start", index=msg.index, name=slot.name, size=slot.info.size, offset=msg.offset)
             return
         try:
@@ -331,16 +333,17 @@ class Receiver(PeerTask):
     async def _on_chunk(self, chunk: Chunk) -> None:
         cur = self.current
         assert self.offer is not None
-        if (cur is None or cur.fd < 0 or chunk.transfer != self.offer.transfer or chunk.index != cur.index
+        if (cur is None or chunk.transfer != self.offer.transfer or chunk.index != cur.index
                 or chunk.offset != cur.written):
             raise self._broken("a chunk arrived out of order or for an unknown file")
         n = len(chunk.payload)
         if cur.size is not None and cur.written + n > cur.size:
             raise self._broken(f"the sender sent more bytes of {cur.name} than it offered")
-        try:
-            await asyncio.to_thread(_write_and_hash, cur.fd, chunk.payload, cur.digest)
-        except OSError as exc:
-            raise await self._write_failed(exc, cur.name) from exc
+        if cur.fd >= 0:  # (a file we hold whole already is not written again)
+            try:
+                await asyncio.to_thread(_write_and_hash, cur.fd, chunk.payload, cur.digest)
+            except OSError as exc:
+                raise await self._write_failed(exc, cur.name) from exc
         cur.written += n
         self.round_bytes += n
         if self.round_bytes - self.last_ack >= self.ack_every:

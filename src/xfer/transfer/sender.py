@@ -138,7 +138,7 @@ class Sender(PeerTask):
             return
         elif isinstance(item, Ack):
             if not self.acks[peer] <= item.bytes <= self.sent:
-                self.fail(PeerProtocolError("the receiver acknowledged bytes that were never sent"))
+                self._misbehaved(peer, PeerProtocolError("the receiver acknowledged bytes that were never sent"))
                 return
             self.acks[peer] = item.bytes
             self._progress()
@@ -149,10 +149,7 @@ class Sender(PeerTask):
                 error = _error_from_peer(item, self._file_name(item.index))
             else:
                 error = PeerGone(f"the receiver cancelled: {item.reason or 'no reason given'}")
-            if not self._fanout:
-                self.fail(error)
-                return
-            self._drop(peer, str(error))  # one receiver failing does not stop the others
+            self._misbehaved(peer, error)
 
     def _name_of(self, peer_id: int | None) -> str:
         info = self.conn.peers.get(peer_id or 0)
@@ -163,8 +160,8 @@ class Sender(PeerTask):
 
     def _peer_left(self, peer_id: int) -> None:
         self.emit("peer-left", peer={"id": peer_id})
-        if peer_id not in self.chosen or isinstance(self.answers.get(peer_id), Reject):
-            return
+        if peer_id not in self.chosen or (peer_id in self.answers and peer_id not in self.members):
+            return  # declined, or dropped from a fan-out already
         done = self.member_verified.get(peer_id)
         if done is not None and self._round_files and all(i in done for i in self._round_files):
             return  # it has everything: leaving is how a finished receiver says goodbye
@@ -174,6 +171,13 @@ class Sender(PeerTask):
         if len(self.verified) < len(self.files):
             self._left = self._where()
             self.break_round()
+
+    def _misbehaved(self, peer: int, error: Exception) -> None:
+        """One receiver failed: the end of a lone transfer, but only of that receiver's part of a fan-out."""
+        if self._fanout:
+            self._drop(peer, str(error))
+        else:
+            self.fail(error)
 
     def _drop(self, peer_id: int, why: str) -> None:
         """A receiver of a fan-out is gone; the others go on without it."""
@@ -227,7 +231,8 @@ class Sender(PeerTask):
             return
         expected = self._hashes.get(index)
         if expected is None or item.sha256 != expected:
-            self.fail(IntegrityFailure(f"the receiver verified {self.files[index].name} against the wrong hash"))
+            self._misbehaved(peer, IntegrityFailure(
+                f"the receiver verified {self.files[index].name} against the wrong hash"))
             return
         self.member_verified[peer].add(index)
         if self._fanout:
@@ -392,7 +397,7 @@ class Sender(PeerTask):
         """Read, hash and send chunks inside the credit window; return the file's size."""
         while size is None or offset < size:
             n = self.chunk_size if size is None else min(self.chunk_size, size - offset)
-            await self.until(lambda: self.sent - self.acked + n <= self.window)
+            await self._credit(n)
             data = await read(n)
             if size is None and not data:
                 break  # the end of a stream
@@ -406,6 +411,22 @@ class Sender(PeerTask):
             offset += len(data)
             self.sent += len(data)
         return offset
+
+    async def _credit(self, n: int) -> None:
+        """Wait until ``n`` more bytes fit in the window. In a fan-out, a receiver that
+        acknowledges nothing for ``peer_timeout`` seconds while the others wait is dropped."""
+        def fits() -> bool:
+            return self.sent - self.acked + n <= self.window
+
+        while True:
+            if not self._fanout or len(self.members) < 2:
+                return await self.until(fits)
+            deadline = asyncio.get_running_loop().time() + self.peer_timeout
+            try:
+                return await self.until(fits, deadline=deadline)
+            except asyncio.TimeoutError:
+                slowest = min(self.acks, key=self.acks.get)
+                self._drop(slowest, f"it acknowledged nothing for {self.peer_timeout:.0f} s")
 
     async def _pace(self, n: int) -> None:
         """Keep to ``rate`` bytes a second (--limit-rate), measured from the round's start."""
