@@ -245,3 +245,21 @@ def test_a_fanout_where_one_receiver_already_has_the_file(tmp_path):
     for out in (whole, part):
         assert sorted(p.name for p in out.iterdir()) == ["talk.mp4"]  # no "talk (1).mp4", no state left
         assert sha256_of(out / "talk.mp4") == sha256_of(src)
+
+
+def test_the_relay_forgets_a_fanout_once_it_is_done(tmp_path):
+    src = make_file(tmp_path / "a.bin", 100_000, 2)
+    outs = [tmp_path / f"out{i}" for i in range(2)]
+    for out in outs:
+        out.mkdir()
+
+    async def main():
+        async with Room() as room:
+            s = await room.join("sender")
+            conns = [await room.join("receiver") for _ in outs]
+            await asyncio.gather(Sender(s, check_sources([src]), Events(), receivers=2).run(),
+                                 *(Receiver(c, o, Events(), yes).run() for c, o in zip(conns, outs)))
+            await asyncio.sleep(0.2)
+            return dict(room.server.hub.rooms[room.id].fanout)
+
+    assert run_async(main()) == {}

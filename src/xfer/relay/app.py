@@ -17,6 +17,7 @@ from ..protocol import (
     PROTOCOL_VERSION,
     Accept,
     Cancel,
+    Done,
     Reject,
     Error,
     Hello,
@@ -202,6 +203,8 @@ class Relay:
                 payload = serialize(replace(message, sender=me))
                 if to and isinstance(message, (Accept, Reject, Cancel)):
                     self.hub.subscribe(room, to, message.transfer, me, isinstance(message, Accept))
+                elif to and isinstance(message, Done):
+                    self.hub.finished(room, me, message.transfer, to)
         except ProtocolError as exc:
             await conn.close(CLOSE_PROTOCOL, Error(code=exc.code, message=str(exc)))
             return False

@@ -152,6 +152,15 @@ class Hub:
         elif (sender, transfer) in room.fanout:
             room.fanout[(sender, transfer)].discard(receiver)
 
+    def finished(self, room_id: str, sender: int, transfer: int, receiver: int) -> None:
+        """The sender told ``receiver`` it is done: forget the pair, and the transfer once nobody is left."""
+        room = self.rooms.get(room_id)
+        receivers = room.fanout.get((sender, transfer)) if room else None
+        if receivers is not None:
+            receivers.discard(receiver)
+            if not receivers:
+                del room.fanout[(sender, transfer)]
+
     def leave(self, room_id: str, peer_id: int) -> list[Peer]:
         """Remove a peer; return the peers still in the room (to be told)."""
         room = self.rooms.get(room_id)
