@@ -61,6 +61,7 @@ def run_wormhole(servers: WormholeServers, src: Path, digest: str, work: Path, t
     from the receiver's output). Otherwise wormhole picks (a direct connection on loopback).
     The receiver starts first and gets ``head_start`` seconds to connect to the mailbox; the time runs
     from the sender's start until both have exited (``total_seconds``: from the receiver's start).
+    ``seconds`` always runs from the second process's start, ``total_seconds`` from the first's.
 
     ``sender_first``: as people use it, and as ``xfer`` runs (the side that opens the room starts,
     shows the code, then the other starts): the sender starts, the receiver starts once the sender
@@ -99,7 +100,8 @@ def run_wormhole(servers: WormholeServers, src: Path, digest: str, work: Path, t
         deadline = sender.start + timeout
         sender.wait(deadline)
         receiver.wait(deadline)
-        seconds = max(sender.end, receiver.end) - sender.start
+        second = receiver if sender_first else sender
+        seconds = max(sender.end, receiver.end) - second.start
         for child in (sender, receiver):
             if child.rc != 0:
                 raise RuntimeError(f"{child.name} exited {child.rc}{child.tail()}")
