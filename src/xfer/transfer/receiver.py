@@ -89,6 +89,7 @@ class Receiver(PeerTask):
         self.round_bytes = 0  # bytes written this round (what acks count)
         self.last_ack = 0
         self.saved: dict[int, dict[str, Any]] = {}
+        self._saved_bytes = 0  # of the files in saved (kept as a sum: progress runs on every ack)
         self.started = 0.0
         self.away_since: float | None = None  # when the sender (or our link) went away mid-transfer
         self._decision: asyncio.Task[None] | None = None
@@ -354,7 +355,7 @@ class Receiver(PeerTask):
         assert self.offer is not None
         self.last_ack = self.round_bytes
         await self.conn.send(Ack(to=self.offer.sender, transfer=self.offer.transfer, bytes=self.round_bytes))
-        held = sum(s["size"] for s in self.saved.values()) + (cur.written if cur.index not in self.saved else 0)
+        held = self._saved_bytes + (cur.written if cur.index not in self.saved else 0)
         self.emit("progress", index=cur.index, name=cur.name, bytes=cur.written, size=cur.size,
                   total_bytes=min(held, self.offer.total), total_size=self.offer.total)
 
@@ -377,6 +378,7 @@ class Receiver(PeerTask):
         await self.conn.send(Verified(to=offer.sender, transfer=offer.transfer, index=msg.index, sha256=entry["sha256"]))
         if msg.index not in self.saved:
             self.saved[msg.index] = entry
+            self._saved_bytes += entry["size"]
             self.emit("file-end", **entry)
 
     def _already_saved(self, cur: _Incoming, sha: str) -> dict[str, Any]:

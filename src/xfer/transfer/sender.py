@@ -78,6 +78,8 @@ class Sender(PeerTask):
         self.transfer = secrets.randbelow(MAX_ID) + 1
         self.total = sum(f.size or 0 for f in files)  # streams count once they end
         self.verified: dict[int, str] = {}  # index -> SHA-256 the receiver confirmed
+        self._held = 0  # bytes of the verified files
+        self._round_set: set[int] = set()
         self._stream_sizes: dict[int, int] = {}
         self._hashes: dict[int, str] = {}  # index -> SHA-256 we computed
         self._reset_round()
@@ -92,6 +94,8 @@ class Sender(PeerTask):
         self.sent = 0  # bytes sent this round
         self._reported: tuple[int, int] = (-1, -1)
         self._round_files: list[int] = []
+        self._cursor = 0  # the first file not yet verified (advances only)
+        self._earlier = 0  # bytes of this round's files before the cursor
         self.broken = False
 
     @property
@@ -163,7 +167,7 @@ class Sender(PeerTask):
         if peer_id not in self.chosen or (peer_id in self.answers and peer_id not in self.members):
             return  # declined, or dropped from a fan-out already
         done = self.member_verified.get(peer_id)
-        if done is not None and self._round_files and all(i in done for i in self._round_files):
+        if done is not None and self._round_files and len(done) >= len(self._round_files):
             return  # it has everything: leaving is how a finished receiver says goodbye
         if self._fanout and len(self.members) > 1:
             self._drop(peer_id, "left")
@@ -195,11 +199,18 @@ class Sender(PeerTask):
             self._left = self._where()
 
     def _current(self) -> tuple[int, int]:
-        """The first file not yet verified, and how much of it the receiver holds."""
-        index = next((i for i in range(len(self.files)) if i not in self.verified), len(self.files) - 1)
+        """The first file not yet verified, and how much of it the receiver holds.
+
+        Kept incrementally (a cursor and a running sum): this runs on every ack, and an
+        offer may hold thousands of files."""
+        last = len(self.files) - 1
+        while self._cursor < last and self._cursor in self.verified:
+            if self._cursor in self._round_set:
+                self._earlier += self._size(self._cursor) - self.base.get(self._cursor, 0)
+            self._cursor += 1
+        index = self._cursor
         # Files before it in this round are verified, so what was acked past them belongs to it.
-        earlier = sum(self._size(i) - self.base.get(i, 0) for i in self._round_files if i < index)
-        done = self.base.get(index, 0) + max(self.acked - earlier, 0)
+        done = self.base.get(index, 0) + max(self.acked - self._earlier, 0)
         size = self.files[index].size
         return index, done if size is None else min(done, size)
 
@@ -220,7 +231,7 @@ class Sender(PeerTask):
             return
         self._reported = (self.acked, index)
         f = self.files[index]
-        held = sum(self._size(i) for i in self.verified) + done
+        held = self._held + done
         extra = {"peers": {str(peer): acked for peer, acked in self.acks.items()}} if self._fanout else {}
         self.emit("progress", index=index, name=f.name, bytes=done, size=f.size,
                   total_bytes=held, total_size=self.total, **extra)
@@ -240,6 +251,7 @@ class Sender(PeerTask):
         if index in self.verified or not all(index in done for done in self.member_verified.values()):
             return  # confirmed again by a receiver that came back, or others still writing
         self.verified[index] = expected
+        self._held += self._size(index)
         f = self.files[index]
         self.emit("file-end", index=index, name=f.name, size=self._size(index), sha256=expected)
 
@@ -317,10 +329,12 @@ class Sender(PeerTask):
         # and a receiver started again learns that way that it has it.
         self._round_files = [i for i, f in enumerate(self.files)
                              if f.kind == "file" and not (f.stream and i in self.verified)]
+        self._round_set = set(self._round_files)
+        self._cursor = self._earlier = 0
         for index in self._round_files:
             offset, digest = starts.get(index, (0, None))
             await self._send_file(index, self.files[index], offset, digest)
-        await self.until(lambda: all(i in done for done in self.member_verified.values() for i in self._round_files)
+        await self.until(lambda: all(len(done) >= len(self._round_files) for done in self.member_verified.values())
                          or not self.members)
 
     async def _group_starts(self) -> dict[int, tuple[int, Any]]:
