@@ -411,22 +411,27 @@ class Receiver(PeerTask):
             raise IntegrityFailure(
                 f"{cur.name} arrived damaged (SHA-256 mismatch); it was not saved. Ask the sender to try again."
             )
-        mtime = cur.slot.info.mtime
-        if mtime is not None:
-            try:
-                os.utime(cur.slot.partial, (mtime, mtime))
-            except (OSError, ValueError, OverflowError):
-                pass  # a modification time is nice to keep, not worth failing for
         try:
-            assert self.placement is not None
-            dest = await asyncio.to_thread(self.placement.folder_for, cur.slot.parts[:-1])
-            final = await asyncio.to_thread(finalize, cur.slot.partial, dest, cur.slot.parts[-1],
-                                            overwrite=self.overwrite)
-            await asyncio.to_thread(store.write_state, cur.slot, done={"path": str(final), "sha256": sha})
+            final = await asyncio.to_thread(self._place, cur.slot, sha)
         except OSError as exc:
             raise await self._write_failed(exc, cur.name) from exc
         name = os.path.relpath(final, self.folder).replace(os.sep, "/")
         return {"index": cur.index, "name": name, "size": cur.size, "sha256": sha, "path": str(final)}
+
+    def _place(self, slot: store.Slot, sha: str) -> Path:
+        """Give a verified partial file its time and final name, and note where it went
+        (one trip to a worker thread: this runs once per file, and folders can hold thousands)."""
+        mtime = slot.info.mtime
+        if mtime is not None:
+            try:
+                os.utime(slot.partial, (mtime, mtime))
+            except (OSError, ValueError, OverflowError):
+                pass  # a modification time is nice to keep, not worth failing for
+        assert self.placement is not None
+        dest = self.placement.folder_for(slot.parts[:-1])
+        final = finalize(slot.partial, dest, slot.parts[-1], overwrite=self.overwrite)
+        store.write_state(slot, done={"path": str(final), "sha256": sha})
+        return final
 
     def _broken(self, why: str) -> XferError:
         return PeerProtocolError(f"the sender broke the protocol: {why}")
