@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from dataclasses import replace
 
 from starlette.applications import Starlette
@@ -54,6 +55,15 @@ WS_PATH = "/ws"
 CLOSE_POLICY = 1008  # a browser upgrade from another site's page (Origin check)
 
 
+if sys.version_info >= (3, 11):
+    async def _within(coro, seconds: float):
+        """``wait_for`` without a task per call: this runs once per forwarded frame."""
+        async with asyncio.timeout(seconds):
+            return await coro
+else:  # pragma: no cover - Python 3.10
+    _within = asyncio.wait_for
+
+
 class PeerConnection:
     """One WebSocket peer, as the hub sees it."""
 
@@ -78,9 +88,9 @@ class PeerConnection:
         try:
             async with self._send_lock:
                 if isinstance(data, str):
-                    await asyncio.wait_for(self.ws.send_text(data), self.send_timeout)
+                    await _within(self.ws.send_text(data), self.send_timeout)
                 else:
-                    await asyncio.wait_for(self.ws.send_bytes(data), self.send_timeout)
+                    await _within(self.ws.send_bytes(data), self.send_timeout)
         except asyncio.TimeoutError:
             log.info("dropping a peer that stopped reading")
             self.drop(CLOSE_TOO_SLOW)
