@@ -91,8 +91,9 @@ def run_cases(cases: list[tuple], repeat: int, failures: list[str], label: str) 
                 continue
             runs[kind].append(r)
             extra = f" via {r['path']}" if "path" in r else ""
-            total = f", {r['total_seconds']:.2f} s from the receiver's start" if "total_seconds" in r else ""
-            log(f"  {kind} run {i}: {r['seconds']:.2f} s from the sender's start{total}, {r['mb_s']:.1f} MB/s{extra}")
+            total = f" ({r['total_seconds']:.2f} s from the first's)" if "total_seconds" in r else ""
+            log(f"  {kind} run {i}: {r['seconds']:.2f} s from the second process's start{total}, "
+                f"{r['mb_s']:.1f} MB/s{extra}")
     return runs
 
 
