@@ -236,7 +236,8 @@ def bench_memory(ctx: Context, failures: list[str]) -> dict:
         log(f"  making a {label} source file")
         digest = make_source(src, size)
         try:
-            runs = run_cases([("xfer-relayed", lambda: run_xfer(ctx.cmd, src, digest, ctx.work, 120 + size / 1e6))],
+            runs = run_cases([("xfer-relayed", lambda src=src, digest=digest, size=size:
+                               run_xfer(ctx.cmd, src, digest, ctx.work, 120 + size / 1e6))],
                              1, failures, f"memory {label}")["xfer-relayed"]
         finally:
             src.unlink(missing_ok=True)
