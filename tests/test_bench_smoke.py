@@ -8,8 +8,6 @@ and the browser case when Chromium or Playwright is missing.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +19,13 @@ NAMES = ("throughput", "fixed-cost", "round-trip", "memory", "idle-connections",
 
 
 def wormhole_installed() -> bool:
-    if os.environ.get("XFER_BENCH_NO_WORMHOLE"):
-        return False
-    return (Path(sys.executable).parent / "wormhole").exists() or shutil.which("wormhole") is not None
+    """The suite's own answer (both tools, and both twist plugins importable), so the two agree."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        from common import wormhole_tools
+    finally:
+        sys.path.remove(str(BENCH))
+    return wormhole_tools() is not None
 
 
 def test_suite_quick(tmp_path):
