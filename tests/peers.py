@@ -152,3 +152,15 @@ class HostileSender:
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def plant_partial(folder: Path, src: Path, data: bytes, *, with_state: bool = True):
+    """Leave a partial file of ``src`` (and its state) as an interrupted receive would."""
+    from xfer.transfer import store
+
+    st = src.stat()
+    slot = store.slot_for(folder, FileInfo(name=src.name, size=st.st_size, mtime=st.st_mtime), [src.name])
+    if with_state:
+        store.write_state(slot)
+    slot.partial.write_bytes(data)
+    return slot

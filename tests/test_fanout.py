@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import bounded, make_file, run_async, sha256_of
-from peers import Events, Room, no, yes
+from peers import Events, Room, no, plant_partial, yes
 from xfer.protocol import Chunk
 from xfer.transfer.receiver import Receiver
 from xfer.transfer.sender import Sender, check_sources
@@ -135,19 +135,14 @@ def test_one_sender_three_cli_receivers_one_killed(tmp_path, procs, relay_proces
 
 
 def test_a_fanout_resumes_from_what_every_receiver_holds(tmp_path):
-    from xfer.protocol import FileInfo
-    from xfer.transfer import store
 
     src = make_file(tmp_path / "talk.mp4", 6_000_000, 4)
     data = src.read_bytes()
-    st = src.stat()
     outs = []
     for i, held in enumerate((4_000_000, 1_500_000)):  # an earlier, interrupted run left these behind
         out = tmp_path / f"out{i}"
         out.mkdir()
-        slot = store.slot_for(out, FileInfo(name="talk.mp4", size=st.st_size, mtime=st.st_mtime), ["talk.mp4"])
-        store.write_state(slot)
-        slot.partial.write_bytes(data[:held])
+        plant_partial(out, src, data[:held])
         outs.append(out)
 
     async def main():
@@ -227,9 +222,7 @@ def test_a_fanout_where_one_receiver_already_has_the_file(tmp_path):
     (whole / "talk.mp4").write_bytes(src.read_bytes())  # saved by an earlier, interrupted run
     store.write_state(store.slot_for(whole, info, ["talk.mp4"]),
                       done={"path": str(whole / "talk.mp4"), "sha256": sha256_of(src)})
-    slot = store.slot_for(part, info, ["talk.mp4"])
-    store.write_state(slot)
-    slot.partial.write_bytes(src.read_bytes()[:1_000_000])
+    plant_partial(part, src, src.read_bytes()[:1_000_000])
 
     async def main():
         async with Room() as room:

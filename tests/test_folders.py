@@ -7,8 +7,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from conftest import bounded, make_file, run_async, sha256_of, xfer_cmd
 from peers import Events, HostileSender, Room, _sha, next_of, yes
 from xfer.protocol import Verified

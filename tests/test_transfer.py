@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
 from conftest import make_file, run_async, sha256_of
-from peers import Events, HostileSender, Room, listing, next_of, no, yes
+from peers import Events, HostileSender, Room, listing, next_of, no, plant_partial, yes
 
 from xfer.errors import Declined, LocalFileError, PeerGone
 from xfer.protocol import (
@@ -160,19 +161,6 @@ def test_sender_leaving_mid_transfer_keeps_the_partial_for_resume(tmp_path, resu
 # -- resume from what a receiver already holds --------------------------------------------------------
 
 
-def _plant_partial(folder: Path, src: Path, data: bytes, *, with_state: bool = True):
-    """Leave a partial file (and its state) as an interrupted receive of ``src`` would."""
-    from xfer.protocol import FileInfo
-    from xfer.transfer import store
-
-    st = src.stat()
-    slot = store.slot_for(folder, FileInfo(name=src.name, size=st.st_size, mtime=st.st_mtime), [src.name])
-    if with_state:
-        store.write_state(slot)
-    slot.partial.write_bytes(data)
-    return slot
-
-
 def _transfer(src: Path, out: Path):
     async def main():
         async with Room() as room:
@@ -189,7 +177,7 @@ def test_resume_sends_only_what_is_missing(tmp_path):
     src = make_file(tmp_path / "video.mp4", 3_000_000, 7)
     out = tmp_path / "out"
     out.mkdir()
-    _plant_partial(out, src, src.read_bytes()[:1_234_567])
+    plant_partial(out, src, src.read_bytes()[:1_234_567])
     sent, got = _transfer(src, out)
     assert sent.named("accepted")[0]["resumed"] == 1_234_567
     assert sent.named("file-start")[0]["offset"] == 1_234_567
@@ -201,7 +189,7 @@ def test_resume_of_a_changed_file_starts_over(tmp_path):
     src = make_file(tmp_path / "video.mp4", 3_000_000, 7)
     out = tmp_path / "out"
     out.mkdir()
-    _plant_partial(out, src, b"not what the sender has" * 1000)  # same name, size and mtime, other bytes
+    plant_partial(out, src, b"not what the sender has" * 1000)  # same name, size and mtime, other bytes
     sent, got = _transfer(src, out)
     assert sent.named("resume-mismatch")[0]["name"] == "video.mp4"
     assert sent.named("file-start")[0]["offset"] == 0
@@ -213,7 +201,7 @@ def test_a_partial_without_matching_state_is_discarded_with_a_message(tmp_path):
     src = make_file(tmp_path / "video.mp4", 3_000_000, 7)
     out = tmp_path / "out"
     out.mkdir()
-    _plant_partial(out, src, src.read_bytes()[:1000], with_state=False)
+    plant_partial(out, src, src.read_bytes()[:1000], with_state=False)
     sent, got = _transfer(src, out)
     assert "does not match" in got.named("resume-discarded")[0]["message"]
     assert sent.named("accepted")[0]["resumed"] == 0
@@ -225,7 +213,7 @@ def test_a_partial_larger_than_the_file_is_discarded(tmp_path):
     src = make_file(tmp_path / "a.bin", 1000, 7)
     out = tmp_path / "out"
     out.mkdir()
-    _plant_partial(out, src, b"x" * 5000)
+    plant_partial(out, src, b"x" * 5000)
     sent, got = _transfer(src, out)
     assert "larger than the file" in got.named("resume-discarded")[0]["message"]
     assert sha256_of(out / "a.bin") == sha256_of(src)

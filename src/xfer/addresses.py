@@ -60,11 +60,6 @@ def ws_url_for(host: str, port: int, *, tls: bool = False) -> str:
     return urlunsplit(("wss" if tls else "ws", _netloc(host, port), WS_PATH, "", ""))
 
 
-def public_base(public_url: str) -> str:
-    """``--public-url`` as the relay's WebSocket URL (it may be given as http(s) or ws(s))."""
-    return relay_ws_url(public_url)
-
-
 def lan_address() -> str | None:
     """The machine's LAN address (private IPv4 preferred), or None when it has none.
 

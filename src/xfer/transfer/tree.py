@@ -32,10 +32,6 @@ class Placement:
             current = current / self._enter(current, part, top=depth == 0)
         return current
 
-    def top_names(self) -> dict[str, str]:
-        """The top-level folders chosen so far (recorded, so that a resume lands in the same place)."""
-        return {part: used for (parent, part), used in self._chosen.items() if parent == str(self.folder)}
-
     def _enter(self, parent: Path, part: str, *, top: bool) -> str:
         key = (str(parent), part)
         if key in self._chosen:
