@@ -13,6 +13,9 @@ from typing import List, Optional
 import typer
 
 from .. import __version__
+from .coerce import install as _plain_coercion
+
+_plain_coercion()  # str/int/float/bool/Path options without pydantic: a third of a small transfer's time
 
 app = typer.Typer(
     name="xfer",
