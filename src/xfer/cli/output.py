@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from typing import TYPE_CHECKING, Any
 
 from ..errors import XferError
 from ..transfer.names import display_name
 from ..units import human_size
+
+if TYPE_CHECKING:  # rich is imported by the reporter that draws (``--json`` never needs it)
+    from rich.progress import Progress, TaskID
 
 
 class JsonReporter:
@@ -52,6 +44,8 @@ class HumanReporter:
     """Progress bars and short lines on stderr, for people."""
 
     def __init__(self, *, quiet: bool = False, role: str = "send") -> None:
+        from rich.console import Console
+
         self.console = Console(stderr=True, highlight=False, soft_wrap=True)  # a line stays one line
         self.quiet = quiet
         self.role = role
@@ -87,6 +81,15 @@ class HumanReporter:
     def _bars(self, files: list[dict[str, Any]], total: int) -> None:
         if self.quiet or self.progress is not None:
             return
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self.progress = Progress(
             TextColumn("{task.description}", justify="left"),
             BarColumn(bar_width=None),
