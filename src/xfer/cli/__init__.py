@@ -17,4 +17,13 @@ def main() -> None:
         return
     from .app import main as run
 
-    run()
+    try:
+        run()
+    finally:
+        # The command is over (files fsynced and renamed, connections closed). Freezing
+        # what is alive spares the interpreter's final garbage collection a walk over
+        # every object of typer, rich, websockets and asyncio: 50-60 ms of each exit
+        # here. Standard streams are still flushed and atexit handlers still run.
+        import gc
+
+        gc.freeze()
