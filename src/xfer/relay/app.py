@@ -68,6 +68,7 @@ class PeerConnection:
     """One WebSocket peer, as the hub sees it."""
 
     __slots__ = ("ws", "address", "info", "room", "session", "dead", "send_timeout", "evict", "_send_lock")
+    relay_id = None  # on this relay (a peer that another relay holds is a bus.RemotePeer)
 
     def __init__(self, ws: WebSocket, send_timeout: float, evict) -> None:
         self.ws = ws
@@ -120,11 +121,31 @@ async def _broadcast(peers: list, data: str | bytes) -> None:
 
 
 class Relay:
-    """Holds the hub and speaks the protocol with each WebSocket peer."""
+    """Holds the hub and speaks the protocol with each WebSocket peer.
 
-    def __init__(self, hub: Hub) -> None:
+    ``bus``: a ``bus.RedisBus`` when relays share rooms, else None (the hub alone).
+    """
+
+    def __init__(self, hub: Hub, bus=None) -> None:
         self.hub = hub
+        self.bus = bus
         self.downloads = DownloadBridge(hub)  # files to browser pages leave as HTTP downloads
+        if bus is not None:
+            bus.attach(self)
+
+    async def _forward(self, room: str, peers: list, data: str | bytes) -> None:
+        """Send a frame to peers; those other relays hold get it through the bus, once per relay."""
+        remote = None
+        for peer in peers:
+            if peer.relay_id is None:
+                await peer.send(data)
+            else:
+                if remote is None:
+                    remote = {}
+                remote.setdefault(peer.relay_id, []).append(peer.info.id)
+        if remote:
+            for relay_id, ids in remote.items():
+                await self.bus.deliver(relay_id, room, ids, data)
 
     async def handle(self, ws: WebSocket) -> None:
         await ws.accept()
@@ -170,19 +191,26 @@ class Relay:
             return None
         conn.session = hello.session
         try:
-            peer_id, others, stale = self.hub.join(hello.room, hello.create, conn)
+            if self.bus is not None:
+                peer_id, others, stale = await self.bus.join(hello, conn)
+            else:
+                peer_id, others, stale = self.hub.join(hello.room, hello.create, conn)
         except JoinRefused as exc:
+            conn.info = None
             await conn.close(exc.close_code, Error(code=exc.code, message=str(exc)))
             return None
         conn.info = PeerInfo(id=peer_id, name=hello.name, role=hello.role, client=hello.client)
         conn.room = hello.room
-        targets = self.hub.targets(hello.room, peer_id, None) or []
+        targets = self.hub.local_peers(hello.room, but=peer_id)  # other relays tell their own peers
         if stale is not None and stale.info is not None:
             stale.dead = True
             await _broadcast(targets, serialize(PeerLeft(peer_id=stale.info.id)))
-            asyncio.get_running_loop().create_task(self.evict(stale, CLOSE_REPLACED))
+            if stale.relay_id is None:
+                asyncio.get_running_loop().create_task(self.evict(stale, CLOSE_REPLACED))
         await conn.send(serialize(Welcome(version=PROTOCOL_VERSION, peer_id=peer_id, peers=tuple(others))))
         await _broadcast(targets, serialize(PeerJoined(peer=conn.info)))
+        if self.bus is not None:
+            await self.bus.joined(hello.room, conn)
         return hello
 
     async def _serve_peer(self, conn: PeerConnection) -> None:
@@ -224,7 +252,7 @@ class Relay:
             return True
         if await self.downloads.intercept(room, me, message, data, targets):
             return True
-        await _broadcast(targets, payload)
+        await self._forward(room, targets, payload)
         return True
 
     async def join_local(self, peer, hello: Hello) -> tuple[int, list[PeerInfo]]:
@@ -240,7 +268,12 @@ class Relay:
         if peer.room is not None and peer.info is not None:
             self.downloads.peer_left(peer.room, peer.info.id)
             others = self.hub.leave(peer.room, peer.info.id)
-            await _broadcast(others, serialize(PeerLeft(peer_id=peer.info.id)))
+            if others is None:
+                return
+            message = serialize(PeerLeft(peer_id=peer.info.id))
+            await _broadcast([p for p in others if p.relay_id is None], message)
+            if self.bus is not None:
+                await self.bus.left(peer.room, peer.info.id, others)
 
 
 def _no_such_peer(message: Message | None) -> Error:
@@ -249,22 +282,27 @@ def _no_such_peer(message: Message | None) -> Error:
 
 
 def create_app(limits: RelayLimits | None = None, *, public_relay: str = "ws://HOST:PORT",
-               allowed_origins: tuple[str, ...] = ()) -> Starlette:
+               allowed_origins: tuple[str, ...] = (), bus=None) -> Starlette:
     """``allowed_origins``: page origins besides the relay's own that may open WebSockets
-    (a reverse proxy that rewrites Host); also settable later as ``app.state.allowed_origins``."""
+    (a reverse proxy that rewrites Host); also settable later as ``app.state.allowed_origins``.
+    ``bus``: a ``bus.RedisBus`` to share rooms with other relays (started by the server)."""
     hub = Hub(limits)
-    relay = Relay(hub)
+    relay = Relay(hub, bus)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse(
-            {
-                "status": "ok",
-                "version": __version__,
-                "protocol": PROTOCOL_VERSION,
-                "rooms": len(hub.rooms),
-                "peers": hub.peer_count,
-            }
-        )
+        body = {
+            "status": "ok",
+            "version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            "rooms": len(hub.rooms),
+            "peers": hub.peer_count,
+        }
+        if bus is not None:
+            body.update(bus.status())
+            if not bus.up:  # no new joins here until Redis answers: load balancers should look elsewhere
+                body["status"] = "degraded"
+                return JSONResponse(body, status_code=503)
+        return JSONResponse(body)
 
     async def websocket(ws: WebSocket) -> None:
         if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), app.state.allowed_origins):

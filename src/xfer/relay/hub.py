@@ -1,7 +1,9 @@
 """Rooms, membership and limits: the relay's state, apart from any socket.
 
-The hub is the in-process bus. A later Redis bus implements the same methods
-(``join``, ``leave``, ``deliver``) so that relays on several machines share rooms.
+On its own the hub is the whole in-process bus: every peer of every room is here.
+With a Redis bus (``bus.RedisBus``) the hub is this relay's view of the rooms its
+peers are in: its own peers, and stand-ins (``relay_id`` set) for the peers that
+other relays hold. Redis decides joins then; the hub routes.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Peer(Protocol):
     info: PeerInfo
     address: str
     session: str | None
+    relay_id: str | None  # None for a peer on this relay; else the relay that holds it
 
     async def send(self, data: str | bytes) -> None: ...
 
@@ -100,7 +103,22 @@ class Hub:
 
     @property
     def peer_count(self) -> int:
-        return sum(len(r.peers) for r in self.rooms.values())
+        """Peers connected to this relay (not those other relays hold)."""
+        return sum(1 for r in self.rooms.values() for p in r.peers.values() if p.relay_id is None)
+
+    def local_peers(self, room_id: str, but: int = 0) -> list[Peer]:
+        """The peers of a room that this relay holds, but ``but``: whom a membership event reaches."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            return []
+        return [p for pid, p in room.peers.items() if p.relay_id is None and pid != but]
+
+    def seat(self, room_id: str, peer_id: int, peer: Peer, creator_address: str) -> None:
+        """Put a peer in a room that was decided elsewhere (Redis), opening the room here if needed."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            room = self.rooms[room_id] = Room(room_id, creator_address)
+        room.peers[peer_id] = peer
 
     def _rate_ok(self, address: str) -> bool:
         if len(self._buckets) > 100_000:  # forget old addresses rather than grow without bound
@@ -161,16 +179,19 @@ class Hub:
             if not receivers:
                 del room.fanout[(sender, transfer)]
 
-    def leave(self, room_id: str, peer_id: int) -> list[Peer]:
-        """Remove a peer; return the peers still in the room (to be told)."""
+    def leave(self, room_id: str, peer_id: int) -> list[Peer] | None:
+        """Remove a peer; return the peers still in the room (to be told), None if it was not there.
+
+        A room is forgotten once none of its peers is on this relay.
+        """
         room = self.rooms.get(room_id)
         if room is None or room.peers.pop(peer_id, None) is None:
-            return []
+            return None
         for key, receivers in list(room.fanout.items()):
             receivers.discard(peer_id)
             if key[0] == peer_id:
                 del room.fanout[key]
-        if not room.peers:
+        if not any(p.relay_id is None for p in room.peers.values()):
             del self.rooms[room_id]
             left = self._rooms_by_address[room.creator_address] - 1
             if left > 0:

@@ -24,6 +24,7 @@ class LocalPeer:
     """The hub's side of a local peer: ``send`` queues, and waits when the queue is full."""
 
     address = "local"
+    relay_id = None  # on this relay
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue = asyncio.Queue(QUEUE_FRAMES)
