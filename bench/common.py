@@ -200,6 +200,24 @@ def start_relay(cmd: list[str], work: Path, name: str = "relay", extra: tuple[st
     return relay, port
 
 
+def byte_compile_xfer() -> dict:
+    """Compile xfer's modules to ``__pycache__`` (git ignores it), as ``pip install`` does for a user.
+
+    An editable install under ``PYTHONDONTWRITEBYTECODE=1`` (this machine's environment) would
+    otherwise compile every xfer module from source at every start: about 50 ms of each process,
+    which magic-wormhole, installed with its bytecode, never pays. Python checks each file's
+    size and mtime, so a module edited later is recompiled, never run stale.
+    """
+    import compileall
+    import importlib.util
+
+    spec = importlib.util.find_spec("xfer")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    ok = all(compileall.compile_dir(folder, quiet=1) for folder in folders)
+    return {"folders": folders, "ok": bool(folders) and ok,
+            "pythondontwritebytecode": os.environ.get("PYTHONDONTWRITEBYTECODE")}
+
+
 def provenance() -> dict:
     """Which xfer ran: the module's file, and the git commit (and dirty state) of its source tree."""
     def out(args, cwd=None) -> str:

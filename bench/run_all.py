@@ -35,6 +35,7 @@ import relay_load
 from common import (
     BENCH_DIR,
     RESULTS_DIR,
+    byte_compile_xfer,
     fmt,
     make_source,
     provenance,
@@ -408,11 +409,13 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory(prefix="xfer-bench-suite-") as tmp:
         ctx = Context(args, Path(tmp))
-        report["xfer"] = {"command": ctx.cmd, **provenance()}
+        report["xfer"] = {"command": ctx.cmd, **provenance(), "byte_compiled": byte_compile_xfer()}
         report["wormhole"] = ctx.wormhole
         if not ctx.wormhole:
             log("NOTE: magic-wormhole is not installed (pip install -e '.[bench]'): its cases are skipped")
         log(f"xfer: {' '.join(ctx.cmd)}; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}; loopback 127.0.0.1")
+        if not report["xfer"]["byte_compiled"]["ok"]:
+            log("NOTE: could not byte-compile xfer's modules; each xfer process compiles them from source (~50 ms)")
         for name in selected:
             log(f"\n== {name}")
             began = time.monotonic()
