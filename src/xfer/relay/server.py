@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 import socket
+import ssl
+from collections.abc import Iterable
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from ..errors import LocalFileError, UsageError
 from .app import create_app
 from .hub import RelayLimits
 
@@ -69,8 +73,81 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _KeyIsEncrypted(Exception):
+    pass
+
+
+def _no_password() -> str:
+    # Without a callback OpenSSL would prompt on the terminal, which a server must not do.
+    raise _KeyIsEncrypted
+
+
+def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    """A server-side TLS context from a PEM certificate (chain) and its unencrypted key.
+
+    Raises LocalFileError with a message that names the file at fault.
+    """
+    texts = {}
+    for option, path in (("--tls-cert", certfile), ("--tls-key", keyfile)):
+        try:
+            with open(path, "rb") as f:
+                texts[option] = f.read()
+        except OSError as exc:
+            raise LocalFileError(f"cannot read {option} {path}: {exc.strerror or exc}") from None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile, password=_no_password)
+    except _KeyIsEncrypted:
+        raise LocalFileError(f"--tls-key {keyfile} is encrypted; give the key without a passphrase") from None
+    except ssl.SSLError as exc:
+        if b"-----BEGIN CERTIFICATE-----" not in texts["--tls-cert"]:
+            reason = f"--tls-cert {certfile} holds no PEM certificate"
+        elif b"PRIVATE KEY-----" not in texts["--tls-key"]:
+            reason = f"--tls-key {keyfile} holds no PEM private key"
+        elif exc.reason == "KEY_VALUES_MISMATCH":
+            reason = f"--tls-key {keyfile} is not the key of --tls-cert {certfile}"
+        else:
+            reason = f"cannot use --tls-cert {certfile} with --tls-key {keyfile}: {exc.reason or exc}"
+        raise LocalFileError(reason, "tls") from None
+    except OSError as exc:  # the files changed between the reads above and here
+        raise LocalFileError(f"cannot read the TLS files: {exc.strerror or exc}") from None
+    return context
+
+
+def trusted_proxies(values: Iterable[str]) -> tuple[str, ...]:
+    """``--trust-proxy`` values (each may be a comma list) as addresses and networks uvicorn takes.
+
+    No ``*``: uvicorn then takes the first X-Forwarded-For entry, which the client
+    itself wrote when its proxy appends; with named proxies it takes the last entry
+    that no trusted proxy added.
+    """
+    trusted = []
+    for value in values:
+        for item in value.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            if item == "*":
+                raise UsageError("--trust-proxy '*' would let every client choose its own address; "
+                                 "give the proxies' network instead, e.g. 10.0.0.0/8")
+            try:
+                item = str(ipaddress.ip_network(item, strict=False)) if "/" in item else str(ipaddress.ip_address(item))
+            except ValueError:
+                raise UsageError(
+                    f"--trust-proxy {item!r}: give the proxy's IP address or network, e.g. 127.0.0.1 or 10.0.0.0/8"
+                ) from None
+            trusted.append(item)
+    return tuple(dict.fromkeys(trusted))
+
+
 class RelayServer:
-    """A relay on one listening socket, started and stopped inside a running event loop."""
+    """A relay on one listening socket, started and stopped inside a running event loop.
+
+    ``tls``: serve HTTPS and WSS on the socket with this context (see ``tls_context``).
+    ``trusted_proxies``: addresses or networks whose X-Forwarded-For and
+    X-Forwarded-Proto are believed (see ``trusted_proxies``); by default none, so
+    the per-address limits count the address that really connected.
+    """
 
     def __init__(
         self,
@@ -80,10 +157,16 @@ class RelayServer:
         public_relay: str = "",
         ping_interval: float = 20.0,
         ping_timeout: float = 20.0,
+        tls: ssl.SSLContext | None = None,
+        trusted_proxies: tuple[str, ...] = (),
+        bus=None,
     ) -> None:
+        """``bus``: a ``bus.RedisBus`` to share rooms with other relays; it starts and stops with the server."""
         self.sock = sock
+        self.tls = tls
+        self.bus = bus
         limits = limits or RelayLimits()
-        self.app = create_app(limits, public_relay=public_relay)
+        self.app = create_app(limits, public_relay=public_relay, bus=bus)
         http = type("HttpProtocol", (_HttpProtocol,), {"handshake_timeout": limits.handshake_timeout})
         config = uvicorn.Config(
             self.app,
@@ -98,8 +181,13 @@ class RelayServer:
             access_log=False,
             timeout_graceful_shutdown=3,
             server_header=False,
+            # uvicorn believes X-Forwarded-For from 127.0.0.1 (or $FORWARDED_ALLOW_IPS) unless told
+            # otherwise; anyone on the relay's machine could then pick the address the limits count.
+            proxy_headers=bool(trusted_proxies),
+            forwarded_allow_ips=list(trusted_proxies) or None,
         )
         config.load()
+        config.ssl = tls  # what uvicorn's own ssl_certfile would have built, with our errors and no prompt
         self.server = uvicorn.Server(config)
         self.server.lifespan = config.lifespan_class(config)
 
@@ -112,6 +200,8 @@ class RelayServer:
         return self.app.state.hub
 
     async def start(self) -> None:
+        if self.bus is not None:
+            await self.bus.start()
         await self.server.startup(sockets=[self.sock])
 
     async def stop(self) -> None:
@@ -145,6 +235,8 @@ class RelayServer:
                 await asyncio.wait_for(listener.wait_closed(), 1.0)
             except asyncio.TimeoutError:
                 pass
+        if self.bus is not None:
+            await self.bus.stop()
 
     async def run_until_signal(self) -> int:
         """Serve until SIGINT or SIGTERM; return the signal number that stopped it."""

@@ -7,6 +7,7 @@ sender or receiver logic; connection failures become ``XferError``s.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from dataclasses import dataclass, field
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -116,6 +117,11 @@ async def open_room(
             user_agent_header=CLIENT,
             write_limit=256 * 1024,
         )
+    except ssl.SSLCertVerificationError as exc:
+        raise RelayUnreachable(
+            f"cannot trust relay {url}: {exc.verify_message or exc.reason}. If it uses a private CA, "
+            "set SSL_CERT_FILE to that CA's certificate (PEM)"
+        ) from exc
     except (OSError, asyncio.TimeoutError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
         reason = _reason(exc)
         raise RelayUnreachable(
@@ -152,6 +158,8 @@ def _join_error(error: Error) -> Exception:
         return RoomError(f"the relay refused to join: {error.message}", error.code)
     if error.code == "version":
         return PeerProtocolError(error.message, "version")
+    if error.code == "unavailable":  # a relay that lost its Redis: a reconnecting peer tries again
+        return RelayGone(f"the relay is unavailable: {error.message}")
     return PeerProtocolError(f"the relay refused: {error.message}", error.code)
 
 
@@ -162,5 +170,9 @@ def _reason(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, InvalidHandshake):
         return f"not an xfer relay: {exc}"
+    if isinstance(exc, ssl.SSLError):
+        if exc.reason == "WRONG_VERSION_NUMBER":
+            return "it does not speak TLS there; try ws://"
+        return f"TLS failed: {exc.reason or exc}"
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return text

@@ -1,0 +1,410 @@
+"""Relays that share rooms through Redis: a real ``redis-server`` on a loopback port,
+relays in this process and as ``xfer serve --redis`` subprocesses, real peers."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import bounded, free_port, make_file, run_async, sha256_of, wait_for_port
+from peers import closed_with, recv_message
+from xfer.protocol import Error, Hello, PeerJoined, PeerLeft, Text, Welcome, parse_message, serialize
+from xfer.protocol.codes import new_code, room_id
+from xfer.relay import RelayLimits, RelayServer, bind_socket
+from xfer.relay.bus import RedisBus
+from xfer.transfer.connection import open_room
+
+from websockets.asyncio.client import connect
+
+EXPIRY = 1.0  # seconds: relays in these tests beat every 0.25 s and are dead after 1 s of silence
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free loopback port, that a test can stop and start again."""
+
+    def __init__(self, folder: Path) -> None:
+        if shutil.which("redis-server") is None:
+            pytest.fail("redis-server is not installed: run scripts/test-setup")
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def info(self, section: str) -> dict[str, str]:
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "info", section], capture_output=True, text=True,
+                             timeout=5).stdout
+        return dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+
+
+@pytest.fixture
+def redis(tmp_path):
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+class Relays:
+    """Relays in this process that share rooms through one Redis."""
+
+    def __init__(self, url: str, count: int, limits: RelayLimits | None = None) -> None:
+        self.servers = [RelayServer(bind_socket("127.0.0.1", 0), limits=limits, bus=RedisBus(url, expiry=EXPIRY))
+                        for _ in range(count)]
+
+    def url(self, index: int) -> str:
+        return f"ws://127.0.0.1:{self.servers[index].port}/ws"
+
+    async def __aenter__(self):
+        for server in self.servers:
+            await server.start()
+        return self
+
+    async def __aexit__(self, *exc):
+        for server in self.servers:
+            await server.stop()
+
+    async def join(self, index: int, room: str, role: str = "receiver", create: bool = False, name: str = "p",
+                   session: str | None = None):
+        ws = await connect(self.url(index), compression=None)
+        await ws.send(serialize(Hello(version="1.0", room=room, role=role, name=name, create=create,
+                                      session=session)))
+        return ws, await recv_message(ws)
+
+
+async def next_message(ws, kind, timeout: float = 5):
+    """The next message of ``kind`` on a raw WebSocket, skipping others; bounded."""
+    deadline = asyncio.get_running_loop().time() + bounded(timeout)
+    while True:
+        message = await recv_message(ws, max(0.01, deadline - asyncio.get_running_loop().time()))
+        if isinstance(message, kind):
+            return message
+
+
+async def until(predicate, timeout: float = 5) -> None:
+    deadline = time.monotonic() + bounded(timeout)
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+# -- membership and routing across relays --------------------------------------------------
+
+def test_peers_on_two_relays_see_each_other_and_exchange_messages(redis):
+    async def main():
+        async with Relays(redis.url, 2) as relays:
+            room = room_id(new_code())
+            a, welcome_a = await relays.join(0, room, role="sender", create=True, name="alice")
+            assert isinstance(welcome_a, Welcome) and welcome_a.peers == ()
+            b, welcome_b = await relays.join(1, room, name="bob")
+            assert isinstance(welcome_b, Welcome)
+            assert [(p.id, p.name) for p in welcome_b.peers] == [(welcome_a.peer_id, "alice")]
+            joined = await next_message(a, PeerJoined)
+            assert (joined.peer.id, joined.peer.name) == (welcome_b.peer_id, "bob")
+            # to one peer, and to everyone; the relay sets "from"
+            await a.send(serialize(Text(to=welcome_b.peer_id, text="to bob")))
+            got = await next_message(b, Text)
+            assert (got.text, got.sender) == ("to bob", welcome_a.peer_id)
+            await b.send(serialize(Text(text="to all")))
+            got = await next_message(a, Text)
+            assert (got.text, got.sender) == ("to all", welcome_b.peer_id)
+            # a chunk crosses too, unchanged
+            from xfer.protocol.frames import encode_chunk
+            frame = encode_chunk(welcome_a.peer_id, welcome_b.peer_id, 7, 0, 0, b"x" * 300_000)
+            await a.send(frame)
+            assert await asyncio.wait_for(b.recv(), bounded(5)) == frame
+            # a third peer on the first relay sees both
+            c, welcome_c = await relays.join(0, room, name="carol")
+            assert sorted(p.name for p in welcome_c.peers) == ["alice", "bob"]
+            assert (await next_message(b, PeerJoined)).peer.name == "carol"
+            await b.close()
+            for ws in (a, c):
+                assert (await next_message(ws, PeerLeft)).peer_id == welcome_b.peer_id
+            await a.close()
+            await c.close()
+            await until(lambda: all(not s.hub.rooms for s in relays.servers))
+        assert int(redis.info("keyspace").get("db0", "keys=0").split(",")[0].split("=")[1]) >= 0
+
+    run_async(main())
+
+
+def test_a_room_is_found_only_while_open_and_is_gone_from_redis_after(redis):
+    async def main():
+        async with Relays(redis.url, 2) as relays:
+            room = room_id(new_code())
+            ws, reply = await relays.join(1, room)
+            assert isinstance(reply, Error) and reply.code == "room-not-found"
+            assert await closed_with(ws) == 4004
+            a, _ = await relays.join(0, room, create=True)
+            b, reply = await relays.join(1, room)
+            assert isinstance(reply, Welcome)
+            await a.close()
+            await b.close()
+            await until(lambda: not any(s.hub.rooms for s in relays.servers))
+            await until(lambda: redis.info("keyspace").get("db0", "keys=0").find(f"room:{room}") < 0)
+            ws, reply = await relays.join(1, room)
+            assert isinstance(reply, Error) and reply.code == "room-not-found"
+
+    run_async(main())
+
+
+def test_limits_hold_across_relays(redis):
+    """Rooms per address, peers per room and the join rate are counted in Redis, not per relay."""
+    async def main():
+        limits = RelayLimits(max_rooms_per_address=2, max_peers_per_room=3, joins_per_minute=8)
+        async with Relays(redis.url, 2, limits) as relays:
+            rooms = [room_id(new_code()) for _ in range(3)]
+            first, _ = await relays.join(0, rooms[0], create=True)
+            second, _ = await relays.join(1, rooms[1], create=True)
+            ws, reply = await relays.join(1, rooms[2], create=True)  # a third room, on either relay
+            assert isinstance(reply, Error) and reply.code == "too-many-rooms"
+            joined = [await relays.join(i % 2, rooms[0]) for i in range(2)]  # the room is full at 3
+            assert all(isinstance(reply, Welcome) for _, reply in joined)
+            ws, reply = await relays.join(1, rooms[0])
+            assert isinstance(reply, Error) and reply.code == "room-full"
+            # 6 joins so far from 127.0.0.1 (refused ones count): two more, then the bucket is empty everywhere
+            for index in (0, 1):
+                _, reply = await relays.join(index, rooms[1])
+                assert isinstance(reply, Welcome)
+            ws, reply = await relays.join(1, rooms[1])
+            assert isinstance(reply, Error) and reply.code == "rate-limited"
+            assert await closed_with(ws) == 4029
+
+    run_async(main())
+
+
+def test_a_peer_that_reconnects_through_another_relay_replaces_its_old_connection(redis):
+    async def main():
+        async with Relays(redis.url, 2) as relays:
+            room = room_id(new_code())
+            a, _ = await relays.join(0, room, role="sender", create=True)
+            old, welcome_old = await relays.join(0, room, session="5e" * 16)
+            await next_message(a, PeerJoined)
+            new, welcome_new = await relays.join(1, room, session="5e" * 16)
+            assert isinstance(welcome_new, Welcome)
+            assert [p.id for p in welcome_new.peers] == [next(iter(welcome_old.peers)).id]
+            assert await closed_with(old) == 4010
+            left = await next_message(a, PeerLeft)
+            assert left.peer_id == welcome_old.peer_id
+            assert (await next_message(a, PeerJoined)).peer.id == welcome_new.peer_id
+
+    run_async(main())
+
+
+def test_no_redis_import_without_redis():
+    code = ("import sys; from xfer.relay import create_app; create_app(); "
+            "assert 'redis' not in sys.modules and 'xfer.relay.bus' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# -- failures: a dead relay, Redis gone and back -------------------------------------------
+
+def test_a_dead_relays_peers_leave_their_rooms(redis, tmp_path, procs):
+    async def main():
+        port = free_port()
+        other = procs(["serve", "--host", "127.0.0.1", "--port", str(port), "--redis", redis.url,
+                       "--redis-expiry", str(EXPIRY)], tmp_path, "serve-b")
+        wait_for_port(port)
+        async with Relays(redis.url, 1) as relays:
+            room = room_id(new_code())
+            a, _ = await relays.join(0, room, role="sender", create=True)
+            b = await connect(f"ws://127.0.0.1:{port}/ws", compression=None)
+            await b.send(serialize(Hello(version="1.0", room=room, role="receiver", name="b")))
+            welcome = await recv_message(b)
+            assert isinstance(welcome, Welcome)
+            await next_message(a, PeerJoined)
+            other.proc.send_signal(signal.SIGKILL)
+            started = time.monotonic()
+            left = await next_message(a, PeerLeft, timeout=EXPIRY * 5)
+            assert left.peer_id == welcome.peer_id
+            assert time.monotonic() - started < bounded(EXPIRY * 4)
+
+    run_async(main())
+
+
+def test_redis_lost_and_back(redis):
+    async def main():
+        async with Relays(redis.url, 2) as relays:
+            shared = room_id(new_code())
+            a, _ = await relays.join(0, shared, role="sender", create=True, name="a")
+            b, welcome_b = await relays.join(1, shared, name="b")
+            await next_message(a, PeerJoined)
+            local = room_id(new_code())
+            c, _ = await relays.join(0, local, role="sender", create=True, name="c")
+            d, welcome_d = await relays.join(0, local, name="d")
+            await next_message(c, PeerJoined)
+            health = f"http://127.0.0.1:{relays.servers[0].port}/healthz"
+
+            redis.stop()
+            # each relay says the other's peer left, and stops opening rooms
+            assert (await next_message(a, PeerLeft, timeout=5)).peer_id == welcome_b.peer_id
+            await next_message(b, PeerLeft, timeout=5)
+            async with httpx.AsyncClient() as client:
+                reply = await client.get(health)
+            assert reply.status_code == 503 and reply.json()["status"] == "degraded"
+            assert reply.json()["redis"] == "down"
+            ws, reply = await relays.join(0, room_id(new_code()), create=True)
+            assert isinstance(reply, Error) and reply.code == "unavailable"
+            assert await closed_with(ws) == 1013
+            # a room whose peers are all on one relay goes on
+            await c.send(serialize(Text(to=welcome_d.peer_id, text="still here")))
+            assert (await next_message(d, Text)).text == "still here"
+
+            redis.start()  # empty: the relays write their peers back
+            assert (await next_message(a, PeerJoined, timeout=8)).peer.id == welcome_b.peer_id
+            await next_message(b, PeerJoined, timeout=8)
+            await b.send(serialize(Text(text="back")))
+            assert (await next_message(a, Text)).text == "back"
+            async with httpx.AsyncClient() as client:
+                reply = await client.get(health)
+            assert reply.status_code == 200 and reply.json()["redis"] == "up"
+            e, reply = await relays.join(1, local, name="e")  # the local room is known in Redis again
+            assert isinstance(reply, Welcome) and sorted(p.name for p in reply.peers) == ["c", "d"]
+
+    run_async(main(), timeout=60)
+
+
+# -- whole transfers with the CLI ----------------------------------------------------------
+
+class Balancer:
+    """A TCP load balancer on loopback: each connection goes to the first backend that answers."""
+
+    def __init__(self, backends: list[int]) -> None:
+        self.backends = backends
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._pipe, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _pipe(self, reader, writer) -> None:
+        for port in self.backends:
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+                break
+            except OSError:
+                continue
+        else:
+            writer.close()
+            return
+
+        async def copy(src, dst):
+            try:
+                while data := await src.read(1 << 16):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
+
+
+def _serve(procs, tmp_path, redis, name: str) -> int:
+    port = free_port()
+    p = procs(["serve", "--host", "127.0.0.1", "--port", str(port), "--redis", redis.url,
+               "--redis-expiry", str(EXPIRY)], tmp_path, name)
+    wait_for_port(port)
+    p.port = port
+    return p
+
+
+def test_fan_out_across_three_relays(redis, tmp_path, procs):
+    """A sender on relay A, receivers on B and C: identical files, the data published once per relay."""
+    relays = [_serve(procs, tmp_path, redis, f"serve-{n}") for n in "abc"]
+    src = make_file(tmp_path / "data.bin", 24_000_000, seed=7)
+    dirs = [tmp_path / "in-b", tmp_path / "in-c"]
+    for d in dirs:
+        d.mkdir()
+    sender = procs(["send", str(src), "--relay", f"127.0.0.1:{relays[0].port}", "--json", "--receivers", "2",
+                    "--no-qr"], tmp_path, "send")
+    code = sender.first_event()["code"]
+    receivers = [procs(["receive", "--room", code, "--relay", f"127.0.0.1:{relay.port}", "--yes", "--json",
+                        "--dir", str(d)], tmp_path, f"receive-{n}")
+                 for relay, d, n in zip(relays[1:], dirs, "bc")]
+    for p in [sender, *receivers]:
+        assert p.wait(90) == 0, p.stderr
+    for d in dirs:
+        assert sha256_of(d / "data.bin") == sha256_of(src)
+    done = [e for e in sender.events() if e["event"] == "done"][0]
+    assert len(done["peers"]) == 2
+    for relay in relays:
+        assert "lost Redis" not in relay.stderr
+
+
+def test_relay_killed_mid_transfer_receiver_resumes_through_another(redis, tmp_path, procs):
+    """Relay B dies mid-transfer; its receiver reconnects through the balancer to A and finishes."""
+    relay_a = _serve(procs, tmp_path, redis, "serve-a")
+    relay_b = _serve(procs, tmp_path, redis, "serve-b")
+    src = make_file(tmp_path / "data.bin", 40_000_000, seed=8)
+    (tmp_path / "in").mkdir()
+
+    async def main():
+        balancer = Balancer([relay_b.port, relay_a.port])
+        await balancer.start()
+        sender = procs(["send", str(src), "--relay", f"127.0.0.1:{relay_a.port}", "--json", "--no-qr",
+                        "--limit-rate", "8MB"], tmp_path, "send")
+        code = (await asyncio.to_thread(sender.first_event))["code"]
+        receiver = procs(["receive", "--room", code, "--relay", f"127.0.0.1:{balancer.port}", "--yes", "--json",
+                          "--dir", str(tmp_path / "in")], tmp_path, "receive")
+        deadline = time.monotonic() + bounded(30)
+        while not any(e["event"] == "progress" and e["bytes"] > 8_000_000 for e in receiver.events()):
+            assert time.monotonic() < deadline and receiver.proc.poll() is None, receiver.stderr
+            await asyncio.sleep(0.1)
+        relay_b.proc.send_signal(signal.SIGKILL)
+        for p in (sender, receiver):
+            rc = await asyncio.to_thread(p.wait, 90)
+            assert rc == 0, p.stderr
+        events = receiver.events()
+        assert any(e["event"] == "reconnected" for e in events)
+        resumed = [e for e in sender.events() if e["event"] == "accepted"]
+        assert len(resumed) == 2 and resumed[1]["resumed"] > 0  # the second round started where it stopped
+        assert sha256_of(tmp_path / "in" / "data.bin") == sha256_of(src)
+
+    run_async(main(), timeout=150)
+
+
+def test_a_big_transfer_across_relays_stays_inside_redis_buffers(redis, tmp_path, procs):
+    """1 GiB from relay A to relay B: credit keeps Redis's output buffer for each relay small."""
+    size = 1 << 30
+    relay_a = _serve(procs, tmp_path, redis, "serve-a")
+    relay_b = _serve(procs, tmp_path, redis, "serve-b")
+    src = make_file(tmp_path / "big.bin", size, seed=9)
+    (tmp_path / "in").mkdir()
+    receiver = procs(["receive", "--relay", f"127.0.0.1:{relay_b.port}", "--yes", "--json", "--no-qr",
+                      "--dir", str(tmp_path / "in")], tmp_path, "receive")
+    code = receiver.first_event()["code"]
+    sender = procs(["send", str(src), "--room", code, "--relay", f"127.0.0.1:{relay_a.port}", "--json"],
+                   tmp_path, "send")
+    for p in (sender, receiver):
+        assert p.wait(300) == 0, p.stderr
+    assert sha256_of(tmp_path / "in" / "big.bin") == sha256_of(src)
+    clients = redis.info("clients")
+    peak = int(clients["client_recent_max_output_buffer"])
+    assert peak < 16 * 1024 * 1024, f"a subscriber's output buffer reached {peak} bytes"
+    stats = redis.info("stats")
+    assert int(stats["total_net_output_bytes"]) > size  # the data did cross Redis
+    for relay in (relay_a, relay_b):
+        assert "lost Redis" not in relay.stderr
