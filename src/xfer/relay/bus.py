@@ -23,6 +23,13 @@ frame a relay takes off its channel goes to a queue per receiving peer at once; 
 senders' end-to-end credit window is what bounds those queues and Redis's output
 buffer for the channel.
 
+Messages on a relay's channel (relays trust each other and their Redis; they still
+parse defensively): ``D`` + room id (32 characters) + count (uint16) + that many peer
+ids (uint32) + ``t`` or ``b`` + the frame as the relay forwards it (JSON text with
+``from`` set, or a binary chunk); or ``J`` / ``L`` / ``E`` + JSON: a peer joined
+(``room``, ``relay``, ``peer``), left (``room``, ``id``), or must be closed because it
+reconnected elsewhere (``room``, ``id``, ``code``).
+
 Failures: a relay whose heartbeat key expired is dead; each relay with peers in a
 room with the dead relay's peers removes them and tells its own peers (``peer-left``),
 within ``expiry`` plus one beat. When this relay loses Redis it keeps serving rooms
@@ -65,6 +72,7 @@ DEFAULT_EXPIRY = 10.0  # seconds: a relay silent this long is dead, its peers le
 CLOSE_TRY_LATER = 1013
 OUTBOX_LIMIT = 64 * 1024 * 1024  # bytes queued for one peer before it counts as stalled
 _IDS = struct.Struct("!I")
+_COUNT = struct.Struct("!H")
 _ROOM_CHARS = 32
 
 # Seat a peer. KEYS: room, rooms, rooms of the address, rate bucket of the address.
@@ -530,7 +538,7 @@ class RedisBus:
             kind, body = b"t", data.encode()
         else:
             kind, body = b"b", data
-        head = b"D" + room_id.encode() + bytes((len(ids),)) + b"".join(_IDS.pack(i) for i in ids) + kind
+        head = b"D" + room_id.encode() + _COUNT.pack(len(ids)) + b"".join(_IDS.pack(i) for i in ids) + kind
         try:
             await self.redis.publish(f"{PREFIX}relay:{relay_id}", head + body)
         except (RedisError, OSError) as exc:
@@ -552,8 +560,8 @@ class RedisBus:
         kind = data[:1]
         if kind == b"D":
             room_id = data[1:1 + _ROOM_CHARS].decode("ascii")
-            count = data[1 + _ROOM_CHARS]
-            start = 2 + _ROOM_CHARS
+            (count,) = _COUNT.unpack_from(data, 1 + _ROOM_CHARS)
+            start = 1 + _ROOM_CHARS + _COUNT.size
             ids = [_IDS.unpack_from(data, start + 4 * i)[0] for i in range(count)]
             start += 4 * count
             frame_kind, body = data[start:start + 1], data[start + 1:]
