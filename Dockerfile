@@ -14,7 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install . && rm -rf /build
+RUN pip install '.[redis]' && rm -rf /build   # the redis extra: --redis / XFER_REDIS work in the image
 
 RUN useradd --system --no-create-home --shell /usr/sbin/nologin xfer
 USER xfer
