@@ -306,7 +306,7 @@ class RedisBus:
             pass
 
     def _lost(self, exc: BaseException) -> None:
-        self.last_error = str(exc) or type(exc).__name__
+        self.last_error = _why(exc)
         if self.up:
             self.up = False
             log.warning("lost Redis at %s (%s): rooms whose peers are all here go on; "
@@ -639,6 +639,18 @@ class RedisBus:
     def status(self) -> dict:
         return {"redis": "up" if self.up else "down", "relay_id": self.relay_id,
                 **({} if self.up else {"redis_error": self.last_error})}
+
+
+def _why(exc: BaseException) -> str:
+    """A Redis failure in a few words."""
+    text = str(exc) or type(exc).__name__
+    if "Connect call failed" in text or "Connection refused" in text or "Error 111" in text:
+        return "connection refused"
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or "Timeout" in type(exc).__name__:
+        return "timed out"
+    if "Connection closed by server" in text or "Connection reset" in text:
+        return "the connection was closed"
+    return text
 
 
 def _text(value) -> str:
