@@ -66,7 +66,7 @@ def test_a_receiver_that_leaves_or_declines_does_not_stop_the_others(tmp_path):
             conns = [await room.join("receiver") for _ in range(4)]
             events = Events()
             sender = asyncio.create_task(Sender(s, check_sources([src]), events, receivers=4, window=1 << 20,
-                                                rate=10_000_000).run())
+                                                rate=10_000_000, peer_timeout=1.0).run())
             receivers = [asyncio.create_task(Receiver(c, o, Events(), yes, peer_timeout=0.5).run())
                          for c, o in zip(conns, outs)]
             declining = asyncio.create_task(Receiver(conns[3], decliner, Events(), no).run())
@@ -87,6 +87,9 @@ def test_a_receiver_that_leaves_or_declines_does_not_stop_the_others(tmp_path):
     assert not (outs[2] / "talk.mp4").exists()
     assert len(summary["peers"]) == 2
     assert len(events.named("declined")) == 1 and len(events.named("receiver-failed")) == 1
+    # the one that left was waited for (peer_timeout), and did not come back
+    assert [w["reason"] for w in events.named("waiting")][-1] == "receiver-back"
+    assert "did not come back" in events.named("warning")[-1]["message"]
     assert "declined" in str(declined[0])
     assert list(decliner.iterdir()) == []
 
@@ -118,7 +121,7 @@ def test_one_sender_three_cli_receivers_one_killed(tmp_path, procs, relay_proces
     src = make_file(tmp_path / "movie.mkv", 40_000_000, 6)
     relay = f"127.0.0.1:{relay_process.port}"
     sender = procs(["send", str(src), "--relay", relay, "--json", "--receivers", "3", "--limit-rate", "10MB",
-                    "--keepalive", "1"], tmp_path, "send")
+                    "--keepalive", "1", "--peer-timeout", "2"], tmp_path, "send")
     code = sender.first_event()["code"]
     receivers = [procs(["receive", "--room", code, "--relay", relay, "--yes", "--json", "--dir", str(tmp_path / f"out{i}"),
                         "--keepalive", "1", "--peer-timeout", "2"], tmp_path, f"recv{i}") for i in range(3)]

@@ -386,6 +386,44 @@ def test_relay_killed_mid_transfer_receiver_resumes_through_another(redis, tmp_p
     run_async(main(), timeout=150)
 
 
+def test_fan_out_relay_killed_mid_transfer_its_receiver_comes_back_through_another(redis, tmp_path, procs):
+    """The issue's scenario: a sender on A, receivers on B and C; B dies mid-transfer, its
+    receiver reconnects through the balancer to A and finishes from what it held."""
+    relay_a, relay_b, relay_c = (_serve(procs, tmp_path, redis, f"serve-{n}") for n in "abc")
+    src = make_file(tmp_path / "data.bin", 40_000_000, seed=10)
+    for name in ("in-b", "in-c"):
+        (tmp_path / name).mkdir()
+
+    async def main():
+        balancer = Balancer([relay_b.port, relay_a.port])
+        await balancer.start()
+        sender = procs(["send", str(src), "--relay", f"127.0.0.1:{relay_a.port}", "--json", "--no-qr",
+                        "--receivers", "2", "--limit-rate", "8MB", "--peer-timeout", "20"], tmp_path, "send")
+        code = (await asyncio.to_thread(sender.first_event))["code"]
+        on_b = procs(["receive", "--room", code, "--relay", f"127.0.0.1:{balancer.port}", "--yes", "--json",
+                      "--dir", str(tmp_path / "in-b")], tmp_path, "receive-b")
+        on_c = procs(["receive", "--room", code, "--relay", f"127.0.0.1:{relay_c.port}", "--yes", "--json",
+                      "--dir", str(tmp_path / "in-c")], tmp_path, "receive-c")
+        deadline = time.monotonic() + bounded(30)
+        while not any(e["event"] == "progress" and e["bytes"] > 8_000_000 for e in on_b.events()):
+            assert time.monotonic() < deadline and on_b.proc.poll() is None, on_b.stderr
+            await asyncio.sleep(0.1)
+        relay_b.proc.send_signal(signal.SIGKILL)
+        for p in (sender, on_b, on_c):
+            rc = await asyncio.to_thread(p.wait, 120)
+            assert rc == 0, p.stderr
+        for name in ("in-b", "in-c"):
+            assert sha256_of(tmp_path / name / "data.bin") == sha256_of(src)
+        assert any(e["event"] == "reconnected" for e in on_b.events())
+        came_back = [e for e in on_b.events() if e["event"] == "accepted"][-1]
+        assert came_back["resumed"] > 0  # it went on from what it held
+        events = sender.events()
+        assert [e["reason"] for e in events if e["event"] == "waiting"][-1] == "receiver-back"
+        assert len([e for e in events if e["event"] == "done"][0]["peers"]) == 2
+
+    run_async(main(), timeout=200)
+
+
 def test_a_big_transfer_across_relays_stays_inside_redis_buffers(redis, tmp_path, procs):
     """1 GiB from relay A to relay B: credit keeps Redis's output buffer for each relay small."""
     size = 1 << 30

@@ -53,6 +53,7 @@ class HumanReporter:
         self.progress: Progress | None = None
         self.tasks: dict[int, TaskID] = {}
         self.peer_tasks: dict[int, TaskID] = {}
+        self.finished: set[int] = set()  # files whose bar is complete
         self._width = 10
         self.total_task: TaskID | None = None
 
@@ -142,7 +143,12 @@ class HumanReporter:
     def on_warning(self, message: str) -> None:
         self.say(f"[yellow]{display_name(message, 300)}[/yellow]")
 
-    def on_waiting(self, reason: str) -> None:
+    def on_waiting(self, reason: str, **f: Any) -> None:
+        if reason == "receiver-back":
+            count = f.get("receivers", 1)
+            who = "the receiver" if count == 1 else f"the {count} receivers"
+            self.say(f"[dim]Waiting up to {f.get('seconds', 0):.0f} s for {who} that left to come back…[/dim]")
+            return
         self.say("[dim]Waiting for a receiver…[/dim]" if reason == "receiver" else "[dim]Waiting for an offer…[/dim]")
 
     def on_peer_joined(self, peer: dict[str, Any]) -> None:
@@ -182,7 +188,7 @@ class HumanReporter:
             self.say(f"Resuming: {human_size(resumed)} already there")
 
     def on_file_start(self, index: int, offset: int = 0, **f: Any) -> None:
-        if self.progress is not None and index in self.tasks:
+        if self.progress is not None and index in self.tasks and index not in self.finished:
             self.progress.start_task(self.tasks[index])
             self.progress.update(self.tasks[index], completed=offset)
 
@@ -226,12 +232,13 @@ class HumanReporter:
                 task = self.peer_tasks[int(peer_id)] = self.progress.add_task(
                     ("→ " + name)[:28].ljust(self._width), total=f.get("total_size") or None)
             self.progress.update(task, completed=held)
-        if index in self.tasks:
+        if index in self.tasks and index not in self.finished:  # sent again to a receiver that came back
             self.progress.update(self.tasks[index], completed=bytes)
         if self.total_task is not None:
             self.progress.update(self.total_task, completed=total_bytes)
 
     def on_file_end(self, index: int, size: int, **f: Any) -> None:
+        self.finished.add(index)
         if self.progress is not None and index in self.tasks:
             task = self.tasks[index]
             self.progress.start_task(task)
@@ -268,6 +275,7 @@ class HumanReporter:
             self.progress.stop()
             self.progress = None
             self.tasks, self.peer_tasks, self.total_task = {}, {}, None
+            self.finished = set()
 
 
 def _describe(files: list[dict[str, Any]], total: int) -> str:

@@ -69,6 +69,8 @@ class Sender(PeerTask):
         super().__init__(conn, emit, **options)
         self.rate = rate  # bytes per second at most, or None
         self.want = max(1, receivers)  # receivers to wait for; the data is sent once, fanned out by the relay
+        self._take = self.want  # receivers to offer the next round to (fewer when some come back late)
+        self._left_early: list[int] = []  # fan-out receivers that left mid-transfer: taken back if they return
         self.exclude = exclude or set()  # peers already served (--keep-open)
         if not 1 <= chunk_size <= MAX_CHUNK_PAYLOAD:
             raise ValueError(f"chunk_size must be from 1 to {MAX_CHUNK_PAYLOAD}")
@@ -171,6 +173,7 @@ class Sender(PeerTask):
             return  # it has everything: leaving is how a finished receiver says goodbye
         if self._fanout and len(self.members) > 1:
             self._drop(peer_id, "left")
+            self._left_early.append(peer_id)
             return
         if len(self.verified) < len(self.files):
             self._left = self._where()
@@ -231,7 +234,8 @@ class Sender(PeerTask):
             return
         self._reported = (self.acked, index)
         f = self.files[index]
-        held = self._held + done
+        # a round for receivers that came back late resends what the others already verified
+        held = self.total if len(self.verified) == len(self.files) else self._held + done
         extra = {"peers": {str(peer): acked for peer, acked in self.acks.items()}} if self._fanout else {}
         self.emit("progress", index=index, name=f.name, bytes=done, size=f.size,
                   total_bytes=held, total_size=self.total, **extra)
@@ -259,7 +263,54 @@ class Sender(PeerTask):
 
     async def main(self) -> dict[str, Any]:
         self.started = 0.0  # set when the first receiver accepts
-        deadline: float | None = None  # none while waiting for the first receiver
+        await self._rounds(None)  # no deadline while waiting for the first receiver
+        assert self.receiver is not None
+        served = dict(self.members)
+        await self._done()
+        if self._left_early:
+            served.update(await self._take_back(served))
+        seconds = time.monotonic() - self.started
+        summary = {"files": sum(1 for f in self.files if f.kind == "file"), "bytes": self.total,
+                   "seconds": round(seconds, 3), "peer": peer_dict(next(iter(served.values()))),
+                   "peers": [peer_dict(p) for p in served.values()]}
+        self.emit("done", **summary)
+        return summary
+
+    async def _done(self) -> None:
+        for member in self.members:
+            await self.send_quietly(Done(to=member, transfer=self.transfer))
+
+    async def _take_back(self, served: dict[int, PeerInfo]) -> dict[int, PeerInfo]:
+        """Receivers of a fan-out that left mid-transfer (their link or their relay went) come
+        back as new peers: once the others have everything, give those that return within
+        ``peer_timeout`` a round of their own, from what they hold."""
+        back: dict[int, PeerInfo] = {}
+        loop = asyncio.get_running_loop()
+        while self._left_early:
+            owed = len(self._left_early)
+            self.exclude.update(served, back, self.chosen)  # offer only to peers that are new
+            self.emit("waiting", reason="receiver-back", receivers=owed, seconds=self.peer_timeout)
+            try:
+                await self.until(lambda: self.connected and bool(self._available()),
+                                 deadline=loop.time() + self.peer_timeout)
+            except asyncio.TimeoutError:
+                self.emit("warning", message=f"{owed} receiver{'s' if owed > 1 else ''} that left did not come "
+                                             f"back within {self.peer_timeout:.0f} s")
+                break
+            self._take = min(owed, len(self._available()))
+            self._left_early = []
+            self._reset_round()
+            try:
+                await self._rounds(loop.time() + self.peer_timeout)
+            except XferError as exc:
+                self.emit("warning", message=f"a receiver that came back did not finish: {exc}")
+                break
+            back.update(self.members)
+            await self._done()
+        return back
+
+    async def _rounds(self, deadline: float | None) -> None:
+        """Run rounds until one completes; an interrupted one is followed by another."""
         while True:
             try:
                 await self._round(deadline)
@@ -275,21 +326,12 @@ class Sender(PeerTask):
                 self.emit("interrupted", reason="receiver-left" if self.connected else "relay-lost", at=where)
                 self._reset_round()
                 deadline = asyncio.get_running_loop().time() + self.peer_timeout
-        assert self.receiver is not None
-        for member in self.members:
-            await self.send_quietly(Done(to=member, transfer=self.transfer))
-        seconds = time.monotonic() - self.started
-        summary = {"files": sum(1 for f in self.files if f.kind == "file"), "bytes": self.total,
-                   "seconds": round(seconds, 3), "peer": peer_dict(self.receiver),
-                   "peers": [peer_dict(p) for p in self.members.values()]}
-        self.emit("done", **summary)
-        return summary
 
     def _available(self) -> list[PeerInfo]:
         return [p for p in self.conn.peers.values() if p.role in RECEIVING_ROLES and p.id not in self.exclude]
 
     def _receiver_present(self) -> bool:
-        return self.connected and len(self._available()) >= self.want
+        return self.connected and len(self._available()) >= self._take
 
     async def _round(self, deadline: float | None) -> None:
         if not self._receiver_present():
@@ -302,7 +344,7 @@ class Sender(PeerTask):
 
         self.broken = False
         await self.until(self._receiver_present, deadline=deadline, timeout_error=gone)
-        self.chosen = {p.id: p for p in self._available()[: self.want]}
+        self.chosen = {p.id: p for p in self._available()[: self._take]}
         files = tuple(FileInfo(name=f.name, size=f.size, mtime=f.mtime, kind=f.kind) for f in self.files)
         for peer in self.chosen:
             await self.conn.send(Offer(to=peer, transfer=self.transfer, files=files, window=self.window))
