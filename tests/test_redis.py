@@ -424,6 +424,33 @@ def test_fan_out_relay_killed_mid_transfer_its_receiver_comes_back_through_anoth
     run_async(main(), timeout=200)
 
 
+def test_a_transfer_across_relays_survives_a_redis_restart(redis, tmp_path, procs):
+    """Redis is killed mid-transfer and started again, empty: the transfer pauses, then resumes and finishes."""
+    relay_a = _serve(procs, tmp_path, redis, "serve-a")
+    relay_b = _serve(procs, tmp_path, redis, "serve-b")
+    src = make_file(tmp_path / "data.bin", 30_000_000, seed=11)
+    (tmp_path / "in").mkdir()
+    receiver = procs(["receive", "--relay", f"127.0.0.1:{relay_b.port}", "--yes", "--json", "--no-qr",
+                      "--dir", str(tmp_path / "in")], tmp_path, "receive")
+    code = receiver.first_event()["code"]
+    sender = procs(["send", str(src), "--room", code, "--relay", f"127.0.0.1:{relay_a.port}", "--json",
+                    "--limit-rate", "6MB"], tmp_path, "send")
+    deadline = time.monotonic() + bounded(30)
+    while not any(e["event"] == "progress" and e["bytes"] > 6_000_000 for e in receiver.events()):
+        assert time.monotonic() < deadline and receiver.proc.poll() is None, receiver.stderr
+        time.sleep(0.1)
+    redis.stop()
+    time.sleep(EXPIRY * 2)
+    redis.start()
+    for p in (sender, receiver):
+        assert p.wait(120) == 0, p.stderr
+    assert sha256_of(tmp_path / "in" / "data.bin") == sha256_of(src)
+    assert any(e["event"] == "interrupted" for e in sender.events())
+    assert [e for e in sender.events() if e["event"] == "accepted"][-1]["resumed"] > 0
+    for relay in (relay_a, relay_b):
+        assert "lost Redis" in relay.stderr and "answers again" in relay.stderr
+
+
 def test_a_big_transfer_across_relays_stays_inside_redis_buffers(redis, tmp_path, procs):
     """1 GiB from relay A to relay B: credit keeps Redis's output buffer for each relay small."""
     size = 1 << 30
