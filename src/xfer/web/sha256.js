@@ -2,7 +2,10 @@
 //
 // Why not crypto.subtle: it only exists in secure contexts (https, localhost), and
 // a phone opens this page at http://192.168.x.x; its digest() is one-shot anyway.
-// Plain 32-bit integer arithmetic, no allocation per block.
+// Plain 32-bit integer arithmetic, no allocation per block. ``compress`` runs every
+// whole block of a slice with the state in local variables, and its 64 rounds are
+// unrolled by eight (the working variables rename instead of shifting): 1.3-1.8x
+// the speed of a block-at-a-time loop in Chromium here (bench/README.md).
 
 const K = new Int32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -15,12 +18,61 @@ const K = new Int32Array([
   0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 ]);
 
+const W = new Int32Array(64); // the message schedule, shared: compress never yields
+
+/** Compress every whole 64-byte block of d[p, end) into the state h; returns where it stopped. */
+function compress(h, d, p, end) {
+  const w = W;
+  const k = K;
+  let a = h[0], b = h[1], c = h[2], dd = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
+  for (; p + 64 <= end; p += 64) {
+    for (let i = 0, q = p; i < 16; i++, q += 4) w[i] = (d[q] << 24) | (d[q + 1] << 16) | (d[q + 2] << 8) | d[q + 3];
+    for (let i = 16; i < 64; i++) {
+      const x = w[i - 15], y = w[i - 2];
+      w[i] = (((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10)) + w[i - 7] +
+             (((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3)) + w[i - 16] | 0;
+    }
+    // Round r: t = H + S1(E) + Ch(E,F,G) + K[r] + W[r]; D += t; H = t + S0(A) + Maj(A,B,C);
+    // then the names rotate by one (H is the new A, D the new E), eight rounds a turn.
+    let A = a, B = b, C = c, D = dd, E = e, F = f, G = g, H = hh, t = 0;
+    for (let i = 0; i < 64; i += 8) {
+      t = H + (((E >>> 6) | (E << 26)) ^ ((E >>> 11) | (E << 21)) ^ ((E >>> 25) | (E << 7))) + (G ^ (E & (F ^ G))) + k[i + 0] + w[i + 0] | 0;
+      D = D + t | 0;
+      H = t + (((A >>> 2) | (A << 30)) ^ ((A >>> 13) | (A << 19)) ^ ((A >>> 22) | (A << 10))) + ((A & B) | (C & (A | B))) | 0;
+      t = G + (((D >>> 6) | (D << 26)) ^ ((D >>> 11) | (D << 21)) ^ ((D >>> 25) | (D << 7))) + (F ^ (D & (E ^ F))) + k[i + 1] + w[i + 1] | 0;
+      C = C + t | 0;
+      G = t + (((H >>> 2) | (H << 30)) ^ ((H >>> 13) | (H << 19)) ^ ((H >>> 22) | (H << 10))) + ((H & A) | (B & (H | A))) | 0;
+      t = F + (((C >>> 6) | (C << 26)) ^ ((C >>> 11) | (C << 21)) ^ ((C >>> 25) | (C << 7))) + (E ^ (C & (D ^ E))) + k[i + 2] + w[i + 2] | 0;
+      B = B + t | 0;
+      F = t + (((G >>> 2) | (G << 30)) ^ ((G >>> 13) | (G << 19)) ^ ((G >>> 22) | (G << 10))) + ((G & H) | (A & (G | H))) | 0;
+      t = E + (((B >>> 6) | (B << 26)) ^ ((B >>> 11) | (B << 21)) ^ ((B >>> 25) | (B << 7))) + (D ^ (B & (C ^ D))) + k[i + 3] + w[i + 3] | 0;
+      A = A + t | 0;
+      E = t + (((F >>> 2) | (F << 30)) ^ ((F >>> 13) | (F << 19)) ^ ((F >>> 22) | (F << 10))) + ((F & G) | (H & (F | G))) | 0;
+      t = D + (((A >>> 6) | (A << 26)) ^ ((A >>> 11) | (A << 21)) ^ ((A >>> 25) | (A << 7))) + (C ^ (A & (B ^ C))) + k[i + 4] + w[i + 4] | 0;
+      H = H + t | 0;
+      D = t + (((E >>> 2) | (E << 30)) ^ ((E >>> 13) | (E << 19)) ^ ((E >>> 22) | (E << 10))) + ((E & F) | (G & (E | F))) | 0;
+      t = C + (((H >>> 6) | (H << 26)) ^ ((H >>> 11) | (H << 21)) ^ ((H >>> 25) | (H << 7))) + (B ^ (H & (A ^ B))) + k[i + 5] + w[i + 5] | 0;
+      G = G + t | 0;
+      C = t + (((D >>> 2) | (D << 30)) ^ ((D >>> 13) | (D << 19)) ^ ((D >>> 22) | (D << 10))) + ((D & E) | (F & (D | E))) | 0;
+      t = B + (((G >>> 6) | (G << 26)) ^ ((G >>> 11) | (G << 21)) ^ ((G >>> 25) | (G << 7))) + (A ^ (G & (H ^ A))) + k[i + 6] + w[i + 6] | 0;
+      F = F + t | 0;
+      B = t + (((C >>> 2) | (C << 30)) ^ ((C >>> 13) | (C << 19)) ^ ((C >>> 22) | (C << 10))) + ((C & D) | (E & (C | D))) | 0;
+      t = A + (((F >>> 6) | (F << 26)) ^ ((F >>> 11) | (F << 21)) ^ ((F >>> 25) | (F << 7))) + (H ^ (F & (G ^ H))) + k[i + 7] + w[i + 7] | 0;
+      E = E + t | 0;
+      A = t + (((B >>> 2) | (B << 30)) ^ ((B >>> 13) | (B << 19)) ^ ((B >>> 22) | (B << 10))) + ((B & C) | (D & (B | C))) | 0;
+    }
+    a = a + A | 0; b = b + B | 0; c = c + C | 0; dd = dd + D | 0;
+    e = e + E | 0; f = f + F | 0; g = g + G | 0; hh = hh + H | 0;
+  }
+  h[0] = a; h[1] = b; h[2] = c; h[3] = dd; h[4] = e; h[5] = f; h[6] = g; h[7] = hh;
+  return p;
+}
+
 export class Sha256 {
   constructor() {
     this.h = new Int32Array([
       0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
     ]);
-    this.w = new Int32Array(64);
     this.block = new Uint8Array(64);
     this.blockLength = 0;
     this.length = 0; // bytes hashed so far (exact up to 2^53)
@@ -40,13 +92,10 @@ export class Sha256 {
       this.blockLength += take;
       pos = take;
       if (this.blockLength < 64) return this;
-      this._compress(this.block, 0);
+      compress(this.h, this.block, 0, 64);
       this.blockLength = 0;
     }
-    while (pos + 64 <= n) {
-      this._compress(bytes, pos);
-      pos += 64;
-    }
+    pos = compress(this.h, bytes, pos, n);
     if (pos < n) {
       this.block.set(bytes.subarray(pos), 0);
       this.blockLength = n - pos;
@@ -54,42 +103,25 @@ export class Sha256 {
     return this;
   }
 
-  _compress(d, p) {
-    const w = this.w;
-    const h = this.h;
-    for (let i = 0; i < 16; i++, p += 4) {
-      w[i] = (d[p] << 24) | (d[p + 1] << 16) | (d[p + 2] << 8) | d[p + 3];
-    }
-    for (let i = 16; i < 64; i++) {
-      const x = w[i - 15];
-      const y = w[i - 2];
-      const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
-      const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
-      w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
-    }
-    let a = h[0], b = h[1], c = h[2], e = h[4], f = h[5], g = h[6], dd = h[3], hh = h[7];
-    for (let i = 0; i < 64; i++) {
-      const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
-      const ch = (e & f) ^ (~e & g);
-      const t1 = (hh + S1 + ch + K[i] + w[i]) | 0;
-      const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
-      const maj = (a & b) ^ (a & c) ^ (b & c);
-      const t2 = (S0 + maj) | 0;
-      hh = g; g = f; f = e; e = (dd + t1) | 0; dd = c; c = b; b = a; a = (t1 + t2) | 0;
-    }
-    h[0] = (h[0] + a) | 0; h[1] = (h[1] + b) | 0; h[2] = (h[2] + c) | 0; h[3] = (h[3] + dd) | 0;
-    h[4] = (h[4] + e) | 0; h[5] = (h[5] + f) | 0; h[6] = (h[6] + g) | 0; h[7] = (h[7] + hh) | 0;
+  /** The state so far as plain data (for a worker to go on from); ``Sha256.from`` rebuilds it. */
+  state() {
+    return { h: Array.from(this.h), block: Array.from(this.block.subarray(0, this.blockLength)),
+             length: this.length, finished: this.finished };
+  }
+
+  static from(state) {
+    const c = new Sha256();
+    c.h.set(state.h);
+    c.block.set(state.block);
+    c.blockLength = state.block.length;
+    c.length = state.length;
+    c.finished = state.finished;
+    return c;
   }
 
   /** An independent copy of the state so far: its digest leaves this one open for more. */
   copy() {
-    const c = new Sha256();
-    c.h.set(this.h);
-    c.block.set(this.block);
-    c.blockLength = this.blockLength;
-    c.length = this.length;
-    c.finished = this.finished;
-    return c;
+    return Sha256.from(this.state());
   }
 
   /** The digest as 64 lowercase hex digits. The hash cannot be fed after this. */
@@ -102,14 +134,14 @@ export class Sha256 {
       block[n++] = 0x80;
       if (n > 56) {
         block.fill(0, n);
-        this._compress(block, 0);
+        compress(this.h, block, 0, 64);
         n = 0;
       }
       block.fill(0, n);
       const view = new DataView(block.buffer);
       view.setUint32(56, bitsHigh);
       view.setUint32(60, bitsLow);
-      this._compress(block, 0);
+      compress(this.h, block, 0, 64);
       this.finished = true;
     }
     let out = "";
