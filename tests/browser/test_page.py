@@ -81,6 +81,56 @@ def test_sha256_and_room_id_match_python(phone, relay):
                           typed) == room_id(code)
 
 
+def test_upload_hashing_in_a_worker_and_on_the_page_match_python(phone, relay):
+    """The upload's hasher (a module worker, or the page itself where there is none), fed slice
+    by slice, from zero and from a resumed prefix's state, against hashlib."""
+    phone.goto(relay.page())
+    rng = random.Random(11)
+    data = rng.randbytes(3_000_001)
+    cuts = sorted(rng.randrange(0, len(data)) for _ in range(9))
+    prefix = cuts[4]
+    script = """async ([b64, cuts, prefix, noWorker]) => {
+        if (noWorker) globalThis.Worker = undefined;
+        const { createHasher } = await import("./hashing.js");
+        const { Sha256 } = await import("./sha256.js");
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const hasher = await createHasher(() => {});
+        const out = { inWorker: hasher.inWorker };
+        const feed = (from) => {
+            let at = from;
+            for (const cut of [...cuts.filter((c) => c > from), bytes.length]) {
+                hasher.update(bytes.slice(at, cut)); at = cut;
+            }
+        };
+        hasher.start(null); feed(0); out.whole = await hasher.digest();
+        hasher.start(new Sha256().update(bytes.subarray(0, prefix))); feed(prefix); out.resumed = await hasher.digest();
+        hasher.close();
+        return out;
+    }"""
+    want = hashlib.sha256(data).hexdigest()
+    args = [base64.b64encode(data).decode(), cuts, prefix]
+    assert phone.evaluate(script, [*args, False]) == {"inWorker": True, "whole": want, "resumed": want}
+    assert phone.evaluate(script, [*args, True]) == {"inWorker": False, "whole": want, "resumed": want}
+
+
+def test_upload_without_workers_hashes_on_the_page(browser, playwright, relay, xfer_procs, tmp_path):
+    """A browser without module workers still uploads, hashing on the page's own thread."""
+    context = browser.new_context(**playwright.devices["Pixel 7"])
+    context.add_init_script("delete globalThis.Worker;")
+    try:
+        page = context.new_page()
+        src = make_file(tmp_path / "clip.bin", 5 * MB, 9)
+        recv, code = receiver(xfer_procs, relay, tmp_path)
+        open_room(page, relay.page(code))
+        assert page.evaluate("typeof Worker") == "undefined"
+        page.set_input_files("#pick-files", [str(src)])
+        assert recv.wait(60) == 0, recv.stderr
+        assert sha256_of(tmp_path / "in" / src.name) == sha256_of(src)
+        page.wait_for_selector(".transfer[data-state=done]")
+    finally:
+        context.close()
+
+
 def test_bad_and_closed_codes_say_so(phone, relay):
     phone.goto(relay.page("not-a-code"))
     phone.wait_for_selector("#join:not([hidden])")

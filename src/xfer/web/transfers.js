@@ -9,9 +9,12 @@
 // relay streams from the sender; the relay also acknowledges and checks the hash.
 
 import { CHUNK_SIZE, HEADER_SIZE, WINDOW, randomHex, randomId, writeChunkHeader } from "./protocol.js";
+import { createHasher } from "./hashing.js";
 import { Sha256 } from "./sha256.js";
 
 const HIGH_WATER = 2 * 1024 * 1024; // bytes queued in the socket before the page waits
+const READ_SIZE = 4 * CHUNK_SIZE; // bytes per File.slice read: each read is a round trip to the browser process
+const HASH_AHEAD = 8 * 1024 * 1024; // bytes handed to the hashing worker and not hashed yet, at most
 
 export class TransferError extends Error {
   constructor(message, code = "failed") {
@@ -178,10 +181,13 @@ export class Upload {
 
   async run() {
     try {
+      this.hasher = await createHasher(() => this.waiter.notify());
       await this._run();
       this.hooks.onEnd(null);
     } catch (err) {
       this.hooks.onEnd(err instanceof TransferError ? err : new TransferError(String(err?.message || err)));
+    } finally {
+      this.hasher?.close();
     }
   }
 
@@ -302,32 +308,52 @@ export class Upload {
   async _sendFile(index, to, start) {
     const file = this.files[index];
     let offset = start ? start.offset : 0;
-    const hash = start?.hash || new Sha256();
+    const hasher = this.hasher;
+    hasher.start(start?.hash || null);
     this.base[index] = offset;
     this._send({ type: "file-start", to, transfer: this.transfer, index, offset });
     if (!this.verified.has(index)) this.hooks.onStart(index, offset);
-    let next = offset < file.size ? readSlice(file, offset, Math.min(offset + CHUNK_SIZE, file.size)) : null;
+    // One read of READ_SIZE ahead; each read goes out as CHUNK_SIZE frames, and to the hasher,
+    // which (in a worker) hashes it while the page sends it and reads the next.
+    let next = offset < file.size ? readSlice(file, offset, Math.min(offset + READ_SIZE, file.size)) : null;
     try {
       while (offset < file.size) {
-        const bytes = await next; // the slice read while the previous one was being sent
+        const bytes = await next;
         const n = bytes.length;
         if (n === 0) throw new TransferError(`${file.name} could not be read.`, "read-error");
         const after = offset + n;
-        next = after < file.size ? readSlice(file, after, Math.min(after + CHUNK_SIZE, file.size)) : null;
-        hash.update(bytes);
-        const frame = new Uint8Array(HEADER_SIZE + n);
-        writeChunkHeader(frame, this.conn.peerId, to, this.transfer, index, offset);
-        frame.set(bytes, HEADER_SIZE);
-        await this._until(() => this.sent - this.acked + n <= WINDOW && this.conn.bufferedAmount < HIGH_WATER, 4);
-        if (this.broken || !this.conn.open) throw new RoundBroken();
-        this.conn.sendFrame(frame);
-        this.sent += n;
+        next = after < file.size ? readSlice(file, after, Math.min(after + READ_SIZE, file.size)) : null;
+        const frames = [];
+        for (let at = 0; at < n; at += CHUNK_SIZE) {
+          const piece = bytes.subarray(at, Math.min(at + CHUNK_SIZE, n));
+          const frame = new Uint8Array(HEADER_SIZE + piece.length);
+          writeChunkHeader(frame, this.conn.peerId, to, this.transfer, index, offset + at);
+          frame.set(piece, HEADER_SIZE);
+          frames.push(frame);
+        }
+        hasher.update(bytes); // a worker takes the buffer itself: not used here again
+        for (const frame of frames) {
+          const m = frame.length - HEADER_SIZE;
+          await this._until(() => this.sent - this.acked + m <= WINDOW && this.conn.bufferedAmount < HIGH_WATER &&
+                                  (hasher.pending <= HASH_AHEAD || hasher.failed), 4);
+          if (hasher.failed) throw new TransferError(String(hasher.failed.message), "hash-failed");
+          if (this.broken || !this.conn.open) throw new RoundBroken();
+          this.conn.sendFrame(frame);
+          this.sent += m;
+        }
         offset = after;
       }
     } finally {
       next?.catch(() => {}); // a read still under way when the round broke
     }
-    const sha256 = start?.whole || hash.hexdigest();
+    let sha256 = start?.whole;
+    if (!sha256) {
+      try {
+        sha256 = await hasher.digest();
+      } catch (err) {
+        throw new TransferError(String(err?.message || err), "hash-failed");
+      }
+    }
     this.hashes[index] = sha256;
     this._send({ type: "file-end", to, transfer: this.transfer, index, size: file.size, sha256 });
   }
