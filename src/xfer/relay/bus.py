@@ -239,7 +239,7 @@ class RedisBus:
         self._join = self.redis.register_script(_JOIN)
         self._leave = self.redis.register_script(_LEAVE)
         self._reseat = self.redis.register_script(_RESEAT)
-        self._outboxes: dict[int, _Outbox] = {}  # id(peer) -> its outbox
+        self._outboxes: dict[tuple[str, int], _Outbox] = {}  # (room, peer id) -> that peer's outbox
         self._pending_leaves: set[tuple[str, int]] = set()  # leaves Redis missed while it was away
         self._tasks: list[asyncio.Task] = []
         self._grace_until = 0.0  # no reaping before: after Redis restarts, heartbeats come back first
@@ -510,10 +510,7 @@ class RedisBus:
 
     async def left(self, room_id: str, peer_id: int, remaining: list) -> None:
         """Our peer left: take it out of Redis and tell the relays that hold the rest of the room."""
-        box = None
-        for key, candidate in list(self._outboxes.items()):
-            if candidate.peer.info is not None and candidate.peer.info.id == peer_id and candidate.peer.room == room_id:
-                box = self._outboxes.pop(key)
+        box = self._outboxes.pop((room_id, peer_id), None)
         if box is not None:
             box.task.cancel()
         try:
@@ -611,9 +608,10 @@ class RedisBus:
 
     def _post(self, peer, data: str | bytes) -> None:
         """Queue a frame for our ``peer``: frames and news from the bus reach it in the order they came."""
-        box = self._outboxes.get(id(peer))
-        if box is None:
-            box = self._outboxes[id(peer)] = _Outbox(peer)
+        key = (peer.room, peer.info.id)
+        box = self._outboxes.get(key)
+        if box is None or box.peer is not peer:
+            box = self._outboxes[key] = _Outbox(peer)
         box.put(data)
 
     def _remote_joined(self, room_id: str, relay_id: str, info: PeerInfo) -> None:
