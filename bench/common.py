@@ -231,3 +231,42 @@ def provenance() -> dict:
             "git_commit": out(["git", "rev-parse", "HEAD"], src) or None,
             "git_dirty": bool(out(["git", "status", "--porcelain", "."], src)),
             "pythonpath": os.environ.get("PYTHONPATH")}
+
+
+# -- what the suite reports -------------------------------------------------------------------------
+
+
+def log(text: str) -> None:
+    print(text, flush=True)
+
+
+def target(name: str, measured: float | None, limit: float, better: str, unit: str = "") -> dict:
+    """One target (issue 6 or 7): ``measured`` against ``limit``; ``better`` is ">=" or "<=" (or "<", "==")."""
+    if measured is None:
+        met = None
+    else:
+        met = {">=": measured >= limit, "<=": measured <= limit, "<": measured < limit, "==": measured == limit}[better]
+    return {"target": name, "measured": measured, "limit": f"{better} {limit}{unit}", "met": met}
+
+
+def ratio(a: dict, b: dict) -> float | None:
+    return a["median"] / b["median"] if a and b and b["median"] else None
+
+
+def run_cases(cases: list[tuple], repeat: int, failures: list[str], label: str) -> dict[str, list[dict]]:
+    """Run each (kind, fn) ``repeat`` times, interleaved; failures are noted and skipped."""
+    runs: dict[str, list[dict]] = {kind: [] for kind, _ in cases}
+    for i in range(1, repeat + 1):
+        for kind, fn in cases:
+            try:
+                r = fn()
+            except Exception as exc:  # noqa: BLE001 -- recorded; the exit status becomes 1
+                failures.append(f"{label} {kind} run {i}: {exc}")
+                log(f"  {kind} run {i}: FAILED: {exc}")
+                continue
+            runs[kind].append(r)
+            extra = (f" via {r['path']}" if "path" in r else "") + (f"; {r['note']}" if "note" in r else "")
+            total = f" ({r['total_seconds']:.2f} s from the first's)" if "total_seconds" in r else ""
+            log(f"  {kind} run {i}: {r['seconds']:.2f} s from the second process's start{total}, "
+                f"{r['mb_s']:.1f} MB/s{extra}")
+    return runs

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run every xfer benchmark (issue 6) on loopback, print the numbers, write them to one JSON file.
+"""Run every xfer benchmark (issues 6 and 7) on loopback, print the numbers, write them to one JSON file.
 
     python bench/run_all.py                      # everything, 1 GiB, 3 runs of each case
     python bench/run_all.py --size 512MB --big   # a smaller throughput file; memory also at 4 GiB
@@ -7,11 +7,13 @@
     python bench/run_all.py --only round-trip --only startup
 
 Benchmarks (``--only NAME``, repeatable): throughput, fixed-cost, round-trip, memory,
-idle-connections, rooms, startup, browser. Each case is repeated (``--repeat``) with the
-baselines measured in the same run, interleaved, and reported as median (min-max) and as
-ratios. The magic-wormhole cases need ``pip install -e '.[bench]'``; without it they are
-skipped with a note. Everything listens on 127.0.0.1 only; every subprocess has a timeout
-and is killed at the end. Exits 1 if any case failed (a timeout, an exit status, a hash).
+idle-connections, rooms, startup, browser, and issue 7's redis-throughput and redis-idle (two
+relays sharing rooms through a private redis-server; ``bench/redis_relays.py``). Each case is
+repeated (``--repeat``) with the baselines measured in the same run, interleaved, and reported
+as median (min-max) and as ratios. The magic-wormhole cases need ``pip install -e '.[bench]'``;
+without it they are skipped with a note, and so are the Redis cases without ``redis-server`` or
+the ``redis`` package (``pip install -e '.[redis]'``). Everything listens on 127.0.0.1 only;
+every subprocess has a timeout and is killed at the end. Exits 1 if any case failed (a timeout, an exit status, a hash).
 """
 
 from __future__ import annotations
@@ -31,25 +33,31 @@ from pathlib import Path
 
 from xfer.units import parse_size
 
+import redis_relays
 import relay_load
 from common import (
     BENCH_DIR,
     RESULTS_DIR,
     byte_compile_xfer,
     fmt,
+    log,
     make_source,
     provenance,
     raise_nofile,
+    ratio,
+    run_cases,
     script,
     spread,
     start_relay,
+    target,
     wormhole_tools,
     xfer_cmd,
 )
 from transfer import run_embedded, run_raw, run_xfer
 from wormhole import WormholeServers, run_wormhole
 
-NAMES = ("throughput", "fixed-cost", "round-trip", "memory", "idle-connections", "rooms", "startup", "browser")
+NAMES = ("throughput", "fixed-cost", "round-trip", "memory", "idle-connections", "rooms", "startup", "browser",
+         "redis-throughput", "redis-idle")
 ROLES = ("sender", "relay", "receiver")
 
 
@@ -60,42 +68,6 @@ class Context:
         self.wormhole = wormhole_tools()
         self.repeat = args.repeat or (1 if args.quick else 3)
         self.shared: dict = {}  # figures one benchmark leaves for another (the 1 GiB RSS for memory)
-
-
-def log(text: str) -> None:
-    print(text, flush=True)
-
-
-def target(name: str, measured: float | None, limit: float, better: str, unit: str = "") -> dict:
-    """One issue-6 target: ``measured`` against ``limit``; ``better`` is ">=" or "<=" (or "<", "==")."""
-    if measured is None:
-        met = None
-    else:
-        met = {">=": measured >= limit, "<=": measured <= limit, "<": measured < limit, "==": measured == limit}[better]
-    return {"target": name, "measured": measured, "limit": f"{better} {limit}{unit}", "met": met}
-
-
-def ratio(a: dict, b: dict) -> float | None:
-    return a["median"] / b["median"] if a and b and b["median"] else None
-
-
-def run_cases(cases: list[tuple], repeat: int, failures: list[str], label: str) -> dict[str, list[dict]]:
-    """Run each (kind, fn) ``repeat`` times, interleaved; failures are noted and skipped."""
-    runs: dict[str, list[dict]] = {kind: [] for kind, _ in cases}
-    for i in range(1, repeat + 1):
-        for kind, fn in cases:
-            try:
-                r = fn()
-            except Exception as exc:  # noqa: BLE001 -- recorded; the exit status becomes 1
-                failures.append(f"{label} {kind} run {i}: {exc}")
-                log(f"  {kind} run {i}: FAILED: {exc}")
-                continue
-            runs[kind].append(r)
-            extra = f" via {r['path']}" if "path" in r else ""
-            total = f" ({r['total_seconds']:.2f} s from the first's)" if "total_seconds" in r else ""
-            log(f"  {kind} run {i}: {r['seconds']:.2f} s from the second process's start{total}, "
-                f"{r['mb_s']:.1f} MB/s{extra}")
-    return runs
 
 
 # -- 1, 2: throughput ------------------------------------------------------------------------------
@@ -373,9 +345,21 @@ def bench_browser(ctx: Context, failures: list[str]) -> dict:
                          "raw_websocket_mb_s": result["raw_websocket_mb_s"]["median"]}}
 
 
+# -- issue 7: relays sharing rooms through Redis (bench/redis_relays.py) ----------------------------
+
+
+def bench_redis_throughput(ctx: Context, failures: list[str]) -> dict:
+    label = "4MB" if ctx.quick else ctx.args.size
+    return redis_relays.throughput(ctx.cmd, ctx.work, label, ctx.repeat, failures)
+
+
+def bench_redis_idle(ctx: Context, failures: list[str]) -> dict:
+    return redis_relays.idle(ctx.cmd, ctx.work, ctx.args.connections or (200 if ctx.quick else 10_000), failures)
+
+
 BENCHES = {"throughput": bench_throughput, "fixed-cost": bench_fixed_cost, "round-trip": bench_round_trip,
            "memory": bench_memory, "idle-connections": bench_idle, "rooms": bench_rooms, "startup": bench_startup,
-           "browser": bench_browser}
+           "browser": bench_browser, "redis-throughput": bench_redis_throughput, "redis-idle": bench_redis_idle}
 
 
 def main() -> int:
@@ -383,11 +367,14 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one run each: checks the suite works")
     ap.add_argument("--only", action="append", choices=NAMES, metavar="NAME",
                     help=f"run only this benchmark (repeatable): {', '.join(NAMES)}")
-    ap.add_argument("--size", default="1GiB", help="throughput file size (default 1GiB; 1MB with --quick)")
+    ap.add_argument("--size", default="1GiB",
+                    help="throughput and redis-throughput file size (default 1GiB; 1MB and 4MB with --quick)")
     ap.add_argument("--repeat", type=int, default=None, help="runs of each case (default 3, fixed cost 5; 1 with --quick)")
     ap.add_argument("--big", action="store_true", help="also measure memory with a 4 GiB file")
     ap.add_argument("--messages", type=int, default=None, help="round trips (default 1000; 100 with --quick)")
     ap.add_argument("--browser-size", default="200MB", help="browser upload size (default 200MB; 2MB with --quick)")
+    ap.add_argument("--connections", type=int, default=None,
+                    help="idle connections over two Redis-sharing relays (default 10000; 200 with --quick)")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON results (default: bench/results/suite-<UTC time>.json)")
     args = ap.parse_args()
@@ -432,7 +419,7 @@ def main() -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(report, indent=2, default=str) + "\n")  # partial results survive a crash
 
-    log("\n== targets (issue 6), each a ratio or figure from this run")
+    log("\n== targets (issues 6 and 7), each a ratio or figure from this run")
     for name, result in report["benchmarks"].items():
         for t in result.get("targets", []):
             measured = "-" if t["measured"] is None else f"{t['measured']:.3g}"

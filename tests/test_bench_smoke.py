@@ -2,7 +2,8 @@
 
 ``bench/run_all.py --quick`` runs the whole suite (about a minute); the magic-wormhole
 cases are skipped, with a printed note, when it is not installed (``pip install -e '.[bench]'``),
-and the browser case when Chromium or Playwright is missing.
+the browser case when Chromium or Playwright is missing, and the Redis cases (two relays
+sharing rooms) when redis-server or the redis package is missing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 from conftest import bounded
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-NAMES = ("throughput", "fixed-cost", "round-trip", "memory", "idle-connections", "rooms", "startup", "browser")
+NAMES = ("throughput", "fixed-cost", "round-trip", "memory", "idle-connections", "rooms", "startup", "browser",
+         "redis-throughput", "redis-idle")
 
 
 def wormhole_installed() -> bool:
@@ -28,6 +30,16 @@ def wormhole_installed() -> bool:
     return wormhole_tools() is not None
 
 
+def redis_missing() -> str | None:
+    """The suite's own answer to whether its Redis cases can run (redis-server and the redis package)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        from redis_relays import missing
+    finally:
+        sys.path.remove(str(BENCH))
+    return missing()
+
+
 def test_suite_quick(tmp_path):
     out = tmp_path / "suite.json"
     proc = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--quick", "--out", str(out)],
@@ -38,8 +50,8 @@ def test_suite_quick(tmp_path):
     assert list(report["benchmarks"]) == list(NAMES)
     for name, result in report["benchmarks"].items():
         assert "error" not in result, (name, result.get("error"))
-        if result.get("skipped"):  # only the browser case may be skipped (no Chromium or Playwright)
-            assert name == "browser", name
+        if result.get("skipped"):  # the browser case (no Chromium or Playwright), the Redis ones (no redis-server)
+            assert name == "browser" or (name.startswith("redis-") and redis_missing()), name
             continue
         assert result["headline"], name
         for label, value in result["headline"].items():
@@ -58,6 +70,12 @@ def test_suite_quick(tmp_path):
         assert throughput["mb_s"]["wormhole-direct"]["median"] > 0
     else:
         assert "magic-wormhole is not installed" in proc.stdout
+    if not redis_missing():
+        redis = report["benchmarks"]["redis-throughput"]
+        assert redis["mb_s"]["cross-relay"]["median"] > 0 and redis["mb_s"]["one-relay"]["median"] > 0
+        assert all(not run["lost_redis"] for run in redis["runs"]["cross-relay"])
+        idle = report["benchmarks"]["redis-idle"]
+        assert idle["errors"] == 0 and sum(idle["per_relay"]) == idle["connections"]
 
 
 def test_transfer_script_smoke(tmp_path):
