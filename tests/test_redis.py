@@ -149,6 +149,49 @@ def test_peers_on_two_relays_see_each_other_and_exchange_messages(redis):
     run_async(main())
 
 
+def test_concurrent_joins_on_two_relays_every_peer_hears_of_every_other(redis):
+    """Joins racing on two relays: each peer learns of every other, by welcome or peer-joined, once."""
+    async def main():
+        async with Relays(redis.url, 2, RelayLimits(joins_per_minute=1000)) as relays:
+            room = room_id(new_code())
+            first, welcome = await relays.join(0, room, role="sender", create=True)
+            joined = await asyncio.gather(*(relays.join(i % 2, room) for i in range(15)))
+            peers = [(first, welcome), *joined]
+            assert all(isinstance(w, Welcome) for _, w in peers)
+            everyone = {w.peer_id for _, w in peers}
+            heard = [{p.id for p in w.peers} for _, w in peers]
+
+            async def listen(ws, known: set[int], me: int) -> None:
+                while known != everyone - {me}:
+                    message = await recv_message(ws, bounded(5))
+                    if isinstance(message, PeerJoined):
+                        assert message.peer.id not in known, "told twice"
+                        known.add(message.peer.id)
+
+            await asyncio.gather(*(listen(ws, known, w.peer_id) for (ws, w), known in zip(peers, heard)))
+            # nothing more (no duplicate news) arrives
+            for ws, _ in peers:
+                with pytest.raises(asyncio.TimeoutError):
+                    await recv_message(ws, 0.2)
+
+    run_async(main(), timeout=60)
+
+
+def test_a_burst_of_joins_and_leaves_is_not_taken_for_a_lost_redis(redis):
+    """More joins at once than the relay keeps connections to Redis: they wait, none is refused."""
+    async def main():
+        limits = RelayLimits(joins_per_minute=100_000, max_rooms_per_address=1000)
+        async with Relays(redis.url, 1, limits) as relays:
+            rooms = [room_id(new_code()) for _ in range(150)]
+            joined = await asyncio.gather(*(relays.join(0, room, create=True) for room in rooms))
+            assert all(isinstance(reply, Welcome) for _, reply in joined), [r for _, r in joined if not isinstance(r, Welcome)][:1]
+            await asyncio.gather(*(ws.close() for ws, _ in joined))
+            await until(lambda: not relays.servers[0].hub.rooms)
+            assert relays.servers[0].bus.up
+
+    run_async(main(), timeout=60)
+
+
 def test_a_room_is_found_only_while_open_and_is_gone_from_redis_after(redis):
     async def main():
         async with Relays(redis.url, 2) as relays:

@@ -70,6 +70,7 @@ log = logging.getLogger("xfer.relay.bus")
 PREFIX = "xfer:"
 DEFAULT_EXPIRY = 10.0  # seconds: a relay silent this long is dead, its peers leave their rooms
 CLOSE_TRY_LATER = 1013
+POOL_CONNECTIONS = 64  # to Redis from one relay, at most; commands beyond wait their turn
 OUTBOX_LIMIT = 64 * 1024 * 1024  # bytes queued for one peer before it counts as stalled
 _IDS = struct.Struct("!I")
 _COUNT = struct.Struct("!H")
@@ -232,8 +233,12 @@ class RedisBus:
         self.channel = f"{PREFIX}relay:{self.relay_id}"
         # RESP2: with RESP3, redis-py logs str() of every pub/sub message (at debug level, but
         # the string is built anyway), which costs more than moving the message.
-        self.redis = aioredis.Redis.from_url(url, protocol=2, socket_connect_timeout=2.0,
-                                             socket_timeout=max(2.0, expiry / 2), retry_on_timeout=False)
+        # A blocking pool: a burst of joins and leaves waits for a connection instead of failing
+        # (redis-py's default pool raises at its limit, which would read as Redis lost).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_CONNECTIONS, timeout=max(2.0, expiry / 2), protocol=2,
+            socket_connect_timeout=2.0, socket_timeout=max(2.0, expiry / 2), retry_on_timeout=False)
+        self.redis = aioredis.Redis(connection_pool=pool)
         self.up = False
         self.relay = None  # the app.Relay this bus serves, set by attach()
         self._join = self.redis.register_script(_JOIN)
@@ -241,6 +246,7 @@ class RedisBus:
         self._reseat = self.redis.register_script(_RESEAT)
         self._outboxes: dict[tuple[str, int], _Outbox] = {}  # (room, peer id) -> that peer's outbox
         self._pending_leaves: set[tuple[str, int]] = set()  # leaves Redis missed while it was away
+        self._departed: dict[tuple[str, int], float] = {}  # remote peers we heard leave, and when
         self._tasks: list[asyncio.Task] = []
         self._grace_until = 0.0  # no reaping before: after Redis restarts, heartbeats come back first
         self._subscribed = asyncio.Event()
@@ -356,6 +362,9 @@ class RedisBus:
                     self._grace_until = time.monotonic() + self.expiry
                     log.warning("Redis at %s answers again: rooms are shared again", self.display_url)
             await self._renew_rooms()
+            old = time.monotonic() - 5 * self.expiry  # news older than this cannot be overtaken
+            for key in [key for key, when in self._departed.items() if when < old]:
+                del self._departed[key]
             if time.monotonic() >= self._grace_until:
                 await self._reap()
         except (RedisError, OSError) as exc:
@@ -472,12 +481,9 @@ class RedisBus:
         creator, stale_field, stale_value = _text(reply[1]), _text(reply[2]), reply[3]
         members = _members(dict(zip(reply[4::2], reply[5::2])))
         room_id = hello.room
-        # Redis holds the truth: make this relay's view of the room match it.
-        room = self.hub.rooms.get(room_id)
-        if room is not None:
-            for pid, other in list(room.peers.items()):
-                if other.relay_id is not None and pid not in members:
-                    self.hub.leave(room_id, pid)
+        # The reply is a snapshot: news that came meanwhile may be newer (a peer that joined
+        # after it is in our view, one that left is in the reply). Add what we have not heard of,
+        # unless we heard it left; take nothing away (news of leaving does that).
         stale = None
         if stale_field:
             stale_id = int(stale_field[1:])
@@ -495,8 +501,10 @@ class RedisBus:
         for pid, (relay_id, other_info) in members.items():
             if relay_id != self.relay_id:
                 room = self.hub.rooms.get(room_id)
-                if room is None or pid not in room.peers:
+                if room is None:
                     self.hub.seat(room_id, pid, RemotePeer(self, room_id, relay_id, other_info), creator)
+                else:  # our peers there may not have heard of it: its relay's news can come later
+                    self._remote_joined(room_id, relay_id, other_info)
         self.hub.seat(room_id, peer_id, peer, creator or address)
         peer.room = room_id
         room = self.hub.rooms[room_id]
@@ -616,7 +624,7 @@ class RedisBus:
 
     def _remote_joined(self, room_id: str, relay_id: str, info: PeerInfo) -> None:
         room = self.hub.rooms.get(room_id)
-        if room is None or info.id in room.peers:
+        if room is None or info.id in room.peers or (room_id, info.id) in self._departed:
             return
         self.hub.seat(room_id, info.id, RemotePeer(self, room_id, relay_id, info), room.creator_address)
         message = serialize(PeerJoined(peer=info))
@@ -626,6 +634,8 @@ class RedisBus:
     def _remote_left(self, room_id: str, peer_id: int) -> None:
         room = self.hub.rooms.get(room_id)
         peer = room.peers.get(peer_id) if room else None
+        if room is not None:
+            self._departed[(room_id, peer_id)] = time.monotonic()  # ids are never reused
         if peer is None or peer.relay_id is None:
             return
         self.relay.downloads.peer_left(room_id, peer_id)
