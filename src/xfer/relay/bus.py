@@ -410,7 +410,7 @@ class RedisBus:
         for room in list(self.hub.rooms.values()):
             for pid, peer in list(room.peers.items()):
                 if peer.relay_id is not None:
-                    self._remote_left(room.id, pid)
+                    self._remote_left(room.id, pid, gone=False)
 
     async def _resync(self) -> None:
         """Redis answers again (perhaps restarted, empty): write our peers back, then
@@ -631,10 +631,11 @@ class RedisBus:
         for peer in self.hub.local_peers(room_id, but=info.id):
             self._post(peer, message)
 
-    def _remote_left(self, room_id: str, peer_id: int) -> None:
+    def _remote_left(self, room_id: str, peer_id: int, gone: bool = True) -> None:
+        """A remote peer left (``gone``), or is out of reach while Redis is (not ``gone``)."""
         room = self.hub.rooms.get(room_id)
         peer = room.peers.get(peer_id) if room else None
-        if room is not None:
+        if room is not None and gone:
             self._departed[(room_id, peer_id)] = time.monotonic()  # ids are never reused
         if peer is None or peer.relay_id is None:
             return
