@@ -51,7 +51,7 @@ from collections import deque
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import MaxConnectionsError, RedisError
 
 from ..protocol import Accept, Cancel, Done, PeerInfo, PeerJoined, PeerLeft, ProtocolError, Reject, parse_header, parse_message, serialize
 from ..protocol.messages import MAX_ID
@@ -236,7 +236,7 @@ class RedisBus:
         # A blocking pool: a burst of joins and leaves waits for a connection instead of failing
         # (redis-py's default pool raises at its limit, which would read as Redis lost).
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=POOL_CONNECTIONS, timeout=max(2.0, expiry / 2), protocol=2,
+            url, max_connections=POOL_CONNECTIONS, timeout=max(10.0, expiry), protocol=2,
             socket_connect_timeout=2.0, socket_timeout=max(2.0, expiry / 2), retry_on_timeout=False)
         self.redis = aioredis.Redis(connection_pool=pool)
         self.up = False
@@ -245,7 +245,8 @@ class RedisBus:
         self._leave = self.redis.register_script(_LEAVE)
         self._reseat = self.redis.register_script(_RESEAT)
         self._outboxes: dict[tuple[str, int], _Outbox] = {}  # (room, peer id) -> that peer's outbox
-        self._pending_leaves: set[tuple[str, int]] = set()  # leaves Redis missed while it was away
+        # leaves Redis missed (it was away, or every connection busy): (room, peer) -> relays to tell
+        self._pending_leaves: dict[tuple[str, int], set[str]] = {}
         self._departed: dict[tuple[str, int], float] = {}  # remote peers we heard leave, and when
         self._tasks: list[asyncio.Task] = []
         self._grace_until = 0.0  # no reaping before: after Redis restarts, heartbeats come back first
@@ -312,6 +313,9 @@ class RedisBus:
             pass
 
     def _lost(self, exc: BaseException) -> None:
+        if _busy(exc):  # every connection to Redis in use for a while: slow, not lost
+            log.debug("Redis is slow to answer: %s", exc)
+            return
         self.last_error = _why(exc)
         if self.up:
             self.up = False
@@ -361,6 +365,7 @@ class RedisBus:
                 if was_down:  # other relays' heartbeats may be missing for a beat: don't reap them yet
                     self._grace_until = time.monotonic() + self.expiry
                     log.warning("Redis at %s answers again: rooms are shared again", self.display_url)
+            await self._flush_leaves()
             await self._renew_rooms()
             old = time.monotonic() - 5 * self.expiry  # news older than this cannot be overtaken
             for key in [key for key, when in self._departed.items() if when < old]:
@@ -415,10 +420,7 @@ class RedisBus:
     async def _resync(self) -> None:
         """Redis answers again (perhaps restarted, empty): write our peers back, then
         take the rooms' members as Redis has them, telling our peers what changed."""
-        for room_id, peer_id in list(self._pending_leaves):
-            await self._leave(keys=[f"{PREFIX}room:{room_id}", f"{PREFIX}rooms"],
-                              args=[_field(peer_id), self.relay_id, room_id, f"{PREFIX}addr:"])
-            self._pending_leaves.discard((room_id, peer_id))
+        await self._flush_leaves()
         now = int(time.time() * 1000)
         for room in list(self.hub.rooms.values()):
             local = self.hub.local_peers(room.id)
@@ -469,7 +471,8 @@ class RedisBus:
                           address])
             except (RedisError, OSError) as exc:
                 self._lost(exc)
-                raise JoinRefused("unavailable", "the relay lost its Redis; try again shortly",
+                why = "is busy" if _busy(exc) else "went away"
+                raise JoinRefused("unavailable", f"the relay's Redis {why}; try again shortly",
                                   CLOSE_TRY_LATER) from None
             status = _text(reply[0])
             if status != "retry":
@@ -521,15 +524,22 @@ class RedisBus:
         box = self._outboxes.pop((room_id, peer_id), None)
         if box is not None:
             box.task.cancel()
+        relays = {p.relay_id for p in remaining if p.relay_id is not None}
         try:
             await self._leave(keys=[f"{PREFIX}room:{room_id}", f"{PREFIX}rooms"],
                               args=[_field(peer_id), self.relay_id, room_id, f"{PREFIX}addr:"])
         except (RedisError, OSError) as exc:
-            self._pending_leaves.add((room_id, peer_id))
+            self._pending_leaves[(room_id, peer_id)] = relays  # the next beat tries again
             self._lost(exc)
             return
-        relays = {p.relay_id for p in remaining if p.relay_id is not None}
         await self._publish_news(relays, b"L", {"room": room_id, "id": peer_id})
+
+    async def _flush_leaves(self) -> None:
+        for (room_id, peer_id), relays in list(self._pending_leaves.items()):
+            await self._leave(keys=[f"{PREFIX}room:{room_id}", f"{PREFIX}rooms"],
+                              args=[_field(peer_id), self.relay_id, room_id, f"{PREFIX}addr:"])
+            del self._pending_leaves[(room_id, peer_id)]
+            await self._publish_news(relays, b"L", {"room": room_id, "id": peer_id})
 
     def _relays_of(self, room_id: str) -> set[str]:
         room = self.hub.rooms.get(room_id)
@@ -648,6 +658,11 @@ class RedisBus:
     def status(self) -> dict:
         return {"redis": "up" if self.up else "down", "relay_id": self.relay_id,
                 **({} if self.up else {"redis_error": self.last_error})}
+
+
+def _busy(exc: BaseException) -> bool:
+    """Whether ``exc`` says only that this relay's connections to Redis were all in use."""
+    return isinstance(exc, MaxConnectionsError) or "No connection available" in str(exc)
 
 
 def _why(exc: BaseException) -> str:
