@@ -291,7 +291,7 @@ async def _drain_joined(ws, want: int, seconds: float) -> int:
 
 
 async def idle_clients(relays: list[Child], ports: list[int], server: RedisServer, n: int,
-                       concurrency: int = 20) -> dict:
+                       concurrency: int = 100) -> dict:
     """``n`` idle peers in rooms of 10, alternating between the two relays; RSS and used_memory before/after.
 
     ``errors``: joins that failed, connections closed while idle, a relay that said it lost
@@ -361,7 +361,7 @@ async def idle_clients(relays: list[Child], ports: list[int], server: RedisServe
     return result
 
 
-def idle(cmd: list[str], work: Path, n: int, failures: list[str], concurrency: int = 20) -> dict:
+def idle(cmd: list[str], work: Path, n: int, failures: list[str], concurrency: int = 100) -> dict:
     """The ``redis-idle`` benchmark."""
     if reason := missing():
         return skipped(reason)
@@ -422,7 +422,7 @@ def main() -> int:
     ap.add_argument("--size", default=None, help="throughput file size (default 1GiB; 4MB with --quick)")
     ap.add_argument("--repeat", type=int, default=None, help="runs of each case (default 3; 1 with --quick)")
     ap.add_argument("--connections", type=int, default=None, help="idle connections (default 10000; 200 with --quick)")
-    ap.add_argument("--concurrency", type=int, default=20, help="idle: joins in flight at once (default 20)")
+    ap.add_argument("--concurrency", type=int, default=100, help="idle: joins in flight at once (default 100)")
     ap.add_argument("--out", type=Path, default=None, help="JSON results (default: bench/results/redis-<UTC time>.json)")
     args = ap.parse_args()
     label = args.size or ("4MB" if args.quick else "1GiB")
