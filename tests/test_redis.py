@@ -16,6 +16,7 @@ import pytest
 
 from conftest import bounded, free_port, make_file, run_async, sha256_of, wait_for_port
 from peers import closed_with, recv_message
+from test_faults import wait_progress
 from xfer.protocol import Error, Hello, PeerJoined, PeerLeft, Text, Welcome, parse_message, serialize
 from xfer.protocol.codes import new_code, room_id
 from xfer.relay import RelayLimits, RelayServer, bind_socket
@@ -412,10 +413,7 @@ def test_relay_killed_mid_transfer_receiver_resumes_through_another(redis, tmp_p
         code = (await asyncio.to_thread(sender.first_event))["code"]
         receiver = procs(["receive", "--room", code, "--relay", f"127.0.0.1:{balancer.port}", "--yes", "--json",
                           "--dir", str(tmp_path / "in")], tmp_path, "receive")
-        deadline = time.monotonic() + bounded(30)
-        while not any(e["event"] == "progress" and e["bytes"] > 8_000_000 for e in receiver.events()):
-            assert time.monotonic() < deadline and receiver.proc.poll() is None, receiver.stderr
-            await asyncio.sleep(0.1)
+        await asyncio.to_thread(wait_progress, receiver, 8_000_000, 30)
         relay_b.proc.send_signal(signal.SIGKILL)
         for p in (sender, receiver):
             rc = await asyncio.to_thread(p.wait, 90)
@@ -447,10 +445,7 @@ def test_fan_out_relay_killed_mid_transfer_its_receiver_comes_back_through_anoth
                       "--dir", str(tmp_path / "in-b")], tmp_path, "receive-b")
         on_c = procs(["receive", "--room", code, "--relay", f"127.0.0.1:{relay_c.port}", "--yes", "--json",
                       "--dir", str(tmp_path / "in-c")], tmp_path, "receive-c")
-        deadline = time.monotonic() + bounded(30)
-        while not any(e["event"] == "progress" and e["bytes"] > 8_000_000 for e in on_b.events()):
-            assert time.monotonic() < deadline and on_b.proc.poll() is None, on_b.stderr
-            await asyncio.sleep(0.1)
+        await asyncio.to_thread(wait_progress, on_b, 8_000_000, 30)
         relay_b.proc.send_signal(signal.SIGKILL)
         for p in (sender, on_b, on_c):
             rc = await asyncio.to_thread(p.wait, 120)
@@ -478,10 +473,7 @@ def test_a_transfer_across_relays_survives_a_redis_restart(redis, tmp_path, proc
     code = receiver.first_event()["code"]
     sender = procs(["send", str(src), "--room", code, "--relay", f"127.0.0.1:{relay_a.port}", "--json",
                     "--limit-rate", "6MB"], tmp_path, "send")
-    deadline = time.monotonic() + bounded(30)
-    while not any(e["event"] == "progress" and e["bytes"] > 6_000_000 for e in receiver.events()):
-        assert time.monotonic() < deadline and receiver.proc.poll() is None, receiver.stderr
-        time.sleep(0.1)
+    wait_progress(receiver, 6_000_000, 30)
     redis.stop()
     time.sleep(EXPIRY * 2)
     redis.start()

@@ -235,10 +235,13 @@ class RedisBus:
         # the string is built anyway), which costs more than moving the message.
         # A blocking pool: a burst of joins and leaves waits for a connection instead of failing
         # (redis-py's default pool raises at its limit, which would read as Redis lost).
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=POOL_CONNECTIONS, timeout=max(10.0, expiry), protocol=2,
-            socket_connect_timeout=2.0, socket_timeout=max(2.0, expiry / 2), retry_on_timeout=False)
+        options = dict(protocol=2, socket_connect_timeout=2.0, socket_timeout=max(2.0, expiry / 2),
+                       retry_on_timeout=False)
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=POOL_CONNECTIONS,
+                                                        timeout=max(10.0, expiry), **options)
         self.redis = aioredis.Redis(connection_pool=pool)
+        # The heartbeat has a connection of its own: however busy the pool, the relay stays alive.
+        self._heart = aioredis.Redis.from_url(url, max_connections=1, **options)
         self.up = False
         self.relay = None  # the app.Relay this bus serves, set by attach()
         self._join = self.redis.register_script(_JOIN)
@@ -304,13 +307,14 @@ class RedisBus:
             box.task.cancel()
         if self.up:
             try:
-                await self.redis.delete(f"{PREFIX}alive:{self.relay_id}")
+                await self._heart.delete(f"{PREFIX}alive:{self.relay_id}")
             except (RedisError, OSError):
                 pass
-        try:
-            await self.redis.aclose()
-        except (RedisError, OSError):
-            pass
+        for client in (self.redis, self._heart):
+            try:
+                await client.aclose()
+            except (RedisError, OSError):
+                pass
 
     def _lost(self, exc: BaseException) -> None:
         if _busy(exc):  # every connection to Redis in use for a while: slow, not lost
@@ -355,7 +359,7 @@ class RedisBus:
     async def _beat_once(self) -> None:
         """Renew this relay's heartbeat and its rooms; reap dead relays' peers; come back after an outage."""
         try:
-            await self.redis.set(f"{PREFIX}alive:{self.relay_id}", "1", px=int(self.expiry * 1000))
+            await self._heart.set(f"{PREFIX}alive:{self.relay_id}", "1", px=int(self.expiry * 1000))
             if not self.up:
                 if not self._subscribed.is_set():
                     raise ConnectionError("not subscribed to this relay's channel yet")
@@ -436,8 +440,8 @@ class RedisBus:
                 if relay_id != self.relay_id and pid not in room.peers:
                     self._remote_joined(room.id, relay_id, info)
             for pid, peer in list(room.peers.items()):
-                if peer.relay_id is not None and pid not in members:
-                    self._remote_left(room.id, pid)
+                if peer.relay_id is not None and pid not in members:  # its relay may not be back yet
+                    self._remote_left(room.id, pid, gone=False)
             relays = {relay_id for relay_id, _ in members.values() if relay_id != self.relay_id}
             for peer in local:
                 await self._publish_news(relays, b"J", {"room": room.id, "relay": self.relay_id,
