@@ -196,7 +196,10 @@ class HumanReporter:
         self.say(f"[yellow]{self._peer(peer)} declined[/yellow]")
 
     def on_receiver_failed(self, peer: dict[str, Any], reason: str, **f: Any) -> None:
-        self.say(f"[yellow]{self._peer(peer)} dropped out ({display_name(reason, 200)}); the others go on[/yellow]")
+        if reason == "left":
+            self.say(f"[yellow]{self._peer(peer)} left; the others go on, and it can come back to finish[/yellow]")
+        else:
+            self.say(f"[yellow]{self._peer(peer)} dropped out ({display_name(reason, 200)}); the others go on[/yellow]")
         task = self.peer_tasks.pop(peer.get("id"), None)
         if task is not None and self.progress is not None:
             self.progress.update(task, description=self.progress.tasks[task].description + " [red]✗[/red]")
@@ -250,6 +253,9 @@ class HumanReporter:
         self._print(f"[bold]{who}:[/bold] {display_name(text, 100_000)}")
 
     def on_done(self, files: int, bytes: int, seconds: float, **f: Any) -> None:
+        if self.progress is not None:  # every receiver still listed has verified everything
+            for task in self.peer_tasks.values():
+                self.progress.update(task, completed=self.progress.tasks[task].total)
         self.close()
         if self.role == "send":
             who = ", ".join(self._peer(p) for p in (f.get("peers") or [f.get("peer") or {}]))
