@@ -125,7 +125,7 @@ class Child:
     """A subprocess reaped by ``os.wait4(pid, 0)`` in a thread: exact peak RSS and exit time."""
 
     def __init__(self, name: str, args: list[str], work: Path):
-        self.name, self.rc, self.end, self.rss_kib = name, None, None, None
+        self.name, self.rc, self.end, self.rss_kib, self.cpu_s = name, None, None, None, None
         self.out_path, self.err_path = work / f"{name}.out", work / f"{name}.err"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.start = time.monotonic()
@@ -137,6 +137,7 @@ class Child:
     def _reap(self) -> None:
         _, status, usage = os.wait4(self.proc.pid, 0)
         self.end, self.rss_kib = time.monotonic(), usage.ru_maxrss
+        self.cpu_s = usage.ru_utime + usage.ru_stime  # CPU seconds, user and kernel, all threads
         self.rc = self.proc.returncode = os.waitstatus_to_exitcode(status)
 
     @property
@@ -170,6 +171,13 @@ class Child:
         err = self.err_path.read_text(errors="replace").strip()
         out = self.out_path.read_text(errors="replace").strip().splitlines()
         return "".join(f"; {what}: {text[-500:]}" for what, text in (("stderr", err), ("stdout", out[-1] if out else "")) if text)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and kernel, all threads) a running process has used so far: for servers
+    that outlive one run, measured before and after it."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_until(check, what: str, child: Child, seconds: float):

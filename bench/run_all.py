@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,6 +120,11 @@ def bench_throughput(ctx: Context, failures: list[str]) -> dict:
         log(f"  {kind:>18}: {fmt(s)} MB/s")
     for k, v in ratios.items():
         log(f"  {k}: {v:.2f}" if v else f"  {k}: -")
+    cpu = cpu_per_gb(runs, size)
+    log("  CPU seconds per GB moved (user + kernel of the whole processes, start-up included; median of the runs):")
+    for kind, roles in cpu.items():
+        parts = " + ".join(f"{role} {seconds:.2f}" for role, seconds in roles.items() if role != "total")
+        log(f"  {kind:>18}: {parts} = {roles['total']:.2f} s/GB -> at most {2 / roles['total'] * 1000:.0f} MB/s on 2 cores")
     targets = [
         target("1 GiB relayed: xfer / magic-wormhole through its relay", ratios["xfer_relayed_over_wormhole_relayed"], 2.0, ">="),
         target("1 GiB relayed: xfer / magic-wormhole direct", ratios["xfer_relayed_over_wormhole_direct"], 1.3, ">="),
@@ -127,8 +133,21 @@ def bench_throughput(ctx: Context, failures: list[str]) -> dict:
     return {"measures": "MB/s (10^6 bytes) of one file, from the sender's process start until sender and receiver "
                         "have exited; SHA-256 of every received file checked",
             "size": label, "bytes": size, "repeat": ctx.repeat, "mb_s": mb_s, "ratios": ratios,
-            "peak_rss_mb": rss, "runs": runs, "notes": notes, "targets": targets,
+            "peak_rss_mb": rss, "cpu_s_per_gb": cpu, "runs": runs, "notes": notes, "targets": targets,
             "headline": {f"{k}_mb_s": v["median"] for k, v in mb_s.items() if v}}
+
+
+def cpu_per_gb(runs: dict[str, list[dict]], size: int) -> dict[str, dict[str, float]]:
+    """CPU seconds each process spent per GB (10^9 bytes) moved, median over the runs, and their total:
+    on 2 cores no arrangement of those processes moves more than 2 / total GB a second."""
+    out = {}
+    for kind, rs in runs.items():
+        rs = [r for r in rs if r.get("cpu_s") and None not in r["cpu_s"].values()]
+        if not rs:
+            continue
+        roles = {role: statistics.median(r["cpu_s"][role] for r in rs) * 1e9 / size for role in rs[0]["cpu_s"]}
+        out[kind] = {**roles, "total": sum(roles.values())}
+    return out
 
 
 # -- 3: fixed cost ---------------------------------------------------------------------------------

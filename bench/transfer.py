@@ -34,7 +34,7 @@ from pathlib import Path
 
 from xfer.units import parse_size
 
-from common import BLOCK, Child, fmt, free_port, make_source, provenance, sha256_of, spread, start_relay, wait_until, xfer_cmd
+from common import BLOCK, Child, cpu_seconds, fmt, free_port, make_source, provenance, sha256_of, spread, start_relay, wait_until, xfer_cmd
 
 ROLES = ("sender", "relay", "receiver")
 
@@ -95,7 +95,7 @@ def run_xfer(cmd: list[str], src: Path, digest: str, work: Path, timeout: float,
         peers = (sender, relay, receiver) if relay else (sender, receiver)
         return {"seconds": seconds, "total_seconds": max(sender.end, receiver.end) - receiver.start,
                 "mb_s": src.stat().st_size / seconds / 1e6, "relay_exit": relay.rc if relay else None,
-                "rss_mb": {c.name: c.rss_mb for c in peers}}
+                "rss_mb": {c.name: c.rss_mb for c in peers}, "cpu_s": {c.name: c.cpu_s for c in peers}}
     finally:
         for child in children:
             child.kill()
@@ -117,7 +117,8 @@ def run_embedded(cmd: list[str], src: Path, digest: str, work: Path, timeout: fl
         children.append(sender)
         seconds = _finish(src, digest, out_dir, sender, receiver, timeout)
         return {"seconds": seconds, "total_seconds": max(sender.end, receiver.end) - receiver.start, "mb_s": src.stat().st_size / seconds / 1e6,
-                "rss_mb": {c.name: c.rss_mb for c in (sender, receiver)}}
+                "rss_mb": {c.name: c.rss_mb for c in (sender, receiver)},
+                "cpu_s": {c.name: c.cpu_s for c in (sender, receiver)}}
     finally:
         for child in children:
             child.kill()
@@ -163,19 +164,20 @@ def run_raw(src: Path, digest: str, work: Path, timeout: float) -> dict:
     try:
         for t in threads:
             t.start()
-        start = time.monotonic()
+        start, cpu_start = time.monotonic(), cpu_seconds(os.getpid())
         with socket.create_connection(fwd_srv.getsockname(), timeout=timeout) as c, open(src, "rb") as f:
             while block := f.read(BLOCK):
                 c.sendall(block)
             c.shutdown(socket.SHUT_WR)
             for t in threads:
                 t.join(max(0.0, start + timeout - time.monotonic()))
-        seconds = time.monotonic() - start
+        seconds, cpu = time.monotonic() - start, cpu_seconds(os.getpid()) - cpu_start
         if errors or any(t.is_alive() for t in threads):
             raise RuntimeError("raw forwarder: " + ("; ".join(errors) or "timed out"))
         if sha256_of(dst) != digest:
             raise RuntimeError("raw forwarder: SHA-256 differs")
-        return {"seconds": seconds, "mb_s": src.stat().st_size / seconds / 1e6}
+        return {"seconds": seconds, "mb_s": src.stat().st_size / seconds / 1e6,
+                "cpu_s": {"sender, forwarder and sink": cpu}}  # (and this script's idle threads)
     finally:
         sink_srv.close()
         fwd_srv.close()

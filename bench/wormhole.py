@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from common import Child, free_port, sha256_of, wait_for_port, wait_until
+from common import Child, cpu_seconds, free_port, sha256_of, wait_for_port, wait_until
 
 
 class WormholeServers:
@@ -87,6 +87,8 @@ def run_wormhole(servers: WormholeServers, src: Path, digest: str, work: Path, t
         children.append(child)
         return child
 
+    transit = next(c for c in servers.children if c.name == "wormhole-transit")
+    transit_cpu = cpu_seconds(transit.proc.pid)
     try:
         if sender_first:
             sender = start_sender()
@@ -116,7 +118,9 @@ def run_wormhole(servers: WormholeServers, src: Path, digest: str, work: Path, t
         first = sender if sender_first else receiver
         return {"seconds": seconds, "total_seconds": max(sender.end, receiver.end) - first.start,
                 "mb_s": src.stat().st_size / seconds / 1e6, "path": path,
-                "rss_mb": {c.name: c.rss_mb for c in (sender, receiver)}}
+                "rss_mb": {c.name: c.rss_mb for c in (sender, receiver)},
+                "cpu_s": {"sender": sender.cpu_s, "receiver": receiver.cpu_s,
+                          **({"relay": cpu_seconds(transit.proc.pid) - transit_cpu} if relayed else {})}}
     finally:
         for child in children:
             child.kill()
