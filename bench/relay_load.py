@@ -19,6 +19,7 @@ import hashlib
 import os
 import secrets
 import statistics
+import sys
 import time
 
 from websockets.asyncio.client import connect
@@ -146,7 +147,50 @@ async def round_trip(port: int, n: int = 1000, warmup: int = 50) -> dict:
                     direct.append(time.perf_counter() - start)
         finally:
             await ws.close()
-    return {"relay": percentiles(relay), "echo_no_relay": percentiles(direct)}
+    bare = await bare_forwarder_round_trip(n, warmup)
+    return {"relay": percentiles(relay), "echo_no_relay": percentiles(direct), "bare_forwarder": percentiles(bare)}
+
+
+# A relay reduced to forwarding: a websockets server in its own process that sends every frame
+# from one connection to the others. The same path as through ``xfer serve`` (two processes to
+# cross each way), without anything xfer does: what the machine itself costs a round trip.
+_BARE_FORWARDER = """
+import asyncio
+from websockets.asyncio.server import serve
+peers = []
+async def handler(ws):
+    peers.append(ws)
+    try:
+        async for frame in ws:
+            for other in list(peers):
+                if other is not ws:
+                    await other.send(frame)
+    finally:
+        peers.remove(ws)
+async def main():
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Future()
+asyncio.run(main())
+"""
+
+
+async def bare_forwarder_round_trip(n: int, warmup: int = 50) -> list[float]:
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", _BARE_FORWARDER,
+                                                stdout=asyncio.subprocess.PIPE)
+    try:
+        port = int(await asyncio.wait_for(proc.stdout.readline(), 30))
+        a = await connect(f"ws://127.0.0.1:{port}/", compression=None, proxy=None)
+        b = await connect(f"ws://127.0.0.1:{port}/", compression=None, proxy=None)
+        try:
+            await asyncio.sleep(0.2)  # both handlers registered
+            return await _ping_pong(a, b, n, warmup)
+        finally:
+            await a.close()
+            await b.close()
+    finally:
+        proc.kill()
+        await proc.wait()
 
 
 def _status_kib(pid: int, field: str) -> int:

@@ -209,7 +209,8 @@ def bench_round_trip(ctx: Context, failures: list[str]) -> dict:
     return {"measures": "milliseconds per round trip of a text message between two peers in a room (A sends, the "
                         "relay forwards, B answers, the relay forwards, A has it); both clients are asyncio "
                         "websockets clients in this process; echo_no_relay: the same client against a bare "
-                        "WebSocket echo server in this process",
+                        "WebSocket echo server in this process; bare_forwarder: the same two clients through a "
+                        "websockets server in another process that only forwards frames",
             "messages": n, "ms": ms,
             "targets": [target("text round trip p99 (ms)", ms["relay"]["p99"], 1.0, "<=", " ms")],
             "headline": {"relay_p50_ms": ms["relay"]["p50"], "relay_p99_ms": ms["relay"]["p99"]}}
