@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import bounded, free_port, make_file, run_async, sha256_of, wait_for_port
+from conftest import bounded, free_port, make_file, run_async, sha256_of, wait_for_port, xfer_cmd
 from peers import closed_with, recv_message
 from test_faults import wait_progress
 from xfer.protocol import Error, Hello, PeerJoined, PeerLeft, Text, Welcome, parse_message, serialize
@@ -254,6 +254,19 @@ def test_a_peer_that_reconnects_through_another_relay_replaces_its_old_connectio
             assert (await next_message(a, PeerJoined)).peer.id == welcome_new.peer_id
 
     run_async(main())
+
+
+def test_serve_redis_errors_are_one_line(tmp_path):
+    """A bad URL, or no redis package: one line that says what to do, exit 2, nothing listening."""
+    bad = subprocess.run(xfer_cmd() + ["serve", "--port", "0", "--redis", "http://example"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "xfer: --redis wants a URL like redis://HOST:6379/0, not 'http://example'")
+    code = ("import sys; sys.modules['redis'] = None; from xfer.cli import main; "
+            "sys.argv = ['xfer', 'serve', '--port', '0', '--redis', 'redis://127.0.0.1:1/0']; main()")
+    missing = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "xfer: --redis needs the redis package: pip install 'xfer[redis]'"
 
 
 def test_no_redis_import_without_redis():

@@ -358,6 +358,7 @@ def serve(
     import asyncio
 
     from rich.console import Console
+    from rich.markup import escape
 
     from ..addresses import lan_address, relay_ws_url, ws_url_for
     from ..errors import UsageError, XferError
@@ -375,7 +376,7 @@ def serve(
         tls = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
         bus = _redis_bus(redis, redis_expiry) if redis else None
     except XferError as exc:
-        console.print(f"[bold red]xfer:[/bold red] {exc}")
+        console.print(f"[bold red]xfer:[/bold red] {escape(str(exc))}")
         raise typer.Exit(exc.exit_code) from None
     try:
         sock = bind_socket(host, port)
@@ -388,7 +389,7 @@ def serve(
         public = relay_ws_url(public_url) if public_url else ws_url_for(shown, sock.getsockname()[1], tls=tls is not None)
     except XferError as exc:
         sock.close()
-        console.print(f"[bold red]xfer:[/bold red] {exc}")
+        console.print(f"[bold red]xfer:[/bold red] {escape(str(exc))}")
         raise typer.Exit(exc.exit_code) from None
     server = RelayServer(sock, limits=limits, public_relay=public, ping_interval=keepalive, ping_timeout=keepalive,
                          tls=tls, trusted_proxies=proxies, bus=bus)
