@@ -52,12 +52,12 @@ def browser(playwright):
 class Relay:
     """``xfer serve`` on 127.0.0.1 (on ``port`` again, to test a restart)."""
 
-    def __init__(self, tmp: Path, port: int | None = None) -> None:
+    def __init__(self, tmp: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
         self.log = open(tmp / f"serve-{time.monotonic_ns()}.err", "wb")
         env = {**os.environ, "NO_COLOR": "1"}
         env.pop("XFER_RELAY", None)
-        self.proc = subprocess.Popen(xfer_cmd() + ["serve", "--host", "127.0.0.1", "--port", str(self.port)],
+        self.proc = subprocess.Popen(xfer_cmd() + ["serve", "--host", "127.0.0.1", "--port", str(self.port), *extra],
                                      stdout=subprocess.DEVNULL, stderr=self.log, env=env)
         wait_for_port(self.port)
 

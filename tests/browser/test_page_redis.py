@@ -1,0 +1,43 @@
+"""The phone page on one relay, ``xfer`` on another, the relays sharing rooms through Redis."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make_file, sha256_of
+from pagekit import Relay, browser, phone, playwright, shot, wait_until, xfer_procs  # noqa: F401
+from test_redis import RedisServer
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def two_relays(tmp_path):
+    redis = RedisServer(tmp_path)
+    redis.start()
+    relays = [Relay(tmp_path, extra=("--redis", redis.url, "--redis-expiry", "2")) for _ in range(2)]
+    yield relays
+    for relay in relays:
+        relay.stop()
+    redis.stop()
+
+
+def test_page_on_one_relay_uploads_and_talks_to_xfer_on_another(phone, two_relays, xfer_procs, tmp_path):
+    page_relay, cli_relay = two_relays
+    src = make_file(tmp_path / "clip.mp4", 12_000_000, 3)
+    recv = xfer_procs(["receive", "--relay", cli_relay.ws, "--yes", "--json", "--no-qr", "--dir", str(tmp_path / "in"),
+                       "--name", "desk"], "recv")
+    room = recv.first_event()
+    assert room["event"] == "room"
+    phone.goto(page_relay.page(room["code"]))
+    phone.wait_for_selector("#status[data-state=connected]")
+    assert "desk (xfer)" in phone.inner_text("#peers")  # a peer of the other relay, from the welcome
+    phone.fill("#text-input", "across relays")
+    phone.click("#text-send")
+    got = wait_until(lambda: [e for e in recv.events() if e["event"] == "text"], 10, "the text at xfer receive")
+    assert got[0]["text"] == "across relays"
+    phone.set_input_files("#pick-files", [str(src)])
+    assert recv.wait(90) == 0, recv.stderr
+    phone.wait_for_selector(".transfer-card .ok")
+    shot(phone, "redis-upload-across-relays")
+    assert sha256_of(tmp_path / "in" / "clip.mp4") == sha256_of(src)
+    assert "SHA-256 verified" in phone.inner_text("#transfers")
