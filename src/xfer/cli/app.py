@@ -45,14 +45,14 @@ def _root(
 
 
 # Options shared by send and receive.
-RoomOpt = typer.Option(None, "--room", "-r", help="Join this room (the code the other side printed) instead of opening one.")
-RelayOpt = typer.Option(None, "--relay", envvar="XFER_RELAY", show_envvar=True,
+RoomOpt = typer.Option(None, "--room", "-r", metavar="CODE", help="Join this room (the code the other side printed) instead of opening one.")
+RelayOpt = typer.Option(None, "--relay", envvar="XFER_RELAY", show_envvar=True, metavar="URL",
                         help="Relay address: ws://host:port, wss://host, https://host or host:port. "
                              "Without it, xfer runs a relay inside this process.")
-PortOpt = typer.Option(None, "--port", "-p", help="Port for the embedded relay (default: a free one).")
-HostOpt = typer.Option(None, "--host", help="Address the embedded relay listens on (default: all interfaces).")
-PublicOpt = typer.Option(None, "--public-url", help="Relay address to print and put in the QR code, e.g. behind a proxy.")
-NameOpt = typer.Option(None, "--name", help="How others in the room see you (default: this computer's name).")
+PortOpt = typer.Option(None, "--port", "-p", metavar="PORT", help="Port for the embedded relay (default: a free one).")
+HostOpt = typer.Option(None, "--host", metavar="ADDR", help="Address the embedded relay listens on (default: all interfaces).")
+PublicOpt = typer.Option(None, "--public-url", metavar="URL", help="Relay address to print and put in the QR code, e.g. behind a proxy.")
+NameOpt = typer.Option(None, "--name", metavar="NAME", help="How others in the room see you (default: this computer's name).")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON event per line on stdout instead of progress bars.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print only errors (and the room code).")
 NoQrOpt = typer.Option(False, "--no-qr", help="Do not print the QR code.")
@@ -99,7 +99,7 @@ def _run(make, *, json_mode: bool, quiet: bool, debug: bool, role: str) -> None:
 
 @app.command()
 def send(
-    paths: List[Path] = typer.Argument(None, help="Files or folders to send; - sends standard input.",
+    paths: List[Path] = typer.Argument(None, metavar="PATH", help="Files or folders to send; - sends standard input.",
                                        show_default=False),
     text: Optional[str] = typer.Option(None, "--text", "-t", metavar="TEXT",
                                        help="Send this text instead of files ('-' reads it from stdin), then exit."),
@@ -191,7 +191,7 @@ def send(
 def receive(
     room: Optional[str] = RoomOpt,
     relay: Optional[str] = RelayOpt,
-    folder: Path = typer.Option(Path("."), "--dir", "-d", help="Folder to save into (created if missing).",
+    folder: Path = typer.Option(Path("."), "--dir", "-d", metavar="FOLDER", help="Folder to save into (created if missing).",
                                 show_default="the current folder"),
     yes: bool = typer.Option(False, "--yes", "-y", help="Accept the offer without asking (needed when stdin is not a terminal)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files instead of saving as 'name (1).ext'."),
@@ -315,12 +315,15 @@ async def _ask(question: str, out) -> bool:
 
 @app.command()
 def serve(
-    host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on."),
-    port: int = typer.Option(8765, "--port", "-p", envvar="PORT", show_envvar=True, help="Port for the page and the WebSocket endpoint."),
-    public_url: Optional[str] = typer.Option(None, "--public-url", help="The address people use to reach this relay, to print."),
-    max_peers: int = typer.Option(20, "--max-peers", help="Peers in one room at most."),
-    max_rooms: int = typer.Option(10_000, "--max-rooms", help="Rooms open at once at most."),
-    joins_per_minute: int = typer.Option(60, "--joins-per-minute", help="Joins one address may make a minute."),
+    host: str = typer.Option("0.0.0.0", "--host", metavar="ADDR", help="Address to listen on."),
+    port: int = typer.Option(8765, "--port", "-p", envvar="PORT", show_envvar=True, metavar="PORT",
+                             help="Port for the page and the WebSocket endpoint."),
+    public_url: Optional[str] = typer.Option(None, "--public-url", metavar="URL",
+                                             help="The address people use to reach this relay, to print."),
+    max_peers: int = typer.Option(20, "--max-peers", metavar="N", help="Peers in one room at most."),
+    max_rooms: int = typer.Option(10_000, "--max-rooms", metavar="N", help="Rooms open at once at most."),
+    joins_per_minute: int = typer.Option(60, "--joins-per-minute", metavar="N",
+                                         help="Joins one address may make a minute."),
     keepalive: float = typer.Option(20.0, "--keepalive", min=1.0, metavar="SECONDS",
                                     help="Ping peers this often; one silent for twice this long is dropped and its room told."),
     allow_origin: List[str] = typer.Option([], "--allow-origin", metavar="URL",
