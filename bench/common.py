@@ -257,6 +257,19 @@ def target(name: str, measured: float | None, limit: float, better: str, unit: s
     return {"target": name, "measured": measured, "limit": f"{better} {limit}{unit}", "met": met}
 
 
+def report_targets(report: dict, out: Path, failures: list[str], label) -> int:
+    """Print every benchmark's targets (``label(name)`` before each) and the failures; the exit status."""
+    for name, result in report["benchmarks"].items():
+        for t in result.get("targets", []):
+            measured = "-" if t["measured"] is None else f"{t['measured']:.3g}"
+            verdict = {True: "met", False: "NOT MET", None: "not measured"}[t["met"]]
+            log(f"  {label(name)} {t['target']}: {measured} (target {t['limit']}): {verdict}")
+    log(f"\nresults: {out}")
+    if failures:
+        print(f"{len(failures)} failure(s):\n  " + "\n  ".join(failures), file=sys.stderr)
+    return 1 if failures else 0
+
+
 def ratio(a: dict, b: dict) -> float | None:
     return a["median"] / b["median"] if a and b and b["median"] else None
 

@@ -56,6 +56,7 @@ from common import (
     provenance,
     raise_nofile,
     ratio,
+    report_targets,
     rss_kib,
     run_cases,
     spread,
@@ -457,15 +458,7 @@ def main() -> int:
             report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    for name, result in report["benchmarks"].items():
-        for t in result.get("targets", []):
-            verdict = {True: "met", False: "NOT MET", None: "not measured"}[t["met"]]
-            measured = "-" if t["measured"] is None else f"{t['measured']:.3g}"
-            log(f"  redis-{name}: {t['target']}: {measured} (target {t['limit']}): {verdict}")
-    log(f"\nresults: {out}")
-    if failures:
-        print(f"{len(failures)} failure(s):\n  " + "\n  ".join(failures), file=sys.stderr)
-    return 1 if failures else 0
+    return report_targets(report, out, failures, lambda name: f"redis-{name}:")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from common import (
     provenance,
     raise_nofile,
     ratio,
+    report_targets,
     run_cases,
     script,
     spread,
@@ -440,15 +441,7 @@ def main() -> int:
             out.write_text(json.dumps(report, indent=2, default=str) + "\n")  # partial results survive a crash
 
     log("\n== targets (issues 6 and 7), each a ratio or figure from this run")
-    for name, result in report["benchmarks"].items():
-        for t in result.get("targets", []):
-            measured = "-" if t["measured"] is None else f"{t['measured']:.3g}"
-            verdict = {True: "met", False: "NOT MET", None: "not measured"}[t["met"]]
-            log(f"  {name:>16}  {t['target']}: {measured} (target {t['limit']}): {verdict}")
-    log(f"\nresults: {out}")
-    if failures:
-        print(f"{len(failures)} failure(s):\n  " + "\n  ".join(failures), file=sys.stderr)
-    return 1 if failures else 0
+    return report_targets(report, out, failures, lambda name: f"{name:>16} ")
 
 
 if __name__ == "__main__":
