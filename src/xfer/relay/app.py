@@ -196,7 +196,6 @@ class Relay:
             else:
                 peer_id, others, stale = self.hub.join(hello.room, hello.create, conn)
         except JoinRefused as exc:
-            conn.info = None
             await conn.close(exc.close_code, Error(code=exc.code, message=str(exc)))
             return None
         conn.info = PeerInfo(id=peer_id, name=hello.name, role=hello.role, client=hello.client)

@@ -325,7 +325,7 @@ class RedisBus:
             self.up = False
             log.warning("lost Redis at %s (%s): rooms whose peers are all here go on; "
                         "new joins wait until it answers again", self.display_url, self.last_error)
-            asyncio.get_running_loop().create_task(self._forget_remote())
+            self._forget_remote()
 
     async def _listen(self) -> None:
         """Take frames and news off this relay's channel, reconnecting for as long as it runs."""
@@ -414,7 +414,7 @@ class RedisBus:
                                   args=[_field(pid), relay_id, room.id, f"{PREFIX}addr:"])
                 self._remote_left(room.id, pid)
 
-    async def _forget_remote(self) -> None:
+    def _forget_remote(self) -> None:
         """Redis is gone: the peers other relays hold are out of reach; tell ours they left."""
         for room in list(self.hub.rooms.values()):
             for pid, peer in list(room.peers.items()):
