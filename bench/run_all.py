@@ -147,7 +147,8 @@ def cpu_per_gb(runs: dict[str, list[dict]], size: int) -> dict[str, dict[str, fl
         if not rs:
             continue
         roles = {role: statistics.median(r["cpu_s"][role] for r in rs) * 1e9 / size for role in rs[0]["cpu_s"]}
-        out[kind] = {**roles, "total": sum(roles.values())}
+        if sum(roles.values()) > 0:  # a run shorter than a clock tick (--quick) measures no CPU at all
+            out[kind] = {**roles, "total": sum(roles.values())}
     return out
 
 

@@ -89,3 +89,18 @@ def test_transfer_script_smoke(tmp_path):
     assert summary["xfer_mb_s"]["median"] > 0 and summary["raw_mb_s"]["median"] > 0
     for role in ("sender", "relay", "receiver"):
         assert summary["peak_rss_mb"][role]["max"] > 1, role
+
+
+def test_cpu_per_gb_skips_runs_too_short_to_measure():
+    """A --quick run can end inside one clock tick: its CPU time reads 0 and must not be divided by."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        from run_all import cpu_per_gb
+    finally:
+        sys.path.remove(str(BENCH))
+    runs = {"raw-forwarder": [{"cpu_s": {"sender, forwarder and sink": 0.0}}],
+            "xfer-relayed": [{"cpu_s": {"sender": 0.2, "relay": 0.1, "receiver": 0.3}},
+                             {"cpu_s": {"sender": 0.4, "relay": 0.1, "receiver": None}}]}
+    cpu = cpu_per_gb(runs, 10**8)
+    assert "raw-forwarder" not in cpu
+    assert cpu["xfer-relayed"] == {"sender": 2.0, "relay": 1.0, "receiver": 3.0, "total": 6.0}
