@@ -202,3 +202,6 @@ def test_version_and_help(tmp_path):
     for command in ("send", "receive", "serve"):
         result = xfer(command, "--help", cwd=tmp_path)
         assert result.returncode == 0 and "Examples" in result.stdout
+        # every value is named for what to give (CODE, URL, PATH...), never by its Python type
+        assert not re.search(r"<(str|int|float|list\[.*\]|Path)>", result.stdout), result.stdout
+    assert "PATH  Files or folders to send" in xfer("send", "--help", cwd=tmp_path).stdout

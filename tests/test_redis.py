@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from conftest import bounded, free_port, make_file, run_async, sha256_of, wait_for_port, xfer_cmd
@@ -317,7 +317,7 @@ def test_redis_lost_and_back(redis):
             # each relay says the other's peer left, and stops opening rooms
             assert (await next_message(a, PeerLeft, timeout=5)).peer_id == welcome_b.peer_id
             await next_message(b, PeerLeft, timeout=5)
-            async with httpx.AsyncClient() as client:
+            async with httpx2.AsyncClient() as client:
                 reply = await client.get(health)
             assert reply.status_code == 503 and reply.json()["status"] == "degraded"
             assert reply.json()["redis"] == "down"
@@ -333,7 +333,7 @@ def test_redis_lost_and_back(redis):
             await next_message(b, PeerJoined, timeout=8)
             await b.send(serialize(Text(text="back")))
             assert (await next_message(a, Text)).text == "back"
-            async with httpx.AsyncClient() as client:
+            async with httpx2.AsyncClient() as client:
                 reply = await client.get(health)
             assert reply.status_code == 200 and reply.json()["redis"] == "up"
             e, reply = await relays.join(1, local, name="e")  # the local room is known in Redis again

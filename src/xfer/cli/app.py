@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 from .. import __version__
 from .coerce import install as _plain_coercion
@@ -42,6 +43,17 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """Move files and text between devices: terminals, and phones that scan a QR code."""
+
+
+class _Command(TyperCommand):
+    """Arguments with a metavar show it alone, as options do (typer adds its type, ``<list[Path]>``)."""
+
+    def get_params(self, ctx):  # type: ignore[no-untyped-def]
+        params = super().get_params(ctx)
+        for param in params:
+            if isinstance(param, TyperArgument) and param.metavar:
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+        return params
 
 
 # Options shared by send and receive.
@@ -97,7 +109,7 @@ def _run(make, *, json_mode: bool, quiet: bool, debug: bool, role: str) -> None:
         out.close()
 
 
-@app.command()
+@app.command(cls=_Command)
 def send(
     paths: List[Path] = typer.Argument(None, metavar="PATH", help="Files or folders to send; - sends standard input.",
                                        show_default=False),
