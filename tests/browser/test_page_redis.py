@@ -41,3 +41,27 @@ def test_page_on_one_relay_uploads_and_talks_to_xfer_on_another(phone, two_relay
     shot(phone, "redis-upload-across-relays")
     assert sha256_of(tmp_path / "in" / "clip.mp4") == sha256_of(src)
     assert "SHA-256 verified" in phone.inner_text("#transfers")
+
+
+def test_page_on_one_relay_downloads_from_xfer_on_another(phone, two_relays, xfer_procs, tmp_path):
+    """``xfer send`` on relay B, the page on relay A: the page's download streams from A, whose
+    bridge takes the chunks that come through Redis, and the sender hears ``verified``."""
+    page_relay, cli_relay = two_relays
+    files = [make_file(tmp_path / "report.bin", 6_000_000, 5), make_file(tmp_path / "notes.txt", 40_000, 6)]
+    sender = xfer_procs(["send", *map(str, files), "--relay", cli_relay.ws, "--json", "--no-qr", "--name", "laptop"],
+                        "send")
+    room = sender.first_event()
+    downloads = []
+    phone.on("download", lambda d: downloads.append(d))
+    phone.goto(page_relay.page(room["code"]))
+    phone.wait_for_selector(".offer button.primary")
+    phone.click(".offer button.primary")
+    wait_until(lambda: phone.wait_for_timeout(100) or len(downloads) == 2, 30, "two downloads")
+    for d, f in zip(downloads, files):
+        saved = tmp_path / f"got-{f.name}"
+        d.save_as(saved)
+        assert d.failure() is None and d.suggested_filename == f.name and sha256_of(saved) == sha256_of(f)
+    assert sender.wait(30) == 0, sender.stderr
+    assert [e["sha256"] for e in sender.events() if e["event"] == "file-end"] == [sha256_of(f) for f in files]
+    phone.wait_for_selector(".offer .ok")
+    shot(phone, "redis-download-across-relays")

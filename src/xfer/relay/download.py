@@ -114,11 +114,12 @@ class DownloadBridge:
             return consumed and not targets
         if isinstance(message, Offer):
             for peer in targets:
-                if peer.info.client.startswith(WEB_CLIENT):
+                if peer.relay_id is None and peer.info.client.startswith(WEB_CLIENT):  # a page of this relay
                     self.offers[(room, peer.info.id)] = replace(message, sender=me)
             return False
         if isinstance(message, Accept) and message.download is not None:
-            return await self._accept(room, me, message)
+            # The page's own relay streams its downloads; on the sender's relay (through Redis) it is a plain accept.
+            return await self._accept(room, me, message) if self._here(room, me) else False
         d = self.by_page.get((room, me))
         if d is not None and getattr(message, "transfer", None) == d.transfer:
             # the relay acknowledges for the page; what the page itself says about bytes is moot
@@ -132,6 +133,12 @@ class DownloadBridge:
             if me == d.sender and getattr(message, "transfer", None) == d.transfer:
                 await self._from_sender(d, message)
         return False
+
+    def _here(self, room: str, peer_id: int) -> bool:
+        """Whether ``peer_id`` is connected to this relay (not to another one sharing the room)."""
+        r = self.hub.rooms.get(room)
+        peer = r.peers.get(peer_id) if r is not None else None
+        return peer is not None and peer.relay_id is None
 
     def peer_left(self, room: str, peer_id: int) -> None:
         self.offers.pop((room, peer_id), None)
