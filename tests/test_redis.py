@@ -256,6 +256,74 @@ def test_a_peer_that_reconnects_through_another_relay_replaces_its_old_connectio
     run_async(main())
 
 
+async def _page_download(relays, page_relay: int, laptop_relay: int, chunks: int):
+    """A page (client ``xfer-web/``) accepts a 16-chunk offer as a download it never fetches;
+    the laptop sends ``chunks`` chunks. Returns the raw sockets and the two welcomes."""
+    from xfer.protocol import Accept, FileInfo, Offer
+    from xfer.protocol.frames import encode_chunk
+
+    size = 256 * 1024
+    room = room_id(new_code())
+    laptop, w_laptop = await relays.join(laptop_relay, room, role="sender", create=True, name="laptop")
+    page = await connect(relays.url(page_relay), compression=None)
+    await page.send(serialize(Hello(version="1.0", room=room, role="peer", name="phone", client="xfer-web/1")))
+    w_page = await recv_message(page)
+    assert isinstance(w_page, Welcome)
+    await next_message(laptop, PeerJoined)
+    await laptop.send(serialize(Offer(to=w_page.peer_id, transfer=5, window=8 * size,
+                                      files=(FileInfo(name="big.bin", size=16 * size),))))
+    await next_message(page, Offer)
+    await page.send(serialize(Accept(to=w_laptop.peer_id, transfer=5, download="ab" * 16)))
+    await next_message(laptop, Accept)
+    for i in range(chunks):
+        await laptop.send(encode_chunk(w_laptop.peer_id, w_page.peer_id, 5, 0, i * size, bytes(size)))
+    return laptop, page, w_laptop, w_page
+
+
+@pytest.mark.parametrize("relay_count", [1, 2], ids=["one relay", "across relays"])
+def test_a_page_that_does_not_fetch_its_download_holds_up_nobody_else(redis, monkeypatch, relay_count):
+    """The page's relay takes the sender's chunks into the page's download. Across relays they
+    come off Redis, and a page that never fetches must not stop that relay's channel: another
+    room across the same relays goes on at once. Either way the sender hears ``download-stalled``."""
+    from xfer.relay import download
+
+    monkeypatch.setattr(download, "START_TIMEOUT", 6.0)
+
+    async def main():
+        async with Relays(redis.url, 2) as relays:
+            laptop, page, w_laptop, w_page = await _page_download(relays, 0, relay_count - 1, chunks=8)
+            started = time.monotonic()  # 8 chunks: a whole credit window, more than the bridge holds unfetched
+            other = room_id(new_code())
+            x, w_x = await relays.join(0, other, role="sender", create=True, name="x")
+            y, w_y = await relays.join(1, other, name="y")
+            await next_message(x, PeerJoined, timeout=3)  # news from relay 1 on relay 0's channel
+            await y.send(serialize(Text(to=w_x.peer_id, text="still moving")))
+            assert (await next_message(x, Text, timeout=3)).text == "still moving"
+            assert time.monotonic() - started < 3, "the page's download held up its relay's channel"
+
+            error = await next_message(laptop, Error, timeout=15)
+            assert (error.code, error.sender) == ("download-stalled", w_page.peer_id)
+            assert (await next_message(page, Error, timeout=5)).code == "download-stalled"
+
+    run_async(main(), 40)
+
+
+def test_a_sender_on_another_relay_that_ignores_its_credit_fails_the_download(redis, monkeypatch):
+    """Chunks through Redis queue without waiting, but only up to a limit (hostile sender)."""
+    from xfer.relay import download
+
+    monkeypatch.setattr(download, "BUS_QUEUE_BYTES", 1024 * 1024)
+
+    async def main():
+        async with Relays(redis.url, 2) as relays:
+            laptop, page, w_laptop, w_page = await _page_download(relays, 0, 1, chunks=6)
+            error = await next_message(laptop, Error, timeout=5)
+            assert error.code == "protocol" and "past its credit window" in error.message
+            assert (await next_message(page, Error, timeout=5)).code == "protocol"
+
+    run_async(main(), 30)
+
+
 def test_serve_redis_errors_are_one_line(tmp_path):
     """A bad URL, or no redis package: one line that says what to do, exit 2, nothing listening."""
     bad = subprocess.run(xfer_cmd() + ["serve", "--port", "0", "--redis", "http://example"], capture_output=True,

@@ -65,6 +65,10 @@ class Relay:
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
+    def stderr(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")
+
     def page(self, code: str = "", host: str = LAN_HOST) -> str:
         return f"http://{host}:{self.port}/" + (f"#{code}" if code else "")
 

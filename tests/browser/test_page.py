@@ -484,6 +484,7 @@ def test_bridge_aborts_a_download_whose_hash_does_not_match(phone, relay):
     assert download.failure() is not None  # the browser did not keep the damaged file
     phone.wait_for_selector(".offer .error")
     assert "SHA-256 mismatch" in phone.inner_text(".offer .error")
+    assert "Traceback" not in relay.stderr() and "Exception" not in relay.stderr(), relay.stderr()
 
 
 def test_several_files_download_one_after_another(phone, relay, xfer_procs, tmp_path):

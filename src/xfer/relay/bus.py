@@ -623,7 +623,8 @@ class RedisBus:
             return
         if not targets:
             return
-        if await self.relay.downloads.intercept(room_id, sender, message, data if message is None else None, targets):
+        if await self.relay.downloads.intercept(room_id, sender, message, data if message is None else None, targets,
+                                                from_bus=True):
             return
         for peer in targets:
             self._post(peer, data)

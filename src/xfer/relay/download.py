@@ -45,13 +45,25 @@ log = logging.getLogger("xfer.relay.download")
 
 WEB_CLIENT = "xfer-web/"  # the page's ``client`` in hello
 QUEUE_CHUNKS = 4  # chunks waiting per file between the sender's socket and the HTTP response
+# Chunks that came through Redis from a sender on another relay are already in this relay's memory, and
+# the relay's channel must not wait for one phone: they queue without waiting, up to this many bytes
+# per file (the sender's credit window keeps them far below it; the same limit as bus.OUTBOX_LIMIT).
+BUS_QUEUE_BYTES = 64 * 1024 * 1024
 ACK_EVERY = 1024 * 1024
 START_TIMEOUT = 60.0  # seconds for the page to open a file's download once its chunks come
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
 
 class _Aborted(Exception):
-    pass
+    """Raised out of a download's response so that uvicorn drops the connection mid-body:
+    the browser then marks the download failed. Both peers have been told why already."""
+
+
+class QuietAborts(logging.Filter):
+    """For uvicorn's error log: an aborted download is not an error of the relay (no traceback)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], _Aborted))
 
 
 _END = None  # in a file's queue after its last chunk: the sender's file-end came
@@ -63,7 +75,11 @@ class FileStream:
     name: str
     size: int | None  # None: a stream whose length comes with its file-end
     mime: str | None
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(QUEUE_CHUNKS))
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)  # chunks, then _END; see _put for its bounds
+    space: asyncio.Event = field(default_factory=asyncio.Event)  # set when the response takes a chunk
+    queued: int = 0  # bytes in the queue
+    taken: int = 0  # chunks the response has taken
+    watch: asyncio.Task | None = None  # for chunks that came through Redis: fails a download nobody fetches
     received: int = 0  # bytes taken from the sender
     end: tuple[int, str] | None = None  # size and SHA-256 from the sender's file-end
     claimed: bool = False
@@ -95,12 +111,13 @@ class DownloadBridge:
     # -- hooks from the relay's forwarding loop ------------------------------------
 
     async def intercept(self, room: str, me: int, message: Message | None, data: bytes | None,
-                        targets: list) -> bool:
+                        targets: list, from_bus: bool = False) -> bool:
         """Look at a frame from peer ``me`` before it is forwarded; True means it was consumed.
 
         A chunk fanned out to several receivers (``to`` 0) may reach pages and terminals
         at once: the pages' copies are taken out of ``targets`` (which the caller then
-        forwards to), and True only when nobody is left.
+        forwards to), and True only when nobody is left. ``from_bus``: the frame came
+        from another relay through Redis, and this must not wait for the page.
         """
         if data is not None:
             if not self.by_page:
@@ -108,7 +125,7 @@ class DownloadBridge:
             consumed = False
             for peer in list(targets):
                 d = self.by_page.get((room, peer.info.id))
-                if d is not None and await self._chunk(d, me, data):
+                if d is not None and await self._chunk(d, me, data, wait=not from_bus):
                     targets.remove(peer)
                     consumed = True
             return consumed and not targets
@@ -131,7 +148,7 @@ class DownloadBridge:
         if len(targets) == 1 and (room, targets[0].info.id) in self.by_page:
             d = self.by_page[(room, targets[0].info.id)]
             if me == d.sender and getattr(message, "transfer", None) == d.transfer:
-                await self._from_sender(d, message)
+                await self._from_sender(d, message, wait=not from_bus)
         return False
 
     def _here(self, room: str, peer_id: int) -> bool:
@@ -166,7 +183,7 @@ class DownloadBridge:
         self.by_token[token] = d
         return False
 
-    async def _chunk(self, d: Download, me: int, data: bytes) -> bool:
+    async def _chunk(self, d: Download, me: int, data: bytes, wait: bool) -> bool:
         if me != d.sender:
             return False
         try:
@@ -186,23 +203,54 @@ class DownloadBridge:
             await self._fail(d, "protocol", f"chunks of {f.name} arrived out of order")
             return True
         f.received += n
-        await self._put(d, f, bytes(chunk.payload))
+        await self._put(d, f, bytes(chunk.payload), wait)
         return True
 
-    async def _put(self, d: Download, f: FileStream, item: bytes | None) -> None:
-        try:
-            # The awaited put is the backpressure: the sender's socket is not read until
-            # the HTTP response has taken the previous chunks.
-            await asyncio.wait_for(f.queue.put(item), START_TIMEOUT)
-        except asyncio.TimeoutError:
-            await self._fail(d, "download-stalled", f"the phone did not take {f.name} in time")
+    async def _put(self, d: Download, f: FileStream, item: bytes | None, wait: bool) -> None:
+        if wait:
+            # The wait is the backpressure: the sender's socket is not read until the
+            # HTTP response has taken the previous chunks.
+            try:
+                await asyncio.wait_for(self._space(f), START_TIMEOUT)
+            except asyncio.TimeoutError:
+                await self._fail(d, "download-stalled", f"the phone did not take {f.name} in time")
+                return
+        elif f.queued + len(item or b"") > BUS_QUEUE_BYTES:
+            await self._fail(d, "protocol", f"the sender sent {f.name} past its credit window")
+            return
+        elif f.watch is None:
+            f.watch = asyncio.get_running_loop().create_task(self._watch(d, f))
+        if d.failed:
+            return
+        f.queue.put_nowait(item)
+        f.queued += len(item or b"")
 
-    async def _from_sender(self, d: Download, message: Message) -> None:
+    @staticmethod
+    async def _space(f: FileStream) -> None:
+        while f.queue.qsize() >= QUEUE_CHUNKS:
+            f.space.clear()
+            await f.space.wait()
+
+    async def _watch(self, d: Download, f: FileStream) -> None:
+        """Fail the download when its chunks wait a whole ``START_TIMEOUT`` and the phone takes none."""
+        while True:
+            taken = f.taken
+            await asyncio.sleep(START_TIMEOUT)
+            if d.failed or f.complete:
+                return
+            if f.queue.empty():
+                f.watch = None  # the next chunk starts another watch
+                return
+            if f.taken == taken:
+                await self._fail(d, "download-stalled", f"the phone did not take {f.name} in time")
+                return
+
+    async def _from_sender(self, d: Download, message: Message, wait: bool) -> None:
         if isinstance(message, FileEnd) and message.index < len(d.files):
             f = d.files[message.index]
             if f.end is None:
                 f.end = (message.size, message.sha256)
-                await self._put(d, f, _END)
+                await self._put(d, f, _END, wait)
         elif isinstance(message, (Cancel, Error)):
             self._end(d, "the sender stopped")
         elif isinstance(message, Done):
@@ -236,8 +284,11 @@ class DownloadBridge:
         for f in d.files:
             while not f.queue.empty():
                 f.queue.get_nowait()
-            if f.task is not None and not f.task.done():
-                f.task.cancel()
+            f.queued = 0
+            f.space.set()  # a sender waiting for room goes on (and finds the download failed)
+            for task in (f.task, f.watch):
+                if task is not None and not task.done() and task is not asyncio.current_task():
+                    task.cancel()
 
     # -- the HTTP side -------------------------------------------------------------
 
@@ -267,6 +318,9 @@ class DownloadBridge:
         streamed = 0
         while True:
             item = await f.queue.get()
+            f.taken += 1
+            f.queued -= len(item or b"")
+            f.space.set()
             if item is _END:
                 break
             digest.update(item)

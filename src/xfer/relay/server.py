@@ -16,6 +16,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from ..errors import LocalFileError, UsageError
 from .app import create_app
+from .download import QuietAborts
 from .hub import RelayLimits
 
 
@@ -187,6 +188,7 @@ class RelayServer:
             forwarded_allow_ips=list(trusted_proxies) or None,
         )
         config.load()
+        logging.getLogger("uvicorn.error").addFilter(_QUIET_ABORTS)  # after uvicorn configured its logging
         config.ssl = tls  # what uvicorn's own ssl_certfile would have built, with our errors and no prompt
         self.server = uvicorn.Server(config)
         self.server.lifespan = config.lifespan_class(config)
@@ -251,6 +253,9 @@ class RelayServer:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             await self.stop()
+
+
+_QUIET_ABORTS = QuietAborts()
 
 
 def quiet_uvicorn() -> None:
