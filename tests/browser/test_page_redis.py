@@ -65,3 +65,31 @@ def test_page_on_one_relay_downloads_from_xfer_on_another(phone, two_relays, xfe
     assert [e["sha256"] for e in sender.events() if e["event"] == "file-end"] == [sha256_of(f) for f in files]
     phone.wait_for_selector(".offer .ok")
     shot(phone, "redis-download-across-relays")
+
+
+def test_page_to_page_across_relays(phone, browser, playwright, two_relays, xfer_procs, tmp_path):
+    """Two phones on two relays: one page's upload is the other's download, streamed by the
+    downloading page's relay from chunks that cross Redis."""
+    relay_a, relay_b = two_relays
+    host = xfer_procs(["send", "--text", "two phones", "--relay", relay_a.ws, "--json", "--no-qr"], "host")
+    code = host.first_event()["code"]
+    other = browser.new_context(**playwright.devices["iPhone 13"], accept_downloads=True).new_page()
+    try:
+        phone.goto(relay_a.page(code))
+        other.goto(relay_b.page(code))
+        for page in (phone, other):
+            page.wait_for_selector("#status[data-state=connected]")
+        assert host.wait(30) == 0, host.stderr
+        wait_until(lambda: "iPhone Safari" in phone.inner_text("#peers"), 10, "the iPhone in the Pixel's list")
+        src = make_file(tmp_path / "scan.pdf", 3_000_000, 8)
+        phone.set_input_files("#pick-files", [str(src)])
+        other.wait_for_selector(".offer button.primary")
+        with other.expect_download() as info:
+            other.click(".offer button.primary")
+        saved = tmp_path / "got.pdf"
+        info.value.save_as(saved)
+        assert info.value.failure() is None and sha256_of(saved) == sha256_of(src)
+        phone.wait_for_selector(".transfer-card .ok")  # verified by relay B for the iPhone
+        other.wait_for_selector(".offer .ok")
+    finally:
+        other.context.close()
