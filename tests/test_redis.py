@@ -256,13 +256,15 @@ def test_a_peer_that_reconnects_through_another_relay_replaces_its_old_connectio
     run_async(main())
 
 
-async def _page_download(relays, page_relay: int, laptop_relay: int, chunks: int):
-    """A page (client ``xfer-web/``) accepts a 16-chunk offer as a download it never fetches;
-    the laptop sends ``chunks`` chunks. Returns the raw sockets and the two welcomes."""
-    from xfer.protocol import Accept, FileInfo, Offer
-    from xfer.protocol.frames import encode_chunk
+TOKEN = "ab" * 16  # the page's download token in these tests
+CHUNK = 256 * 1024
 
-    size = 256 * 1024
+
+async def _offer_to_page(relays, page_relay: int, laptop_relay: int, size: int):
+    """A laptop offers one file of ``size`` bytes to a page (client ``xfer-web/``), which accepts
+    it as a download with ``TOKEN``. Returns the raw sockets and the two welcomes."""
+    from xfer.protocol import Accept, FileInfo, Offer
+
     room = room_id(new_code())
     laptop, w_laptop = await relays.join(laptop_relay, room, role="sender", create=True, name="laptop")
     page = await connect(relays.url(page_relay), compression=None)
@@ -270,13 +272,34 @@ async def _page_download(relays, page_relay: int, laptop_relay: int, chunks: int
     w_page = await recv_message(page)
     assert isinstance(w_page, Welcome)
     await next_message(laptop, PeerJoined)
-    await laptop.send(serialize(Offer(to=w_page.peer_id, transfer=5, window=8 * size,
-                                      files=(FileInfo(name="big.bin", size=16 * size),))))
+    await laptop.send(serialize(Offer(to=w_page.peer_id, transfer=5, window=8 * CHUNK,
+                                      files=(FileInfo(name="big.bin", size=size),))))
     await next_message(page, Offer)
-    await page.send(serialize(Accept(to=w_laptop.peer_id, transfer=5, download="ab" * 16)))
+    await page.send(serialize(Accept(to=w_laptop.peer_id, transfer=5, download=TOKEN)))
     await next_message(laptop, Accept)
+    return laptop, page, w_laptop, w_page
+
+
+async def _send_file(laptop, w_laptop, w_page, data: bytes, sha256: str | None = None) -> None:
+    """The laptop's side of the transfer: chunks, then file-end (with a lie when ``sha256`` is given)."""
+    import hashlib
+
+    from xfer.protocol import FileEnd
+    from xfer.protocol.frames import encode_chunk
+
+    for offset in range(0, len(data), CHUNK):
+        await laptop.send(encode_chunk(w_laptop.peer_id, w_page.peer_id, 5, 0, offset, data[offset:offset + CHUNK]))
+    await laptop.send(serialize(FileEnd(to=w_page.peer_id, transfer=5, index=0, size=len(data),
+                                        sha256=sha256 or hashlib.sha256(data).hexdigest())))
+
+
+async def _page_download(relays, page_relay: int, laptop_relay: int, chunks: int):
+    """A 16-chunk download the page never fetches, of which the laptop sends ``chunks`` chunks."""
+    from xfer.protocol.frames import encode_chunk
+
+    laptop, page, w_laptop, w_page = await _offer_to_page(relays, page_relay, laptop_relay, 16 * CHUNK)
     for i in range(chunks):
-        await laptop.send(encode_chunk(w_laptop.peer_id, w_page.peer_id, 5, 0, i * size, bytes(size)))
+        await laptop.send(encode_chunk(w_laptop.peer_id, w_page.peer_id, 5, 0, i * CHUNK, bytes(CHUNK)))
     return laptop, page, w_laptop, w_page
 
 
@@ -322,6 +345,83 @@ def test_a_sender_on_another_relay_that_ignores_its_credit_fails_the_download(re
             assert (await next_message(page, Error, timeout=5)).code == "protocol"
 
     run_async(main(), 30)
+
+
+def test_a_download_asked_for_on_another_relay_streams_from_the_pages_relay(redis):
+    """A load balancer that does not keep a client on one relay: the page's WebSocket is on
+    relay 0, the laptop on relay 1, and the page's download request reaches relay 2. Relay 2
+    finds the page's relay in Redis and streams what relay 0's bridge hands it; the laptop's
+    acknowledgements still count bytes written to the phone, and the link works once."""
+    import os
+
+    from xfer.protocol import Ack, Verified
+
+    data = os.urandom(3 * 1024 * 1024 + 12345)
+
+    async def main():
+        async with Relays(redis.url, 3) as relays:
+            laptop, page, w_laptop, w_page = await _offer_to_page(relays, 0, 1, len(data))
+            base = [f"http://127.0.0.1:{server.port}/download/{TOKEN}/0" for server in relays.servers]
+            async with httpx2.AsyncClient(timeout=bounded(20)) as client:
+                async with client.stream("GET", base[2]) as response:
+                    assert response.status_code == 200
+                    assert response.headers["content-length"] == str(len(data))
+                    assert "big.bin" in response.headers["content-disposition"]
+                    assert response.headers["x-content-type-options"] == "nosniff"
+                    sending = asyncio.ensure_future(_send_file(laptop, w_laptop, w_page, data))
+                    body = b"".join([piece async for piece in response.aiter_bytes()])
+                    await sending
+                assert body == data
+                verified = await next_message(laptop, Verified, timeout=10)
+                assert (verified.sender, verified.index) == (w_page.peer_id, 0)
+                assert (await next_message(page, Verified, timeout=5)).sha256 == verified.sha256
+                for url in base:  # once only, whichever relay is asked
+                    assert (await client.get(url)).status_code in (404, 410)
+                assert (await client.get(base[2].replace(TOKEN, "cd" * 16))).status_code == 404
+            acks = []
+            while True:  # the laptop's credit came in the page's name, up to the whole file
+                try:
+                    acks.append(await next_message(laptop, Ack, timeout=0.5))
+                except (asyncio.TimeoutError, TimeoutError):
+                    break
+            assert all(a.sender == w_page.peer_id for a in acks)
+
+    run_async(main(), 60)
+
+
+@pytest.mark.parametrize("ending", ["hash-mismatch", "phone-gone"])
+def test_a_download_through_another_relay_that_fails_fails_on_both_sides(redis, ending):
+    """A lying sender: the response on the other relay is cut off (the browser keeps no damaged
+    file) and the sender hears ``hash-mismatch``. The phone leaving mid-download: the sender
+    hears ``download-cancelled``."""
+    import os
+
+    data = os.urandom(2 * 1024 * 1024)
+
+    async def main():
+        async with Relays(redis.url, 2) as relays:
+            laptop, page, w_laptop, w_page = await _offer_to_page(relays, 0, 1, len(data))
+            url = f"http://127.0.0.1:{relays.servers[1].port}/download/{TOKEN}/0"
+            async with httpx2.AsyncClient(timeout=bounded(20)) as client:
+                async with client.stream("GET", url) as response:
+                    assert response.status_code == 200
+                    if ending == "hash-mismatch":
+                        sending = asyncio.ensure_future(_send_file(laptop, w_laptop, w_page, data, sha256="0" * 64))
+                        with pytest.raises(httpx2.HTTPError):
+                            async for _ in response.aiter_bytes():
+                                pass
+                        await sending
+                    else:
+                        sending = asyncio.ensure_future(_send_file(laptop, w_laptop, w_page, data[:1024 * 1024]))
+                        async for _ in response.aiter_bytes():
+                            break  # the phone goes away after its first bytes
+                        await sending
+            error = await next_message(laptop, Error, timeout=10)
+            expected = "hash-mismatch" if ending == "hash-mismatch" else "download-cancelled"
+            assert (error.code, error.sender) == (expected, w_page.peer_id)
+            assert (await next_message(page, Error, timeout=5)).code == expected
+
+    run_async(main(), 60)
 
 
 def test_serve_redis_errors_are_one_line(tmp_path):

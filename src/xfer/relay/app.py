@@ -129,7 +129,7 @@ class Relay:
     def __init__(self, hub: Hub, bus=None) -> None:
         self.hub = hub
         self.bus = bus
-        self.downloads = DownloadBridge(hub)  # files to browser pages leave as HTTP downloads
+        self.downloads = DownloadBridge(hub, bus)  # files to browser pages leave as HTTP downloads
         if bus is not None:
             bus.attach(self)
 

@@ -72,6 +72,8 @@ DEFAULT_EXPIRY = 10.0  # seconds: a relay silent this long is dead, its peers le
 CLOSE_TRY_LATER = 1013
 POOL_CONNECTIONS = 64  # to Redis from one relay, at most; commands beyond wait their turn
 OUTBOX_LIMIT = 64 * 1024 * 1024  # bytes queued for one peer before it counts as stalled
+DOWNLOAD_KEY_SECONDS = 24 * 3600  # a download's owner in Redis, deleted when it ends
+_DOWNLOAD_KINDS = frozenset((b"G", b"H", b"Y", b"W", b"X", b"Z"))
 _IDS = struct.Struct("!I")
 _COUNT = struct.Struct("!H")
 _ROOM_CHARS = 32
@@ -361,11 +363,15 @@ class RedisBus:
         try:
             await self._heart.set(f"{PREFIX}alive:{self.relay_id}", "1", px=int(self.expiry * 1000))
             if not self.up:
-                if not self._subscribed.is_set():
+                # Frames for our peers come only on our channel: announce them only once Redis
+                # has us subscribed again (redis-py may be reconnecting the subscription quietly).
+                if not self._subscribed.is_set() or not await self._listening():
                     raise ConnectionError("not subscribed to this relay's channel yet")
                 was_down = bool(self.last_error)
-                await self._resync()
+                # Up before the resync: it tells our peers who is back, and what they send those
+                # peers at once must go out (a frame to another relay is dropped while down).
                 self.up = True
+                await self._resync()
                 if was_down:  # other relays' heartbeats may be missing for a beat: don't reap them yet
                     self._grace_until = time.monotonic() + self.expiry
                     log.warning("Redis at %s answers again: rooms are shared again", self.display_url)
@@ -378,6 +384,11 @@ class RedisBus:
                 await self._reap()
         except (RedisError, OSError) as exc:
             self._lost(exc)
+
+    async def _listening(self) -> bool:
+        """Whether Redis counts a subscriber on this relay's channel (ours)."""
+        [(_channel, count)] = await self.redis.pubsub_numsub(self.channel)
+        return int(count) > 0
 
     async def _renew_rooms(self) -> None:
         rooms = [room for room in self.hub.rooms.values() if self.hub.local_peers(room.id)]
@@ -563,6 +574,44 @@ class RedisBus:
         except (RedisError, OSError) as exc:
             self._lost(exc)
 
+    # -- downloads asked for on one relay for a page on another (see download.py) ----------------
+
+    async def own_download(self, token: str) -> None:
+        """Note in Redis that this relay streams the download with ``token``."""
+        try:
+            await self.redis.set(f"{PREFIX}dl:{token}", self.relay_id, ex=DOWNLOAD_KEY_SECONDS)
+        except (RedisError, OSError) as exc:
+            self._lost(exc)
+
+    async def drop_download(self, token: str) -> None:
+        try:
+            await self.redis.delete(f"{PREFIX}dl:{token}")
+        except (RedisError, OSError) as exc:
+            self._lost(exc)
+
+    async def download_owner(self, token: str) -> str | None:
+        """The relay that streams the download with ``token``, if any."""
+        try:
+            owner = await self.redis.get(f"{PREFIX}dl:{token}")
+        except (RedisError, OSError) as exc:
+            self._lost(exc)
+            return None
+        return _text(owner) if owner is not None else None
+
+    async def relay_alive(self, relay_id: str) -> bool:
+        try:
+            return bool(await self.redis.exists(f"{PREFIX}alive:{relay_id}"))
+        except (RedisError, OSError) as exc:
+            self._lost(exc)
+            return False
+
+    async def to_relay(self, relay_id: str, kind: bytes, body: bytes) -> None:
+        """Publish one message of ``kind`` to relay ``relay_id``'s channel."""
+        try:
+            await self.redis.publish(f"{PREFIX}relay:{relay_id}", kind + body)
+        except (RedisError, OSError) as exc:
+            self._lost(exc)
+
     async def _publish_news(self, relays, kind: bytes, news: dict) -> None:
         if not relays:
             return
@@ -585,6 +634,9 @@ class RedisBus:
             start += 4 * count
             frame_kind, body = data[start:start + 1], data[start + 1:]
             await self._frame(room_id, ids, body.decode() if frame_kind == b"t" else body)
+            return
+        if kind in _DOWNLOAD_KINDS:
+            self.relay.downloads.from_bus(kind, data[1:])
             return
         news = json.loads(data[1:])
         room_id = news["room"]

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import re
+import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
@@ -51,6 +53,7 @@ QUEUE_CHUNKS = 4  # chunks waiting per file between the sender's socket and the 
 BUS_QUEUE_BYTES = 64 * 1024 * 1024
 ACK_EVERY = 1024 * 1024
 START_TIMEOUT = 60.0  # seconds for the page to open a file's download once its chunks come
+HEAD_TIMEOUT = 10.0  # seconds for the page's relay to answer a download asked for on another relay
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -101,9 +104,23 @@ class Download:
     failed: bool = False
 
 
+@dataclass
+class _Elsewhere:
+    """A download that one relay serves over HTTP for a page that another relay holds."""
+
+    id: str  # this stream's id on both relays
+    relay: str  # the other relay
+    items: asyncio.Queue = field(default_factory=asyncio.Queue)  # what came: head, body, abort (on the HTTP side)
+    written: asyncio.Event = field(default_factory=asyncio.Event)  # the HTTP side wrote the last body (page side)
+    download: Download | None = None  # what is streamed (on the page's side)
+    file: FileStream | None = None
+
+
 class DownloadBridge:
-    def __init__(self, hub) -> None:
+    def __init__(self, hub, bus=None) -> None:
         self.hub = hub
+        self.bus = bus  # with relays sharing rooms: a download may be asked for on another relay
+        self.elsewhere: dict[str, _Elsewhere] = {}  # stream id -> a download served across relays
         self.offers: dict[tuple[str, int], Offer] = {}  # (room, page) -> the last offer to it
         self.by_page: dict[tuple[str, int], Download] = {}
         self.by_token: dict[str, Download] = {}
@@ -181,6 +198,8 @@ class DownloadBridge:
         d = Download(room, me, offer.sender, offer.transfer, token, files, ack_every=max(1, min(ACK_EVERY, window // 4)))
         self.by_page[(room, me)] = d
         self.by_token[token] = d
+        if self.bus is not None:  # before the accept goes on: the page may ask any relay for the file
+            await self.bus.own_download(token)
         return False
 
     async def _chunk(self, d: Download, me: int, data: bytes, wait: bool) -> bool:
@@ -277,7 +296,8 @@ class DownloadBridge:
         """Forget ``d``; abort responses still running (``why`` set) and free a blocked sender."""
         if self.by_page.get((d.room, d.page)) is d:
             del self.by_page[(d.room, d.page)]
-        self.by_token.pop(d.token, None)
+        if self.by_token.pop(d.token, None) is d and self.bus is not None:
+            asyncio.get_running_loop().create_task(self.bus.drop_download(d.token))
         if why is None:
             return
         d.failed = True
@@ -297,15 +317,26 @@ class DownloadBridge:
 
     async def _http(self, request: Request) -> Response:
         token, index = request.path_params["token"], request.path_params["index"]
-        d = self.by_token.get(token) if _TOKEN.match(token) else None
+        if not _TOKEN.match(token):
+            return _refusal(404)
+        d = self.by_token.get(token)
+        if d is None and self.bus is not None:
+            return await self._http_elsewhere(token, index)
+        status = self._claim(d, index)
+        if status != 200:
+            return _refusal(status)
+        assert d is not None
+        return _BridgeResponse(self, d, d.files[index])
+
+    def _claim(self, d: Download | None, index: int) -> int:
+        """Claim file ``index`` of ``d`` for one response: 200, or the HTTP status that refuses it."""
         if d is None or d.failed or not 0 <= index < len(d.files):
-            return PlainTextResponse("This download link is not valid (any more).", status_code=404,
-                                     headers=_NO_STORE)
+            return 404
         f = d.files[index]
         if f.claimed:
-            return PlainTextResponse("This download link was already used.", status_code=410, headers=_NO_STORE)
+            return 410
         f.claimed = True
-        return _BridgeResponse(self, d, f)
+        return 200
 
     async def pump(self, d: Download, f: FileStream, send) -> None:
         """Move the file's chunks into the HTTP response; acknowledge what was written.
@@ -350,8 +381,116 @@ class DownloadBridge:
             await self._tell(d.room, d.sender, Ack(to=d.sender, sender=d.page, transfer=d.transfer, bytes=d.acked))
             await self._tell(d.room, d.page, Ack(to=d.page, sender=d.sender, transfer=d.transfer, bytes=d.acked))
 
+    # -- a download asked for on one relay, for a page that another relay holds ------------------
+    #
+    # A load balancer that does not keep a client on one relay may send the page's download
+    # request to a relay other than the one its WebSocket is on. That relay (the HTTP side)
+    # finds the page's relay in Redis and asks it (G); the page's relay claims the file and
+    # answers (H: status, name, size), then sends the body chunk by chunk (Y), each only after
+    # the HTTP side wrote the one before (W): acknowledgements to the sender still count bytes
+    # written to the phone. X aborts on the HTTP side, Z (the phone went away) on the page's.
+
+    async def _http_elsewhere(self, token: str, index: int) -> Response:
+        bus = self.bus
+        owner = await bus.download_owner(token)
+        if owner is None or owner == bus.relay_id or not await bus.relay_alive(owner):
+            return _refusal(404)
+        e = _Elsewhere(secrets.token_hex(8), owner)
+        self.elsewhere[e.id] = e
+        await bus.to_relay(owner, b"G", json.dumps({"s": e.id, "t": token, "i": index, "r": bus.relay_id}).encode())
+        try:
+            head = await asyncio.wait_for(e.items.get(), HEAD_TIMEOUT)
+        except asyncio.TimeoutError:
+            head = ("abort",)
+        if head[0] != "head" or head[1] != 200:
+            self.elsewhere.pop(e.id, None)
+            if head[0] != "head":
+                await bus.to_relay(owner, b"Z", json.dumps({"s": e.id}).encode())
+            return _refusal(head[1] if head[0] == "head" and head[1] in (404, 410) else 404)
+        return _ElsewhereResponse(self, e, name=head[2], size=head[3])
+
+    def from_bus(self, kind: bytes, body: bytes) -> None:
+        """A download message from another relay (never waits: the relay's channel goes on)."""
+        if kind == b"Y":  # a body for a response here: stream id, more (0/1), bytes
+            e = self.elsewhere.get(body[:16].decode("ascii", "replace"))
+            if e is not None:
+                e.items.put_nowait(("body", body[17:], body[16:17] == b"1"))
+            return
+        msg = json.loads(body)
+        stream = str(msg["s"])
+        loop = asyncio.get_running_loop()
+        if kind == b"G":
+            loop.create_task(self._serve_elsewhere(stream, str(msg["t"]), int(msg["i"]), str(msg["r"])))
+            return
+        e = self.elsewhere.get(stream)
+        if e is None:
+            return
+        if kind == b"H":
+            e.items.put_nowait(("head", int(msg["status"]), str(msg.get("name") or "file"), msg.get("size")))
+        elif kind == b"W":
+            e.written.set()
+        elif kind == b"X":
+            e.items.put_nowait(("abort",))
+        elif kind == b"Z" and e.download is not None and e.file is not None:  # the phone went away there
+            loop.create_task(self._fail(e.download, "download-cancelled",
+                                        f"the download of {e.file.name} stopped on the phone", e.file.index))
+
+    async def _serve_elsewhere(self, stream: str, token: str, index: int, relay: str) -> None:
+        """On the page's relay: stream file ``index`` to the relay that has the HTTP request."""
+        d = self.by_token.get(token) if _TOKEN.match(token) else None
+        status = self._claim(d, index)
+        head = {"s": stream, "status": status}
+        if status != 200:
+            await self.bus.to_relay(relay, b"H", json.dumps(head).encode())
+            return
+        assert d is not None
+        f = d.files[index]
+        e = self.elsewhere[stream] = _Elsewhere(stream, relay, download=d, file=f)
+        f.task = asyncio.current_task()
+        done = False
+        try:
+            await self.bus.to_relay(relay, b"H", json.dumps({**head, "name": f.name, "size": f.size}).encode())
+
+            async def send(message: dict) -> None:
+                e.written.clear()
+                more = b"1" if message.get("more_body") else b"0"
+                await self.bus.to_relay(relay, b"Y", stream.encode() + more + message.get("body", b""))
+                try:
+                    await asyncio.wait_for(e.written.wait(), START_TIMEOUT)
+                except asyncio.TimeoutError:
+                    raise _Aborted() from None
+
+            try:
+                await self.pump(d, f, send)
+                done = True
+            except _Aborted:
+                await self._fail(d, "download-cancelled", f"the download of {f.name} stopped on the phone", f.index)
+        finally:
+            self.elsewhere.pop(stream, None)
+            if not done:  # tell the HTTP side to drop the connection: the browser marks the download failed
+                asyncio.get_running_loop().create_task(
+                    self.bus.to_relay(relay, b"X", json.dumps({"s": stream}).encode()))
+
 
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def _refusal(status: int) -> Response:
+    text = "This download link was already used." if status == 410 else "This download link is not valid (any more)."
+    return PlainTextResponse(text, status_code=status, headers=_NO_STORE)
+
+
+def _download_headers(name: str, size: int | None) -> dict[str, str]:
+    headers = {
+        "content-type": "application/octet-stream",
+        "content-disposition": content_disposition(name),
+        "cache-control": "no-store",
+        "x-content-type-options": "nosniff",
+        "content-security-policy": "default-src 'none'; sandbox",
+    }
+    if size is not None:
+        headers["content-length"] = str(size)
+    return headers
 
 
 def content_disposition(name: str) -> str:
@@ -366,16 +505,7 @@ class _BridgeResponse(Response):
         self.bridge, self.d, self.f = bridge, d, f
         self.status_code = 200
         self.background = None
-        headers = {
-            "content-type": "application/octet-stream",
-            "content-disposition": content_disposition(f.name),
-            "cache-control": "no-store",
-            "x-content-type-options": "nosniff",
-            "content-security-policy": "default-src 'none'; sandbox",
-        }
-        if f.size is not None:
-            headers["content-length"] = str(f.size)
-        self.init_headers(headers)
+        self.init_headers(_download_headers(f.name, f.size))
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
@@ -400,3 +530,51 @@ class _BridgeResponse(Response):
             await self.bridge._fail(self.d, "download-cancelled", f"the download of {self.f.name} stopped on the phone",
                                     self.f.index)
         raise _Aborted("download aborted")  # uvicorn drops the connection: the browser sees a failed download
+
+
+class _ElsewhereResponse(Response):
+    """On the relay that has the HTTP request: the body as the page's relay sends it (see above)."""
+
+    def __init__(self, bridge: DownloadBridge, e: _Elsewhere, name: str, size: int | None) -> None:
+        self.bridge, self.e = bridge, e
+        self.status_code = 200
+        self.background = None
+        self.init_headers(_download_headers(name, size if isinstance(size, int) and size >= 0 else None))
+
+    async def _next(self) -> tuple:
+        """The next item from the page's relay; an abort if that relay stopped beating."""
+        bus = self.bridge.bus
+        while True:
+            try:
+                return await asyncio.wait_for(self.e.items.get(), bus.expiry)
+            except asyncio.TimeoutError:
+                if not await bus.relay_alive(self.e.relay):
+                    return ("abort",)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        e, bus = self.e, self.bridge.bus
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+
+        async def gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        watcher = asyncio.ensure_future(gone())
+        try:
+            while True:
+                item = asyncio.ensure_future(self._next())
+                await asyncio.wait({item, watcher}, return_when=asyncio.FIRST_COMPLETED)
+                if not item.done():  # the browser cancelled the download or went away
+                    item.cancel()
+                    await bus.to_relay(e.relay, b"Z", json.dumps({"s": e.id}).encode())
+                    raise _Aborted("download aborted")
+                got = item.result()
+                if got[0] != "body":
+                    raise _Aborted("download aborted")
+                await send({"type": "http.response.body", "body": got[1], "more_body": got[2]})
+                await bus.to_relay(e.relay, b"W", json.dumps({"s": e.id}).encode())
+                if not got[2]:
+                    return
+        finally:
+            watcher.cancel()
+            self.bridge.elsewhere.pop(e.id, None)
