@@ -578,12 +578,16 @@ class RedisBus:
 
     async def own_download(self, token: str) -> None:
         """Note in Redis that this relay streams the download with ``token``."""
+        if not self.up:  # (no other relay can reach this page's peers now anyway)
+            return
         try:
             await self.redis.set(f"{PREFIX}dl:{token}", self.relay_id, ex=DOWNLOAD_KEY_SECONDS)
         except (RedisError, OSError) as exc:
             self._lost(exc)
 
     async def drop_download(self, token: str) -> None:
+        if not self.up:
+            return
         try:
             await self.redis.delete(f"{PREFIX}dl:{token}")
         except (RedisError, OSError) as exc:
@@ -591,6 +595,8 @@ class RedisBus:
 
     async def download_owner(self, token: str) -> str | None:
         """The relay that streams the download with ``token``, if any."""
+        if not self.up:
+            return None
         try:
             owner = await self.redis.get(f"{PREFIX}dl:{token}")
         except (RedisError, OSError) as exc:
@@ -599,6 +605,8 @@ class RedisBus:
         return _text(owner) if owner is not None else None
 
     async def relay_alive(self, relay_id: str) -> bool:
+        if not self.up:
+            return False
         try:
             return bool(await self.redis.exists(f"{PREFIX}alive:{relay_id}"))
         except (RedisError, OSError) as exc:
