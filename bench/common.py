@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import resource
 import shutil
 import signal
@@ -51,10 +52,32 @@ def wormhole_tools() -> dict[str, str] | None:
     return tools
 
 
+def _ports_outside_the_ephemeral_range() -> list[int]:
+    """Ports the kernel never hands out by itself: a port from ``bind(0)`` is in the ephemeral
+    range, where any outgoing connection on the machine may take it before the test's server
+    binds it (a race seen on busy machines). Shuffled, so that runs at once rarely collide."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    ports = list(range(max(1024, low - 12000), low)) if low - 1024 >= 4000 else list(range(high + 1, 65536))
+    random.Random(os.getpid() ^ time.monotonic_ns()).shuffle(ports)
+    return ports
+
+
+_PORTS = iter(_ports_outside_the_ephemeral_range())
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on every interface now, from outside the ephemeral range (see above)."""
+    for port in _PORTS:
+        try:
+            with socket.socket() as s:
+                s.bind(("", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port left outside the ephemeral range")
 
 
 def wait_for_port(port: int, timeout: float = 15, host: str = "127.0.0.1") -> None:

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from common import free_port  # noqa: E402  (one port picker for the tests and the benchmarks)
+
 FACTOR = float(os.environ.get("XFER_TEST_TIMEOUT_FACTOR", "1"))
 
 
@@ -50,34 +53,6 @@ def make_file(path: Path, size: int, seed: int = 0) -> Path:
             f.write(rng.randbytes(n))
             left -= n
     return path
-
-
-def _ports_outside_the_ephemeral_range() -> list[int]:
-    """Ports the kernel never hands out by itself: a port from ``bind(0)`` is in the ephemeral
-    range, where any outgoing connection on the machine may take it before the test's server
-    binds it (a race seen on busy machines). Shuffled, so that runs at once rarely collide."""
-    try:
-        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    except (OSError, ValueError):
-        low, high = 32768, 60999
-    ports = list(range(max(1024, low - 12000), low)) if low - 1024 >= 4000 else list(range(high + 1, 65536))
-    random.Random(os.getpid() ^ time.monotonic_ns()).shuffle(ports)
-    return ports
-
-
-_PORTS = iter(_ports_outside_the_ephemeral_range())
-
-
-def free_port() -> int:
-    """A port free on every interface now, from outside the ephemeral range (see above)."""
-    for port in _PORTS:
-        try:
-            with socket.socket() as s:
-                s.bind(("", port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port left outside the ephemeral range")
 
 
 def xfer_cmd() -> list[str]:
