@@ -205,3 +205,23 @@ def test_version_and_help(tmp_path):
         # every value is named for what to give (CODE, URL, PATH...), never by its Python type
         assert not re.search(r"<(str|int|float|list\[.*\]|Path)>", result.stdout), result.stdout
     assert "PATH  Files or folders to send" in xfer("send", "--help", cwd=tmp_path).stdout
+
+
+def test_speed_column_is_blank_rather_than_a_question_mark():
+    """A file sent in one chunk is done before rich measures a speed: no "?" on the first try."""
+    from rich.progress import Progress
+
+    from xfer.cli.output import speed_column
+
+    clock = [0.0]
+    column = speed_column()
+    with Progress(column, disable=True, get_time=lambda: clock[0]) as progress:
+        small = progress.add_task("README.md", total=7000)
+        progress.update(small, completed=7000)
+        big = progress.add_task("video.mp4", total=10_000_000)
+        for second in (1, 2, 3):
+            clock[0] = float(second)
+            progress.update(big, completed=2_000_000 * second)
+        tasks = {t.description: t for t in progress.tasks}
+        assert column.render(tasks["README.md"]).plain == ""
+        assert column.render(tasks["video.mp4"]).plain == "2.0 MB/s"

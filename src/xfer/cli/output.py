@@ -88,14 +88,13 @@ class HumanReporter:
             Progress,
             TextColumn,
             TimeRemainingColumn,
-            TransferSpeedColumn,
         )
 
         self.progress = Progress(
             TextColumn("{task.description}", justify="left"),
             BarColumn(bar_width=None),
             DownloadColumn(),
-            TransferSpeedColumn(),
+            speed_column(),
             TimeRemainingColumn(),
             console=self.console,
             transient=False,
@@ -296,3 +295,18 @@ def _describe(files: list[dict[str, Any]], total: int) -> str:
 
 def _count(n: int) -> str:
     return f"{n} file" if n == 1 else f"{n} files"
+
+
+def speed_column():
+    """rich's speed column, blank instead of "?" where there is no speed to show: a small
+    file sent in one chunk is done before rich has measured any."""
+    from rich.progress import TransferSpeedColumn
+    from rich.text import Text
+
+    class SpeedColumn(TransferSpeedColumn):
+        def render(self, task):  # type: ignore[no-untyped-def]
+            if (task.finished_speed or task.speed) is None:
+                return Text("")
+            return super().render(task)
+
+    return SpeedColumn()
