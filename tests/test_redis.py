@@ -424,6 +424,34 @@ def test_a_download_through_another_relay_that_fails_fails_on_both_sides(redis, 
     run_async(main(), 60)
 
 
+def test_a_download_through_another_relay_ends_when_the_pages_relay_stops(redis):
+    """The relay that holds the page goes away mid-download: the relay with the HTTP request
+    notices it stopped beating and cuts the response off (no download that hangs for ever)."""
+    import os
+
+    data = os.urandom(4 * 1024 * 1024)
+
+    async def main():
+        async with Relays(redis.url, 2) as relays:
+            laptop, page, w_laptop, w_page = await _offer_to_page(relays, 0, 1, len(data))
+            url = f"http://127.0.0.1:{relays.servers[1].port}/download/{TOKEN}/0"
+            async with httpx2.AsyncClient(timeout=bounded(20)) as client:
+                async with client.stream("GET", url) as response:
+                    assert response.status_code == 200
+                    await _send_file(laptop, w_laptop, w_page, data[:CHUNK * 3])  # part of it, then nothing
+                    got = 0
+                    started = None
+                    with pytest.raises(httpx2.HTTPError):
+                        async for piece in response.aiter_bytes():
+                            got += len(piece)
+                            if got >= CHUNK and started is None:  # the page's relay has sent some: stop it
+                                started = time.monotonic()
+                                await relays.servers[0].stop()
+                    assert started is not None and time.monotonic() - started < bounded(5 * EXPIRY)
+
+    run_async(main(), 40)
+
+
 def test_serve_redis_errors_are_one_line(tmp_path):
     """A bad URL, or no redis package: one line that says what to do, exit 2, nothing listening."""
     bad = subprocess.run(xfer_cmd() + ["serve", "--port", "0", "--redis", "http://example"], capture_output=True,

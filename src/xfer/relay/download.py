@@ -121,9 +121,27 @@ class DownloadBridge:
         self.hub = hub
         self.bus = bus  # with relays sharing rooms: a download may be asked for on another relay
         self.elsewhere: dict[str, _Elsewhere] = {}  # stream id -> a download served across relays
+        self._background: set[asyncio.Task] = set()
         self.offers: dict[tuple[str, int], Offer] = {}  # (room, page) -> the last offer to it
         self.by_page: dict[tuple[str, int], Download] = {}
         self.by_token: dict[str, Download] = {}
+
+    def _spawn(self, coro) -> asyncio.Task:
+        """Run ``coro`` on its own; the bridge keeps the task until it ends (see ``close``)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def close(self) -> None:
+        """The relay stops: end what the bridge still runs, before the bus closes."""
+        for _ in range(3):  # a task that ends may start one more (a last message to another relay)
+            tasks = list(self._background)
+            if not tasks:
+                return
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- hooks from the relay's forwarding loop ------------------------------------
 
@@ -238,7 +256,7 @@ class DownloadBridge:
             await self._fail(d, "protocol", f"the sender sent {f.name} past its credit window")
             return
         elif f.watch is None:
-            f.watch = asyncio.get_running_loop().create_task(self._watch(d, f))
+            f.watch = self._spawn(self._watch(d, f))
         if d.failed:
             return
         f.queue.put_nowait(item)
@@ -275,8 +293,7 @@ class DownloadBridge:
         elif isinstance(message, Done):
             self._end(d, None)
         elif isinstance(message, FileStart) and message.offset != 0:
-            asyncio.get_running_loop().create_task(
-                self._fail(d, "protocol", "the sender resumed a file the page does not hold"))
+            self._spawn(self._fail(d, "protocol", "the sender resumed a file the page does not hold"))
 
     async def _tell(self, room: str, peer_id: int, message: Message) -> None:
         peers = self.hub.targets(room, 0, peer_id)
@@ -297,7 +314,7 @@ class DownloadBridge:
         if self.by_page.get((d.room, d.page)) is d:
             del self.by_page[(d.room, d.page)]
         if self.by_token.pop(d.token, None) is d and self.bus is not None:
-            asyncio.get_running_loop().create_task(self.bus.drop_download(d.token))
+            self._spawn(self.bus.drop_download(d.token))
         if why is None:
             return
         d.failed = True
@@ -418,9 +435,8 @@ class DownloadBridge:
             return
         msg = json.loads(body)
         stream = str(msg["s"])
-        loop = asyncio.get_running_loop()
         if kind == b"G":
-            loop.create_task(self._serve_elsewhere(stream, str(msg["t"]), int(msg["i"]), str(msg["r"])))
+            self._spawn(self._serve_elsewhere(stream, str(msg["t"]), int(msg["i"]), str(msg["r"])))
             return
         e = self.elsewhere.get(stream)
         if e is None:
@@ -432,8 +448,8 @@ class DownloadBridge:
         elif kind == b"X":
             e.items.put_nowait(("abort",))
         elif kind == b"Z" and e.download is not None and e.file is not None:  # the phone went away there
-            loop.create_task(self._fail(e.download, "download-cancelled",
-                                        f"the download of {e.file.name} stopped on the phone", e.file.index))
+            self._spawn(self._fail(e.download, "download-cancelled",
+                                   f"the download of {e.file.name} stopped on the phone", e.file.index))
 
     async def _serve_elsewhere(self, stream: str, token: str, index: int, relay: str) -> None:
         """On the page's relay: stream file ``index`` to the relay that has the HTTP request."""
@@ -468,8 +484,7 @@ class DownloadBridge:
         finally:
             self.elsewhere.pop(stream, None)
             if not done:  # tell the HTTP side to drop the connection: the browser marks the download failed
-                asyncio.get_running_loop().create_task(
-                    self.bus.to_relay(relay, b"X", json.dumps({"s": stream}).encode()))
+                self._spawn(self.bus.to_relay(relay, b"X", json.dumps({"s": stream}).encode()))
 
 
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}

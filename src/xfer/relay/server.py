@@ -237,6 +237,7 @@ class RelayServer:
                 await asyncio.wait_for(listener.wait_closed(), 1.0)
             except asyncio.TimeoutError:
                 pass
+        await self.app.state.relay.downloads.close()
         if self.bus is not None:
             await self.bus.stop()
 
