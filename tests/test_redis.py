@@ -363,6 +363,8 @@ def test_a_download_asked_for_on_another_relay_streams_from_the_pages_relay(redi
             laptop, page, w_laptop, w_page = await _offer_to_page(relays, 0, 1, len(data))
             base = [f"http://127.0.0.1:{server.port}/download/{TOKEN}/0" for server in relays.servers]
             async with httpx2.AsyncClient(timeout=bounded(20)) as client:
+                for url in (base[0], base[2]):  # a HEAD does not use the link up, on any relay
+                    assert (await client.head(url)).status_code == 405
                 async with client.stream("GET", base[2]) as response:
                     assert response.status_code == 200
                     assert response.headers["content-length"] == str(len(data))

@@ -334,6 +334,9 @@ class DownloadBridge:
 
     async def _http(self, request: Request) -> Response:
         token, index = request.path_params["token"], request.path_params["index"]
+        if request.method != "GET":  # (Starlette routes HEAD too; it must not use up the link)
+            return PlainTextResponse("Downloads answer GET only.", status_code=405,
+                                     headers={"Allow": "GET", **_NO_STORE})
         if not _TOKEN.match(token):
             return _refusal(404)
         d = self.by_token.get(token)
