@@ -4,20 +4,28 @@ a whole file in memory.
 
 How it goes (docs/page.md has the picture):
 
-1. A sender's ``offer`` to a web peer is remembered (the last one per page).
+1. A sender's ``offer`` to a web peer of this relay is remembered (the last one
+   per page). With relays sharing rooms through Redis, only the page's own relay
+   runs its bridge, wherever the sender is.
 2. The page answers ``accept`` with ``download: TOKEN``, a secret it drew itself.
    The relay opens a ``Download`` for the offer and forwards the accept.
 3. The page fetches ``/download/TOKEN/INDEX`` for each file when its
    ``file-start`` arrives. The relay takes the sender's chunks addressed to the
    page out of the WebSocket stream and writes them into that HTTP response.
 4. Backpressure end to end: a chunk is handed over only when the response has
-   room (a small queue per file), and the relay acknowledges to the sender, in
-   the page's name, only the bytes the HTTP response has actually written. The
-   sender's credit window therefore bounds the relay's memory as usual.
+   room (a small queue per file; chunks that came through Redis queue without
+   waiting, so that the relay's channel never waits for one phone), and the relay
+   acknowledges to the sender, in the page's name, only the bytes the HTTP
+   response has actually written. The sender's credit window therefore bounds the
+   relay's memory as usual.
 5. The relay hashes what it streamed. The last chunk of each file is held back
    until the sender's ``file-end`` arrives: on a match the response completes and
    the sender gets ``verified``; on a mismatch the response is aborted (the
    browser marks the download failed) and the sender gets ``hash-mismatch``.
+
+The download request may reach another relay that shares rooms (a load balancer
+without sticky sessions): that relay asks the page's relay for the file through
+Redis and streams what it sends (see "a download asked for on one relay" below).
 
 Trade-off: the relay, not the phone, checks the hash. The phone cannot verify
 what its downloader wrote; it trusts the relay it loaded the page from anyway.
