@@ -125,6 +125,35 @@ def test_send_and_receive_through_a_tls_relay(tmp_path, procs, tls, tls_relay):
     assert tls_relay.wait(15) == 0 and "Traceback" not in tls_relay.stderr
 
 
+def test_a_client_that_stalls_in_the_tls_handshake_is_closed(tls):
+    """A TLS handshake gets the same time limit as the first HTTP request (asyncio's own is
+    60 s): a client that sends the start of a ClientHello and then nothing is let go."""
+    from xfer.relay import RelayLimits, RelayServer, bind_socket
+    from xfer.relay.server import tls_context
+
+    async def main():
+        server = RelayServer(bind_socket("127.0.0.1", 0), limits=RelayLimits(handshake_timeout=0.5),
+                             tls=tls_context(str(tls["cert"]), str(tls["key"])))
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"\x16\x03\x01")  # the first bytes of a ClientHello
+            started = time.monotonic()
+            assert await asyncio.wait_for(reader.read(100), bounded(5)) == b""  # closed by the relay
+            assert time.monotonic() - started < bounded(3)
+            writer.close()
+            trusted = ssl.create_default_context(cafile=str(tls["ca"]))
+            ws = await connect(f"wss://127.0.0.1:{server.port}/ws", ssl=trusted)  # a real client still gets in
+            await ws.send(serialize(Hello(version="1.0", room=room_id(new_code()), role="sender", name="a",
+                                          create=True)))
+            assert isinstance(parse_message(await asyncio.wait_for(ws.recv(), 5)), Welcome)
+            await ws.close()
+        finally:
+            await server.stop()
+
+    run_async(main())
+
+
 def test_untrusted_or_missing_tls_is_one_clear_line(tmp_path, tls_relay, relay_process):
     src = make_file(tmp_path / "a.txt", 10)
     # Without SSL_CERT_FILE the throwaway CA is unknown: said so, with the way out.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import signal
@@ -204,7 +205,19 @@ class RelayServer:
     async def start(self) -> None:
         if self.bus is not None:
             await self.bus.start()
-        await self.server.startup(sockets=[self.sock])
+        if self.tls is None:
+            await self.server.startup(sockets=[self.sock])
+            return
+        # A client that stalls in the TLS handshake never reaches _HttpProtocol's deadline, and
+        # asyncio gives it 60 s. uvicorn has no setting for it: hand the same limit as for the
+        # first request to the one create_server call of its startup.
+        loop = asyncio.get_running_loop()
+        limit = self.server.config.http.handshake_timeout
+        loop.create_server = functools.partial(loop.create_server, ssl_handshake_timeout=limit)  # type: ignore[method-assign]
+        try:
+            await self.server.startup(sockets=[self.sock])
+        finally:
+            del loop.create_server  # the loop's own method again
 
     async def stop(self) -> None:
         """Close every peer with 1012 (come back later) and stop listening."""
