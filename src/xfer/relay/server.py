@@ -213,7 +213,8 @@ class RelayServer:
         # first request to the one create_server call of its startup.
         loop = asyncio.get_running_loop()
         limit = self.server.config.http.handshake_timeout
-        loop.create_server = functools.partial(loop.create_server, ssl_handshake_timeout=limit)  # type: ignore[method-assign]
+        patched = functools.partial(loop.create_server, ssl_handshake_timeout=limit)
+        loop.create_server = patched  # type: ignore[method-assign]
         try:
             await self.server.startup(sockets=[self.sock])
         finally:
