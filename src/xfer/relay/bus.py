@@ -576,49 +576,36 @@ class RedisBus:
 
     # -- downloads asked for on one relay for a page on another (see download.py) ----------------
 
+    async def _command(self, call, default=None):
+        """``await call()`` against Redis; ``default`` while Redis is away (nobody else can be reached)."""
+        if not self.up:
+            return default
+        try:
+            return await call()
+        except (RedisError, OSError) as exc:
+            self._lost(exc)
+            return default
+
     async def own_download(self, token: str) -> None:
         """Note in Redis that this relay streams the download with ``token``."""
-        if not self.up:  # (no other relay can reach this page's peers now anyway)
-            return
-        try:
-            await self.redis.set(f"{PREFIX}dl:{token}", self.relay_id, ex=DOWNLOAD_KEY_SECONDS)
-        except (RedisError, OSError) as exc:
-            self._lost(exc)
+        await self._command(lambda: self.redis.set(f"{PREFIX}dl:{token}", self.relay_id, ex=DOWNLOAD_KEY_SECONDS))
 
     async def drop_download(self, token: str) -> None:
-        if not self.up:
-            return
-        try:
-            await self.redis.delete(f"{PREFIX}dl:{token}")
-        except (RedisError, OSError) as exc:
-            self._lost(exc)
+        await self._command(lambda: self.redis.delete(f"{PREFIX}dl:{token}"))
 
     async def download_owner(self, token: str) -> str | None:
         """The relay that streams the download with ``token``, if any."""
-        if not self.up:
-            return None
-        try:
-            owner = await self.redis.get(f"{PREFIX}dl:{token}")
-        except (RedisError, OSError) as exc:
-            self._lost(exc)
-            return None
+        owner = await self._command(lambda: self.redis.get(f"{PREFIX}dl:{token}"))
         return _text(owner) if owner is not None else None
 
     async def relay_alive(self, relay_id: str) -> bool:
-        if not self.up:
-            return False
-        try:
-            return bool(await self.redis.exists(f"{PREFIX}alive:{relay_id}"))
-        except (RedisError, OSError) as exc:
-            self._lost(exc)
-            return False
+        return bool(await self._command(lambda: self.redis.exists(f"{PREFIX}alive:{relay_id}"), 0))
 
-    async def to_relay(self, relay_id: str, kind: bytes, body: bytes) -> None:
-        """Publish one message of ``kind`` to relay ``relay_id``'s channel."""
-        try:
-            await self.redis.publish(f"{PREFIX}relay:{relay_id}", kind + body)
-        except (RedisError, OSError) as exc:
-            self._lost(exc)
+    async def to_relay(self, relay_id: str, kind: bytes, body: bytes | dict) -> None:
+        """Publish one message of ``kind`` to relay ``relay_id``'s channel (a dict goes as JSON)."""
+        if isinstance(body, dict):
+            body = json.dumps(body).encode()
+        await self._command(lambda: self.redis.publish(f"{PREFIX}relay:{relay_id}", kind + body))
 
     async def _publish_news(self, relays, kind: bytes, news: dict) -> None:
         if not relays:

@@ -425,7 +425,7 @@ class DownloadBridge:
             return _refusal(404)
         e = _Elsewhere(secrets.token_hex(8), owner)
         self.elsewhere[e.id] = e
-        await bus.to_relay(owner, b"G", json.dumps({"s": e.id, "t": token, "i": index, "r": bus.relay_id}).encode())
+        await bus.to_relay(owner, b"G", {"s": e.id, "t": token, "i": index, "r": bus.relay_id})
         try:
             head = await asyncio.wait_for(e.items.get(), HEAD_TIMEOUT)
         except asyncio.TimeoutError:
@@ -433,7 +433,7 @@ class DownloadBridge:
         if head[0] != "head" or head[1] != 200:
             self.elsewhere.pop(e.id, None)
             if head[0] != "head":
-                await bus.to_relay(owner, b"Z", json.dumps({"s": e.id}).encode())
+                await bus.to_relay(owner, b"Z", {"s": e.id})
             return _refusal(head[1] if head[0] == "head" and head[1] in (404, 410) else 404)
         return _ElsewhereResponse(self, e, name=head[2], size=head[3])
 
@@ -468,7 +468,7 @@ class DownloadBridge:
         status = self._claim(d, index)
         head = {"s": stream, "status": status}
         if status != 200:
-            await self.bus.to_relay(relay, b"H", json.dumps(head).encode())
+            await self.bus.to_relay(relay, b"H", head)
             return
         assert d is not None
         f = d.files[index]
@@ -476,7 +476,7 @@ class DownloadBridge:
         f.task = asyncio.current_task()
         done = False
         try:
-            await self.bus.to_relay(relay, b"H", json.dumps({**head, "name": f.name, "size": f.size}).encode())
+            await self.bus.to_relay(relay, b"H", {**head, "name": f.name, "size": f.size})
 
             async def send(message: dict) -> None:
                 e.written.clear()
@@ -495,7 +495,7 @@ class DownloadBridge:
         finally:
             self.elsewhere.pop(stream, None)
             if not done:  # tell the HTTP side to drop the connection: the browser marks the download failed
-                self._spawn(self.bus.to_relay(relay, b"X", json.dumps({"s": stream}).encode()))
+                self._spawn(self.bus.to_relay(relay, b"X", {"s": stream}))
 
 
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -592,13 +592,13 @@ class _ElsewhereResponse(Response):
                 await asyncio.wait({item, watcher}, return_when=asyncio.FIRST_COMPLETED)
                 if not item.done():  # the browser cancelled the download or went away
                     item.cancel()
-                    await bus.to_relay(e.relay, b"Z", json.dumps({"s": e.id}).encode())
+                    await bus.to_relay(e.relay, b"Z", {"s": e.id})
                     raise _Aborted("download aborted")
                 got = item.result()
                 if got[0] != "body":
                     raise _Aborted("download aborted")
                 await send({"type": "http.response.body", "body": got[1], "more_body": got[2]})
-                await bus.to_relay(e.relay, b"W", json.dumps({"s": e.id}).encode())
+                await bus.to_relay(e.relay, b"W", {"s": e.id})
                 if not got[2]:
                     return
         finally:
