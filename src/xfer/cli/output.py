@@ -210,9 +210,8 @@ class HumanReporter:
             other = "receiver" if self.role == "send" else "sender"
             self.say(f"[yellow]The {other} left during {display_name(at, 120)}; waiting for it to come back…[/yellow]")
 
-    def on_reconnecting(self, attempt: int, delay: float, **f: Any) -> None:
-        if attempt == 1 or attempt % 5 == 0:
-            self.say(f"[dim]Reconnecting (attempt {attempt})…[/dim]")
+    def on_reconnecting(self, **f: Any) -> None:
+        self.say("[dim]Reconnecting…[/dim]")
 
     def on_reconnected(self, **f: Any) -> None:
         self.say("[green]✓[/green] Reconnected")

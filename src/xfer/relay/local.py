@@ -71,6 +71,7 @@ class LocalConnection(RelayConnection):
 
     async def _route(self, text: str | None, data: bytes | None) -> None:
         if self.peer.dead or not await self.relay.route(self.peer, text, data):
+            self.lost = True
             raise self._gone()
 
     async def recv(self):

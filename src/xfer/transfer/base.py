@@ -67,11 +67,22 @@ class PeerTask:
         self.reconnect = reconnect
         self.reconnect_for = reconnect_for
         self.peer_timeout = peer_timeout
-        self.connected = True
+        self._up = True  # the reader holds a link to the relay (False while it reconnects)
+        self.lost_at: float | None = None  # when the link to the relay was last lost
         self.finished = False
         self.broken = False  # the current round was interrupted
         self._failure: BaseException | None = None
         self._changed = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        """The link is up: the reader has one, and no send on it found it closed."""
+        return self._up and not self.conn.lost
+
+    @property
+    def failed(self) -> bool:
+        """A failure that ends the whole run (the relay stayed away, a peer broke the protocol)."""
+        return self._failure is not None
 
     def fail(self, error: BaseException) -> None:
         if self._failure is None:
@@ -132,16 +143,18 @@ class PeerTask:
     async def _reconnect(self, cause: RelayGone) -> None:
         """Reach the relay again with backoff, bounded by ``reconnect_for`` seconds."""
         assert self.reconnect is not None
-        self.connected = False
+        self._up = False
         self.on_disconnect()
         self.break_round()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.reconnect_for
+        self.lost_at = loop.time()
+        deadline = self.lost_at + self.reconnect_for
         attempt = 0
         for delay in backoff_delays():
             attempt += 1
             delay = min(delay, max(0.0, deadline - loop.time()))
-            self.emit("reconnecting", attempt=attempt, delay=round(delay, 2), reason=str(cause))
+            if attempt == 1:  # one event per outage, not per attempt: an outage may last long
+                self.emit("reconnecting", attempt=attempt, delay=round(delay, 2), reason=str(cause))
             await asyncio.sleep(delay)
             try:
                 conn = await self.reconnect()
@@ -155,7 +168,7 @@ class PeerTask:
                 raise
             else:
                 self.conn = conn
-                self.connected = True
+                self._up = True
                 self.emit("reconnected", attempt=attempt, peers=len(conn.peers))
                 self.on_reconnect()
                 self._notify()

@@ -44,17 +44,20 @@ class RelayConnection:
     url: str
     peer_id: int
     peers: dict[int, PeerInfo] = field(default_factory=dict)
+    lost: bool = False  # a send found the connection closed (the reader may not know yet)
 
     async def send(self, message: Message) -> None:
         try:
             await self.ws.send(serialize(message))
         except ConnectionClosed as exc:
+            self.lost = True
             raise _closed_error(exc, self.url) from exc
 
     async def send_frame(self, frame: bytes) -> None:
         try:
             await self.ws.send(frame)
         except ConnectionClosed as exc:
+            self.lost = True
             raise _closed_error(exc, self.url) from exc
 
     async def recv(self) -> Message | Chunk:

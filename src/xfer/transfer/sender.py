@@ -316,8 +316,8 @@ class Sender(PeerTask):
                 await self._round(deadline)
                 break
             except (RoundBroken, RelayGone) as exc:
-                if isinstance(exc, RelayGone) and self.reconnect is None:
-                    raise
+                if self.failed or (isinstance(exc, RelayGone) and self.reconnect is None):
+                    raise  # the reader gave up on the relay (or there is no reconnecting): the end
                 stream = next((f for i, f in enumerate(self.files) if f.stream and i in self.base), None)
                 if stream is not None:
                     raise PeerGone(f"the transfer of {stream.name} broke off; a stream cannot resume: "
@@ -325,7 +325,9 @@ class Sender(PeerTask):
                 where = getattr(self, "_left", "the transfer")
                 self.emit("interrupted", reason="receiver-left" if self.connected else "relay-lost", at=where)
                 self._reset_round()
-                deadline = asyncio.get_running_loop().time() + self.peer_timeout
+                # the wait for the receiver counts from when it (or the relay) was lost, not from now
+                lost = self.lost_at if not self.connected and self.lost_at is not None else None
+                deadline = (lost or asyncio.get_running_loop().time()) + self.peer_timeout
 
     def _available(self) -> list[PeerInfo]:
         return [p for p in self.conn.peers.values() if p.role in RECEIVING_ROLES and p.id not in self.exclude]
@@ -338,6 +340,8 @@ class Sender(PeerTask):
             self.emit("waiting", reason="receiver")
 
         def gone() -> BaseException:
+            if not self.connected:  # the relay, not the receiver, is what stayed away
+                return RelayGone(f"could not reach the relay again within {self.reconnect_for:.0f} s")
             where = getattr(self, "_left", None)
             during = f" during {where}" if where else ""
             return PeerGone(f"the receiver left{during} and did not come back. Run the same command again to resume.")
