@@ -392,8 +392,21 @@ class Text(Message):
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.type: cls
     for cls in (
-        Hello, Welcome, PeerJoined, PeerLeft, Error, Offer, Accept, Reject,
-        FileStart, FileEnd, Ack, Verified, Done, Cancel, Text,
+        Hello,
+        Welcome,
+        PeerJoined,
+        PeerLeft,
+        Error,
+        Offer,
+        Accept,
+        Reject,
+        FileStart,
+        FileEnd,
+        Ack,
+        Verified,
+        Done,
+        Cancel,
+        Text,
     )
 }
 _NESTED: dict[str, type] = {"peer": PeerInfo, "peers": PeerInfo, "files": FileInfo, "resume": ResumePoint}
@@ -424,10 +437,7 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing
-        missing = [
-            f.name for f in dataclasses.fields(cls)
-            if f.name not in kwargs and f.default is dataclasses.MISSING
-        ]
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs and f.default is dataclasses.MISSING]
         raise ProtocolError(f"{cls.type}: missing {', '.join(missing) or 'fields'}") from exc
 
 
