@@ -36,9 +36,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xfer.units import parse_size
-
 from common import free_port, make_source, sha256_of, wait_for_port, xfer_cmd
+from xfer.units import parse_size
 
 CHROMIUM = "/usr/bin/chromium"
 RAW_CHUNK = 256 * 1024  # what the page sends per frame
@@ -135,10 +134,14 @@ def page_upload(browser, port: int, workdir: Path, source: Path, digest: str, ti
         shutil.rmtree(out)
     events_path = workdir / "receive.json"
     with open(events_path, "wb") as stdout, open(workdir / "receive.err", "wb") as stderr:
-        proc = subprocess.Popen(xfer_cmd() + ["receive", "--relay", f"ws://127.0.0.1:{port}", "--yes", "--json",
-                                              "--dir", str(out), "--name", "desk"],
-                                stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                                env={**os.environ, "NO_COLOR": "1"})
+        proc = subprocess.Popen(
+            xfer_cmd()
+            + ["receive", "--relay", f"ws://127.0.0.1:{port}", "--yes", "--json", "--dir", str(out), "--name", "desk"],
+            stdout=stdout,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
     events = Events(events_path, proc)
     context = browser.new_context()
     try:
@@ -177,8 +180,12 @@ def raw_send(browser, sink: Sink, size: int, timeout: float) -> float:
 
 
 def summary(values: list[float]) -> dict:
-    return {"median": round(statistics.median(values), 1), "min": round(min(values), 1),
-            "max": round(max(values), 1), "runs": [round(v, 1) for v in values]}
+    return {
+        "median": round(statistics.median(values), 1),
+        "min": round(min(values), 1),
+        "max": round(max(values), 1),
+        "runs": [round(v, 1) for v in values],
+    }
 
 
 def main() -> int:
@@ -196,9 +203,12 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="xfer-bench-browser-"))
     port = free_port()
-    serve = subprocess.Popen(xfer_cmd() + ["serve", "--host", "127.0.0.1", "--port", str(port)],
-                             stdout=subprocess.DEVNULL, stderr=open(workdir / "serve.err", "wb"),
-                             stdin=subprocess.DEVNULL)
+    serve = subprocess.Popen(
+        xfer_cmd() + ["serve", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / "serve.err", "wb"),
+        stdin=subprocess.DEVNULL,
+    )
     sink = Sink()
     page_rates: list[float] = []
     raw_rates: list[float] = []
@@ -209,18 +219,28 @@ def main() -> int:
         digest = make_source(source, size)
         with sync_playwright() as p:
             browser = p.chromium.launch(
-                executable_path=CHROMIUM, headless=True,
-                args=["--host-resolver-rules=MAP lan.test 127.0.0.1", "--disable-gpu", "--disable-quic",
-                      "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                      "--disable-sync"])
+                executable_path=CHROMIUM,
+                headless=True,
+                args=[
+                    "--host-resolver-rules=MAP lan.test 127.0.0.1",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--no-first-run",
+                    "--disable-sync",
+                ],
+            )
             try:
                 for run in range(repeat):
                     seconds = raw_send(browser, sink, size, args.timeout)
                     raw_rates.append(size / seconds / 1e6)
                     seconds = page_upload(browser, port, workdir, source, digest, args.timeout)
                     page_rates.append(size / seconds / 1e6)
-                    print(f"run {run + 1}/{repeat}: page {page_rates[-1]:.1f} MB/s, raw {raw_rates[-1]:.1f} MB/s",
-                          file=sys.stderr)
+                    print(
+                        f"run {run + 1}/{repeat}: page {page_rates[-1]:.1f} MB/s, raw {raw_rates[-1]:.1f} MB/s",
+                        file=sys.stderr,
+                    )
             finally:
                 browser.close()
     except Exception as exc:
@@ -250,9 +270,11 @@ def main() -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{size / 1e6:.0f} MB: page -> relay -> xfer receive {page['median']} MB/s median "
-          f"({page['min']}-{page['max']}); Chromium raw WebSocket send {raw['median']} MB/s "
-          f"({raw['min']}-{raw['max']}); ratio {result['ratio']}")
+    print(
+        f"{size / 1e6:.0f} MB: page -> relay -> xfer receive {page['median']} MB/s median "
+        f"({page['min']}-{page['max']}); Chromium raw WebSocket send {raw['median']} MB/s "
+        f"({raw['min']}-{raw['max']}); ratio {result['ratio']}"
+    )
     return 0
 
 

@@ -152,8 +152,9 @@ class Child:
         self.out_path, self.err_path = work / f"{name}.out", work / f"{name}.err"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.start = time.monotonic()
-            self.proc = subprocess.Popen(args, cwd=work, env=child_env(), stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=err)
+            self.proc = subprocess.Popen(
+                args, cwd=work, env=child_env(), stdin=subprocess.DEVNULL, stdout=out, stderr=err
+            )
         self._reaper = threading.Thread(target=self._reap, daemon=True)
         self._reaper.start()
 
@@ -193,7 +194,9 @@ class Child:
         """The end of stderr and the last stdout line (with --json, the error event)."""
         err = self.err_path.read_text(errors="replace").strip()
         out = self.out_path.read_text(errors="replace").strip().splitlines()
-        return "".join(f"; {what}: {text[-500:]}" for what, text in (("stderr", err), ("stdout", out[-1] if out else "")) if text)
+        return "".join(
+            f"; {what}: {text[-500:]}" for what, text in (("stderr", err), ("stdout", out[-1] if out else "")) if text
+        )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -245,23 +248,31 @@ def byte_compile_xfer() -> dict:
     spec = importlib.util.find_spec("xfer")
     folders = list(spec.submodule_search_locations or []) if spec else []
     ok = all(compileall.compile_dir(folder, quiet=1) for folder in folders)
-    return {"folders": folders, "ok": bool(folders) and ok,
-            "pythondontwritebytecode": os.environ.get("PYTHONDONTWRITEBYTECODE")}
+    return {
+        "folders": folders,
+        "ok": bool(folders) and ok,
+        "pythondontwritebytecode": os.environ.get("PYTHONDONTWRITEBYTECODE"),
+    }
 
 
 def provenance() -> dict:
     """Which xfer ran: the module's file, and the git commit (and dirty state) of its source tree."""
+
     def out(args, cwd=None) -> str:
         try:
             return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=30, check=False).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
+
     module = out([sys.executable, "-c", "import xfer; print(xfer.__file__, xfer.__version__)"]).split()
     src = Path(module[0]).parent if module else Path(".")
-    return {"module": module[0] if module else None, "version": module[1] if len(module) > 1 else None,
-            "git_commit": out(["git", "rev-parse", "HEAD"], src) or None,
-            "git_dirty": bool(out(["git", "status", "--porcelain", "."], src)),
-            "pythonpath": os.environ.get("PYTHONPATH")}
+    return {
+        "module": module[0] if module else None,
+        "version": module[1] if len(module) > 1 else None,
+        "git_commit": out(["git", "rev-parse", "HEAD"], src) or None,
+        "git_dirty": bool(out(["git", "status", "--porcelain", "."], src)),
+        "pythonpath": os.environ.get("PYTHONPATH"),
+    }
 
 
 # -- what the suite reports -------------------------------------------------------------------------
@@ -311,6 +322,8 @@ def run_cases(cases: list[tuple], repeat: int, failures: list[str], label: str) 
             runs[kind].append(r)
             extra = (f" via {r['path']}" if "path" in r else "") + (f"; {r['note']}" if "note" in r else "")
             total = f" ({r['total_seconds']:.2f} s from the first's)" if "total_seconds" in r else ""
-            log(f"  {kind} run {i}: {r['seconds']:.2f} s from the second process's start{total}, "
-                f"{r['mb_s']:.1f} MB/s{extra}")
+            log(
+                f"  {kind} run {i}: {r['seconds']:.2f} s from the second process's start{total}, "
+                f"{r['mb_s']:.1f} MB/s{extra}"
+            )
     return runs

@@ -26,8 +26,10 @@ from wormhole import WormholeServers, run_wormhole
 
 
 def tree_cmd(src: str) -> list[str]:
-    boot = f"import sys; sys.path.insert(0, {str(Path(src).resolve())!r}); sys.argv[0] = 'xfer'; " \
-           "from xfer.cli import main; main()"
+    boot = (
+        f"import sys; sys.path.insert(0, {str(Path(src).resolve())!r}); sys.argv[0] = 'xfer'; "
+        "from xfer.cli import main; main()"
+    )
     return [sys.executable, "-c", boot]
 
 
@@ -63,8 +65,10 @@ def main() -> int:
     for name, rs in runs.items():
         first, second = [t for t, _ in rs], [s for _, s in rs]
         ratio = f"; / wormhole {statistics.median(first) / base:.2f}" if base else ""
-        print(f"{name:>10}: {statistics.median(first):.3f} ({min(first):.3f}-{max(first):.3f}) s from the first start, "
-              f"{statistics.median(second):.3f} ({min(second):.3f}-{max(second):.3f}) s from the second{ratio}")
+        print(
+            f"{name:>10}: {statistics.median(first):.3f} ({min(first):.3f}-{max(first):.3f}) s from the first start, "
+            f"{statistics.median(second):.3f} ({min(second):.3f}-{max(second):.3f}) s from the second{ratio}"
+        )
     return 0
 
 

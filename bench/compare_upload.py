@@ -21,13 +21,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import browser_upload as bu
 from common import free_port, make_source, wait_for_port
 from compare_fixed_cost import tree_cmd
-
 from xfer.units import parse_size
 
 HZ = os.sysconf("SC_CLK_TCK")
@@ -88,8 +86,14 @@ def main() -> int:
     for arg in args.trees:
         name, _, src = arg.partition("=")
         port = free_port()
-        relays[name] = (port, subprocess.Popen(tree_cmd(src) + ["serve", "--host", "127.0.0.1", "--port", str(port)],
-                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        relays[name] = (
+            port,
+            subprocess.Popen(
+                tree_cmd(src) + ["serve", "--host", "127.0.0.1", "--port", str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+        )
     ports = [f"--port {port}" for port, _ in relays.values()]
 
     def kind(cmd: str) -> str | None:
@@ -113,9 +117,19 @@ def main() -> int:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=bu.CHROMIUM, headless=True, args=[
-                "--host-resolver-rules=MAP lan.test 127.0.0.1", "--disable-gpu", "--disable-quic",
-                "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"])
+            browser = p.chromium.launch(
+                executable_path=bu.CHROMIUM,
+                headless=True,
+                args=[
+                    "--host-resolver-rules=MAP lan.test 127.0.0.1",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--no-first-run",
+                    "--disable-sync",
+                ],
+            )
             sink = bu.Sink()
             try:
                 for run in range(args.repeat):
@@ -126,8 +140,11 @@ def main() -> int:
                             else:
                                 seconds = bu.page_upload(browser, relays[name][0], work, source, digest, 300)
                         rows.setdefault(name, []).append((size / seconds / 1e6, cpu.seconds))
-                        print(f"run {run + 1} {name}: {size / seconds / 1e6:.1f} MB/s; CPU s "
-                              + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.seconds.items())), flush=True)
+                        print(
+                            f"run {run + 1} {name}: {size / seconds / 1e6:.1f} MB/s; CPU s "
+                            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.seconds.items())),
+                            flush=True,
+                        )
             finally:
                 sink.stop()
                 browser.close()
@@ -141,8 +158,10 @@ def main() -> int:
         rates = [r for r, _ in rs]
         kinds = sorted({k for _, c in rs for k in c})
         cpu = ", ".join(f"{k} {statistics.median(c.get(k, 0.0) for _, c in rs):.2f}" for k in kinds)
-        print(f"{name:>10}: {statistics.median(rates):.1f} ({min(rates):.1f}-{max(rates):.1f}) MB/s, "
-              f"/ raw {statistics.median(rates) / raw:.2f}; CPU s {cpu}")
+        print(
+            f"{name:>10}: {statistics.median(rates):.1f} ({min(rates):.1f}-{max(rates):.1f}) MB/s, "
+            f"/ raw {statistics.median(rates) / raw:.2f}; CPU s {cpu}"
+        )
     return 0
 
 

@@ -42,9 +42,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xfer.protocol import PeerJoined, new_code, parse_message, room_id
-from xfer.units import parse_size
-
 import relay_load
 from common import (
     RESULTS_DIR,
@@ -66,6 +63,8 @@ from common import (
     xfer_cmd,
 )
 from transfer import _finish, room_code, run_xfer
+from xfer.protocol import PeerJoined, new_code, parse_message, room_id
+from xfer.units import parse_size
 
 REDIS_SERVER = "/usr/bin/redis-server"
 LOST = "lost Redis"  # what a relay prints when its link to Redis breaks (xfer.relay.bus)
@@ -92,8 +91,23 @@ class RedisServer:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         exe = REDIS_SERVER if Path(REDIS_SERVER).exists() else shutil.which("redis-server")
-        self.child = Child(name, [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                  "--appendonly", "no", "--daemonize", "no"], work)
+        self.child = Child(
+            name,
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
+            work,
+        )
         self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10, socket_connect_timeout=2)
         try:
             wait_until(self._ready, "PONG", self.child, 15)
@@ -116,7 +130,7 @@ class RedisServer:
         """The pub/sub line of ``client-output-buffer-limit`` (hard, soft, seconds; Redis's default 32mb 8mb 60)."""
         conf = self.client.config_get("client-output-buffer-limit")["client-output-buffer-limit"].split()
         i = conf.index("pubsub")
-        return " ".join(conf[i:i + 4])
+        return " ".join(conf[i : i + 4])
 
     def close(self) -> None:
         try:
@@ -124,14 +138,16 @@ class RedisServer:
         finally:
             self.child.stop(10)  # redis-server shuts down on SIGINT as on SIGTERM; SIGKILL after 10 s
 
-    def __enter__(self) -> "RedisServer":
+    def __enter__(self) -> RedisServer:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-def start_redis_relay(cmd: list[str], work: Path, name: str, url: str, extra: tuple[str, ...] = ()) -> tuple[Child, int]:
+def start_redis_relay(
+    cmd: list[str], work: Path, name: str, url: str, extra: tuple[str, ...] = ()
+) -> tuple[Child, int]:
     """``xfer serve --redis URL``, once it says it listens and shares rooms through Redis."""
     for attempt in range(3):
         try:
@@ -141,8 +157,12 @@ def start_redis_relay(cmd: list[str], work: Path, name: str, url: str, extra: tu
             if "Address already in use" not in str(exc) or attempt == 2:
                 raise
     try:
-        wait_until(lambda: True if "sharing rooms through Redis" in relay.err_path.read_text(errors="replace")
-                   else None, "'sharing rooms through Redis' line", relay, 30)
+        wait_until(
+            lambda: True if "sharing rooms through Redis" in relay.err_path.read_text(errors="replace") else None,
+            "'sharing rooms through Redis' line",
+            relay,
+            30,
+        )
     except BaseException:
         relay.kill()
         raise
@@ -151,8 +171,12 @@ def start_redis_relay(cmd: list[str], work: Path, name: str, url: str, extra: tu
 
 def lost_lines(*relays: Child) -> list[str]:
     """Lines where a relay said it lost Redis (on stderr)."""
-    return [f"{r.name}: {line.strip()}" for r in relays
-            for line in r.err_path.read_text(errors="replace").splitlines() if LOST in line]
+    return [
+        f"{r.name}: {line.strip()}"
+        for r in relays
+        for line in r.err_path.read_text(errors="replace").splitlines()
+        if LOST in line
+    ]
 
 
 class BufferWatch:
@@ -172,7 +196,7 @@ class BufferWatch:
             self.samples += 1
             self.highest = max(self.highest, value)
 
-    def __enter__(self) -> "BufferWatch":
+    def __enter__(self) -> BufferWatch:
         self._thread.start()
         return self
 
@@ -194,13 +218,17 @@ def run_cross(cmd: list[str], src: Path, digest: str, work: Path, timeout: float
         children.append(relay_a)
         relay_b, port_b = start_redis_relay(cmd, work, "relay-b", server.url)
         children.append(relay_b)
-        receiver = Child("receiver", cmd + ["receive", "--relay", f"127.0.0.1:{port_b}", "--yes", "--json",
-                                            "--dir", str(out_dir), "--no-qr"], work)
+        receiver = Child(
+            "receiver",
+            cmd + ["receive", "--relay", f"127.0.0.1:{port_b}", "--yes", "--json", "--dir", str(out_dir), "--no-qr"],
+            work,
+        )
         children.append(receiver)
         code = wait_until(lambda: room_code(receiver.out_path), "room event", receiver, 30)
         with BufferWatch(server) as watch:
-            sender = Child("sender", cmd + ["send", str(src), "--room", code, "--relay", f"127.0.0.1:{port_a}",
-                                            "--json"], work)
+            sender = Child(
+                "sender", cmd + ["send", str(src), "--room", code, "--relay", f"127.0.0.1:{port_a}", "--json"], work
+            )
             children.append(sender)
             seconds = _finish(src, digest, out_dir, sender, receiver, timeout)
             after = int(server.info("clients")["client_recent_max_output_buffer"])
@@ -212,12 +240,18 @@ def run_cross(cmd: list[str], src: Path, digest: str, work: Path, timeout: float
         if lost:
             raise RuntimeError(f"a relay lost Redis: {lost[0]}")
         highest = max(after, watch.highest)
-        return {"seconds": seconds, "total_seconds": max(sender.end, receiver.end) - receiver.start,
-                "mb_s": src.stat().st_size / seconds / 1e6,
-                "rss_mb": {c.name: c.rss_mb for c in (sender, relay_a, relay_b, receiver)},
-                "redis_output_buffer_after": after, "redis_output_buffer_highest": highest,
-                "buffer_samples": watch.samples, "lost_redis": lost, "relay_exit": [relay_a.rc, relay_b.rc],
-                "note": f"Redis output buffer {after:,} B after, {highest:,} B highest sampled; no 'lost Redis'"}
+        return {
+            "seconds": seconds,
+            "total_seconds": max(sender.end, receiver.end) - receiver.start,
+            "mb_s": src.stat().st_size / seconds / 1e6,
+            "rss_mb": {c.name: c.rss_mb for c in (sender, relay_a, relay_b, receiver)},
+            "redis_output_buffer_after": after,
+            "redis_output_buffer_highest": highest,
+            "buffer_samples": watch.samples,
+            "lost_redis": lost,
+            "relay_exit": [relay_a.rc, relay_b.rc],
+            "note": f"Redis output buffer {after:,} B after, {highest:,} B highest sampled; no 'lost Redis'",
+        }
     finally:
         for child in children:
             child.kill()
@@ -238,9 +272,15 @@ def throughput(cmd: list[str], work: Path, label: str, repeat: int, failures: li
             limit = server.pubsub_limit()
             version = server.info("server")["redis_version"]
             log(f"  redis-server {version} on 127.0.0.1:{server.port}; client-output-buffer-limit {limit}")
-            runs = run_cases([("cross-relay", lambda: run_cross(cmd, src, digest, work, timeout, server)),
-                              ("one-relay", lambda: run_xfer(cmd, src, digest, work, timeout))],
-                             repeat, failures, f"redis-throughput {label}")
+            runs = run_cases(
+                [
+                    ("cross-relay", lambda: run_cross(cmd, src, digest, work, timeout, server)),
+                    ("one-relay", lambda: run_xfer(cmd, src, digest, work, timeout)),
+                ],
+                repeat,
+                failures,
+                f"redis-throughput {label}",
+            )
     finally:
         src.unlink(missing_ok=True)
     mb_s = {kind: spread([r["mb_s"] for r in rs]) for kind, rs in runs.items()}
@@ -248,26 +288,45 @@ def throughput(cmd: list[str], work: Path, label: str, repeat: int, failures: li
     cross = runs["cross-relay"]
     buffers = [x["redis_output_buffer_highest"] for x in cross]
     highest_buffer = max(buffers) if buffers else None
-    rss = {kind: {role: max(x["rss_mb"][role] for x in rs) for role in rs[0]["rss_mb"]}
-           for kind, rs in runs.items() if rs}
+    rss = {
+        kind: {role: max(x["rss_mb"][role] for x in rs) for role in rs[0]["rss_mb"]} for kind, rs in runs.items() if rs
+    }
     for kind, s in mb_s.items():
         log(f"  {kind:>12}: {fmt(s)} MB/s")
     log(f"  cross-relay / one relay: {r:.2f}" if r else "  cross-relay / one relay: -")
     if highest_buffer is not None:
-        log(f"  Redis output buffer, highest over the cross-relay runs: {highest_buffer:,} B "
-            f"({highest_buffer / 2**20:.2f} MiB; pub/sub limit {limit})")
-    return {"measures": "MB/s (10^6 bytes) of one file, from the sender's process start until sender and receiver "
-                        "have exited; cross-relay: xfer receive on relay B, xfer send on relay A, both relays "
-                        "xfer serve --redis (a private redis-server); one-relay: the suite's xfer-relayed case; "
-                        "interleaved; SHA-256 checked; Redis's client_recent_max_output_buffer (INFO clients) "
-                        "after each cross-relay run and sampled every 0.5 s during it",
-            "size": label, "bytes": size, "repeat": repeat, "redis_version": version,
-            "redis_pubsub_output_limit": limit, "mb_s": mb_s, "ratio_cross_over_one": r,
-            "redis_output_buffer_highest_bytes": highest_buffer, "peak_rss_mb": rss, "runs": runs,
-            "targets": [target(f"{label} across two relays through Redis / one relay", r, 0.5, ">="),
-                        target("Redis output buffer, highest (MiB), under the 32 MiB pub/sub limit",
-                               None if highest_buffer is None else highest_buffer / 2**20, 32, "<", " MiB")],
-            "headline": {f"{k}_mb_s": v["median"] for k, v in mb_s.items() if v}}
+        log(
+            f"  Redis output buffer, highest over the cross-relay runs: {highest_buffer:,} B "
+            f"({highest_buffer / 2**20:.2f} MiB; pub/sub limit {limit})"
+        )
+    return {
+        "measures": "MB/s (10^6 bytes) of one file, from the sender's process start until sender and receiver "
+        "have exited; cross-relay: xfer receive on relay B, xfer send on relay A, both relays "
+        "xfer serve --redis (a private redis-server); one-relay: the suite's xfer-relayed case; "
+        "interleaved; SHA-256 checked; Redis's client_recent_max_output_buffer (INFO clients) "
+        "after each cross-relay run and sampled every 0.5 s during it",
+        "size": label,
+        "bytes": size,
+        "repeat": repeat,
+        "redis_version": version,
+        "redis_pubsub_output_limit": limit,
+        "mb_s": mb_s,
+        "ratio_cross_over_one": r,
+        "redis_output_buffer_highest_bytes": highest_buffer,
+        "peak_rss_mb": rss,
+        "runs": runs,
+        "targets": [
+            target(f"{label} across two relays through Redis / one relay", r, 0.5, ">="),
+            target(
+                "Redis output buffer, highest (MiB), under the 32 MiB pub/sub limit",
+                None if highest_buffer is None else highest_buffer / 2**20,
+                32,
+                "<",
+                " MiB",
+            ),
+        ],
+        "headline": {f"{k}_mb_s": v["median"] for k, v in mb_s.items() if v},
+    }
 
 
 def skipped(reason: str) -> dict:
@@ -291,8 +350,9 @@ async def _drain_joined(ws, want: int, seconds: float) -> int:
     return seen
 
 
-async def idle_clients(relays: list[Child], ports: list[int], server: RedisServer, n: int,
-                       concurrency: int = 100) -> dict:
+async def idle_clients(
+    relays: list[Child], ports: list[int], server: RedisServer, n: int, concurrency: int = 100
+) -> dict:
     """``n`` idle peers in rooms of 10, alternating between the two relays; RSS and used_memory before/after.
 
     ``errors``: joins that failed, connections closed while idle, a relay that said it lost
@@ -320,8 +380,9 @@ async def idle_clients(relays: list[Child], ports: list[int], server: RedisServe
             r, j = divmod(i, PER_ROOM)
             side = (r + j) % 2  # a room's first peer on A or B in turn; its others alternate
             async with gate:
-                ws, welcome = await relay_load.join(ports[side], rooms[r], "peer", j == 0,
-                                                    relay_load.source_address(r), ping=False)
+                ws, welcome = await relay_load.join(
+                    ports[side], rooms[r], "peer", j == 0, relay_load.source_address(r), ping=False
+                )
             per_relay[side] += 1
             return ws
 
@@ -336,9 +397,16 @@ async def idle_clients(relays: list[Child], ports: list[int], server: RedisServe
         after = [rss_kib(pid) for pid in pids]
         redis_after = int(server.info("memory")["used_memory"])
         # each room's first peer must have been told of its other peers, whichever relay they are on
-        counts = await asyncio.gather(*(_drain_joined(ws, min(PER_ROOM, n - r * PER_ROOM) - 1, 2.0)
-                                        for r, ws in enumerate(firsts) if not isinstance(ws, BaseException)))
-        wants = [min(PER_ROOM, n - r * PER_ROOM) - 1 for r, ws in enumerate(firsts) if not isinstance(ws, BaseException)]
+        counts = await asyncio.gather(
+            *(
+                _drain_joined(ws, min(PER_ROOM, n - r * PER_ROOM) - 1, 2.0)
+                for r, ws in enumerate(firsts)
+                if not isinstance(ws, BaseException)
+            )
+        )
+        wants = [
+            min(PER_ROOM, n - r * PER_ROOM) - 1 for r, ws in enumerate(firsts) if not isinstance(ws, BaseException)
+        ]
         missed = sum(1 for c, want in zip(counts, wants) if c < want)
         closed = sum(1 for ws in conns if ws.close_code is not None)
         if closed:
@@ -346,19 +414,30 @@ async def idle_clients(relays: list[Child], ports: list[int], server: RedisServe
         lost_before = lost_lines(*relays)
         errors[:0] = lost_before  # first in the samples: it explains the refused joins that follow
         deltas = [a - b for a, b in zip(after, before)]
-        result.update({
-            "connections": n, "per_relay": per_relay, "rss_before_kib": before, "rss_after_kib": after,
-            "kib_per_connection": [d / max(1, k) for d, k in zip(deltas, per_relay)],
-            "kib_per_connection_both": sum(deltas) / n,
-            "relay_peak_kib": [relay_load._status_kib(pid, "VmHWM") for pid in pids],
-            "redis_used_memory_before": redis_before, "redis_used_memory_after": redis_after,
-            "redis_bytes_per_connection": (redis_after - redis_before) / n,
-            "connect_seconds": connect_seconds, "errors": len(errors), "error_samples": errors[:5],
-            "missed_peer_joined": missed, "peer_joined_told": sum(counts), "peer_joined_expected": sum(wants)})
+        result.update(
+            {
+                "connections": n,
+                "per_relay": per_relay,
+                "rss_before_kib": before,
+                "rss_after_kib": after,
+                "kib_per_connection": [d / max(1, k) for d, k in zip(deltas, per_relay)],
+                "kib_per_connection_both": sum(deltas) / n,
+                "relay_peak_kib": [relay_load._status_kib(pid, "VmHWM") for pid in pids],
+                "redis_used_memory_before": redis_before,
+                "redis_used_memory_after": redis_after,
+                "redis_bytes_per_connection": (redis_after - redis_before) / n,
+                "connect_seconds": connect_seconds,
+                "errors": len(errors),
+                "error_samples": errors[:5],
+                "missed_peer_joined": missed,
+                "peer_joined_told": sum(counts),
+                "peer_joined_expected": sum(wants),
+            }
+        )
     finally:
         await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
     await asyncio.sleep(1.0)
-    result["teardown_lost_redis"] = lost_lines(*relays)[len(lost_before):]
+    result["teardown_lost_redis"] = lost_lines(*relays)[len(lost_before) :]
     return result
 
 
@@ -387,30 +466,42 @@ def idle(cmd: list[str], work: Path, n: int, failures: list[str], concurrency: i
     if result["errors"]:
         failures.append(f"redis-idle: {result['errors']} error(s): {result['error_samples']}")
     worst = max(result["kib_per_connection"])
-    for name, b, a, k, per in zip(("A", "B"), result["rss_before_kib"], result["rss_after_kib"],
-                                  result["per_relay"], result["kib_per_connection"]):
+    for name, b, a, k, per in zip(
+        ("A", "B"), result["rss_before_kib"], result["rss_after_kib"], result["per_relay"], result["kib_per_connection"]
+    ):
         log(f"  relay {name}: {k} peers, VmRSS {b / 1024:.1f} -> {a / 1024:.1f} MiB, {per:.1f} KiB per connection")
-    log(f"  Redis used_memory {result['redis_used_memory_before'] / 2**20:.1f} -> "
+    log(
+        f"  Redis used_memory {result['redis_used_memory_before'] / 2**20:.1f} -> "
         f"{result['redis_used_memory_after'] / 2**20:.1f} MiB ({result['redis_bytes_per_connection']:.0f} B per "
         f"connection); {n} connected in {result['connect_seconds']:.1f} s ({concurrency} joins at a time); "
-        f"{result['errors']} errors")
-    log(f"  rooms whose first peer missed a peer-joined: {result['missed_peer_joined']} of {(n + PER_ROOM - 1) // PER_ROOM}"
-        f" ({result['peer_joined_told']} of {result['peer_joined_expected']} peer-joined arrived)")
+        f"{result['errors']} errors"
+    )
+    log(
+        f"  rooms whose first peer missed a peer-joined: {result['missed_peer_joined']} of {(n + PER_ROOM - 1) // PER_ROOM}"
+        f" ({result['peer_joined_told']} of {result['peer_joined_expected']} peer-joined arrived)"
+    )
     notes = []
     if result["teardown_lost_redis"]:
-        notes.append(f"when the {n} clients closed at once (after the measurement), a relay said: "
-                     f"{result['teardown_lost_redis'][0]}")
+        notes.append(
+            f"when the {n} clients closed at once (after the measurement), a relay said: "
+            f"{result['teardown_lost_redis'][0]}"
+        )
         log("  NOTE: " + notes[-1])
-    return {"measures": "two xfer serve --redis relays: VmRSS of each with one peer, then with N more idle peers in "
-                        "rooms of 10 whose peers alternate between the relays (hello, welcome); the difference "
-                        "divided by that relay's peers; Redis used_memory before and after; errors: failed joins, "
-                        "connections closed while idle, a relay that lost Redis; missed_peer_joined: rooms whose "
-                        "first peer was not told of every other peer (peer-joined) within 2 s",
-            **result, "notes": notes,
-            "targets": [target(f"{n} idle connections over two relays: errors", result["errors"], 0, "=="),
-                        target("relay memory per idle connection, worse relay (KiB)", worst, 50, "<=", " KiB"),
-                        target("rooms whose first peer missed a peer-joined", result["missed_peer_joined"], 0, "==")],
-            "headline": {"kib_per_connection": worst, "connect_seconds": result["connect_seconds"]}}
+    return {
+        "measures": "two xfer serve --redis relays: VmRSS of each with one peer, then with N more idle peers in "
+        "rooms of 10 whose peers alternate between the relays (hello, welcome); the difference "
+        "divided by that relay's peers; Redis used_memory before and after; errors: failed joins, "
+        "connections closed while idle, a relay that lost Redis; missed_peer_joined: rooms whose "
+        "first peer was not told of every other peer (peer-joined) within 2 s",
+        **result,
+        "notes": notes,
+        "targets": [
+            target(f"{n} idle connections over two relays: errors", result["errors"], 0, "=="),
+            target("relay memory per idle connection, worse relay (KiB)", worst, 50, "<=", " KiB"),
+            target("rooms whose first peer missed a peer-joined", result["missed_peer_joined"], 0, "=="),
+        ],
+        "headline": {"kib_per_connection": worst, "connect_seconds": result["connect_seconds"]},
+    }
 
 
 # -- standalone ----------------------------------------------------------------------------------------
@@ -424,7 +515,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=None, help="runs of each case (default 3; 1 with --quick)")
     ap.add_argument("--connections", type=int, default=None, help="idle connections (default 10000; 200 with --quick)")
     ap.add_argument("--concurrency", type=int, default=100, help="idle: joins in flight at once (default 100)")
-    ap.add_argument("--out", type=Path, default=None, help="JSON results (default: bench/results/redis-<UTC time>.json)")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="JSON results (default: bench/results/redis-<UTC time>.json)"
+    )
     args = ap.parse_args()
     label = args.size or ("4MB" if args.quick else "1GiB")
     try:
@@ -435,17 +528,28 @@ def main() -> int:
     out = args.out or RESULTS_DIR / f"redis-{started.strftime('%Y%m%d-%H%M%S')}.json"
     raise_nofile()
     cmd, failures = xfer_cmd(), []
-    report = {"date": started.isoformat(timespec="seconds"), "command": [sys.executable, *sys.argv],
-              "xfer": {"command": cmd, **provenance()},
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                          "load_average_start": [round(x, 2) for x in os.getloadavg()]},
-              "benchmarks": {}, "failures": failures}
+    report = {
+        "date": started.isoformat(timespec="seconds"),
+        "command": [sys.executable, *sys.argv],
+        "xfer": {"command": cmd, **provenance()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_start": [round(x, 2) for x in os.getloadavg()],
+        },
+        "benchmarks": {},
+        "failures": failures,
+    }
     log(f"xfer: {' '.join(cmd)}; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}; loopback 127.0.0.1")
     with tempfile.TemporaryDirectory(prefix="xfer-bench-redis-") as tmp:
         work = Path(tmp)
-        parts = {"throughput": lambda: throughput(cmd, work, label, args.repeat or (1 if args.quick else 3), failures),
-                 "idle": lambda: idle(cmd, work, args.connections or (200 if args.quick else 10_000), failures,
-                                      args.concurrency)}
+        parts = {
+            "throughput": lambda: throughput(cmd, work, label, args.repeat or (1 if args.quick else 3), failures),
+            "idle": lambda: idle(
+                cmd, work, args.connections or (200 if args.quick else 10_000), failures, args.concurrency
+            ),
+        }
         for name, run in parts.items():
             if args.only and name not in args.only:
                 continue

@@ -58,11 +58,18 @@ def source_address(room_index: int) -> str:
 
 async def join(port: int, room: str, role: str, create: bool, local: str | None = None, ping: bool = True):
     """Open a WebSocket to the relay and join ``room``; return (ws, welcome)."""
-    ws = await connect(f"ws://127.0.0.1:{port}/ws", compression=None, max_size=None, proxy=None,
-                       ping_interval=20 if ping else None, open_timeout=30,
-                       **({"local_addr": (local, 0)} if local else {}))
-    await ws.send(serialize(Hello(version=PROTOCOL_VERSION, room=room, role=role, name=role,
-                                  client="xfer-bench", create=create)))
+    ws = await connect(
+        f"ws://127.0.0.1:{port}/ws",
+        compression=None,
+        max_size=None,
+        proxy=None,
+        ping_interval=20 if ping else None,
+        open_timeout=30,
+        **({"local_addr": (local, 0)} if local else {}),
+    )
+    await ws.send(
+        serialize(Hello(version=PROTOCOL_VERSION, room=room, role=role, name=role, client="xfer-bench", create=create))
+    )
     welcome = parse_message(await ws.recv())
     if not isinstance(welcome, Welcome):
         await ws.close()
@@ -82,10 +89,18 @@ async def next_of(ws, kind: type):
 
 def percentiles(samples: list[float]) -> dict:
     ordered = sorted(samples)
+
     def at(p: float) -> float:
         return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
-    return {"p50": at(50), "p99": at(99), "min": ordered[0], "max": ordered[-1],
-            "mean": statistics.fmean(ordered), "n": len(ordered)}
+
+    return {
+        "p50": at(50),
+        "p99": at(99),
+        "min": ordered[0],
+        "max": ordered[-1],
+        "mean": statistics.fmean(ordered),
+        "n": len(ordered),
+    }
 
 
 async def _ping_pong(a, b, n: int, warmup: int) -> list[float]:
@@ -176,8 +191,7 @@ asyncio.run(main())
 
 
 async def bare_forwarder_round_trip(n: int, warmup: int = 50) -> list[float]:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", _BARE_FORWARDER,
-                                                stdout=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", _BARE_FORWARDER, stdout=asyncio.subprocess.PIPE)
     try:
         port = int(await asyncio.wait_for(proc.stdout.readline(), 30))
         a = await connect(f"ws://127.0.0.1:{port}/", compression=None, proxy=None)
@@ -225,8 +239,13 @@ async def idle_connections(port: int, relay_pid: int, n: int = 1000, per_room: i
         conns.extend(rest)
         await asyncio.sleep(2.0)
         after = _status_kib(relay_pid, "VmRSS")
-        return {"connections": n, "rss_before_kib": before, "rss_after_kib": after,
-                "kib_per_connection": (after - before) / n, "relay_peak_kib": _status_kib(relay_pid, "VmHWM")}
+        return {
+            "connections": n,
+            "rss_before_kib": before,
+            "rss_after_kib": after,
+            "kib_per_connection": (after - before) / n,
+            "relay_peak_kib": _status_kib(relay_pid, "VmHWM"),
+        }
     finally:
         await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
 
@@ -261,13 +280,14 @@ async def _receiver(ws, digest: str) -> None:
 
 async def _sender(ws, me: int, to: int, data: bytes, digest: str) -> None:
     transfer = secrets.randbelow(2**32 - 1) + 1
-    await ws.send(serialize(Offer(to=to, transfer=transfer, files=(FileInfo(name="bench.bin", size=len(data)),),
-                                  window=WINDOW)))
+    await ws.send(
+        serialize(Offer(to=to, transfer=transfer, files=(FileInfo(name="bench.bin", size=len(data)),), window=WINDOW))
+    )
     await next_of(ws, Accept)
     await ws.send(serialize(FileStart(to=to, transfer=transfer, index=0)))
     view = memoryview(data)
     for offset in range(0, len(data), CHUNK):  # data fits in one window: no need to wait for acks
-        await ws.send(chunk_header(me, to, transfer, 0, offset) + view[offset:offset + CHUNK])
+        await ws.send(chunk_header(me, to, transfer, 0, offset) + view[offset : offset + CHUNK])
     await ws.send(serialize(FileEnd(to=to, transfer=transfer, index=0, size=len(data), sha256=digest)))
     await next_of(ws, Verified)
     await ws.send(serialize(Done(to=to, transfer=transfer)))
@@ -306,9 +326,15 @@ async def rooms(port: int, relay_pid: int, n: int = 200, size: int = 4 << 20, ti
             (errors.append(f"transfer: {r!r}") if isinstance(r, BaseException) else ends.append(r))
         seconds = (max(ends) - start) if ends else float("nan")
         done = len(ends)
-        return {"rooms": n, "bytes_per_room": size, "completed": done, "errors": len(errors),
-                "error_samples": errors[:5], "seconds": seconds,
-                "aggregate_mb_s": done * size / seconds / 1e6 if ends else 0.0,
-                "relay_peak_kib": _status_kib(relay_pid, "VmHWM")}
+        return {
+            "rooms": n,
+            "bytes_per_room": size,
+            "completed": done,
+            "errors": len(errors),
+            "error_samples": errors[:5],
+            "seconds": seconds,
+            "aggregate_mb_s": done * size / seconds / 1e6 if ends else 0.0,
+            "relay_peak_kib": _status_kib(relay_pid, "VmHWM"),
+        }
     finally:
         await asyncio.gather(*(ws.close() for p in pairs for ws in p[:2]), return_exceptions=True)

@@ -32,8 +32,6 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xfer.units import parse_size
-
 import redis_relays
 import relay_load
 from common import (
@@ -57,9 +55,20 @@ from common import (
 )
 from transfer import run_embedded, run_raw, run_xfer
 from wormhole import WormholeServers, run_wormhole
+from xfer.units import parse_size
 
-NAMES = ("throughput", "fixed-cost", "round-trip", "memory", "idle-connections", "rooms", "startup", "browser",
-         "redis-throughput", "redis-idle")
+NAMES = (
+    "throughput",
+    "fixed-cost",
+    "round-trip",
+    "memory",
+    "idle-connections",
+    "rooms",
+    "startup",
+    "browser",
+    "redis-throughput",
+    "redis-idle",
+)
 ROLES = ("sender", "relay", "receiver")
 
 
@@ -110,8 +119,11 @@ def bench_throughput(ctx: Context, failures: list[str]) -> dict:
         "xfer_relayed_over_wormhole_relayed": ratio(relayed, mb_s.get("wormhole-relayed", {})),
         "xfer_relayed_over_wormhole_direct": ratio(relayed, mb_s.get("wormhole-direct", {})),
     }
-    rss = {kind: {role: max(r["rss_mb"][role] for r in rs) for role in rs[0]["rss_mb"]} for kind, rs in runs.items()
-           if rs and "rss_mb" in rs[0]}
+    rss = {
+        kind: {role: max(r["rss_mb"][role] for r in rs) for role in rs[0]["rss_mb"]}
+        for kind, rs in runs.items()
+        if rs and "rss_mb" in rs[0]
+    }
     if rss.get("xfer-relayed"):
         ctx.shared["rss_big"] = (label, rss["xfer-relayed"])
     paths = sorted({r["path"] for r in runs.get("wormhole-direct", [])})
@@ -125,17 +137,34 @@ def bench_throughput(ctx: Context, failures: list[str]) -> dict:
     log("  CPU seconds per GB moved (user + kernel of the whole processes, start-up included; median of the runs):")
     for kind, roles in cpu.items():
         parts = " + ".join(f"{role} {seconds:.2f}" for role, seconds in roles.items() if role != "total")
-        log(f"  {kind:>18}: {parts} = {roles['total']:.2f} s/GB -> at most {2 / roles['total'] * 1000:.0f} MB/s on 2 cores")
+        log(
+            f"  {kind:>18}: {parts} = {roles['total']:.2f} s/GB -> at most {2 / roles['total'] * 1000:.0f} MB/s on 2 cores"
+        )
     targets = [
-        target("1 GiB relayed: xfer / magic-wormhole through its relay", ratios["xfer_relayed_over_wormhole_relayed"], 2.0, ">="),
+        target(
+            "1 GiB relayed: xfer / magic-wormhole through its relay",
+            ratios["xfer_relayed_over_wormhole_relayed"],
+            2.0,
+            ">=",
+        ),
         target("1 GiB relayed: xfer / magic-wormhole direct", ratios["xfer_relayed_over_wormhole_direct"], 1.3, ">="),
         target("embedded relay / relayed xfer", ratios["xfer_embedded_over_xfer_relayed"], 1.5, ">="),
     ]
-    return {"measures": "MB/s (10^6 bytes) of one file, from the sender's process start until sender and receiver "
-                        "have exited; SHA-256 of every received file checked",
-            "size": label, "bytes": size, "repeat": ctx.repeat, "mb_s": mb_s, "ratios": ratios,
-            "peak_rss_mb": rss, "cpu_s_per_gb": cpu, "runs": runs, "notes": notes, "targets": targets,
-            "headline": {f"{k}_mb_s": v["median"] for k, v in mb_s.items() if v}}
+    return {
+        "measures": "MB/s (10^6 bytes) of one file, from the sender's process start until sender and receiver "
+        "have exited; SHA-256 of every received file checked",
+        "size": label,
+        "bytes": size,
+        "repeat": ctx.repeat,
+        "mb_s": mb_s,
+        "ratios": ratios,
+        "peak_rss_mb": rss,
+        "cpu_s_per_gb": cpu,
+        "runs": runs,
+        "notes": notes,
+        "targets": targets,
+        "headline": {f"{k}_mb_s": v["median"] for k, v in mb_s.items() if v},
+    }
 
 
 def cpu_per_gb(runs: dict[str, list[dict]], size: int) -> dict[str, dict[str, float]]:
@@ -166,8 +195,12 @@ def bench_fixed_cost(ctx: Context, failures: list[str]) -> dict:
         cases = [("xfer", lambda: run_xfer(ctx.cmd, src, digest, ctx.work, 60, relay_port=port))]
         if ctx.wormhole:
             with WormholeServers(ctx.wormhole, ctx.work) as servers:
-                cases.append(("wormhole", lambda: run_wormhole(servers, src, digest, ctx.work, 60, relayed=False,
-                                                               sender_first=True)))
+                cases.append(
+                    (
+                        "wormhole",
+                        lambda: run_wormhole(servers, src, digest, ctx.work, 60, relayed=False, sender_first=True),
+                    )
+                )
                 runs = run_cases(cases, repeat, failures, "fixed-cost")
         else:
             notes.append("magic-wormhole is not installed: its case was skipped")
@@ -183,15 +216,22 @@ def bench_fixed_cost(ctx: Context, failures: list[str]) -> dict:
     for kind, s in secs.items():
         log(f"  {kind:>9}: {fmt(s, 3)} s from the first start; {fmt(joiner[kind], 3)} s from the second")
     log(f"  xfer / wormhole: {r:.2f} (from the second start: {r_joiner:.2f})" if r else "  xfer / wormhole: -")
-    return {"measures": "seconds to move a 1 KiB file, as people run it: the side that opens the room starts "
-                        "(xfer receive; wormhole send), the other starts once the first has printed the code; from "
-                        "the first start until both have exited (seconds_from_second_start: from the second "
-                        "start); relays already running (xfer serve; wormhole's mailbox and transit relay); "
-                        "wormhole in its default mode",
-            "repeat": repeat, "seconds": secs, "seconds_from_second_start": joiner, "ratio_xfer_over_wormhole": r,
-            "ratio_from_second_start": r_joiner, "runs": runs, "notes": notes,
-            "targets": [target("1 KiB fixed cost: xfer / magic-wormhole", r, 0.5, "<=")],
-            "headline": {f"{k}_seconds": v["median"] for k, v in secs.items() if v}}
+    return {
+        "measures": "seconds to move a 1 KiB file, as people run it: the side that opens the room starts "
+        "(xfer receive; wormhole send), the other starts once the first has printed the code; from "
+        "the first start until both have exited (seconds_from_second_start: from the second "
+        "start); relays already running (xfer serve; wormhole's mailbox and transit relay); "
+        "wormhole in its default mode",
+        "repeat": repeat,
+        "seconds": secs,
+        "seconds_from_second_start": joiner,
+        "ratio_xfer_over_wormhole": r,
+        "ratio_from_second_start": r_joiner,
+        "runs": runs,
+        "notes": notes,
+        "targets": [target("1 KiB fixed cost: xfer / magic-wormhole", r, 0.5, "<=")],
+        "headline": {f"{k}_seconds": v["median"] for k, v in secs.items() if v},
+    }
 
 
 # -- 4: round trip ---------------------------------------------------------------------------------
@@ -206,16 +246,21 @@ def bench_round_trip(ctx: Context, failures: list[str]) -> dict:
         relay.stop()
     ms = {k: {q: v * 1000 if q not in ("n",) else v for q, v in p.items()} for k, p in result.items()}
     for k, p in ms.items():
-        log(f"  {k:>14}: p50 {p['p50']:.3f} ms, p99 {p['p99']:.3f} ms (min {p['min']:.3f}, max {p['max']:.3f}; "
-            f"n={p['n']})")
-    return {"measures": "milliseconds per round trip of a text message between two peers in a room (A sends, the "
-                        "relay forwards, B answers, the relay forwards, A has it); both clients are asyncio "
-                        "websockets clients in this process; echo_no_relay: the same client against a bare "
-                        "WebSocket echo server in this process; bare_forwarder: the same two clients through a "
-                        "websockets server in another process that only forwards frames",
-            "messages": n, "ms": ms,
-            "targets": [target("text round trip p99 (ms)", ms["relay"]["p99"], 1.0, "<=", " ms")],
-            "headline": {"relay_p50_ms": ms["relay"]["p50"], "relay_p99_ms": ms["relay"]["p99"]}}
+        log(
+            f"  {k:>14}: p50 {p['p50']:.3f} ms, p99 {p['p99']:.3f} ms (min {p['min']:.3f}, max {p['max']:.3f}; "
+            f"n={p['n']})"
+        )
+    return {
+        "measures": "milliseconds per round trip of a text message between two peers in a room (A sends, the "
+        "relay forwards, B answers, the relay forwards, A has it); both clients are asyncio "
+        "websockets clients in this process; echo_no_relay: the same client against a bare "
+        "WebSocket echo server in this process; bare_forwarder: the same two clients through a "
+        "websockets server in another process that only forwards frames",
+        "messages": n,
+        "ms": ms,
+        "targets": [target("text round trip p99 (ms)", ms["relay"]["p99"], 1.0, "<=", " ms")],
+        "headline": {"relay_p50_ms": ms["relay"]["p50"], "relay_p99_ms": ms["relay"]["p99"]},
+    }
 
 
 # -- 5: memory -------------------------------------------------------------------------------------
@@ -231,9 +276,19 @@ def bench_memory(ctx: Context, failures: list[str]) -> dict:
         log(f"  making a {label} source file")
         digest = make_source(src, size)
         try:
-            runs = run_cases([("xfer-relayed", lambda src=src, digest=digest, size=size:
-                               run_xfer(ctx.cmd, src, digest, ctx.work, 120 + size / 1e6))],
-                             1, failures, f"memory {label}")["xfer-relayed"]
+            runs = run_cases(
+                [
+                    (
+                        "xfer-relayed",
+                        lambda src=src, digest=digest, size=size: run_xfer(
+                            ctx.cmd, src, digest, ctx.work, 120 + size / 1e6
+                        ),
+                    )
+                ],
+                1,
+                failures,
+                f"memory {label}",
+            )["xfer-relayed"]
         finally:
             src.unlink(missing_ok=True)
         if runs:
@@ -252,13 +307,19 @@ def bench_memory(ctx: Context, failures: list[str]) -> dict:
     if len(ordered) > 1:
         growth = max(ordered[-1][1][r] - ordered[0][1][r] for r in ROLES)
         log(f"  growth from {ordered[0][0]} to {ordered[-1][0]}: at most {growth:.1f} MB")
-    return {"measures": "peak RSS (ru_maxrss from os.wait4, MB = 10^6 bytes) of xfer send, xfer serve and "
-                        "xfer receive moving one file",
-            "peak_rss_mb": peaks, "highest_mb": highest, "growth_mb": growth, "notes": notes,
-            "targets": [target("peak RSS per process (MB)", highest, 80, "<=", " MB"),
-                        target("peak RSS growth from the smallest to the largest file (MB), 'flat'", growth, 5, "<=",
-                               " MB")],
-            "headline": {f"{label}_{role}_mb": rss[role] for label, rss in peaks.items() for role in ROLES}}
+    return {
+        "measures": "peak RSS (ru_maxrss from os.wait4, MB = 10^6 bytes) of xfer send, xfer serve and "
+        "xfer receive moving one file",
+        "peak_rss_mb": peaks,
+        "highest_mb": highest,
+        "growth_mb": growth,
+        "notes": notes,
+        "targets": [
+            target("peak RSS per process (MB)", highest, 80, "<=", " MB"),
+            target("peak RSS growth from the smallest to the largest file (MB), 'flat'", growth, 5, "<=", " MB"),
+        ],
+        "headline": {f"{label}_{role}_mb": rss[role] for label, rss in peaks.items() for role in ROLES},
+    }
 
 
 def bench_idle(ctx: Context, failures: list[str]) -> dict:
@@ -268,14 +329,17 @@ def bench_idle(ctx: Context, failures: list[str]) -> dict:
         result = asyncio.run(asyncio.wait_for(relay_load.idle_connections(port, relay.proc.pid, n), 300))
     finally:
         relay.stop()
-    log(f"  {n} idle peers: relay RSS {result['rss_before_kib'] / 1024:.1f} -> {result['rss_after_kib'] / 1024:.1f} MiB,"
-        f" {result['kib_per_connection']:.1f} KiB per connection")
-    return {"measures": "relay (xfer serve) VmRSS with one peer, then with N more peers that joined rooms of 10 "
-                        "(hello, welcome) and stay idle; the difference divided by N",
-            **result,
-            "targets": [target("relay memory per idle connection (KiB)", result["kib_per_connection"], 50, "<=",
-                               " KiB")],
-            "headline": {"kib_per_connection": result["kib_per_connection"]}}
+    log(
+        f"  {n} idle peers: relay RSS {result['rss_before_kib'] / 1024:.1f} -> {result['rss_after_kib'] / 1024:.1f} MiB,"
+        f" {result['kib_per_connection']:.1f} KiB per connection"
+    )
+    return {
+        "measures": "relay (xfer serve) VmRSS with one peer, then with N more peers that joined rooms of 10 "
+        "(hello, welcome) and stay idle; the difference divided by N",
+        **result,
+        "targets": [target("relay memory per idle connection (KiB)", result["kib_per_connection"], 50, "<=", " KiB")],
+        "headline": {"kib_per_connection": result["kib_per_connection"]},
+    }
 
 
 def bench_rooms(ctx: Context, failures: list[str]) -> dict:
@@ -287,16 +351,20 @@ def bench_rooms(ctx: Context, failures: list[str]) -> dict:
         relay.stop()
     if result["errors"]:
         failures.append(f"rooms: {result['errors']} error(s): {result['error_samples']}")
-    log(f"  {result['completed']}/{n} rooms x {size / 1024:.0f} KiB in {result['seconds']:.2f} s: "
+    log(
+        f"  {result['completed']}/{n} rooms x {size / 1024:.0f} KiB in {result['seconds']:.2f} s: "
         f"{result['aggregate_mb_s']:.1f} MB/s aggregate, {result['errors']} errors, "
-        f"relay peak RSS {result['relay_peak_kib'] / 1024:.1f} MiB")
-    return {"measures": "N rooms at once through one xfer serve, each a sender and a receiver (asyncio clients in "
-                        "one process speaking the protocol: offer, accept, file-start, 256 KiB chunks, file-end, "
-                        "ack, verified, done) moving one in-memory file; SHA-256 checked; timed from when all "
-                        "have joined until the last verified",
-            **result,
-            "targets": [target(f"{n} rooms at once: errors", result["errors"], 0, "==")],
-            "headline": {"aggregate_mb_s": result["aggregate_mb_s"]}}
+        f"relay peak RSS {result['relay_peak_kib'] / 1024:.1f} MiB"
+    )
+    return {
+        "measures": "N rooms at once through one xfer serve, each a sender and a receiver (asyncio clients in "
+        "one process speaking the protocol: offer, accept, file-start, 256 KiB chunks, file-end, "
+        "ack, verified, done) moving one in-memory file; SHA-256 checked; timed from when all "
+        "have joined until the last verified",
+        **result,
+        "targets": [target(f"{n} rooms at once: errors", result["errors"], 0, "==")],
+        "headline": {"aggregate_mb_s": result["aggregate_mb_s"]},
+    }
 
 
 # -- 6: start-up -----------------------------------------------------------------------------------
@@ -304,8 +372,11 @@ def bench_rooms(ctx: Context, failures: list[str]) -> dict:
 
 def bench_startup(ctx: Context, failures: list[str]) -> dict:
     repeat = 3 if ctx.quick else 10
-    commands = {"python -c pass": [sys.executable, "-c", "pass"],
-                "xfer --version": ctx.cmd + ["--version"], "xfer --help": ctx.cmd + ["--help"]}
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "xfer --version": ctx.cmd + ["--version"],
+        "xfer --help": ctx.cmd + ["--help"],
+    }
     notes = []
     wormhole = script("wormhole") if ctx.wormhole else None
     if wormhole:
@@ -317,8 +388,14 @@ def bench_startup(ctx: Context, failures: list[str]) -> dict:
     for _ in range(repeat):
         for name, args in commands.items():
             start = time.perf_counter()
-            proc = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                                  timeout=60, check=False)
+            proc = subprocess.run(
+                args,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+                timeout=60,
+                check=False,
+            )
             elapsed = time.perf_counter() - start
             if proc.returncode != 0:
                 failures.append(f"startup: {name} exited {proc.returncode}")
@@ -327,12 +404,19 @@ def bench_startup(ctx: Context, failures: list[str]) -> dict:
     for k, s in ms.items():
         log(f"  {k:>18}: {fmt(s)} ms")
     r = ratio(ms["xfer --version"], ms.get("wormhole --version", {}))
-    return {"measures": "wall time (ms) of each command, run by its full path (no pyenv shim), interleaved",
-            "repeat": repeat, "commands": {k: v for k, v in commands.items()}, "ms": ms,
-            "ratio_xfer_version_over_wormhole_version": r, "notes": notes,
-            "targets": [target("xfer --version / wormhole --version", r, 0.4, "<="),
-                        target("xfer --help (ms)", ms["xfer --help"]["median"], 250, "<", " ms")],
-            "headline": {f"{k} ms": v["median"] for k, v in ms.items()}}
+    return {
+        "measures": "wall time (ms) of each command, run by its full path (no pyenv shim), interleaved",
+        "repeat": repeat,
+        "commands": {k: v for k, v in commands.items()},
+        "ms": ms,
+        "ratio_xfer_version_over_wormhole_version": r,
+        "notes": notes,
+        "targets": [
+            target("xfer --version / wormhole --version", r, 0.4, "<="),
+            target("xfer --help (ms)", ms["xfer --help"]["median"], 250, "<", " ms"),
+        ],
+        "headline": {f"{k} ms": v["median"] for k, v in ms.items()},
+    }
 
 
 # -- 7: browser upload -----------------------------------------------------------------------------
@@ -359,12 +443,16 @@ def bench_browser(ctx: Context, failures: list[str]) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"browser_upload.py exited {proc.returncode}")
     result = json.loads(out.read_text())
-    return {"measures": "the phone page's upload (headless Chromium -> xfer serve -> xfer receive, SHA-256 "
-                        "checked) next to Chromium's raw WebSocket send rate, MB/s (see bench/browser_upload.py)",
-            **result,
-            "targets": [target("browser upload / Chromium raw WebSocket", result["ratio"], 0.9, ">=")],
-            "headline": {"page_upload_mb_s": result["page_upload_mb_s"]["median"],
-                         "raw_websocket_mb_s": result["raw_websocket_mb_s"]["median"]}}
+    return {
+        "measures": "the phone page's upload (headless Chromium -> xfer serve -> xfer receive, SHA-256 "
+        "checked) next to Chromium's raw WebSocket send rate, MB/s (see bench/browser_upload.py)",
+        **result,
+        "targets": [target("browser upload / Chromium raw WebSocket", result["ratio"], 0.9, ">=")],
+        "headline": {
+            "page_upload_mb_s": result["page_upload_mb_s"]["median"],
+            "raw_websocket_mb_s": result["raw_websocket_mb_s"]["median"],
+        },
+    }
 
 
 # -- issue 7: relays sharing rooms through Redis (bench/redis_relays.py) ----------------------------
@@ -379,26 +467,50 @@ def bench_redis_idle(ctx: Context, failures: list[str]) -> dict:
     return redis_relays.idle(ctx.cmd, ctx.work, ctx.args.connections or (200 if ctx.quick else 10_000), failures)
 
 
-BENCHES = {"throughput": bench_throughput, "fixed-cost": bench_fixed_cost, "round-trip": bench_round_trip,
-           "memory": bench_memory, "idle-connections": bench_idle, "rooms": bench_rooms, "startup": bench_startup,
-           "browser": bench_browser, "redis-throughput": bench_redis_throughput, "redis-idle": bench_redis_idle}
+BENCHES = {
+    "throughput": bench_throughput,
+    "fixed-cost": bench_fixed_cost,
+    "round-trip": bench_round_trip,
+    "memory": bench_memory,
+    "idle-connections": bench_idle,
+    "rooms": bench_rooms,
+    "startup": bench_startup,
+    "browser": bench_browser,
+    "redis-throughput": bench_redis_throughput,
+    "redis-idle": bench_redis_idle,
+}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description="Run the xfer benchmark suite on loopback (issue 6).")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one run each: checks the suite works")
-    ap.add_argument("--only", action="append", choices=NAMES, metavar="NAME",
-                    help=f"run only this benchmark (repeatable): {', '.join(NAMES)}")
-    ap.add_argument("--size", default="1GiB",
-                    help="throughput and redis-throughput file size (default 1GiB; 1MB and 4MB with --quick)")
-    ap.add_argument("--repeat", type=int, default=None, help="runs of each case (default 3, fixed cost 5; 1 with --quick)")
+    ap.add_argument(
+        "--only",
+        action="append",
+        choices=NAMES,
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable): {', '.join(NAMES)}",
+    )
+    ap.add_argument(
+        "--size",
+        default="1GiB",
+        help="throughput and redis-throughput file size (default 1GiB; 1MB and 4MB with --quick)",
+    )
+    ap.add_argument(
+        "--repeat", type=int, default=None, help="runs of each case (default 3, fixed cost 5; 1 with --quick)"
+    )
     ap.add_argument("--big", action="store_true", help="also measure memory with a 4 GiB file")
     ap.add_argument("--messages", type=int, default=None, help="round trips (default 1000; 100 with --quick)")
     ap.add_argument("--browser-size", default="200MB", help="browser upload size (default 200MB; 2MB with --quick)")
-    ap.add_argument("--connections", type=int, default=None,
-                    help="idle connections over two Redis-sharing relays (default 10000; 200 with --quick)")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="JSON results (default: bench/results/suite-<UTC time>.json)")
+    ap.add_argument(
+        "--connections",
+        type=int,
+        default=None,
+        help="idle connections over two Redis-sharing relays (default 10000; 200 with --quick)",
+    )
+    ap.add_argument(
+        "--out", type=Path, default=None, help="JSON results (default: bench/results/suite-<UTC time>.json)"
+    )
     args = ap.parse_args()
     try:
         parse_size(args.size)
@@ -410,11 +522,18 @@ def main() -> int:
     raise_nofile()
     failures: list[str] = []
     report = {
-        "date": started.isoformat(timespec="seconds"), "command": [sys.executable, *sys.argv],
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_average_start": [round(x, 2) for x in os.getloadavg()]},
+        "date": started.isoformat(timespec="seconds"),
+        "command": [sys.executable, *sys.argv],
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_start": [round(x, 2) for x in os.getloadavg()],
+        },
         "units": "MB/s and MB are decimal (10^6 bytes); KiB/MiB binary; times as labelled",
-        "quick": args.quick, "benchmarks": {}, "failures": failures,
+        "quick": args.quick,
+        "benchmarks": {},
+        "failures": failures,
     }
     with tempfile.TemporaryDirectory(prefix="xfer-bench-suite-") as tmp:
         ctx = Context(args, Path(tmp))
@@ -433,8 +552,12 @@ def main() -> int:
             except Exception as exc:  # noqa: BLE001 -- recorded; the exit status becomes 1
                 failures.append(f"{name}: {type(exc).__name__}: {exc}")
                 log(f"  FAILED: {type(exc).__name__}: {exc}")
-                result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
-                          "targets": [], "headline": {}}
+                result = {
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "traceback": traceback.format_exc(),
+                    "targets": [],
+                    "headline": {},
+                }
             result["wall_seconds"] = round(time.monotonic() - began, 1)
             report["benchmarks"][name] = result
             report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -32,9 +32,21 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from common import (
+    BLOCK,
+    Child,
+    cpu_seconds,
+    fmt,
+    free_port,
+    make_source,
+    provenance,
+    sha256_of,
+    spread,
+    start_relay,
+    wait_until,
+    xfer_cmd,
+)
 from xfer.units import parse_size
-
-from common import BLOCK, Child, cpu_seconds, fmt, free_port, make_source, provenance, sha256_of, spread, start_relay, wait_until, xfer_cmd
 
 ROLES = ("sender", "relay", "receiver")
 
@@ -80,8 +92,11 @@ def run_xfer(cmd: list[str], src: Path, digest: str, work: Path, timeout: float,
             relay, port = start_relay(cmd, work)
             children.append(relay)
         relay_addr = f"127.0.0.1:{port}"
-        receiver = Child("receiver", cmd + ["receive", "--relay", relay_addr, "--yes", "--json",
-                                            "--dir", str(out_dir), "--no-qr"], work)
+        receiver = Child(
+            "receiver",
+            cmd + ["receive", "--relay", relay_addr, "--yes", "--json", "--dir", str(out_dir), "--no-qr"],
+            work,
+        )
         children.append(receiver)
         code = wait_until(lambda: room_code(receiver.out_path), "room event", receiver, 30)
         sender = Child("sender", cmd + ["send", str(src), "--room", code, "--relay", relay_addr, "--json"], work)
@@ -93,9 +108,14 @@ def run_xfer(cmd: list[str], src: Path, digest: str, work: Path, timeout: float,
                 relay.signal(signal.SIGINT)
                 relay.wait(time.monotonic() + 30)
         peers = (sender, relay, receiver) if relay else (sender, receiver)
-        return {"seconds": seconds, "total_seconds": max(sender.end, receiver.end) - receiver.start,
-                "mb_s": src.stat().st_size / seconds / 1e6, "relay_exit": relay.rc if relay else None,
-                "rss_mb": {c.name: c.rss_mb for c in peers}, "cpu_s": {c.name: c.cpu_s for c in peers}}
+        return {
+            "seconds": seconds,
+            "total_seconds": max(sender.end, receiver.end) - receiver.start,
+            "mb_s": src.stat().st_size / seconds / 1e6,
+            "relay_exit": relay.rc if relay else None,
+            "rss_mb": {c.name: c.rss_mb for c in peers},
+            "cpu_s": {c.name: c.cpu_s for c in peers},
+        }
     finally:
         for child in children:
             child.kill()
@@ -108,17 +128,37 @@ def run_embedded(cmd: list[str], src: Path, digest: str, work: Path, timeout: fl
     shutil.rmtree(out_dir, ignore_errors=True)
     children: list[Child] = []
     try:
-        receiver = Child("receiver", cmd + ["receive", "--host", "127.0.0.1", "--port", str(port), "--yes", "--json",
-                                            "--dir", str(out_dir), "--no-qr"], work)
+        receiver = Child(
+            "receiver",
+            cmd
+            + [
+                "receive",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--yes",
+                "--json",
+                "--dir",
+                str(out_dir),
+                "--no-qr",
+            ],
+            work,
+        )
         children.append(receiver)
         code = wait_until(lambda: room_code(receiver.out_path), "room event", receiver, 30)
-        sender = Child("sender", cmd + ["send", str(src), "--room", code, "--relay", f"127.0.0.1:{port}", "--json"],
-                       work)
+        sender = Child(
+            "sender", cmd + ["send", str(src), "--room", code, "--relay", f"127.0.0.1:{port}", "--json"], work
+        )
         children.append(sender)
         seconds = _finish(src, digest, out_dir, sender, receiver, timeout)
-        return {"seconds": seconds, "total_seconds": max(sender.end, receiver.end) - receiver.start, "mb_s": src.stat().st_size / seconds / 1e6,
-                "rss_mb": {c.name: c.rss_mb for c in (sender, receiver)},
-                "cpu_s": {c.name: c.cpu_s for c in (sender, receiver)}}
+        return {
+            "seconds": seconds,
+            "total_seconds": max(sender.end, receiver.end) - receiver.start,
+            "mb_s": src.stat().st_size / seconds / 1e6,
+            "rss_mb": {c.name: c.rss_mb for c in (sender, receiver)},
+            "cpu_s": {c.name: c.cpu_s for c in (sender, receiver)},
+        }
     finally:
         for child in children:
             child.kill()
@@ -137,6 +177,7 @@ def run_raw(src: Path, digest: str, work: Path, timeout: float) -> dict:
                 fn()
             except Exception as exc:  # noqa: BLE001 -- reported by the caller
                 errors.append(f"{fn.__name__}: {exc!r}")
+
         return threading.Thread(target=run, daemon=True)
 
     def pump(a: socket.socket, b: socket.socket | None, f=None) -> None:
@@ -176,8 +217,11 @@ def run_raw(src: Path, digest: str, work: Path, timeout: float) -> dict:
             raise RuntimeError("raw forwarder: " + ("; ".join(errors) or "timed out"))
         if sha256_of(dst) != digest:
             raise RuntimeError("raw forwarder: SHA-256 differs")
-        return {"seconds": seconds, "mb_s": src.stat().st_size / seconds / 1e6,
-                "cpu_s": {"sender, forwarder and sink": cpu}}  # (and this script's idle threads)
+        return {
+            "seconds": seconds,
+            "mb_s": src.stat().st_size / seconds / 1e6,
+            "cpu_s": {"sender, forwarder and sink": cpu},
+        }  # (and this script's idle threads)
     finally:
         sink_srv.close()
         fwd_srv.close()
@@ -192,14 +236,21 @@ def summarize(runs: list[dict], raw: list[dict]) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description="Benchmark xfer send/serve/receive on loopback against a raw TCP forwarder.")
+    ap = argparse.ArgumentParser(
+        description="Benchmark xfer send/serve/receive on loopback against a raw TCP forwarder."
+    )
     ap.add_argument("--size", action="append", metavar="SIZE", help="file size, e.g. 100MB or 1GiB (repeatable)")
     ap.add_argument("--repeat", type=int, default=None, help="runs per size (default 3; 1 with --smoke)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (1MB, 3MB), one run each: checks the script works")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "transfer.json",
-                    help="where to write the JSON results (default: bench/results/transfer.json)")
-    ap.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                    help="limit per transfer (default: 60 s + 1 s per MB)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "results" / "transfer.json",
+        help="where to write the JSON results (default: bench/results/transfer.json)",
+    )
+    ap.add_argument(
+        "--timeout", type=float, default=None, metavar="SECONDS", help="limit per transfer (default: 60 s + 1 s per MB)"
+    )
     args = ap.parse_args()
     labels = args.size or (["1MB", "3MB"] if args.smoke else ["100MB", "1GiB"])
     try:
@@ -228,21 +279,28 @@ def main() -> int:
                     rss = " ".join(f"{k} {v:.1f} MB" for k, v in r.get("rss_mb", {}).items())
                     print(f"  {label} {kind} run {i}: {r['seconds']:.2f} s, {r['mb_s']:.1f} MB/s {rss}", flush=True)
             src.unlink()
-            results.append({"size": label, "bytes": size, "runs": runs, "raw_runs": raw, "summary": summarize(runs, raw)})
+            results.append(
+                {"size": label, "bytes": size, "runs": runs, "raw_runs": raw, "summary": summarize(runs, raw)}
+            )
 
-    print(f"\n{'size':>8}  {'xfer MB/s med (min-max)':>24}  {'raw MB/s med (min-max)':>24}  {'ratio':>6}  "
-          "peak RSS MB sender / relay / receiver (max of runs)")
+    print(
+        f"\n{'size':>8}  {'xfer MB/s med (min-max)':>24}  {'raw MB/s med (min-max)':>24}  {'ratio':>6}  "
+        "peak RSS MB sender / relay / receiver (max of runs)"
+    )
     for r in results:
         s = r["summary"]
         ratio = f"{s['ratio_to_raw']:.1%}" if s["ratio_to_raw"] else "-"
         rss = " / ".join(f"{s['peak_rss_mb'][k]['max']:.1f}" if s["peak_rss_mb"] else "-" for k in ROLES)
         print(f"{r['size']:>8}  {fmt(s['xfer_mb_s']):>24}  {fmt(s['raw_mb_s']):>24}  {ratio:>6}  {rss}")
     report = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": [sys.executable, *sys.argv],
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": [sys.executable, *sys.argv],
         "xfer": {"command": cmd, **provenance()},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "units": "MB/s and MB are decimal (10^6 bytes); rss is ru_maxrss from os.wait4", "repeat": repeat,
-        "results": results, "failures": failures,
+        "units": "MB/s and MB are decimal (10^6 bytes); rss is ru_maxrss from os.wait4",
+        "repeat": repeat,
+        "results": results,
+        "failures": failures,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -28,12 +28,25 @@ class WormholeServers:
             self.mailbox_port, self.transit_port = free_port(), free_port()
             db = self.work / "wormhole-mailbox.sqlite"
             db.unlink(missing_ok=True)
-            self.children.append(Child("wormhole-mailbox", [
-                self.tools["twist"], "wormhole-mailbox", f"--port=tcp:{self.mailbox_port}:interface=127.0.0.1",
-                f"--channel-db={db}"], self.work))
-            self.children.append(Child("wormhole-transit", [
-                self.tools["twist"], "transitrelay", f"--port=tcp:{self.transit_port}:interface=127.0.0.1"],
-                self.work))
+            self.children.append(
+                Child(
+                    "wormhole-mailbox",
+                    [
+                        self.tools["twist"],
+                        "wormhole-mailbox",
+                        f"--port=tcp:{self.mailbox_port}:interface=127.0.0.1",
+                        f"--channel-db={db}",
+                    ],
+                    self.work,
+                )
+            )
+            self.children.append(
+                Child(
+                    "wormhole-transit",
+                    [self.tools["twist"], "transitrelay", f"--port=tcp:{self.transit_port}:interface=127.0.0.1"],
+                    self.work,
+                )
+            )
             wait_for_port(self.mailbox_port, 30)
             wait_for_port(self.transit_port, 30)
         except BaseException:
@@ -46,15 +59,28 @@ class WormholeServers:
             child.stop(5)
 
     def cmd(self) -> list[str]:
-        return [self.tools["wormhole"], "--relay-url", f"ws://127.0.0.1:{self.mailbox_port}/v1",
-                "--transit-helper", f"tcp:127.0.0.1:{self.transit_port}"]
+        return [
+            self.tools["wormhole"],
+            "--relay-url",
+            f"ws://127.0.0.1:{self.mailbox_port}/v1",
+            "--transit-helper",
+            f"tcp:127.0.0.1:{self.transit_port}",
+        ]
 
 
 _runs = 0
 
 
-def run_wormhole(servers: WormholeServers, src: Path, digest: str, work: Path, timeout: float,
-                 relayed: bool, head_start: float = 1.0, sender_first: bool = False) -> dict:
+def run_wormhole(
+    servers: WormholeServers,
+    src: Path,
+    digest: str,
+    work: Path,
+    timeout: float,
+    relayed: bool,
+    head_start: float = 1.0,
+    sender_first: bool = False,
+) -> dict:
     """One ``wormhole send`` -> ``wormhole receive`` of ``src``; the received file's SHA-256 must match.
 
     ``relayed``: ``--no-listen`` on both sides, so the data must go through the transit relay (checked
@@ -75,15 +101,22 @@ def run_wormhole(servers: WormholeServers, src: Path, digest: str, work: Path, t
     out_dir.mkdir()
     listen = ["--no-listen"] if relayed else []
     children: list[Child] = []
+
     def start_receiver() -> Child:
-        child = Child("wormhole-receiver", servers.cmd() + ["receive", "--hide-progress", "--accept-file",
-                                                             "-o", str(out_dir), *listen, code], work)
+        child = Child(
+            "wormhole-receiver",
+            servers.cmd() + ["receive", "--hide-progress", "--accept-file", "-o", str(out_dir), *listen, code],
+            work,
+        )
         children.append(child)
         return child
 
     def start_sender() -> Child:
-        child = Child("wormhole-sender", servers.cmd() + ["send", "--hide-progress", "--no-qr", *listen,
-                                                           "--code", code, str(src)], work)
+        child = Child(
+            "wormhole-sender",
+            servers.cmd() + ["send", "--hide-progress", "--no-qr", *listen, "--code", code, str(src)],
+            work,
+        )
         children.append(child)
         return child
 
@@ -92,8 +125,17 @@ def run_wormhole(servers: WormholeServers, src: Path, digest: str, work: Path, t
     try:
         if sender_first:
             sender = start_sender()
-            wait_until(lambda: True if "Wormhole code is" in sender.err_path.read_text(errors="replace")
-                       + sender.out_path.read_text(errors="replace") else None, "code", sender, 30)
+            wait_until(
+                lambda: (
+                    True
+                    if "Wormhole code is"
+                    in sender.err_path.read_text(errors="replace") + sender.out_path.read_text(errors="replace")
+                    else None
+                ),
+                "code",
+                sender,
+                30,
+            )
             receiver = start_receiver()
         else:
             receiver = start_receiver()
@@ -116,11 +158,18 @@ def run_wormhole(servers: WormholeServers, src: Path, digest: str, work: Path, t
         if not got.is_file() or sha256_of(got) != digest:
             raise RuntimeError(f"wormhole: received file {got} is missing or its SHA-256 differs from the source's")
         first = sender if sender_first else receiver
-        return {"seconds": seconds, "total_seconds": max(sender.end, receiver.end) - first.start,
-                "mb_s": src.stat().st_size / seconds / 1e6, "path": path,
-                "rss_mb": {c.name: c.rss_mb for c in (sender, receiver)},
-                "cpu_s": {"sender": sender.cpu_s, "receiver": receiver.cpu_s,
-                          **({"relay": cpu_seconds(transit.proc.pid) - transit_cpu} if relayed else {})}}
+        return {
+            "seconds": seconds,
+            "total_seconds": max(sender.end, receiver.end) - first.start,
+            "mb_s": src.stat().st_size / seconds / 1e6,
+            "path": path,
+            "rss_mb": {c.name: c.rss_mb for c in (sender, receiver)},
+            "cpu_s": {
+                "sender": sender.cpu_s,
+                "receiver": receiver.cpu_s,
+                **({"relay": cpu_seconds(transit.proc.pid) - transit_cpu} if relayed else {}),
+            },
+        }
     finally:
         for child in children:
             child.kill()

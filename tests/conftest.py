@@ -82,8 +82,12 @@ class Proc:
         if env and "XFER_RELAY" in env:
             full_env["XFER_RELAY"] = env["XFER_RELAY"]
         self.proc = subprocess.Popen(
-            xfer_cmd() + args, cwd=cwd, env=full_env, stdin=stdin,
-            stdout=open(self.out_path, "wb"), stderr=open(self.err_path, "wb"),
+            xfer_cmd() + args,
+            cwd=cwd,
+            env=full_env,
+            stdin=stdin,
+            stdout=open(self.out_path, "wb"),
+            stderr=open(self.err_path, "wb"),
         )
 
     def wait(self, timeout: float = 60) -> int:

@@ -35,7 +35,9 @@ def test_bad_relay_addresses(bad):
 
 
 def test_page_urls():
-    assert page_url("ws://192.168.1.20:8765/ws", "7KQ2-M9XD-41TR-PZ8H") == "http://192.168.1.20:8765/#7KQ2-M9XD-41TR-PZ8H"
+    assert (
+        page_url("ws://192.168.1.20:8765/ws", "7KQ2-M9XD-41TR-PZ8H") == "http://192.168.1.20:8765/#7KQ2-M9XD-41TR-PZ8H"
+    )
     assert page_url("wss://relay.example/xfer/ws", "C") == "https://relay.example/xfer/#C"
 
 

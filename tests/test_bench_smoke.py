@@ -16,8 +16,18 @@ from pathlib import Path
 from conftest import bounded
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-NAMES = ("throughput", "fixed-cost", "round-trip", "memory", "idle-connections", "rooms", "startup", "browser",
-         "redis-throughput", "redis-idle")
+NAMES = (
+    "throughput",
+    "fixed-cost",
+    "round-trip",
+    "memory",
+    "idle-connections",
+    "rooms",
+    "startup",
+    "browser",
+    "redis-throughput",
+    "redis-idle",
+)
 
 
 def wormhole_installed() -> bool:
@@ -42,8 +52,13 @@ def redis_missing() -> str | None:
 
 def test_suite_quick(tmp_path):
     out = tmp_path / "suite.json"
-    proc = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=bounded(240), check=False)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "run_all.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=bounded(240),
+        check=False,
+    )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     report = json.loads(out.read_text())
     assert report["failures"] == []
@@ -80,8 +95,13 @@ def test_suite_quick(tmp_path):
 
 def test_transfer_script_smoke(tmp_path):
     out = tmp_path / "r.json"
-    proc = subprocess.run([sys.executable, str(BENCH / "transfer.py"), "--smoke", "--size", "1MB", "--out", str(out)],
-                          capture_output=True, text=True, timeout=bounded(120), check=False)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "transfer.py"), "--smoke", "--size", "1MB", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=bounded(120),
+        check=False,
+    )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     report = json.loads(out.read_text())
     assert report["failures"] == []
@@ -98,9 +118,13 @@ def test_cpu_per_gb_skips_runs_too_short_to_measure():
         from run_all import cpu_per_gb
     finally:
         sys.path.remove(str(BENCH))
-    runs = {"raw-forwarder": [{"cpu_s": {"sender, forwarder and sink": 0.0}}],
-            "xfer-relayed": [{"cpu_s": {"sender": 0.2, "relay": 0.1, "receiver": 0.3}},
-                             {"cpu_s": {"sender": 0.4, "relay": 0.1, "receiver": None}}]}
+    runs = {
+        "raw-forwarder": [{"cpu_s": {"sender, forwarder and sink": 0.0}}],
+        "xfer-relayed": [
+            {"cpu_s": {"sender": 0.2, "relay": 0.1, "receiver": 0.3}},
+            {"cpu_s": {"sender": 0.4, "relay": 0.1, "receiver": None}},
+        ],
+    }
     cpu = cpu_per_gb(runs, 10**8)
     assert "raw-forwarder" not in cpu
     assert cpu["xfer-relayed"] == {"sender": 2.0, "relay": 1.0, "receiver": 3.0, "total": 6.0}

@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import pytest
+
 from conftest import bounded, free_port, make_file, sha256_of, wait_for_port, xfer_cmd
 
 
@@ -17,8 +18,15 @@ def xfer(*args, cwd, timeout=30, env=None, stdin=subprocess.DEVNULL):
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
     if not env or "XFER_RELAY" not in env:
         full_env.pop("XFER_RELAY", None)
-    return subprocess.run(xfer_cmd() + list(args), cwd=cwd, env=full_env, stdin=stdin,
-                          capture_output=True, text=True, timeout=bounded(timeout))
+    return subprocess.run(
+        xfer_cmd() + list(args),
+        cwd=cwd,
+        env=full_env,
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        timeout=bounded(timeout),
+    )
 
 
 def assert_one_clear_line(result, code, fragment):
@@ -40,8 +48,9 @@ def test_send_and_receive_through_xfer_serve(tmp_path, procs, relay_process):
     assert list(room) == ["event", "code", "url", "relay"] and room["event"] == "room"
     assert room["relay"] == f"ws://127.0.0.1:{relay_process.port}/ws"
     assert room["url"] == f"http://127.0.0.1:{relay_process.port}/#{room['code']}"
-    sender = procs(["send", *map(str, files), "--room", room["code"].lower(), "--relay", room["relay"], "--json"],
-                   tmp_path, "send")
+    sender = procs(
+        ["send", *map(str, files), "--room", room["code"].lower(), "--relay", room["relay"], "--json"], tmp_path, "send"
+    )
     assert sender.wait() == 0, sender.stderr
     assert receiver.wait() == 0, receiver.stderr
     for f in files:
@@ -66,8 +75,18 @@ def test_embedded_relay_single_command(tmp_path, procs):
     room = sender.first_event()
     assert room["event"] == "room" and room["relay"].endswith(f":{port}/ws")
     assert "127.0.0.1" not in room["relay"] or True  # a LAN address when the machine has one
-    result = xfer("receive", "--room", room["code"], "--relay", f"127.0.0.1:{port}", "--yes", "--dir", str(out),
-                  cwd=tmp_path, timeout=60)
+    result = xfer(
+        "receive",
+        "--room",
+        room["code"],
+        "--relay",
+        f"127.0.0.1:{port}",
+        "--yes",
+        "--dir",
+        str(out),
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "SHA-256 verified" in result.stderr
     assert sender.wait() == 0, sender.stderr
@@ -76,8 +95,11 @@ def test_embedded_relay_single_command(tmp_path, procs):
 
 def test_receiver_hosts_and_prints_the_other_command(tmp_path, procs):
     port = free_port()
-    receiver = procs(["receive", "--yes", "--port", str(port), "--dir", "in", "--public-url", "http://relay.test:9999"],
-                     tmp_path, "recv")
+    receiver = procs(
+        ["receive", "--yes", "--port", str(port), "--dir", "in", "--public-url", "http://relay.test:9999"],
+        tmp_path,
+        "recv",
+    )
     deadline = time.monotonic() + bounded(10)
     while "Waiting for" not in receiver.stderr and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -103,15 +125,29 @@ def test_relay_unreachable(tmp_path):
 
 def test_relay_from_environment(tmp_path, relay_process):
     src = make_file(tmp_path / "a.txt", 10)
-    result = xfer("send", str(src), "--room", "7KQ2-M9XD-41TR-PZ8H", cwd=tmp_path,
-                  env={"XFER_RELAY": f"127.0.0.1:{relay_process.port}"})
+    result = xfer(
+        "send",
+        str(src),
+        "--room",
+        "7KQ2-M9XD-41TR-PZ8H",
+        cwd=tmp_path,
+        env={"XFER_RELAY": f"127.0.0.1:{relay_process.port}"},
+    )
     assert_one_clear_line(result, 4, "room is not open")
 
 
 def test_room_not_found_json(tmp_path, relay_process):
     src = make_file(tmp_path / "a.txt", 10)
-    result = xfer("send", str(src), "--room", "7KQ2-M9XD-41TR-PZ8H", "--relay", f"127.0.0.1:{relay_process.port}",
-                  "--json", cwd=tmp_path)
+    result = xfer(
+        "send",
+        str(src),
+        "--room",
+        "7KQ2-M9XD-41TR-PZ8H",
+        "--relay",
+        f"127.0.0.1:{relay_process.port}",
+        "--json",
+        cwd=tmp_path,
+    )
     assert result.returncode == 4
     event = json.loads(result.stdout.splitlines()[-1])
     assert event == {"event": "error", "code": "room-not-found", "message": event["message"], "exit": 4}
@@ -119,11 +155,13 @@ def test_room_not_found_json(tmp_path, relay_process):
 
 def test_bad_inputs_get_usage_errors(tmp_path, relay_process):
     src = make_file(tmp_path / "a.txt", 10)
-    assert_one_clear_line(xfer("send", str(src), "--room", "nope", "--relay", "127.0.0.1:1", cwd=tmp_path),
-                          2, "not a room code")
+    assert_one_clear_line(
+        xfer("send", str(src), "--room", "nope", "--relay", "127.0.0.1:1", cwd=tmp_path), 2, "not a room code"
+    )
     assert_one_clear_line(xfer("send", str(src), "--relay", "ftp://x", cwd=tmp_path), 2, "ws://")
-    assert_one_clear_line(xfer("send", str(src), "--room", "7KQ2-M9XD-41TR-PZ8H", cwd=tmp_path), 2,
-                          "--room needs --relay")
+    assert_one_clear_line(
+        xfer("send", str(src), "--room", "7KQ2-M9XD-41TR-PZ8H", cwd=tmp_path), 2, "--room needs --relay"
+    )
     assert_one_clear_line(xfer("send", str(tmp_path / "missing.bin"), cwd=tmp_path), 8, "no such file")
     # receive cannot ask without a terminal, and says what to do instead.
     assert_one_clear_line(xfer("receive", "--relay", f"127.0.0.1:{relay_process.port}", cwd=tmp_path), 2, "--yes")
@@ -137,8 +175,14 @@ def test_receiver_declines_when_told_no_on_a_terminal(tmp_path, relay_process):
     master, slave = pty.openpty()
     env = {**os.environ, "NO_COLOR": "1"}
     env.pop("XFER_RELAY", None)
-    receiver = subprocess.Popen(xfer_cmd() + ["receive", "--relay", relay, "--dir", str(tmp_path / "in"), "--no-qr"],
-                                cwd=tmp_path, stdin=slave, stdout=slave, stderr=slave, env=env)
+    receiver = subprocess.Popen(
+        xfer_cmd() + ["receive", "--relay", relay, "--dir", str(tmp_path / "in"), "--no-qr"],
+        cwd=tmp_path,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+    )
     os.close(slave)
     seen = b""
     deadline = time.monotonic() + bounded(15)
@@ -153,9 +197,15 @@ def test_receiver_declines_when_told_no_on_a_terminal(tmp_path, relay_process):
             text = seen.decode(errors="replace")
             if sender is None and "Room" in text and "On another computer" in text:
                 code = re.search(r"[0-9A-Z]{4}(-[0-9A-Z]{4}){3}", text).group(0)
-                sender = subprocess.Popen(xfer_cmd() + ["send", str(src), "--room", code, "--relay", relay],
-                                          cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, env=env, text=True)
+                sender = subprocess.Popen(
+                    xfer_cmd() + ["send", str(src), "--room", code, "--relay", relay],
+                    cwd=tmp_path,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=env,
+                    text=True,
+                )
             if "Accept?" in text:
                 os.write(master, b"n\n")
                 break

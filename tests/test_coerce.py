@@ -7,11 +7,49 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import bounded, free_port, make_file
 
-VALUES = ["5", " 7 ", "1.0", "1.", "1.5", "0", "19", "20", "-1", "+3", "abc", "", "  ", "1_000", "1__0", "_1",
-          "0x10", "1e3", "inf", "-inf", "nan", "0.5", ".5", "٣", "true", "no", "Yes", "OFF", "x/y", ".", "-",
-          5, 2.0, 2.5, True, None, ("a", "b"), ["c"]]
+VALUES = [
+    "5",
+    " 7 ",
+    "1.0",
+    "1.",
+    "1.5",
+    "0",
+    "19",
+    "20",
+    "-1",
+    "+3",
+    "abc",
+    "",
+    "  ",
+    "1_000",
+    "1__0",
+    "_1",
+    "0x10",
+    "1e3",
+    "inf",
+    "-inf",
+    "nan",
+    "0.5",
+    ".5",
+    "٣",
+    "true",
+    "no",
+    "Yes",
+    "OFF",
+    "x/y",
+    ".",
+    "-",
+    5,
+    2.0,
+    2.5,
+    True,
+    None,
+    ("a", "b"),
+    ["c"],
+]
 
 
 def test_every_option_coerces_as_typer_itself_does():
@@ -47,12 +85,17 @@ def test_every_option_coerces_as_typer_itself_does():
 
 def test_command_line_errors_read_as_before(tmp_path):
     src = make_file(tmp_path / "a.txt", 10)
-    result = subprocess.run([sys.executable, "-m", "xfer", "send", str(src), "--receivers", "0"],
-                            capture_output=True, text=True, timeout=bounded(30))
+    result = subprocess.run(
+        [sys.executable, "-m", "xfer", "send", str(src), "--receivers", "0"],
+        capture_output=True,
+        text=True,
+        timeout=bounded(30),
+    )
     assert result.returncode == 2
     assert "Invalid value for '--receivers' / '-n': Input should be greater than or equal to 1" in result.stderr
-    result = subprocess.run([sys.executable, "-m", "xfer", "receive", "--port", "x8"],
-                            capture_output=True, text=True, timeout=bounded(30))
+    result = subprocess.run(
+        [sys.executable, "-m", "xfer", "receive", "--port", "x8"], capture_output=True, text=True, timeout=bounded(30)
+    )
     assert result.returncode == 2
     assert "Input should be a valid integer, unable to parse string as an integer" in result.stderr
 

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from conftest import xfer_cmd
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 import trustme
-from conftest import bounded, free_port, make_file, run_async, sha256_of, wait_for_port, xfer_cmd
 from websockets.asyncio.client import connect
 
+from conftest import bounded, free_port, make_file, run_async, sha256_of, wait_for_port, xfer_cmd
 from xfer.protocol import Error, Hello, Welcome, new_code, parse_message, room_id, serialize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,8 +35,15 @@ ROOT = Path(__file__).resolve().parent.parent
 def xfer(*args, cwd, timeout=30, env=None):
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
     full_env.pop("XFER_RELAY", None)
-    return subprocess.run(xfer_cmd() + list(args), cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=bounded(timeout))
+    return subprocess.run(
+        xfer_cmd() + list(args),
+        cwd=cwd,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=bounded(timeout),
+    )
 
 
 def assert_one_clear_line(result, code, fragment):
@@ -79,8 +86,21 @@ def tls(tmp_path, ca):
 def tls_relay(tmp_path, procs, tls):
     """``xfer serve --tls-cert --tls-key`` on a free loopback port; yields the process with ``.port``."""
     port = free_port()
-    p = procs(["serve", "--host", "127.0.0.1", "--port", str(port),
-               "--tls-cert", str(tls["cert"]), "--tls-key", str(tls["key"])], tmp_path, "serve")
+    p = procs(
+        [
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--tls-cert",
+            str(tls["cert"]),
+            "--tls-key",
+            str(tls["key"]),
+        ],
+        tmp_path,
+        "serve",
+    )
     wait_for_port(port)
     p.port = port
     return p
@@ -98,13 +118,21 @@ def test_send_and_receive_through_a_tls_relay(tmp_path, procs, tls, tls_relay):
     files = [make_file(src / "photo.jpg", 3_000_000, 1), make_file(src / "notes.txt", 1234, 2)]
     out = tmp_path / "out"
     trust = {"SSL_CERT_FILE": str(tls["ca"])}  # the standard variable; websockets' default context reads it
-    receiver = procs(["receive", "--relay", f"wss://127.0.0.1:{port}", "--yes", "--json", "--dir", str(out)],
-                     tmp_path, "recv", env=trust)
+    receiver = procs(
+        ["receive", "--relay", f"wss://127.0.0.1:{port}", "--yes", "--json", "--dir", str(out)],
+        tmp_path,
+        "recv",
+        env=trust,
+    )
     room = receiver.first_event()
     assert room["relay"] == f"wss://127.0.0.1:{port}/ws"
     assert room["url"] == f"https://127.0.0.1:{port}/#{room['code']}"
-    sender = procs(["send", *map(str, files), "--room", room["code"], "--relay", room["relay"], "--json"],
-                   tmp_path, "send", env=trust)
+    sender = procs(
+        ["send", *map(str, files), "--room", room["code"], "--relay", room["relay"], "--json"],
+        tmp_path,
+        "send",
+        env=trust,
+    )
     assert sender.wait() == 0, sender.stderr
     assert receiver.wait() == 0, receiver.stderr
     for f in files:
@@ -132,8 +160,11 @@ def test_a_client_that_stalls_in_the_tls_handshake_is_closed(tls):
     from xfer.relay.server import tls_context
 
     async def main():
-        server = RelayServer(bind_socket("127.0.0.1", 0), limits=RelayLimits(handshake_timeout=0.5),
-                             tls=tls_context(str(tls["cert"]), str(tls["key"])))
+        server = RelayServer(
+            bind_socket("127.0.0.1", 0),
+            limits=RelayLimits(handshake_timeout=0.5),
+            tls=tls_context(str(tls["cert"]), str(tls["key"])),
+        )
         await server.start()
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -144,8 +175,9 @@ def test_a_client_that_stalls_in_the_tls_handshake_is_closed(tls):
             writer.close()
             trusted = ssl.create_default_context(cafile=str(tls["ca"]))
             ws = await connect(f"wss://127.0.0.1:{server.port}/ws", ssl=trusted)  # a real client still gets in
-            await ws.send(serialize(Hello(version="1.0", room=room_id(new_code()), role="sender", name="a",
-                                          create=True)))
+            await ws.send(
+                serialize(Hello(version="1.0", room=room_id(new_code()), role="sender", name="a", create=True))
+            )
             assert isinstance(parse_message(await asyncio.wait_for(ws.recv(), 5)), Welcome)
             await ws.close()
         finally:
@@ -191,23 +223,44 @@ def test_serve_refuses_bad_tls_and_proxy_options(tmp_path, tls, ca, args, code, 
     ca.issue_cert("127.0.0.1").private_key_pem.write_to_path(other_key)
     key = serialization.load_pem_private_key(tls["key"].read_bytes(), None)
     encrypted_key = tmp_path / "encrypted.key"
-    encrypted_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                serialization.BestAvailableEncryption(b"secret")))
-    names = {"cert": tls["cert"], "key": tls["key"], "tmp": tmp_path, "garbage": garbage,
-             "other_key": other_key, "encrypted_key": encrypted_key}
+    encrypted_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    names = {
+        "cert": tls["cert"],
+        "key": tls["key"],
+        "tmp": tmp_path,
+        "garbage": garbage,
+        "other_key": other_key,
+        "encrypted_key": encrypted_key,
+    }
     port = free_port()
-    result = xfer("serve", "--host", "127.0.0.1", "--port", str(port), *(a.format(**names) for a in args),
-                  cwd=tmp_path, timeout=15)  # an encrypted key must not sit waiting for a passphrase
+    result = xfer(
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *(a.format(**names) for a in args),
+        cwd=tmp_path,
+        timeout=15,
+    )  # an encrypted key must not sit waiting for a passphrase
     assert_one_clear_line(result, code, fragment)
 
 
 # Proxy headers: a relay with --joins-per-minute 1 lets each client address join once.
 # Which address it counts shows whether X-Forwarded-For was believed.
 
+
 async def join_as(port: int, forwarded_for: str) -> str:
     """Open a room with an X-Forwarded-For header; the relay's answer: "welcome" or an error code."""
-    async with connect(f"ws://127.0.0.1:{port}/ws", additional_headers={"X-Forwarded-For": forwarded_for},
-                       open_timeout=bounded(5)) as ws:
+    async with connect(
+        f"ws://127.0.0.1:{port}/ws", additional_headers={"X-Forwarded-For": forwarded_for}, open_timeout=bounded(5)
+    ) as ws:
         await ws.send(serialize(Hello(version="1.0", room=room_id(new_code()), role="sender", name="p", create=True)))
         reply = parse_message(await asyncio.wait_for(ws.recv(), bounded(5)))
     assert isinstance(reply, (Welcome, Error)), reply
@@ -226,8 +279,12 @@ async def join_as(port: int, forwarded_for: str) -> str:
 )
 def test_forwarded_for_counts_only_from_a_trusted_proxy(tmp_path, procs, options, env, per_forwarded_address):
     port = free_port()
-    relay = procs(["serve", "--host", "127.0.0.1", "--port", str(port), "--joins-per-minute", "1", *options],
-                  tmp_path, "serve", env=env)
+    relay = procs(
+        ["serve", "--host", "127.0.0.1", "--port", str(port), "--joins-per-minute", "1", *options],
+        tmp_path,
+        "serve",
+        env=env,
+    )
     wait_for_port(port)
     if "--trust-proxy" in options:
         wait_for_line(relay, r"X-Forwarded-For believed from ")
@@ -236,8 +293,11 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy(tmp_path, procs, options
         assert "X-Forwarded-For" not in relay.stderr
 
     async def main():
-        return [await join_as(port, "203.0.113.7"), await join_as(port, "198.51.100.9"),
-                await join_as(port, "203.0.113.7")]
+        return [
+            await join_as(port, "203.0.113.7"),
+            await join_as(port, "198.51.100.9"),
+            await join_as(port, "203.0.113.7"),
+        ]
 
     replies = run_async(main())
     if per_forwarded_address:  # each forwarded address has its own join
@@ -249,8 +309,11 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy(tmp_path, procs, options
 def test_forwarded_for_entries_a_client_wrote_itself_do_not_count(tmp_path, procs):
     """Behind a proxy that appends (nginx's $proxy_add_x_forwarded_for), the last entry is the one it vouches for."""
     port = free_port()
-    procs(["serve", "--host", "127.0.0.1", "--port", str(port), "--joins-per-minute", "1", "--trust-proxy", "127.0.0.1"],
-          tmp_path, "serve")
+    procs(
+        ["serve", "--host", "127.0.0.1", "--port", str(port), "--joins-per-minute", "1", "--trust-proxy", "127.0.0.1"],
+        tmp_path,
+        "serve",
+    )
     wait_for_port(port)
 
     async def main():
@@ -260,6 +323,7 @@ def test_forwarded_for_entries_a_client_wrote_itself_do_not_count(tmp_path, proc
 
 
 # The deploy recipes at the repository root start commands that exist and serve.
+
 
 def test_procfile_command_serves_on_port(tmp_path, procs):
     lines = [line for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()]
@@ -306,13 +370,14 @@ def test_dockerfile_runs_xfer_serve_as_a_user_and_its_healthcheck_works(tmp_path
 
     # The HEALTHCHECK command, run as the container's shell would: ok on a live relay, failing on a dead port.
     check = [rest for k, rest in instructions if k == "HEALTHCHECK"][-1]
-    command = check[check.index("CMD ") + 4:]
+    command = check[check.index("CMD ") + 4 :]
     assert "curl" not in command and "wget" not in command
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
     def health(port: int) -> int:
-        return subprocess.run(["/bin/sh", "-c", command], env={"PATH": path, "PORT": str(port)},
-                              capture_output=True, timeout=bounded(15)).returncode
+        return subprocess.run(
+            ["/bin/sh", "-c", command], env={"PATH": path, "PORT": str(port)}, capture_output=True, timeout=bounded(15)
+        ).returncode
 
     assert health(relay_process.port) == 0
     assert health(free_port()) != 0
@@ -338,8 +403,9 @@ def test_dockerfile_copies_enough_to_build(tmp_path):
     out = tmp_path / "dist"
     out.mkdir()
     build = f"from setuptools import build_meta; print(build_meta.build_sdist({str(out)!r}))"
-    result = subprocess.run([sys.executable, "-c", build], cwd=context, capture_output=True, text=True,
-                            timeout=bounded(120))
+    result = subprocess.run(
+        [sys.executable, "-c", build], cwd=context, capture_output=True, text=True, timeout=bounded(120)
+    )
     assert result.returncode == 0, result.stderr
     with tarfile.open(out / result.stdout.split()[-1]) as sdist:
         names = sdist.getnames()

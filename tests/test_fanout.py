@@ -38,8 +38,9 @@ def test_three_receivers_get_identical_copies_from_one_stream(tmp_path):
             watching = asyncio.create_task(watch())
             events = Events()
             sender = Sender(s, check_sources([src]), events, receivers=3, window=2 << 20)
-            results = await asyncio.gather(sender.run(), *(Receiver(c, o, Events(), yes).run()
-                                                         for c, o in zip(conns, outs)))
+            results = await asyncio.gather(
+                sender.run(), *(Receiver(c, o, Events(), yes).run() for c, o in zip(conns, outs))
+            )
             watching.cancel()
             return sender, events, results, seen
 
@@ -65,10 +66,14 @@ def test_a_receiver_that_leaves_or_declines_does_not_stop_the_others(tmp_path):
             s = await room.join("sender")
             conns = [await room.join("receiver") for _ in range(4)]
             events = Events()
-            sender = asyncio.create_task(Sender(s, check_sources([src]), events, receivers=4, window=1 << 20,
-                                                rate=10_000_000, peer_timeout=1.0).run())
-            receivers = [asyncio.create_task(Receiver(c, o, Events(), yes, peer_timeout=0.5).run())
-                         for c, o in zip(conns, outs)]
+            sender = asyncio.create_task(
+                Sender(
+                    s, check_sources([src]), events, receivers=4, window=1 << 20, rate=10_000_000, peer_timeout=1.0
+                ).run()
+            )
+            receivers = [
+                asyncio.create_task(Receiver(c, o, Events(), yes, peer_timeout=0.5).run()) for c, o in zip(conns, outs)
+            ]
             declining = asyncio.create_task(Receiver(conns[3], decliner, Events(), no).run())
             while not any(p.name.endswith(".xfer-part") for p in outs[2].iterdir()):
                 await asyncio.sleep(0.01)
@@ -103,7 +108,11 @@ def test_keep_open_serves_receivers_one_after_another(tmp_path, procs, relay_pro
         out = tmp_path / f"out{i}"
         result = subprocess.run(
             ["xfer", "receive", "--room", code, "--relay", relay, "--yes", "--dir", str(out)],
-            capture_output=True, text=True, timeout=bounded(60), env={**os.environ, "NO_COLOR": "1"})
+            capture_output=True,
+            text=True,
+            timeout=bounded(60),
+            env={**os.environ, "NO_COLOR": "1"},
+        )
         assert result.returncode == 0, result.stderr
         assert sha256_of(out / "a.bin") == sha256_of(src)
     deadline = time.monotonic() + bounded(10)
@@ -120,11 +129,48 @@ def test_one_sender_three_cli_receivers_one_killed(tmp_path, procs, relay_proces
 
     src = make_file(tmp_path / "movie.mkv", 40_000_000, 6)
     relay = f"127.0.0.1:{relay_process.port}"
-    sender = procs(["send", str(src), "--relay", relay, "--json", "--receivers", "3", "--limit-rate", "10MB",
-                    "--keepalive", "1", "--peer-timeout", "2"], tmp_path, "send")
+    sender = procs(
+        [
+            "send",
+            str(src),
+            "--relay",
+            relay,
+            "--json",
+            "--receivers",
+            "3",
+            "--limit-rate",
+            "10MB",
+            "--keepalive",
+            "1",
+            "--peer-timeout",
+            "2",
+        ],
+        tmp_path,
+        "send",
+    )
     code = sender.first_event()["code"]
-    receivers = [procs(["receive", "--room", code, "--relay", relay, "--yes", "--json", "--dir", str(tmp_path / f"out{i}"),
-                        "--keepalive", "1", "--peer-timeout", "2"], tmp_path, f"recv{i}") for i in range(3)]
+    receivers = [
+        procs(
+            [
+                "receive",
+                "--room",
+                code,
+                "--relay",
+                relay,
+                "--yes",
+                "--json",
+                "--dir",
+                str(tmp_path / f"out{i}"),
+                "--keepalive",
+                "1",
+                "--peer-timeout",
+                "2",
+            ],
+            tmp_path,
+            f"recv{i}",
+        )
+        for i in range(3)
+    ]
     held = wait_progress(receivers[1], 8_000_000)
     receivers[1].proc.send_signal(signal.SIGKILL)
     assert sender.wait(90) == 0, sender.stderr
@@ -223,8 +269,9 @@ def test_a_fanout_where_one_receiver_already_has_the_file(tmp_path):
     for out in (whole, part):
         out.mkdir()
     (whole / "talk.mp4").write_bytes(src.read_bytes())  # saved by an earlier, interrupted run
-    store.write_state(store.slot_for(whole, info, ["talk.mp4"]),
-                      done={"path": str(whole / "talk.mp4"), "sha256": sha256_of(src)})
+    store.write_state(
+        store.slot_for(whole, info, ["talk.mp4"]), done={"path": str(whole / "talk.mp4"), "sha256": sha256_of(src)}
+    )
     plant_partial(part, src, src.read_bytes()[:1_000_000])
 
     async def main():
@@ -232,8 +279,9 @@ def test_a_fanout_where_one_receiver_already_has_the_file(tmp_path):
             s = await room.join("sender")
             conns = [await room.join("receiver") for _ in range(2)]
             sender = Sender(s, check_sources([src]), Events(), receivers=2)
-            await asyncio.gather(sender.run(), *(Receiver(c, o, Events(), yes).run()
-                                                 for c, o in zip(conns, (whole, part))))
+            await asyncio.gather(
+                sender.run(), *(Receiver(c, o, Events(), yes).run() for c, o in zip(conns, (whole, part)))
+            )
             return sender
 
     sender = run_async(main(), timeout=60)
@@ -253,8 +301,10 @@ def test_the_relay_forgets_a_fanout_once_it_is_done(tmp_path):
         async with Room() as room:
             s = await room.join("sender")
             conns = [await room.join("receiver") for _ in outs]
-            await asyncio.gather(Sender(s, check_sources([src]), Events(), receivers=2).run(),
-                                 *(Receiver(c, o, Events(), yes).run() for c, o in zip(conns, outs)))
+            await asyncio.gather(
+                Sender(s, check_sources([src]), Events(), receivers=2).run(),
+                *(Receiver(c, o, Events(), yes).run() for c, o in zip(conns, outs)),
+            )
             await asyncio.sleep(0.2)
             return dict(room.server.hub.rooms[room.id].fanout)
 

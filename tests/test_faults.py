@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import bounded, free_port, make_file, sha256_of, wait_for_port
 
 SIZE = 48 * 1000 * 1000
@@ -67,11 +68,15 @@ def test_relay_dies_mid_transfer_and_returns(tmp_path, procs, source, how):
     port = free_port()
     relay = serve(procs, tmp_path, port)
     out = tmp_path / "out"
-    receiver = procs(["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out), *FAST],
-                     tmp_path, "recv")
+    receiver = procs(
+        ["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out), *FAST], tmp_path, "recv"
+    )
     code = receiver.first_event()["code"]
-    sender = procs(["send", str(source), "--room", code, "--relay", f"127.0.0.1:{port}", "--json",
-                    "--limit-rate", RATE, *FAST], tmp_path, "send")
+    sender = procs(
+        ["send", str(source), "--room", code, "--relay", f"127.0.0.1:{port}", "--json", "--limit-rate", RATE, *FAST],
+        tmp_path,
+        "send",
+    )
     before = wait_progress(receiver, SIZE // 5)
     relay.proc.send_signal(how)
     relay.wait(10)
@@ -92,18 +97,25 @@ def test_receiver_killed_and_started_again_resumes(tmp_path, procs, source):
     port = free_port()
     serve(procs, tmp_path, port)
     out = tmp_path / "out"
-    first = procs(["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out), *FAST],
-                  tmp_path, "recv1")
+    first = procs(
+        ["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out), *FAST], tmp_path, "recv1"
+    )
     code = first.first_event()["code"]
-    sender = procs(["send", str(source), "--room", code, "--relay", f"127.0.0.1:{port}", "--json",
-                    "--limit-rate", RATE, *FAST], tmp_path, "send")
+    sender = procs(
+        ["send", str(source), "--room", code, "--relay", f"127.0.0.1:{port}", "--json", "--limit-rate", RATE, *FAST],
+        tmp_path,
+        "send",
+    )
     before = wait_progress(first, SIZE // 4)
     first.proc.send_signal(signal.SIGKILL)
     first.wait(10)
     partial = [p for p in out.iterdir() if p.name.endswith(".xfer-part")]
     assert len(partial) == 1 and 0 < partial[0].stat().st_size < SIZE
-    second = procs(["receive", "--room", code, "--relay", f"127.0.0.1:{port}", "--yes", "--json",
-                    "--dir", str(out), *FAST], tmp_path, "recv2")
+    second = procs(
+        ["receive", "--room", code, "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out), *FAST],
+        tmp_path,
+        "recv2",
+    )
     assert second.wait(60) == 0, second.stderr
     assert sender.wait(30) == 0, sender.stderr
     assert 0 < before < SIZE
@@ -117,8 +129,9 @@ def test_sender_killed_and_started_again_resumes(tmp_path, procs, source):
     port = free_port()
     serve(procs, tmp_path, port)
     out = tmp_path / "out"
-    receiver = procs(["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out), *FAST],
-                     tmp_path, "recv")
+    receiver = procs(
+        ["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out), *FAST], tmp_path, "recv"
+    )
     code = receiver.first_event()["code"]
     args = ["send", str(source), "--room", code, "--relay", f"127.0.0.1:{port}", "--json", *FAST]
     first = procs(args + ["--limit-rate", RATE], tmp_path, "send1")
@@ -195,11 +208,28 @@ def test_stalled_network_is_noticed_by_keepalive(tmp_path, procs, source):
     proxy = StallingProxy(port)
     out = tmp_path / "out"
     try:
-        receiver = procs(["receive", "--relay", f"127.0.0.1:{proxy.port}", "--yes", "--json", "--dir", str(out),
-                          *FAST], tmp_path, "recv")
+        receiver = procs(
+            ["receive", "--relay", f"127.0.0.1:{proxy.port}", "--yes", "--json", "--dir", str(out), *FAST],
+            tmp_path,
+            "recv",
+        )
         code = receiver.first_event()["code"]
-        sender = procs(["send", str(source), "--room", code, "--relay", f"127.0.0.1:{port}", "--json",
-                        "--limit-rate", RATE, *FAST], tmp_path, "send")
+        sender = procs(
+            [
+                "send",
+                str(source),
+                "--room",
+                code,
+                "--relay",
+                f"127.0.0.1:{port}",
+                "--json",
+                "--limit-rate",
+                RATE,
+                *FAST,
+            ],
+            tmp_path,
+            "send",
+        )
         before = wait_progress(receiver, SIZE // 5)
         stalled_at = time.monotonic()
         proxy.stall_existing()
@@ -222,8 +252,7 @@ def test_stalled_network_is_noticed_by_keepalive(tmp_path, procs, source):
 
 def _mount_tmpfs(path: Path, size: str) -> bool:
     path.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                            capture_output=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
     return result.returncode == 0
 
 
@@ -237,11 +266,26 @@ def test_disk_full_on_the_receiver(tmp_path, procs):
         source = make_file(tmp_path / "big.bin", 40 * 1000 * 1000, 3)
         port = free_port()
         serve(procs, tmp_path, port)
-        receiver = procs(["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(disk), *FAST],
-                         tmp_path, "recv")
+        receiver = procs(
+            ["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(disk), *FAST], tmp_path, "recv"
+        )
         code = receiver.first_event()["code"]
-        sender = procs(["send", str(source), "--room", code, "--relay", f"127.0.0.1:{port}", "--json",
-                        "--limit-rate", "10MB", *FAST], tmp_path, "send")
+        sender = procs(
+            [
+                "send",
+                str(source),
+                "--room",
+                code,
+                "--relay",
+                f"127.0.0.1:{port}",
+                "--json",
+                "--limit-rate",
+                "10MB",
+                *FAST,
+            ],
+            tmp_path,
+            "send",
+        )
         wait_progress(receiver, 5 * 1000 * 1000)
         with open(disk / "filler", "wb", buffering=0) as f:  # something else fills the disk mid-transfer
             try:
@@ -265,8 +309,23 @@ def test_relay_gone_for_good_ends_with_a_clear_error(tmp_path, procs, source):
     port = free_port()
     relay = serve(procs, tmp_path, port)
     out = tmp_path / "out"
-    receiver = procs(["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out),
-                      "--keepalive", "1", "--peer-timeout", "2"], tmp_path, "recv")
+    receiver = procs(
+        [
+            "receive",
+            "--relay",
+            f"127.0.0.1:{port}",
+            "--yes",
+            "--json",
+            "--dir",
+            str(out),
+            "--keepalive",
+            "1",
+            "--peer-timeout",
+            "2",
+        ],
+        tmp_path,
+        "recv",
+    )
     receiver.first_event()
     relay.proc.send_signal(signal.SIGKILL)
     assert receiver.wait(30) == 3
@@ -282,17 +341,36 @@ def test_receiver_started_again_after_some_files_were_saved(tmp_path, procs):
     port = free_port()
     serve(procs, tmp_path, port)
     out = tmp_path / "out"
-    first = procs(["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out), *FAST],
-                  tmp_path, "recv1")
+    first = procs(
+        ["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out), *FAST], tmp_path, "recv1"
+    )
     code = first.first_event()["code"]
-    sender = procs(["send", str(first_file), str(second_file), "--room", code, "--relay", f"127.0.0.1:{port}",
-                    "--json", "--limit-rate", RATE, *FAST], tmp_path, "send")
+    sender = procs(
+        [
+            "send",
+            str(first_file),
+            str(second_file),
+            "--room",
+            code,
+            "--relay",
+            f"127.0.0.1:{port}",
+            "--json",
+            "--limit-rate",
+            RATE,
+            *FAST,
+        ],
+        tmp_path,
+        "send",
+    )
     wait_progress(first, 6_000_000 + SIZE // 5)
     first.proc.send_signal(signal.SIGKILL)
     first.wait(10)
     assert (out / "a.bin").exists() and not (out / "b.bin").exists()
-    second = procs(["receive", "--room", code, "--relay", f"127.0.0.1:{port}", "--yes", "--json",
-                    "--dir", str(out), *FAST], tmp_path, "recv2")
+    second = procs(
+        ["receive", "--room", code, "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out), *FAST],
+        tmp_path,
+        "recv2",
+    )
     assert second.wait(60) == 0, second.stderr
     assert sender.wait(30) == 0, sender.stderr
     assert sha256_of(out / "a.bin") == sha256_of(first_file) and sha256_of(out / "b.bin") == sha256_of(second_file)

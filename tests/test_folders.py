@@ -44,7 +44,9 @@ def transfer(sources, folder, **receiver_options):
         async with Room() as room:
             s, r = await room.join("sender"), await room.join("receiver")
             sent, got = Events(), Events()
-            await asyncio.gather(Sender(s, sources, sent).run(), Receiver(r, folder, got, yes, **receiver_options).run())
+            await asyncio.gather(
+                Sender(s, sources, sent).run(), Receiver(r, folder, got, yes, **receiver_options).run()
+            )
             return sent, got
 
     return run_async(main())
@@ -132,8 +134,14 @@ def test_hostile_tree_offers_stay_inside_the_folder(tmp_path):
 def run_shell(command: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "NO_COLOR": "1"}
     env.pop("XFER_RELAY", None)
-    return subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=bounded(timeout))
+    return subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=bounded(timeout),
+    )
 
 
 def test_folder_through_the_cli(tmp_path, relay_process):
@@ -144,9 +152,10 @@ def test_folder_through_the_cli(tmp_path, relay_process):
     result = run_shell(
         f"{xfer} receive --relay {relay} --yes --json --dir out > recv.log 2> recv.err & receiver=$!; "
         f"for i in $(seq 100); do grep -q room recv.log 2>/dev/null && break; sleep 0.1; done; "
-        f"code=$(python -c 'import json;print(json.loads(open(\"recv.log\").readline())[\"code\"])'); "
+        f'code=$(python -c \'import json;print(json.loads(open("recv.log").readline())["code"])\'); '
         f"{xfer} send src/photos --room $code --relay {relay} && wait $receiver",
-        tmp_path)
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr + (tmp_path / "recv.err").read_text()
     assert snapshot(tmp_path / "out" / "photos") == snapshot(tree)
     assert "Sent 5 files" in result.stderr
@@ -162,24 +171,32 @@ def test_tar_through_a_pipe(tmp_path, relay_process):
         f"for i in $(seq 100); do grep -q 'On another' recv.err 2>/dev/null && break; sleep 0.1; done; "
         f"code=$(grep -oE '[0-9A-Z]{{4}}(-[0-9A-Z]{{4}}){{3}}' recv.err | head -1); "
         f"tar c -C src photos | {xfer} send - --room $code --relay {relay} && wait $receiver",
-        tmp_path)
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr + (tmp_path / "recv.err").read_text()
     assert snapshot(tmp_path / "dst" / "photos") == snapshot(tree)
     assert "standard output" in (tmp_path / "recv.err").read_text()
 
 
 def test_stdout_refuses_json_and_many_files(tmp_path):
-    result = subprocess.run(xfer_cmd() + ["receive", "--stdout", "--json", "--yes"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=bounded(30))
+    result = subprocess.run(
+        xfer_cmd() + ["receive", "--stdout", "--json", "--yes"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=bounded(30),
+    )
     assert result.returncode == 2 and "pick one" in result.stdout
     sources = check_sources([make_file(tmp_path / "a", 1), make_file(tmp_path / "b", 1)])
 
     async def main():
         async with Room() as room:
             s, r = await room.join("sender"), await room.join("receiver")
-            return await asyncio.gather(Sender(s, sources, Events()).run(),
-                                        Receiver(r, tmp_path, Events(), yes, stdout=True).run(),
-                                        return_exceptions=True)
+            return await asyncio.gather(
+                Sender(s, sources, Events()).run(),
+                Receiver(r, tmp_path, Events(), yes, stdout=True).run(),
+                return_exceptions=True,
+            )
 
     sent, received = run_async(main())
     assert "one file or stream" in str(received) and "standard output" in str(sent)
@@ -197,11 +214,14 @@ def test_a_folder_transfer_resumes_into_the_same_folder(tmp_path):
         async with Room() as room:
             s = await room.join("sender")
             first = await room.join("receiver")
-            sender = asyncio.create_task(Sender(s, sources, Events(), window=1 << 20, rate=8_000_000,
-                                                peer_timeout=20).run())
+            sender = asyncio.create_task(
+                Sender(s, sources, Events(), window=1 << 20, rate=8_000_000, peer_timeout=20).run()
+            )
             stopped = asyncio.create_task(Receiver(first, out, Events(), yes).run())
-            while not any(p.name.startswith(".big.bin.") and p.name.endswith(".xfer-part") and p.stat().st_size > 1 << 20
-                          for p in out.iterdir()):
+            while not any(
+                p.name.startswith(".big.bin.") and p.name.endswith(".xfer-part") and p.stat().st_size > 1 << 20
+                for p in out.iterdir()
+            ):
                 await asyncio.sleep(0.01)
             stopped.cancel()  # as if killed: partial and state files stay
             await first.close()

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from conftest import make_file, run_async
 from peers import (
     Events,
@@ -26,15 +27,14 @@ from peers import (
     next_of,
     recv_message,
 )
-
 from xfer.errors import IntegrityFailure, LocalFileError, PeerProtocolError
 from xfer.protocol import (
     MAX_BINARY_FRAME,
     Accept,
     Ack,
     Error,
-    FileStart,
     FileEnd,
+    FileStart,
     Offer,
     PeerLeft,
     Reject,
@@ -54,8 +54,13 @@ from xfer.transfer.sender import Sender, check_sources
 
 @pytest.mark.parametrize(
     "first",
-    [b"\x00\x01binary garbage", "not json", '{"type":"text","text":"no hello"}', "{}",
-     '{"type":"hello","version":"1.0","room":"7KQ2-M9XD-41TR-PZ8H","role":"peer","name":"x"}'],
+    [
+        b"\x00\x01binary garbage",
+        "not json",
+        '{"type":"text","text":"no hello"}',
+        "{}",
+        '{"type":"hello","version":"1.0","room":"7KQ2-M9XD-41TR-PZ8H","role":"peer","name":"x"}',
+    ],
 )
 def test_bad_first_message_closes_with_protocol_error(first):
     async def main():
@@ -183,8 +188,12 @@ def test_offer_of_too_many_files_is_refused_by_the_relay(files):
             a, _ = await relay.join(room, create=True)
             b, wb = await relay.join(room)
             await recv_message(a)
-            offer = {"type": "offer", "transfer": 1, "to": wb.peer_id,
-                     "files": [{"name": f"f{i}", "size": 1} for i in range(files)]}
+            offer = {
+                "type": "offer",
+                "transfer": 1,
+                "to": wb.peer_id,
+                "files": [{"name": f"f{i}", "size": 1} for i in range(files)],
+            }
             await a.send(json.dumps(offer))
             assert await closed_with(a) in (4000, 1009)  # refused by the protocol, or as a frame too large
             assert isinstance(await recv_message(b), PeerLeft)  # the receiver saw no offer, only the sender go
@@ -272,8 +281,19 @@ def test_hash_mismatch_leaves_no_file(tmp_path):
     assert listing(tmp_path) == []
 
 
-@pytest.mark.parametrize("case", ["more-than-offered", "gap", "overlap", "unknown-file", "fewer-than-offered",
-                                  "chunk-before-start", "unknown-transfer", "file-start-at-an-offset-never-offered"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "more-than-offered",
+        "gap",
+        "overlap",
+        "unknown-file",
+        "fewer-than-offered",
+        "chunk-before-start",
+        "unknown-transfer",
+        "file-start-at-an-offset-never-offered",
+    ],
+)
 def test_lying_sizes_and_offsets_are_refused(tmp_path, case):
     async def main():
         async with Room() as room:
@@ -308,8 +328,18 @@ def test_lying_sizes_and_offsets_are_refused(tmp_path, case):
     assert listing(tmp_path) == []
 
 
-HOSTILE_NAMES = ["../../escape.txt", "/etc/passwd", "C:\\Windows\\evil.dll", "\\\\server\\share\\unc.txt",
-                 "\x1b]8;;http://x\x07link\x1b]8;;\x07.txt", "CON", "trailing. . ", "a\x00b.txt", "..", "sub/../../up"]
+HOSTILE_NAMES = [
+    "../../escape.txt",
+    "/etc/passwd",
+    "C:\\Windows\\evil.dll",
+    "\\\\server\\share\\unc.txt",
+    "\x1b]8;;http://x\x07link\x1b]8;;\x07.txt",
+    "CON",
+    "trailing. . ",
+    "a\x00b.txt",
+    "..",
+    "sub/../../up",
+]
 
 
 def test_hostile_names_stay_inside_the_folder(tmp_path):

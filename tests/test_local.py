@@ -30,6 +30,7 @@ def test_transfer_between_a_local_peer_and_a_socket_peer(tmp_path, local_side):
         relay = server.app.state.relay
         room = room_id(new_code())
         try:
+
             async def join(role, create):
                 if role == local_side:
                     return await open_local(relay, room, role=role, name=role, create=create)

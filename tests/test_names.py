@@ -60,8 +60,9 @@ class Box:
         self._before = _snapshot(root, self.folder)
         self._parent_before = sorted(os.listdir(root.parent))
 
-    def receive(self, raw: str, data: bytes = b"payload", *, overwrite: bool = False,
-                transfer: int = 1, index: int = 0) -> Path:
+    def receive(
+        self, raw: str, data: bytes = b"payload", *, overwrite: bool = False, transfer: int = 1, index: int = 0
+    ) -> Path:
         name = safe_name(raw)
         part = partial_path(self.folder, name, f"{transfer:08x}{index}")
         assert part.parent == self.folder
@@ -157,14 +158,17 @@ def test_nfd_nfc_collision_gets_numbered(box: Box) -> None:
     assert first.read_bytes() == b"one"
 
 
-@pytest.mark.parametrize("raw", [
-    "a" * 300 + ".txt",
-    "é" * 300 + ".pdf",
-    "😀" * 100,
-    "x" * 300 + ".tar.gz",
-    "." + "ü" * 300,
-    "名" * 90 + "." + "x" * 200,
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "a" * 300 + ".txt",
+        "é" * 300 + ".pdf",
+        "😀" * 100,
+        "x" * 300 + ".tar.gz",
+        "." + "ü" * 300,
+        "名" * 90 + "." + "x" * 200,
+    ],
+)
 def test_very_long_names(box: Box, raw: str) -> None:
     name = safe_name(raw)
     assert 0 < len(name.encode()) <= 255
@@ -190,11 +194,15 @@ def test_existing_regular_file_is_kept(box: Box) -> None:
 
 def test_numbering_keeps_compound_and_hidden_names(box: Box) -> None:
     assert [box.receive("archive.tar.gz", transfer=i).name for i in range(3)] == [
-        "archive.tar.gz", "archive (1).tar.gz", "archive (2).tar.gz"]
-    assert [box.receive(".bashrc", transfer=i).name for i in range(2)] == [
-        ".bashrc", ".bashrc (1)"]
+        "archive.tar.gz",
+        "archive (1).tar.gz",
+        "archive (2).tar.gz",
+    ]
+    assert [box.receive(".bashrc", transfer=i).name for i in range(2)] == [".bashrc", ".bashrc (1)"]
     assert [box.receive("photo.final.jpg", transfer=i).name for i in range(2)] == [
-        "photo.final.jpg", "photo.final (1).jpg"]
+        "photo.final.jpg",
+        "photo.final (1).jpg",
+    ]
 
 
 def test_existing_symlink_to_outside_is_not_followed(box: Box) -> None:
@@ -323,32 +331,37 @@ def test_partial_path_format(tmp_path: Path) -> None:
 
 # --- display_name -----------------------------------------------------------
 
+
 def _render(markup: str) -> str:
     buf = io.StringIO()
-    Console(file=buf, markup=True, emoji=True, highlight=False, color_system=None,
-            width=10_000, soft_wrap=True).print(markup)
+    Console(file=buf, markup=True, emoji=True, highlight=False, color_system=None, width=10_000, soft_wrap=True).print(
+        markup
+    )
     return buf.getvalue().removesuffix("\n")
 
 
-@pytest.mark.parametrize(("raw", "shown"), [
-    ("\x1b[31mred", "\\x1b[31mred"),
-    ("\x1b]8;;http://evil\x07click", "\\x1b]8;;http://evil\\x07click"),
-    ("a\x00b\x7fc\x9bd", "a\\x00b\\x7fc\\x9bd"),
-    ("evil\u202etxt.exe", "evil\\u202etxt.exe"),
-    ("zw\u200bj\u200d", "zw\\u200bj\\u200d"),
-    ("tag\U000e0041", "tag\\U000e0041"),
-    ("lone\ud800", "lone\\ud800"),
-    ("line\nbreak", "line\\x0abreak"),
-    ("[bold]x[/bold]", "[bold]x[/bold]"),
-    ("[link=http://evil]click[/link]", "[link=http://evil]click[/link]"),
-    ("\\[bold]x", "\\[bold]x"),
-    ("trailing\\", "trailing\\x5c"),
-    ("two\\\\", "two\\\\x5c"),
-    ("C:\\Users\\[red]", "C:\\Users\\[red]"),
-    ("12:30:00 notes", "12:30:00 notes"),
-    (":smile:", "\\x3asmile:"),
-    ("café ✓", "café ✓"),
-])
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("\x1b[31mred", "\\x1b[31mred"),
+        ("\x1b]8;;http://evil\x07click", "\\x1b]8;;http://evil\\x07click"),
+        ("a\x00b\x7fc\x9bd", "a\\x00b\\x7fc\\x9bd"),
+        ("evil\u202etxt.exe", "evil\\u202etxt.exe"),
+        ("zw\u200bj\u200d", "zw\\u200bj\\u200d"),
+        ("tag\U000e0041", "tag\\U000e0041"),
+        ("lone\ud800", "lone\\ud800"),
+        ("line\nbreak", "line\\x0abreak"),
+        ("[bold]x[/bold]", "[bold]x[/bold]"),
+        ("[link=http://evil]click[/link]", "[link=http://evil]click[/link]"),
+        ("\\[bold]x", "\\[bold]x"),
+        ("trailing\\", "trailing\\x5c"),
+        ("two\\\\", "two\\\\x5c"),
+        ("C:\\Users\\[red]", "C:\\Users\\[red]"),
+        ("12:30:00 notes", "12:30:00 notes"),
+        (":smile:", "\\x3asmile:"),
+        ("café ✓", "café ✓"),
+    ],
+)
 def test_display_name_escapes_and_prints_literally(raw: str, shown: str) -> None:
     assert _render(display_name(raw)) == shown
     assert _render(f"[bold]{display_name(raw)}[/bold] end") == shown + " end"
@@ -377,16 +390,27 @@ def _hostile_char(ch: str) -> bool:
 
 # --- properties ---------------------------------------------------------------
 
-HOSTILE_ALPHABET = list("/\\.: <>\"|?*CONconLPTcomPRNAUXnul19¹²³éeÅ") + [
-    "\x00", "\x1b", "\x7f", "\x9b", "\u0301", "\u202e", "\u200d", "\ufeff", "\u2028",
-    "\U000e0001", "\ud800", "名", "😀", "\u00a0",
+HOSTILE_ALPHABET = list('/\\.: <>"|?*CONconLPTcomPRNAUXnul19¹²³éeÅ') + [
+    "\x00",
+    "\x1b",
+    "\x7f",
+    "\x9b",
+    "\u0301",
+    "\u202e",
+    "\u200d",
+    "\ufeff",
+    "\u2028",
+    "\U000e0001",
+    "\ud800",
+    "名",
+    "😀",
+    "\u00a0",
 ]
 any_text = st.one_of(
     st.text(),
     st.text(alphabet=st.sampled_from(HOSTILE_ALPHABET), max_size=60),
     st.text(alphabet=st.characters(exclude_categories=()), max_size=80),
-    st.text(alphabet=st.sampled_from(["a", "é", "名", "😀", ".", " ", "\u0301"]),
-            min_size=60, max_size=400),
+    st.text(alphabet=st.sampled_from(["a", "é", "名", "😀", ".", " ", "\u0301"]), min_size=60, max_size=400),
 )
 
 
@@ -428,9 +452,12 @@ def test_display_name_properties(raw: str, limit: int) -> None:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.sampled_from([":", "smile", "heart", "+1", "-emoji", "-text", " ", "x", "\\",
-                                 "[bold]", "\x1b"]), max_size=30),
-       st.integers(min_value=1, max_value=40))
+@given(
+    st.lists(
+        st.sampled_from([":", "smile", "heart", "+1", "-emoji", "-text", " ", "x", "\\", "[bold]", "\x1b"]), max_size=30
+    ),
+    st.integers(min_value=1, max_value=40),
+)
 def test_display_name_never_renders_emoji_or_markup(parts: list[str], limit: int) -> None:
     """Whatever the colon pairing, before or after truncation, rich shows no emoji."""
     rendered = _render(f"[bold]{display_name(''.join(parts), limit)}[/bold]")
@@ -444,7 +471,6 @@ def test_display_name_is_linear_on_huge_input() -> None:
         out = display_name(raw, 100_000)
         assert len(out) <= 2 * 100_000  # markup escapes may add backslashes
     assert time.monotonic() - start < 10
-
 
 
 @pytest.mark.parametrize("raw", [".x.0123456789abcdef.xfer-part", ".x.0123456789abcdef.xfer-state"])

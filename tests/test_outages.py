@@ -15,6 +15,7 @@ import sys
 import time
 
 import pytest
+
 from conftest import bounded, free_port, make_file, wait_for_port
 from test_faults import safe_events, serve, wait_progress
 

@@ -58,8 +58,15 @@ EXAMPLES = [
     PeerLeft(peer_id=9),
     Error(code="room-not-found", message="no room"),
     Offer(to=3, sender=4, transfer=5, files=(FileInfo(name="a.txt", size=3, mtime=1.5), FileInfo(name="b", size=0))),
-    Offer(transfer=6, window=1 << 23, files=(FileInfo(name="photos", size=0, kind="dir"),
-                                              FileInfo(name="photos/a.jpg", size=9), FileInfo(name="-", size=None))),
+    Offer(
+        transfer=6,
+        window=1 << 23,
+        files=(
+            FileInfo(name="photos", size=0, kind="dir"),
+            FileInfo(name="photos/a.jpg", size=9),
+            FileInfo(name="-", size=None),
+        ),
+    ),
     Accept(to=4, transfer=5),
     Reject(transfer=5, reason="no", code="no-space"),
     FileStart(transfer=5, index=1, offset=0),
@@ -220,8 +227,19 @@ def test_codes_forgive_how_people_type_them():
     assert short_code(code) == "7KQ2-…-PZ8H"
 
 
-@pytest.mark.parametrize("bad", ["", "ABC", "7KQ2-M9XD-41TR-PZ8", "7KQ2-M9XD-41TR-PZ8HX", "UUUU-UUUU-UUUU-UUUU",
-                                 "7KQ2-M9XD-41TR-PZ8!", "x" * 1000, "../../etc"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "ABC",
+        "7KQ2-M9XD-41TR-PZ8",
+        "7KQ2-M9XD-41TR-PZ8HX",
+        "UUUU-UUUU-UUUU-UUUU",
+        "7KQ2-M9XD-41TR-PZ8!",
+        "x" * 1000,
+        "../../etc",
+    ],
+)
 def test_bad_codes(bad):
     with pytest.raises(ProtocolError) as info:
         parse_code(bad)
@@ -247,11 +265,51 @@ json_values = st.recursive(
     max_leaves=6,
 )
 message_like = st.fixed_dictionaries(
-    {"type": st.sampled_from(sorted(["hello", "welcome", "peer-joined", "peer-left", "error", "offer", "accept",
-                                     "reject", "file-start", "file-end", "ack", "verified", "done", "cancel",
-                                     "text", "nope"]))},
-    optional={k: json_values for k in ("transfer", "files", "index", "size", "sha256", "bytes", "to", "from",
-                                       "peer", "peers", "version", "room", "role", "name", "text", "code")},
+    {
+        "type": st.sampled_from(
+            sorted(
+                [
+                    "hello",
+                    "welcome",
+                    "peer-joined",
+                    "peer-left",
+                    "error",
+                    "offer",
+                    "accept",
+                    "reject",
+                    "file-start",
+                    "file-end",
+                    "ack",
+                    "verified",
+                    "done",
+                    "cancel",
+                    "text",
+                    "nope",
+                ]
+            )
+        )
+    },
+    optional={
+        k: json_values
+        for k in (
+            "transfer",
+            "files",
+            "index",
+            "size",
+            "sha256",
+            "bytes",
+            "to",
+            "from",
+            "peer",
+            "peers",
+            "version",
+            "room",
+            "role",
+            "name",
+            "text",
+            "code",
+        )
+    },
 )
 
 

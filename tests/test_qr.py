@@ -16,8 +16,8 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import bounded, make_file
 
+from conftest import bounded, make_file
 from xfer.cli.qr import qr_text
 
 SCALE = 6  # pixels per module
@@ -54,22 +54,25 @@ def write_png(path: Path, rows: list[list[int]]) -> None:
 
     raw = b"".join(b"\0" + bytes(row) for row in rows)
     header = struct.pack("!IIBBBBB", len(rows[0]), len(rows), 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
 
 
 def decode(path: Path) -> str | None:
-    result = subprocess.run(["zbarimg", "--raw", "-q", str(path)], capture_output=True, text=True,
-                            timeout=bounded(20))
+    result = subprocess.run(["zbarimg", "--raw", "-q", str(path)], capture_output=True, text=True, timeout=bounded(20))
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-@pytest.mark.parametrize("url", [
-    "http://192.168.1.20:8765/#7KQ2-M9XD-41TR-PZ8H",
-    "http://10.0.0.5:41231/#0123-4567-89AB-CDEF",
-    "https://relay.example.org/xfer/#7KQ2-M9XD-41TR-PZ8H",
-    "http://[fd00::1234:5678]:65535/#7KQ2-M9XD-41TR-PZ8H-xx"[:60],
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://192.168.1.20:8765/#7KQ2-M9XD-41TR-PZ8H",
+        "http://10.0.0.5:41231/#0123-4567-89AB-CDEF",
+        "https://relay.example.org/xfer/#7KQ2-M9XD-41TR-PZ8H",
+        "http://[fd00::1234:5678]:65535/#7KQ2-M9XD-41TR-PZ8H-xx"[:60],
+    ],
+)
 def test_qr_decodes_to_the_url(url, tmp_path):
     text = qr_text(url, colour=False)
     assert decode(render(text, tmp_path / "qr.png")) == url
@@ -105,7 +108,9 @@ def test_qr_printed_by_send_scans_to_its_page_url(tmp_path, procs):
     time.sleep(0.3)
     err = p.stderr
     url = re.search(r"open (http://\S+)", err).group(1)
-    block = [line for line in err.splitlines() if set(line.strip()) and set(line.strip()) <= {"█", "▀", "▄", "\xa0", " "}]
+    block = [
+        line for line in err.splitlines() if set(line.strip()) and set(line.strip()) <= {"█", "▀", "▄", "\xa0", " "}
+    ]
     assert block, err
     assert decode(render("\n".join(block), tmp_path / "send.png")) == url
     p.stop()

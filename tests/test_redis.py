@@ -13,17 +13,15 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from websockets.asyncio.client import connect
 
 from conftest import bounded, free_port, make_file, run_async, sha256_of, wait_for_port, xfer_cmd
 from peers import closed_with, recv_message
 from test_faults import wait_progress
-from xfer.protocol import Error, Hello, PeerJoined, PeerLeft, Text, Welcome, parse_message, serialize
+from xfer.protocol import Error, Hello, PeerJoined, PeerLeft, Text, Welcome, serialize
 from xfer.protocol.codes import new_code, room_id
 from xfer.relay import RelayLimits, RelayServer, bind_socket
 from xfer.relay.bus import RedisBus
-from xfer.transfer.connection import open_room
-
-from websockets.asyncio.client import connect
 
 EXPIRY = 1.0  # seconds: relays in these tests beat every 0.25 s and are dead after 1 s of silence
 
@@ -41,9 +39,22 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for_port(self.port)
 
     def stop(self) -> None:
@@ -53,8 +64,9 @@ class RedisServer:
         self.proc = None
 
     def info(self, section: str) -> dict[str, str]:
-        out = subprocess.run(["redis-cli", "-p", str(self.port), "info", section], capture_output=True, text=True,
-                             timeout=5).stdout
+        out = subprocess.run(
+            ["redis-cli", "-p", str(self.port), "info", section], capture_output=True, text=True, timeout=5
+        ).stdout
         return dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
 
 
@@ -70,8 +82,10 @@ class Relays:
     """Relays in this process that share rooms through one Redis."""
 
     def __init__(self, url: str, count: int, limits: RelayLimits | None = None) -> None:
-        self.servers = [RelayServer(bind_socket("127.0.0.1", 0), limits=limits, bus=RedisBus(url, expiry=EXPIRY))
-                        for _ in range(count)]
+        self.servers = [
+            RelayServer(bind_socket("127.0.0.1", 0), limits=limits, bus=RedisBus(url, expiry=EXPIRY))
+            for _ in range(count)
+        ]
 
     def url(self, index: int) -> str:
         return f"ws://127.0.0.1:{self.servers[index].port}/ws"
@@ -85,11 +99,17 @@ class Relays:
         for server in self.servers:
             await server.stop()
 
-    async def join(self, index: int, room: str, role: str = "receiver", create: bool = False, name: str = "p",
-                   session: str | None = None):
+    async def join(
+        self,
+        index: int,
+        room: str,
+        role: str = "receiver",
+        create: bool = False,
+        name: str = "p",
+        session: str | None = None,
+    ):
         ws = await connect(self.url(index), compression=None)
-        await ws.send(serialize(Hello(version="1.0", room=room, role=role, name=name, create=create,
-                                      session=session)))
+        await ws.send(serialize(Hello(version="1.0", room=room, role=role, name=name, create=create, session=session)))
         return ws, await recv_message(ws)
 
 
@@ -112,6 +132,7 @@ async def until(predicate, timeout: float = 5) -> None:
 
 # -- membership and routing across relays --------------------------------------------------
 
+
 def test_peers_on_two_relays_see_each_other_and_exchange_messages(redis):
     async def main():
         async with Relays(redis.url, 2) as relays:
@@ -132,6 +153,7 @@ def test_peers_on_two_relays_see_each_other_and_exchange_messages(redis):
             assert (got.text, got.sender) == ("to all", welcome_b.peer_id)
             # a chunk crosses too, unchanged
             from xfer.protocol.frames import encode_chunk
+
             frame = encode_chunk(welcome_a.peer_id, welcome_b.peer_id, 7, 0, 0, b"x" * 300_000)
             await a.send(frame)
             assert await asyncio.wait_for(b.recv(), bounded(5)) == frame
@@ -152,6 +174,7 @@ def test_peers_on_two_relays_see_each_other_and_exchange_messages(redis):
 
 def test_concurrent_joins_on_two_relays_every_peer_hears_of_every_other(redis):
     """Joins racing on two relays: each peer learns of every other, by welcome or peer-joined, once."""
+
     async def main():
         async with Relays(redis.url, 2, RelayLimits(joins_per_minute=1000)) as relays:
             room = room_id(new_code())
@@ -180,12 +203,15 @@ def test_concurrent_joins_on_two_relays_every_peer_hears_of_every_other(redis):
 
 def test_a_burst_of_joins_and_leaves_is_not_taken_for_a_lost_redis(redis):
     """More joins at once than the relay keeps connections to Redis: they wait, none is refused."""
+
     async def main():
         limits = RelayLimits(joins_per_minute=100_000, max_rooms_per_address=1000)
         async with Relays(redis.url, 1, limits) as relays:
             rooms = [room_id(new_code()) for _ in range(150)]
             joined = await asyncio.gather(*(relays.join(0, room, create=True) for room in rooms))
-            assert all(isinstance(reply, Welcome) for _, reply in joined), [r for _, r in joined if not isinstance(r, Welcome)][:1]
+            assert all(isinstance(reply, Welcome) for _, reply in joined), [
+                r for _, r in joined if not isinstance(r, Welcome)
+            ][:1]
             await asyncio.gather(*(ws.close() for ws, _ in joined))
             await until(lambda: not relays.servers[0].hub.rooms)
             assert relays.servers[0].bus.up
@@ -215,6 +241,7 @@ def test_a_room_is_found_only_while_open_and_is_gone_from_redis_after(redis):
 
 def test_limits_hold_across_relays(redis):
     """Rooms per address, peers per room and the join rate are counted in Redis, not per relay."""
+
     async def main():
         limits = RelayLimits(max_rooms_per_address=2, max_peers_per_room=3, joins_per_minute=8)
         async with Relays(redis.url, 2, limits) as relays:
@@ -272,8 +299,9 @@ async def _offer_to_page(relays, page_relay: int, laptop_relay: int, size: int):
     w_page = await recv_message(page)
     assert isinstance(w_page, Welcome)
     await next_message(laptop, PeerJoined)
-    await laptop.send(serialize(Offer(to=w_page.peer_id, transfer=5, window=8 * CHUNK,
-                                      files=(FileInfo(name="big.bin", size=size),))))
+    await laptop.send(
+        serialize(Offer(to=w_page.peer_id, transfer=5, window=8 * CHUNK, files=(FileInfo(name="big.bin", size=size),)))
+    )
     await next_message(page, Offer)
     await page.send(serialize(Accept(to=w_laptop.peer_id, transfer=5, download=TOKEN)))
     await next_message(laptop, Accept)
@@ -288,9 +316,18 @@ async def _send_file(laptop, w_laptop, w_page, data: bytes, sha256: str | None =
     from xfer.protocol.frames import encode_chunk
 
     for offset in range(0, len(data), CHUNK):
-        await laptop.send(encode_chunk(w_laptop.peer_id, w_page.peer_id, 5, 0, offset, data[offset:offset + CHUNK]))
-    await laptop.send(serialize(FileEnd(to=w_page.peer_id, transfer=5, index=0, size=len(data),
-                                        sha256=sha256 or hashlib.sha256(data).hexdigest())))
+        await laptop.send(encode_chunk(w_laptop.peer_id, w_page.peer_id, 5, 0, offset, data[offset : offset + CHUNK]))
+    await laptop.send(
+        serialize(
+            FileEnd(
+                to=w_page.peer_id,
+                transfer=5,
+                index=0,
+                size=len(data),
+                sha256=sha256 or hashlib.sha256(data).hexdigest(),
+            )
+        )
+    )
 
 
 async def _page_download(relays, page_relay: int, laptop_relay: int, chunks: int):
@@ -409,7 +446,7 @@ def test_a_download_through_another_relay_that_fails_fails_on_both_sides(redis, 
                 async with client.stream("GET", url) as response:
                     assert response.status_code == 200
                     if ending == "phone-gone":
-                        await _send_file(laptop, w_laptop, w_page, data[:1024 * 1024])
+                        await _send_file(laptop, w_laptop, w_page, data[: 1024 * 1024])
                         async for _ in response.aiter_bytes():
                             break  # the phone goes away after its first bytes
                     else:
@@ -434,30 +471,40 @@ def test_a_download_through_another_relay_that_fails_fails_on_both_sides(redis, 
 
 def test_serve_redis_errors_are_one_line(tmp_path):
     """A bad URL, or no redis package: one line that says what to do, exit 2, nothing listening."""
-    bad = subprocess.run(xfer_cmd() + ["serve", "--port", "0", "--redis", "http://example"], capture_output=True,
-                         text=True, timeout=60)
+    bad = subprocess.run(
+        xfer_cmd() + ["serve", "--port", "0", "--redis", "http://example"], capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 2 and bad.stderr.strip() == (
-        "xfer: --redis wants a URL like redis://HOST:6379/0, not 'http://example'")
-    code = ("import sys; sys.modules['redis'] = None; from xfer.cli import main; "
-            "sys.argv = ['xfer', 'serve', '--port', '0', '--redis', 'redis://127.0.0.1:1/0']; main()")
+        "xfer: --redis wants a URL like redis://HOST:6379/0, not 'http://example'"
+    )
+    code = (
+        "import sys; sys.modules['redis'] = None; from xfer.cli import main; "
+        "sys.argv = ['xfer', 'serve', '--port', '0', '--redis', 'redis://127.0.0.1:1/0']; main()"
+    )
     missing = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2
     assert missing.stderr.strip() == "xfer: --redis needs the redis package: pip install 'xfer[redis]'"
 
 
 def test_no_redis_import_without_redis():
-    code = ("import sys; from xfer.relay import create_app; create_app(); "
-            "assert 'redis' not in sys.modules and 'xfer.relay.bus' not in sys.modules")
+    code = (
+        "import sys; from xfer.relay import create_app; create_app(); "
+        "assert 'redis' not in sys.modules and 'xfer.relay.bus' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 # -- failures: a dead relay, Redis gone and back -------------------------------------------
 
+
 def test_a_dead_relays_peers_leave_their_rooms(redis, tmp_path, procs):
     async def main():
         port = free_port()
-        other = procs(["serve", "--host", "127.0.0.1", "--port", str(port), "--redis", redis.url,
-                       "--redis-expiry", str(EXPIRY)], tmp_path, "serve-b")
+        other = procs(
+            ["serve", "--host", "127.0.0.1", "--port", str(port), "--redis", redis.url, "--redis-expiry", str(EXPIRY)],
+            tmp_path,
+            "serve-b",
+        )
         wait_for_port(port)
         async with Relays(redis.url, 1) as relays:
             room = room_id(new_code())
@@ -520,6 +567,7 @@ def test_redis_lost_and_back(redis):
 
 # -- whole transfers with the CLI ----------------------------------------------------------
 
+
 class Balancer:
     """A TCP load balancer on loopback: each connection goes to the first backend that answers."""
 
@@ -557,8 +605,11 @@ class Balancer:
 
 def _serve(procs, tmp_path, redis, name: str) -> int:
     port = free_port()
-    p = procs(["serve", "--host", "127.0.0.1", "--port", str(port), "--redis", redis.url,
-               "--redis-expiry", str(EXPIRY)], tmp_path, name)
+    p = procs(
+        ["serve", "--host", "127.0.0.1", "--port", str(port), "--redis", redis.url, "--redis-expiry", str(EXPIRY)],
+        tmp_path,
+        name,
+    )
     wait_for_port(port)
     p.port = port
     return p
@@ -571,12 +622,20 @@ def test_fan_out_across_three_relays(redis, tmp_path, procs):
     dirs = [tmp_path / "in-b", tmp_path / "in-c"]
     for d in dirs:
         d.mkdir()
-    sender = procs(["send", str(src), "--relay", f"127.0.0.1:{relays[0].port}", "--json", "--receivers", "2",
-                    "--no-qr"], tmp_path, "send")
+    sender = procs(
+        ["send", str(src), "--relay", f"127.0.0.1:{relays[0].port}", "--json", "--receivers", "2", "--no-qr"],
+        tmp_path,
+        "send",
+    )
     code = sender.first_event()["code"]
-    receivers = [procs(["receive", "--room", code, "--relay", f"127.0.0.1:{relay.port}", "--yes", "--json",
-                        "--dir", str(d)], tmp_path, f"receive-{n}")
-                 for relay, d, n in zip(relays[1:], dirs, "bc")]
+    receivers = [
+        procs(
+            ["receive", "--room", code, "--relay", f"127.0.0.1:{relay.port}", "--yes", "--json", "--dir", str(d)],
+            tmp_path,
+            f"receive-{n}",
+        )
+        for relay, d, n in zip(relays[1:], dirs, "bc")
+    ]
     for p in [sender, *receivers]:
         assert p.wait(90) == 0, p.stderr
     for d in dirs:
@@ -597,11 +656,27 @@ def test_relay_killed_mid_transfer_receiver_resumes_through_another(redis, tmp_p
     async def main():
         balancer = Balancer([relay_b.port, relay_a.port])
         await balancer.start()
-        sender = procs(["send", str(src), "--relay", f"127.0.0.1:{relay_a.port}", "--json", "--no-qr",
-                        "--limit-rate", "8MB"], tmp_path, "send")
+        sender = procs(
+            ["send", str(src), "--relay", f"127.0.0.1:{relay_a.port}", "--json", "--no-qr", "--limit-rate", "8MB"],
+            tmp_path,
+            "send",
+        )
         code = (await asyncio.to_thread(sender.first_event))["code"]
-        receiver = procs(["receive", "--room", code, "--relay", f"127.0.0.1:{balancer.port}", "--yes", "--json",
-                          "--dir", str(tmp_path / "in")], tmp_path, "receive")
+        receiver = procs(
+            [
+                "receive",
+                "--room",
+                code,
+                "--relay",
+                f"127.0.0.1:{balancer.port}",
+                "--yes",
+                "--json",
+                "--dir",
+                str(tmp_path / "in"),
+            ],
+            tmp_path,
+            "receive",
+        )
         await asyncio.to_thread(wait_progress, receiver, 8_000_000, 30)
         relay_b.proc.send_signal(signal.SIGKILL)
         for p in (sender, receiver):
@@ -627,13 +702,55 @@ def test_fan_out_relay_killed_mid_transfer_its_receiver_comes_back_through_anoth
     async def main():
         balancer = Balancer([relay_b.port, relay_a.port])
         await balancer.start()
-        sender = procs(["send", str(src), "--relay", f"127.0.0.1:{relay_a.port}", "--json", "--no-qr",
-                        "--receivers", "2", "--limit-rate", "8MB", "--peer-timeout", "20"], tmp_path, "send")
+        sender = procs(
+            [
+                "send",
+                str(src),
+                "--relay",
+                f"127.0.0.1:{relay_a.port}",
+                "--json",
+                "--no-qr",
+                "--receivers",
+                "2",
+                "--limit-rate",
+                "8MB",
+                "--peer-timeout",
+                "20",
+            ],
+            tmp_path,
+            "send",
+        )
         code = (await asyncio.to_thread(sender.first_event))["code"]
-        on_b = procs(["receive", "--room", code, "--relay", f"127.0.0.1:{balancer.port}", "--yes", "--json",
-                      "--dir", str(tmp_path / "in-b")], tmp_path, "receive-b")
-        on_c = procs(["receive", "--room", code, "--relay", f"127.0.0.1:{relay_c.port}", "--yes", "--json",
-                      "--dir", str(tmp_path / "in-c")], tmp_path, "receive-c")
+        on_b = procs(
+            [
+                "receive",
+                "--room",
+                code,
+                "--relay",
+                f"127.0.0.1:{balancer.port}",
+                "--yes",
+                "--json",
+                "--dir",
+                str(tmp_path / "in-b"),
+            ],
+            tmp_path,
+            "receive-b",
+        )
+        on_c = procs(
+            [
+                "receive",
+                "--room",
+                code,
+                "--relay",
+                f"127.0.0.1:{relay_c.port}",
+                "--yes",
+                "--json",
+                "--dir",
+                str(tmp_path / "in-c"),
+            ],
+            tmp_path,
+            "receive-c",
+        )
         await asyncio.to_thread(wait_progress, on_b, 8_000_000, 30)
         relay_b.proc.send_signal(signal.SIGKILL)
         for p in (sender, on_b, on_c):
@@ -657,11 +774,26 @@ def test_a_transfer_across_relays_survives_a_redis_restart(redis, tmp_path, proc
     relay_b = _serve(procs, tmp_path, redis, "serve-b")
     src = make_file(tmp_path / "data.bin", 30_000_000, seed=11)
     (tmp_path / "in").mkdir()
-    receiver = procs(["receive", "--relay", f"127.0.0.1:{relay_b.port}", "--yes", "--json", "--no-qr",
-                      "--dir", str(tmp_path / "in")], tmp_path, "receive")
+    receiver = procs(
+        [
+            "receive",
+            "--relay",
+            f"127.0.0.1:{relay_b.port}",
+            "--yes",
+            "--json",
+            "--no-qr",
+            "--dir",
+            str(tmp_path / "in"),
+        ],
+        tmp_path,
+        "receive",
+    )
     code = receiver.first_event()["code"]
-    sender = procs(["send", str(src), "--room", code, "--relay", f"127.0.0.1:{relay_a.port}", "--json",
-                    "--limit-rate", "6MB"], tmp_path, "send")
+    sender = procs(
+        ["send", str(src), "--room", code, "--relay", f"127.0.0.1:{relay_a.port}", "--json", "--limit-rate", "6MB"],
+        tmp_path,
+        "send",
+    )
     wait_progress(receiver, 6_000_000, 30)
     redis.stop()
     time.sleep(EXPIRY * 2)
@@ -682,11 +814,24 @@ def test_a_big_transfer_across_relays_stays_inside_redis_buffers(redis, tmp_path
     relay_b = _serve(procs, tmp_path, redis, "serve-b")
     src = make_file(tmp_path / "big.bin", size, seed=9)
     (tmp_path / "in").mkdir()
-    receiver = procs(["receive", "--relay", f"127.0.0.1:{relay_b.port}", "--yes", "--json", "--no-qr",
-                      "--dir", str(tmp_path / "in")], tmp_path, "receive")
+    receiver = procs(
+        [
+            "receive",
+            "--relay",
+            f"127.0.0.1:{relay_b.port}",
+            "--yes",
+            "--json",
+            "--no-qr",
+            "--dir",
+            str(tmp_path / "in"),
+        ],
+        tmp_path,
+        "receive",
+    )
     code = receiver.first_event()["code"]
-    sender = procs(["send", str(src), "--room", code, "--relay", f"127.0.0.1:{relay_a.port}", "--json"],
-                   tmp_path, "send")
+    sender = procs(
+        ["send", str(src), "--room", code, "--relay", f"127.0.0.1:{relay_a.port}", "--json"], tmp_path, "send"
+    )
     for p in (sender, receiver):
         assert p.wait(300) == 0, p.stderr
     assert sha256_of(tmp_path / "in" / "big.bin") == sha256_of(src)

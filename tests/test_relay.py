@@ -8,10 +8,10 @@ import signal
 import urllib.request
 
 import pytest
-from conftest import run_async
-from peers import Relay, closed_with, recv_message
 from websockets.asyncio.client import connect
 
+from conftest import run_async
+from peers import Relay, closed_with, recv_message
 from xfer.protocol import (
     Error,
     Hello,
@@ -99,8 +99,11 @@ def test_version_mismatch_gets_a_clear_error_not_a_hang():
     async def main():
         async with Relay() as relay:
             ws = await relay.raw()
-            await ws.send(json.dumps({"type": "hello", "version": "2.0", "room": room_id(new_code()),
-                                      "role": "peer", "name": "future"}))
+            await ws.send(
+                json.dumps(
+                    {"type": "hello", "version": "2.0", "room": room_id(new_code()), "role": "peer", "name": "future"}
+                )
+            )
             reply = await recv_message(ws)
             assert isinstance(reply, Error) and reply.code == "version" and "2.0" in reply.message
             assert await closed_with(ws) == 4001

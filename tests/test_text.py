@@ -29,8 +29,14 @@ def test_send_text_reaches_receive(tmp_path, procs, relay_process):
     texts = [e for e in _events_until(receiver, "text") if e["event"] == "text"]
     assert texts[0]["text"] == hostile
 
-    piped = subprocess.run(xfer_cmd() + ["send", "--text", "-", "--room", code, "--relay", relay],
-                           input="from stdin\n", capture_output=True, text=True, timeout=bounded(20), cwd=tmp_path)
+    piped = subprocess.run(
+        xfer_cmd() + ["send", "--text", "-", "--room", code, "--relay", relay],
+        input="from stdin\n",
+        capture_output=True,
+        text=True,
+        timeout=bounded(20),
+        cwd=tmp_path,
+    )
     assert piped.returncode == 0, piped.stderr
     assert "Sent the text to" in piped.stderr
     deadline = time.monotonic() + bounded(10)
@@ -46,13 +52,25 @@ def test_send_text_usage_errors(tmp_path, relay_process):
         (["send", "a.txt", "--text", "x", "--relay", relay], "not both"),
         (["send", "--text", "", "--relay", relay], "empty"),
     ):
-        done = subprocess.run(xfer_cmd() + args, capture_output=True, text=True, timeout=bounded(20), cwd=tmp_path,
-                              stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            xfer_cmd() + args,
+            capture_output=True,
+            text=True,
+            timeout=bounded(20),
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+        )
         assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
 
 
 def test_send_text_into_a_room_nobody_opened(tmp_path, relay_process):
     relay = f"ws://127.0.0.1:{relay_process.port}"
-    done = subprocess.run(xfer_cmd() + ["send", "--text", "x", "--room", "7KQ2-M9XD-41TR-PZ8H", "--relay", relay],
-                          capture_output=True, text=True, timeout=bounded(20), cwd=tmp_path, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        xfer_cmd() + ["send", "--text", "x", "--room", "7KQ2-M9XD-41TR-PZ8H", "--relay", relay],
+        capture_output=True,
+        text=True,
+        timeout=bounded(20),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode != 0 and "not open" in done.stderr

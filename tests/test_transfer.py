@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+
 from conftest import make_file, run_async, sha256_of
 from peers import Events, HostileSender, Room, listing, next_of, no, plant_partial, yes
-
 from xfer.errors import Declined, LocalFileError, PeerGone
 from xfer.protocol import (
     Accept,
@@ -24,7 +24,11 @@ from xfer.transfer.sender import Sender, check_sources
 def test_files_arrive_verified_with_events(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
-    paths = [make_file(src / "big.bin", 5_000_000 + 7, 1), make_file(src / "empty.txt", 0), make_file(src / "b.txt", 10, 2)]
+    paths = [
+        make_file(src / "big.bin", 5_000_000 + 7, 1),
+        make_file(src / "empty.txt", 0),
+        make_file(src / "b.txt", 10, 2),
+    ]
     out = tmp_path / "out"
     out.mkdir()
 
@@ -61,8 +65,10 @@ def test_existing_files_are_kept_unless_overwrite(tmp_path):
     async def transfer(overwrite):
         async with Room() as room:
             s, r = await room.join("sender"), await room.join("receiver")
-            await asyncio.gather(Sender(s, check_sources([src]), Events()).run(),
-                                 Receiver(r, out, Events(), yes, overwrite=overwrite).run())
+            await asyncio.gather(
+                Sender(s, check_sources([src]), Events()).run(),
+                Receiver(r, out, Events(), yes, overwrite=overwrite).run(),
+            )
 
     run_async(transfer(False))
     assert (out / "a.txt").read_text() == "mine"
@@ -78,8 +84,11 @@ def test_declined_offer(tmp_path):
     async def main():
         async with Room() as room:
             s, r = await room.join("sender"), await room.join("receiver")
-            results = await asyncio.gather(Sender(s, check_sources([src]), Events()).run(),
-                                           Receiver(r, tmp_path / "x", Events(), no).run(), return_exceptions=True)
+            results = await asyncio.gather(
+                Sender(s, check_sources([src]), Events()).run(),
+                Receiver(r, tmp_path / "x", Events(), no).run(),
+                return_exceptions=True,
+            )
             return results
 
     (tmp_path / "x").mkdir()
@@ -97,8 +106,9 @@ def test_sender_window_bounds_unacknowledged_bytes(tmp_path):
         async with Room() as room:
             s = await room.join("sender")
             r = await room.join("receiver")
-            sender = Sender(s, check_sources([src]), Events(), chunk_size=256 * 1024, window=2 * 1024 * 1024,
-                            peer_timeout=0.5)
+            sender = Sender(
+                s, check_sources([src]), Events(), chunk_size=256 * 1024, window=2 * 1024 * 1024, peer_timeout=0.5
+            )
             task = asyncio.create_task(sender.run())
             offer = await next_of(r, Offer)
             await r.send(Accept(to=offer.sender, transfer=offer.transfer))
@@ -166,8 +176,9 @@ def _transfer(src: Path, out: Path):
         async with Room() as room:
             s, r = await room.join("sender"), await room.join("receiver")
             sent, got = Events(), Events()
-            await asyncio.gather(Sender(s, check_sources([src]), sent, chunk_size=64 * 1024).run(),
-                                 Receiver(r, out, got, yes).run())
+            await asyncio.gather(
+                Sender(s, check_sources([src]), sent, chunk_size=64 * 1024).run(), Receiver(r, out, got, yes).run()
+            )
             return sent, got
 
     return run_async(main())

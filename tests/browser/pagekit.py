@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import Proc, bounded, free_port, wait_for_port, xfer_cmd
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
@@ -26,8 +27,12 @@ CHROMIUM = os.environ.get("XFER_CHROMIUM", "/usr/bin/chromium")
 LAN_HOST = "lan.test"
 CHROMIUM_ARGS = [
     f"--host-resolver-rules=MAP {LAN_HOST} 127.0.0.1",
-    "--disable-gpu", "--disable-quic", "--disable-background-networking", "--disable-component-update",
-    "--no-first-run", "--disable-sync",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
 ]
 
 
@@ -57,8 +62,12 @@ class Relay:
         self.log = open(tmp / f"serve-{time.monotonic_ns()}.err", "wb")
         env = {**os.environ, "NO_COLOR": "1"}
         env.pop("XFER_RELAY", None)
-        self.proc = subprocess.Popen(xfer_cmd() + ["serve", "--host", "127.0.0.1", "--port", str(self.port), *extra],
-                                     stdout=subprocess.DEVNULL, stderr=self.log, env=env)
+        self.proc = subprocess.Popen(
+            xfer_cmd() + ["serve", "--host", "127.0.0.1", "--port", str(self.port), *extra],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+            env=env,
+        )
         wait_for_port(self.port)
 
     @property
@@ -102,8 +111,12 @@ def phone(browser, playwright):
     page = context.new_page()
     errors = PageErrors()
     page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
-    page.on("console", lambda m: errors.append(f"console: {m.text}")
-            if m.type == "error" and "Content Security Policy" in m.text else None)
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(f"console: {m.text}") if m.type == "error" and "Content Security Policy" in m.text else None
+        ),
+    )
     page.errors = errors
     yield page
     context.close()
@@ -125,8 +138,6 @@ def xfer_procs(tmp_path):
         p.stop()
 
 
-
-
 def shot(page, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
@@ -142,7 +153,6 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
-
 
 
 def descendants(root: int) -> list[int]:
@@ -188,12 +198,17 @@ def make_png(path: Path, size: int = 96) -> Path:
     import struct
     import zlib
 
-    rows = b"".join(b"\0" + bytes(v for x in range(size) for v in (x * 255 // size, y * 255 // size, 160))
-                    for y in range(size))
+    rows = b"".join(
+        b"\0" + bytes(v for x in range(size) for v in (x * 255 // size, y * 255 // size, 160)) for y in range(size)
+    )
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack("!I", len(data)) + kind + data + struct.pack("!I", zlib.crc32(kind + data))
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack("!IIBBBBB", size, size, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack("!IIBBBBB", size, size, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
     return path

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import bounded, make_file, sha256_of
 from pagekit import Relay, browser, chromium_rss, make_png, phone, playwright, relay, shot, wait_until, xfer_procs  # noqa: F401
 
+from conftest import bounded, make_file, sha256_of
 from xfer.protocol import new_code, room_id
 
 MB = 1_000_000
@@ -39,8 +39,10 @@ def open_room(page, url: str) -> None:
 
 def receiver(xfer_procs, relay, tmp_path, name="recv"):
     """``xfer receive`` opening a room on the relay; returns (process, room code)."""
-    proc = xfer_procs(["receive", "--relay", relay.ws, "--yes", "--json", "--no-qr", "--dir", str(tmp_path / "in"),
-                       "--name", "desk"], name)
+    proc = xfer_procs(
+        ["receive", "--relay", relay.ws, "--yes", "--json", "--no-qr", "--dir", str(tmp_path / "in"), "--name", "desk"],
+        name,
+    )
     room = proc.first_event()
     assert room["event"] == "room"
     return proc, room["code"]
@@ -77,8 +79,9 @@ def test_sha256_and_room_id_match_python(phone, relay):
         assert got == hashlib.sha256(data).hexdigest(), (len(data), cuts)
     code = new_code()
     typed = code.lower().replace("-", " ").replace("1", "l").replace("0", "o")
-    assert phone.evaluate("async (c) => { const p = await import('./protocol.js'); return p.roomId(p.parseCode(c)); }",
-                          typed) == room_id(code)
+    assert phone.evaluate(
+        "async (c) => { const p = await import('./protocol.js'); return p.roomId(p.parseCode(c)); }", typed
+    ) == room_id(code)
 
 
 def test_upload_hashing_in_a_worker_and_on_the_page_match_python(phone, relay):
@@ -151,8 +154,11 @@ def test_bad_and_closed_codes_say_so(phone, relay):
 def test_upload_three_files_into_xfer_receive(phone, relay, xfer_procs, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
-    files = [make_file(src / "video.mp4", BIG, 1), make_file(src / "sketch.jpg", 3 * MB, 2),
-             make_png(src / "a very long name for a photo of the whiteboard that will not fit on a phone.png")]
+    files = [
+        make_file(src / "video.mp4", BIG, 1),
+        make_file(src / "sketch.jpg", 3 * MB, 2),
+        make_png(src / "a very long name for a photo of the whiteboard that will not fit on a phone.png"),
+    ]
     recv, code = receiver(xfer_procs, relay, tmp_path)
     open_room(phone, relay.page(code))
     assert phone.inner_text("#peers").count("desk (xfer)") == 1
@@ -248,8 +254,11 @@ def test_reload_rejoins_the_room(phone, relay, xfer_procs, tmp_path):
     phone.reload()
     phone.wait_for_selector("#status[data-state=connected]")
     assert "desk (xfer)" in phone.inner_text("#peers")
-    wait_until(lambda: len(events_of(recv, "peer-joined")) == 2 and events_of(recv, "peer-left"), 10,
-               "the page leaving and joining again")
+    wait_until(
+        lambda: len(events_of(recv, "peer-joined")) == 2 and events_of(recv, "peer-left"),
+        10,
+        "the page leaving and joining again",
+    )
     # after the reload the page is a full member again: a text still arrives
     phone.fill("#text-input", "still here")
     phone.press("#text-input", "Enter")
@@ -337,8 +346,9 @@ def _hostile_sender(relay, code: str, path: Path, done: dict) -> None:
         events = []
         f = SourceFile(path=path, name=HOSTILE, size=path.stat().st_size, mtime=0.0)
         try:
-            done["result"] = await asyncio.wait_for(Sender(conn, [f], lambda *a, **k: events.append((a, k))).run(),
-                                                    bounded(60))
+            done["result"] = await asyncio.wait_for(
+                Sender(conn, [f], lambda *a, **k: events.append((a, k))).run(), bounded(60)
+            )
         finally:
             done["events"] = events
             await conn.close()
@@ -447,12 +457,13 @@ def _lying_sender(relay, code: str, result: dict) -> None:
                 await asyncio.wait_for(conn.recv(), bounded(20))
             page = next(iter(conn.peers.values()))
             data, step = os.urandom(6 * 256 * 1024), 256 * 1024
-            await conn.send(Offer(to=page.id, transfer=77, files=(FileInfo(name="x.bin", size=len(data)),),
-                                  window=8 << 20))
+            await conn.send(
+                Offer(to=page.id, transfer=77, files=(FileInfo(name="x.bin", size=len(data)),), window=8 << 20)
+            )
             token = (await until(Accept)).download
             await conn.send(FileStart(to=page.id, transfer=77, index=0))
             for offset in range(0, len(data), step):
-                await conn.send_frame(chunk_header(conn.peer_id, page.id, 77, 0, offset) + data[offset:offset + step])
+                await conn.send_frame(chunk_header(conn.peer_id, page.id, 77, 0, offset) + data[offset : offset + step])
             result["ack"] = (await until(Ack)).bytes  # the page's download is running
             result["again"] = await asyncio.to_thread(status_of, f"http://127.0.0.1:{relay.port}/download/{token}/0")
             await conn.send(FileEnd(to=page.id, transfer=77, index=0, size=len(data), sha256="0" * 64))
@@ -488,8 +499,11 @@ def test_bridge_aborts_a_download_whose_hash_does_not_match(phone, relay):
 
 
 def test_several_files_download_one_after_another(phone, relay, xfer_procs, tmp_path):
-    files = [make_file(tmp_path / "one.bin", 3 * MB, 11), make_file(tmp_path / "empty.txt", 0, 12),
-             make_file(tmp_path / "three.jpg", 2 * MB, 13)]
+    files = [
+        make_file(tmp_path / "one.bin", 3 * MB, 11),
+        make_file(tmp_path / "empty.txt", 0, 12),
+        make_file(tmp_path / "three.jpg", 2 * MB, 13),
+    ]
     sender = xfer_procs(["send", *map(str, files), "--relay", relay.ws, "--json", "--no-qr"], "send")
     room = sender.first_event()
     downloads = []
@@ -513,8 +527,13 @@ def test_fanned_out_send_reaches_a_page_and_a_terminal(phone, relay, xfer_procs,
     src = make_file(tmp_path / "talk.pdf", 20 * MB, 21)
     sender = xfer_procs(["send", str(src), "--receivers", "3", "--relay", relay.ws, "--json", "--no-qr"], "send")
     code = sender.first_event()["code"]
-    terminals = [xfer_procs(["receive", "--room", code, "--relay", relay.ws, "--yes", "--json",
-                             "--dir", str(tmp_path / f"in{i}")], f"recv{i}") for i in range(2)]
+    terminals = [
+        xfer_procs(
+            ["receive", "--room", code, "--relay", relay.ws, "--yes", "--json", "--dir", str(tmp_path / f"in{i}")],
+            f"recv{i}",
+        )
+        for i in range(2)
+    ]
     open_room(phone, relay.page(code))
     with phone.expect_download(timeout=bounded(30_000)) as info:
         phone.click(".offer button.primary")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_file, sha256_of
 from pagekit import Relay, browser, phone, playwright, shot, wait_until, xfer_procs  # noqa: F401
+
+from conftest import make_file, sha256_of
 from test_redis import RedisServer
 
 pytestmark = pytest.mark.timeout(180)
@@ -24,8 +25,21 @@ def two_relays(tmp_path):
 def test_page_on_one_relay_uploads_and_talks_to_xfer_on_another(phone, two_relays, xfer_procs, tmp_path):
     page_relay, cli_relay = two_relays
     src = make_file(tmp_path / "clip.mp4", 12_000_000, 3)
-    recv = xfer_procs(["receive", "--relay", cli_relay.ws, "--yes", "--json", "--no-qr", "--dir", str(tmp_path / "in"),
-                       "--name", "desk"], "recv")
+    recv = xfer_procs(
+        [
+            "receive",
+            "--relay",
+            cli_relay.ws,
+            "--yes",
+            "--json",
+            "--no-qr",
+            "--dir",
+            str(tmp_path / "in"),
+            "--name",
+            "desk",
+        ],
+        "recv",
+    )
     room = recv.first_event()
     assert room["event"] == "room"
     phone.goto(page_relay.page(room["code"]))
@@ -48,8 +62,9 @@ def test_page_on_one_relay_downloads_from_xfer_on_another(phone, two_relays, xfe
     bridge takes the chunks that come through Redis, and the sender hears ``verified``."""
     page_relay, cli_relay = two_relays
     files = [make_file(tmp_path / "report.bin", 6_000_000, 5), make_file(tmp_path / "notes.txt", 40_000, 6)]
-    sender = xfer_procs(["send", *map(str, files), "--relay", cli_relay.ws, "--json", "--no-qr", "--name", "laptop"],
-                        "send")
+    sender = xfer_procs(
+        ["send", *map(str, files), "--relay", cli_relay.ws, "--json", "--no-qr", "--name", "laptop"], "send"
+    )
     room = sender.first_event()
     downloads = []
     phone.on("download", lambda d: downloads.append(d))

@@ -27,7 +27,7 @@ def test_page_and_its_files_are_served_with_a_strict_policy(client):
     assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
     assert page.headers["x-content-type-options"] == "nosniff"
     body = page.text
-    assert "<script type=\"module\" src=\"app.js\">" in body
+    assert '<script type="module" src="app.js">' in body
     assert "style=" not in body and "onclick" not in body  # nothing inline
     for name in PAGE_FILES:
         if name != "index.html":
@@ -43,20 +43,23 @@ def test_csp_ignores_a_malformed_host():
     assert content_security_policy(None).count("'self'") >= 3
 
 
-@pytest.mark.parametrize(("origin", "host", "ok"), [
-    (None, "relay:8765", True),  # the CLI and scripts send no Origin
-    ("http://relay:8765", "relay:8765", True),
-    ("http://RELAY:8765", "relay:8765", True),
-    ("https://relay.example", "relay.example", True),
-    ("http://relay.example", "relay.example:80", True),
-    ("http://evil.test", "relay:8765", False),
-    ("http://relay:8766", "relay:8765", False),
-    ("http://relay.evil:8765", "relay:8765", False),
-    ("null", "relay:8765", False),
-    ("https://xfer.example", "127.0.0.1:8765", True),  # --allow-origin
-    ("https://xfer.example.evil", "127.0.0.1:8765", False),
-    ("http://[::1]:8765", "[::1]:8765", True),
-])
+@pytest.mark.parametrize(
+    ("origin", "host", "ok"),
+    [
+        (None, "relay:8765", True),  # the CLI and scripts send no Origin
+        ("http://relay:8765", "relay:8765", True),
+        ("http://RELAY:8765", "relay:8765", True),
+        ("https://relay.example", "relay.example", True),
+        ("http://relay.example", "relay.example:80", True),
+        ("http://evil.test", "relay:8765", False),
+        ("http://relay:8766", "relay:8765", False),
+        ("http://relay.evil:8765", "relay:8765", False),
+        ("null", "relay:8765", False),
+        ("https://xfer.example", "127.0.0.1:8765", True),  # --allow-origin
+        ("https://xfer.example.evil", "127.0.0.1:8765", False),
+        ("http://[::1]:8765", "[::1]:8765", True),
+    ],
+)
 def test_origin_check(origin, host, ok):
     assert origin_allowed(origin, host, ("https://xfer.example",)) is ok
 
@@ -72,13 +75,16 @@ def test_websocket_from_another_site_is_refused(client):
         ws.send_text("{}")
 
 
-@pytest.mark.parametrize(("name", "fallback", "star"), [
-    ("report.pdf", "report.pdf", "report.pdf"),
-    ("../../etc/passwd", "passwd", "passwd"),
-    ('a"b;c%d.txt', "a_b_c_d.txt", "a_b%3Bc%25d.txt"),
-    ("résumé ✓.txt", "r_sum_ _.txt", "r%C3%A9sum%C3%A9%20%E2%9C%93.txt"),
-    ("evil\r\nX-Header: 1\u202e.txt", "evilX-Header_ 1.txt", "evilX-Header_%201.txt"),
-])
+@pytest.mark.parametrize(
+    ("name", "fallback", "star"),
+    [
+        ("report.pdf", "report.pdf", "report.pdf"),
+        ("../../etc/passwd", "passwd", "passwd"),
+        ('a"b;c%d.txt', "a_b_c_d.txt", "a_b%3Bc%25d.txt"),
+        ("résumé ✓.txt", "r_sum_ _.txt", "r%C3%A9sum%C3%A9%20%E2%9C%93.txt"),
+        ("evil\r\nX-Header: 1\u202e.txt", "evilX-Header_ 1.txt", "evilX-Header_%201.txt"),
+    ],
+)
 def test_download_names_are_sanitised(name, fallback, star):
     value = content_disposition(name)
     assert value == f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{star}"

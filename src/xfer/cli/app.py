@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from typer.core import TyperArgument, TyperCommand
@@ -40,7 +39,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Move files and text between devices: terminals, and phones that scan a QR code."""
 
@@ -57,22 +58,50 @@ class _Command(TyperCommand):
 
 
 # Options shared by send and receive.
-RoomOpt = typer.Option(None, "--room", "-r", metavar="CODE", help="Join this room (the code the other side printed) instead of opening one.")
-RelayOpt = typer.Option(None, "--relay", envvar="XFER_RELAY", show_envvar=True, metavar="URL",
-                        help="Relay address: ws://host:port, wss://host, https://host or host:port. "
-                             "Without it, xfer runs a relay inside this process.")
+RoomOpt = typer.Option(
+    None,
+    "--room",
+    "-r",
+    metavar="CODE",
+    help="Join this room (the code the other side printed) instead of opening one.",
+)
+RelayOpt = typer.Option(
+    None,
+    "--relay",
+    envvar="XFER_RELAY",
+    show_envvar=True,
+    metavar="URL",
+    help="Relay address: ws://host:port, wss://host, https://host or host:port. "
+    "Without it, xfer runs a relay inside this process.",
+)
 PortOpt = typer.Option(None, "--port", "-p", metavar="PORT", help="Port for the embedded relay (default: a free one).")
-HostOpt = typer.Option(None, "--host", metavar="ADDR", help="Address the embedded relay listens on (default: all interfaces).")
-PublicOpt = typer.Option(None, "--public-url", metavar="URL", help="Relay address to print and put in the QR code, e.g. behind a proxy.")
-NameOpt = typer.Option(None, "--name", metavar="NAME", help="How others in the room see you (default: this computer's name).")
+HostOpt = typer.Option(
+    None, "--host", metavar="ADDR", help="Address the embedded relay listens on (default: all interfaces)."
+)
+PublicOpt = typer.Option(
+    None, "--public-url", metavar="URL", help="Relay address to print and put in the QR code, e.g. behind a proxy."
+)
+NameOpt = typer.Option(
+    None, "--name", metavar="NAME", help="How others in the room see you (default: this computer's name)."
+)
 JsonOpt = typer.Option(False, "--json", help="Print one JSON event per line on stdout instead of progress bars.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print only errors (and the room code).")
 NoQrOpt = typer.Option(False, "--no-qr", help="Do not print the QR code.")
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks for errors.")
-KeepaliveOpt = typer.Option(20.0, "--keepalive", min=1.0, metavar="SECONDS",
-                            help="Ping the relay this often; a connection silent for twice this long is dead.")
-PeerTimeoutOpt = typer.Option(60.0, "--peer-timeout", min=0.0, metavar="SECONDS",
-                              help="How long to wait for the other side to come back after it left or the relay was lost.")
+KeepaliveOpt = typer.Option(
+    20.0,
+    "--keepalive",
+    min=1.0,
+    metavar="SECONDS",
+    help="Ping the relay this often; a connection silent for twice this long is dead.",
+)
+PeerTimeoutOpt = typer.Option(
+    60.0,
+    "--peer-timeout",
+    min=0.0,
+    metavar="SECONDS",
+    help="How long to wait for the other side to come back after it left or the relay was lost.",
+)
 
 
 def _run(make, *, json_mode: bool, quiet: bool, debug: bool, role: str) -> None:
@@ -93,7 +122,9 @@ def _run(make, *, json_mode: bool, quiet: bool, debug: bool, role: str) -> None:
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         if role == "receive":
-            message = "interrupted; what arrived so far stays hidden in the folder: run the same command again to resume"
+            message = (
+                "interrupted; what arrived so far stays hidden in the folder: run the same command again to resume"
+            )
         else:
             message = "interrupted; the receiver was told to stop"
         out.error(Interrupted(message))
@@ -111,27 +142,43 @@ def _run(make, *, json_mode: bool, quiet: bool, debug: bool, role: str) -> None:
 
 @app.command(cls=_Command)
 def send(
-    paths: List[Path] = typer.Argument(None, metavar="PATH", help="Files or folders to send; - sends standard input.",
-                                       show_default=False),
-    text: Optional[str] = typer.Option(None, "--text", "-t", metavar="TEXT",
-                                       help="Send this text instead of files ('-' reads it from stdin), then exit."),
-    room: Optional[str] = RoomOpt,
-    relay: Optional[str] = RelayOpt,
-    port: Optional[int] = PortOpt,
-    host: Optional[str] = HostOpt,
-    public_url: Optional[str] = PublicOpt,
-    name: Optional[str] = NameOpt,
+    paths: list[Path] = typer.Argument(
+        None, metavar="PATH", help="Files or folders to send; - sends standard input.", show_default=False
+    ),
+    text: str | None = typer.Option(
+        None,
+        "--text",
+        "-t",
+        metavar="TEXT",
+        help="Send this text instead of files ('-' reads it from stdin), then exit.",
+    ),
+    room: str | None = RoomOpt,
+    relay: str | None = RelayOpt,
+    port: int | None = PortOpt,
+    host: str | None = HostOpt,
+    public_url: str | None = PublicOpt,
+    name: str | None = NameOpt,
     json_mode: bool = JsonOpt,
     quiet: bool = QuietOpt,
     no_qr: bool = NoQrOpt,
-    limit_rate: Optional[str] = typer.Option(None, "--limit-rate", metavar="SIZE",
-                                             help="Send at most this much a second, e.g. 20MB or 512KiB."),
-    follow_symlinks: bool = typer.Option(False, "--follow-symlinks",
-                                         help="Send what symlinks inside folders point to (skipped by default)."),
-    receivers: int = typer.Option(1, "--receivers", "-n", min=1, max=19, metavar="N",
-                                  help="Wait for N receivers and send to all at once (the relay fans the data out)."),
-    keep_open: bool = typer.Option(False, "--keep-open",
-                                   help="After each transfer, stay and send again to whoever joins next, until Ctrl-C."),
+    limit_rate: str | None = typer.Option(
+        None, "--limit-rate", metavar="SIZE", help="Send at most this much a second, e.g. 20MB or 512KiB."
+    ),
+    follow_symlinks: bool = typer.Option(
+        False, "--follow-symlinks", help="Send what symlinks inside folders point to (skipped by default)."
+    ),
+    receivers: int = typer.Option(
+        1,
+        "--receivers",
+        "-n",
+        min=1,
+        max=19,
+        metavar="N",
+        help="Wait for N receivers and send to all at once (the relay fans the data out).",
+    ),
+    keep_open: bool = typer.Option(
+        False, "--keep-open", help="After each transfer, stay and send again to whoever joins next, until Ctrl-C."
+    ),
     keepalive: float = KeepaliveOpt,
     peer_timeout: float = PeerTimeoutOpt,
     debug: bool = DebugOpt,
@@ -153,12 +200,21 @@ def send(
     async def main(out) -> None:
         import asyncio
 
-        from ..errors import UsageError
-        from ..errors import Declined, PeerGone
+        from ..errors import Declined, PeerGone, UsageError
         from ..transfer.sender import Sender, check_sources
 
-        opts = RoomOptions(room, relay, port, host, public_url, name, not no_qr, keepalive=keepalive,
-                           reconnect_for=peer_timeout, peer_timeout=peer_timeout)
+        opts = RoomOptions(
+            room,
+            relay,
+            port,
+            host,
+            public_url,
+            name,
+            not no_qr,
+            keepalive=keepalive,
+            reconnect_for=peer_timeout,
+            peer_timeout=peer_timeout,
+        )
         if text is not None:
             from ..transfer.text import TextSender, check_text
 
@@ -166,8 +222,9 @@ def send(
                 raise UsageError("give files or --text, not both")
             message = check_text(sys.stdin.read() if text == "-" else text)
             async with room_session(opts, "sender", out) as session:
-                session.task = TextSender(session.conn, message, out, wait_forever=room is None,
-                                          **session.task_options())
+                session.task = TextSender(
+                    session.conn, message, out, wait_forever=room is None, **session.task_options()
+                )
                 sent = await session.task.run()
                 if hasattr(out, "say"):  # people see a line; --json has the "text-sent" event
                     out.say("Sent the text to " + ", ".join(out._peer(p) for p in sent["to"]))
@@ -179,8 +236,15 @@ def send(
         served: set[int] = set()
         async with room_session(opts, "sender", out) as session:
             while True:
-                sender = session.task = Sender(session.current(), files, out, rate=rate, receivers=receivers,
-                                               exclude=served, **session.task_options())
+                sender = session.task = Sender(
+                    session.current(),
+                    files,
+                    out,
+                    rate=rate,
+                    receivers=receivers,
+                    exclude=served,
+                    **session.task_options(),
+                )
                 try:
                     summary = await sender.run()
                 except asyncio.CancelledError:  # Ctrl-C: tell the receivers, so they drop the partial files
@@ -201,21 +265,36 @@ def send(
 
 @app.command()
 def receive(
-    room: Optional[str] = RoomOpt,
-    relay: Optional[str] = RelayOpt,
-    folder: Path = typer.Option(Path("."), "--dir", "-d", metavar="FOLDER", help="Folder to save into (created if missing).",
-                                show_default="the current folder"),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Accept the offer without asking (needed when stdin is not a terminal)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files instead of saving as 'name (1).ext'."),
-    no_resume: bool = typer.Option(False, "--no-resume", help="Start every file from zero, and keep no partial files after a failure."),
-    stdout: bool = typer.Option(False, "--stdout", help="Write the one received file or stream to standard output "
-                                                        "(messages go to stderr; no resume)."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="-", help="'-' is the same as --stdout."),
+    room: str | None = RoomOpt,
+    relay: str | None = RelayOpt,
+    folder: Path = typer.Option(
+        Path("."),
+        "--dir",
+        "-d",
+        metavar="FOLDER",
+        help="Folder to save into (created if missing).",
+        show_default="the current folder",
+    ),
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Accept the offer without asking (needed when stdin is not a terminal)."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace existing files instead of saving as 'name (1).ext'."
+    ),
+    no_resume: bool = typer.Option(
+        False, "--no-resume", help="Start every file from zero, and keep no partial files after a failure."
+    ),
+    stdout: bool = typer.Option(
+        False,
+        "--stdout",
+        help="Write the one received file or stream to standard output (messages go to stderr; no resume).",
+    ),
+    output: str | None = typer.Option(None, "--output", "-o", metavar="-", help="'-' is the same as --stdout."),
     keep_open: bool = typer.Option(False, "--keep-open", help="Stay in the room for more offers, until Ctrl-C."),
-    port: Optional[int] = PortOpt,
-    host: Optional[str] = HostOpt,
-    public_url: Optional[str] = PublicOpt,
-    name: Optional[str] = NameOpt,
+    port: int | None = PortOpt,
+    host: str | None = HostOpt,
+    public_url: str | None = PublicOpt,
+    name: str | None = NameOpt,
     json_mode: bool = JsonOpt,
     quiet: bool = QuietOpt,
     no_qr: bool = NoQrOpt,
@@ -245,18 +324,38 @@ def receive(
         if to_stdout and json_mode:
             raise UsageError("--stdout and --json both want standard output; pick one")
         if not yes and not sys.stdin.isatty():
-            raise UsageError("stdin is not a terminal, so xfer cannot ask before accepting; add --yes to accept without asking")
+            raise UsageError(
+                "stdin is not a terminal, so xfer cannot ask before accepting; add --yes to accept without asking"
+            )
         target = Path.cwd() if to_stdout else _target_folder(folder)
-        opts = RoomOptions(room, relay, port, host, public_url, name, not no_qr, keepalive=keepalive,
-                           reconnect_for=peer_timeout, peer_timeout=peer_timeout)
+        opts = RoomOptions(
+            room,
+            relay,
+            port,
+            host,
+            public_url,
+            name,
+            not no_qr,
+            keepalive=keepalive,
+            reconnect_for=peer_timeout,
+            peer_timeout=peer_timeout,
+        )
 
         async def decide(event: dict) -> bool:
             return True if yes else await _ask("Accept?", out)
 
         async with room_session(opts, "receiver", out) as session:
             while True:
-                session.task = Receiver(session.current(), target, out, decide, overwrite=overwrite,
-                                        resume=not no_resume, stdout=to_stdout, **session.task_options())
+                session.task = Receiver(
+                    session.current(),
+                    target,
+                    out,
+                    decide,
+                    overwrite=overwrite,
+                    resume=not no_resume,
+                    stdout=to_stdout,
+                    **session.task_options(),
+                )
                 try:
                     await session.task.run()
                 except (Declined, PeerGone, IntegrityFailure) as exc:
@@ -270,7 +369,7 @@ def receive(
     _run(main, json_mode=json_mode, quiet=quiet, debug=debug, role="receive")
 
 
-def _rate(text: Optional[str]) -> Optional[int]:
+def _rate(text: str | None) -> int | None:
     from ..errors import UsageError
     from ..units import parse_size
 
@@ -328,35 +427,74 @@ async def _ask(question: str, out) -> bool:
 @app.command()
 def serve(
     host: str = typer.Option("0.0.0.0", "--host", metavar="ADDR", help="Address to listen on."),
-    port: int = typer.Option(8765, "--port", "-p", envvar="PORT", show_envvar=True, metavar="PORT",
-                             help="Port for the page and the WebSocket endpoint."),
-    public_url: Optional[str] = typer.Option(None, "--public-url", metavar="URL",
-                                             help="The address people use to reach this relay, to print."),
+    port: int = typer.Option(
+        8765,
+        "--port",
+        "-p",
+        envvar="PORT",
+        show_envvar=True,
+        metavar="PORT",
+        help="Port for the page and the WebSocket endpoint.",
+    ),
+    public_url: str | None = typer.Option(
+        None, "--public-url", metavar="URL", help="The address people use to reach this relay, to print."
+    ),
     max_peers: int = typer.Option(20, "--max-peers", metavar="N", help="Peers in one room at most."),
     max_rooms: int = typer.Option(10_000, "--max-rooms", metavar="N", help="Rooms open at once at most."),
-    joins_per_minute: int = typer.Option(60, "--joins-per-minute", metavar="N",
-                                         help="Joins one address may make a minute."),
-    keepalive: float = typer.Option(20.0, "--keepalive", min=1.0, metavar="SECONDS",
-                                    help="Ping peers this often; one silent for twice this long is dropped and its room told."),
-    allow_origin: List[str] = typer.Option([], "--allow-origin", metavar="URL",
-                                           help="Also accept browser WebSockets from pages at this origin "
-                                                "(repeatable), e.g. https://xfer.example behind a reverse proxy "
-                                                "that rewrites Host."),
-    tls_cert: Optional[str] = typer.Option(None, "--tls-cert", metavar="FILE",
-                                           help="Serve HTTPS and WSS with this PEM certificate (chain); needs --tls-key."),
-    tls_key: Optional[str] = typer.Option(None, "--tls-key", metavar="FILE",
-                                          help="The certificate's private key (PEM, without a passphrase)."),
-    trust_proxy: List[str] = typer.Option([], "--trust-proxy", metavar="ADDR",
-                                          help="Believe X-Forwarded-For from this proxy address or network "
-                                               "(repeatable, or a comma list), e.g. 127.0.0.1 behind nginx. "
-                                               "Off by default: limits count the address that connected."),
-    redis: Optional[str] = typer.Option(None, "--redis", envvar="XFER_REDIS", show_envvar=True, metavar="URL",
-                                        help="Share rooms with every relay that uses this Redis, e.g. "
-                                             "redis://10.0.0.5:6379/0 (or rediss://, unix://): peers on "
-                                             "different relays exchange files as if on one."),
-    redis_expiry: float = typer.Option(10.0, "--redis-expiry", min=1.0, max=300.0, metavar="SECONDS",
-                                       help="With --redis: a relay silent this long is taken for dead and "
-                                            "its peers leave their rooms (it beats 4 times as often)."),
+    joins_per_minute: int = typer.Option(
+        60, "--joins-per-minute", metavar="N", help="Joins one address may make a minute."
+    ),
+    keepalive: float = typer.Option(
+        20.0,
+        "--keepalive",
+        min=1.0,
+        metavar="SECONDS",
+        help="Ping peers this often; one silent for twice this long is dropped and its room told.",
+    ),
+    allow_origin: list[str] = typer.Option(
+        [],
+        "--allow-origin",
+        metavar="URL",
+        help="Also accept browser WebSockets from pages at this origin "
+        "(repeatable), e.g. https://xfer.example behind a reverse proxy "
+        "that rewrites Host.",
+    ),
+    tls_cert: str | None = typer.Option(
+        None,
+        "--tls-cert",
+        metavar="FILE",
+        help="Serve HTTPS and WSS with this PEM certificate (chain); needs --tls-key.",
+    ),
+    tls_key: str | None = typer.Option(
+        None, "--tls-key", metavar="FILE", help="The certificate's private key (PEM, without a passphrase)."
+    ),
+    trust_proxy: list[str] = typer.Option(
+        [],
+        "--trust-proxy",
+        metavar="ADDR",
+        help="Believe X-Forwarded-For from this proxy address or network "
+        "(repeatable, or a comma list), e.g. 127.0.0.1 behind nginx. "
+        "Off by default: limits count the address that connected.",
+    ),
+    redis: str | None = typer.Option(
+        None,
+        "--redis",
+        envvar="XFER_REDIS",
+        show_envvar=True,
+        metavar="URL",
+        help="Share rooms with every relay that uses this Redis, e.g. "
+        "redis://10.0.0.5:6379/0 (or rediss://, unix://): peers on "
+        "different relays exchange files as if on one.",
+    ),
+    redis_expiry: float = typer.Option(
+        10.0,
+        "--redis-expiry",
+        min=1.0,
+        max=300.0,
+        metavar="SECONDS",
+        help="With --redis: a relay silent this long is taken for dead and "
+        "its peers leave their rooms (it beats 4 times as often).",
+    ),
     debug: bool = DebugOpt,
 ) -> None:
     """Host a relay: the phone page and the WebSocket endpoint on one port.
@@ -401,13 +539,23 @@ def serve(
     wildcard = host in ("0.0.0.0", "", "::")
     shown = (lan_address() or "127.0.0.1") if wildcard else host
     try:
-        public = relay_ws_url(public_url) if public_url else ws_url_for(shown, sock.getsockname()[1], tls=tls is not None)
+        public = (
+            relay_ws_url(public_url) if public_url else ws_url_for(shown, sock.getsockname()[1], tls=tls is not None)
+        )
     except XferError as exc:
         sock.close()
         console.print(f"[bold red]xfer:[/bold red] {escape(str(exc))}")
         raise typer.Exit(exc.exit_code) from None
-    server = RelayServer(sock, limits=limits, public_relay=public, ping_interval=keepalive, ping_timeout=keepalive,
-                         tls=tls, trusted_proxies=proxies, bus=bus)
+    server = RelayServer(
+        sock,
+        limits=limits,
+        public_relay=public,
+        ping_interval=keepalive,
+        ping_timeout=keepalive,
+        tls=tls,
+        trusted_proxies=proxies,
+        bus=bus,
+    )
     server.app.state.allowed_origins = _origins(allow_origin, console)
     console.print(f"xfer relay {__version__} listening on {host}:{server.port}" + (" (HTTPS and WSS)" if tls else ""))
     if proxies:
@@ -453,7 +601,7 @@ def _redis_bus(url: str, expiry: float):
         raise UsageError(f"--redis: {exc}") from None
 
 
-def _origins(urls: List[str], console) -> tuple[str, ...]:
+def _origins(urls: list[str], console) -> tuple[str, ...]:
     """``--allow-origin`` values as browsers send Origin: scheme://host[:port], nothing more."""
     from urllib.parse import urlsplit
 
@@ -461,7 +609,9 @@ def _origins(urls: List[str], console) -> tuple[str, ...]:
     for url in urls:
         parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
-            console.print(f"[bold red]xfer:[/bold red] --allow-origin {url!r}: give an origin like https://xfer.example")
+            console.print(
+                f"[bold red]xfer:[/bold red] --allow-origin {url!r}: give an origin like https://xfer.example"
+            )
             raise typer.Exit(2)
         origins.append(f"{parts.scheme}://{parts.netloc}".lower())
     return tuple(origins)

@@ -13,9 +13,10 @@ messages, and leaves every other annotation, and any typer without this hook
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
-from typing import Any, Callable, get_args, get_origin
+from typing import Any, get_args, get_origin
 
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off", ""}
@@ -55,8 +56,9 @@ def install() -> bool:
             convert = _converter(descriptor.annotation, descriptor.parameter_info, coerce_cli_path)
         if convert is None:
             return original(descriptor)
-        return PlainRuntimeParam(annotation=descriptor.annotation, parameter_info=descriptor.parameter_info,
-                                 convert=convert)
+        return PlainRuntimeParam(
+            annotation=descriptor.annotation, parameter_info=descriptor.parameter_info, convert=convert
+        )
 
     build_runtime_param.xfer_plain = True  # type: ignore[attr-defined]
     build_runtime_param.typer_own = original  # type: ignore[attr-defined]
@@ -64,7 +66,9 @@ def install() -> bool:
     return True
 
 
-def _converter(annotation: Any, info: Any, coerce_cli_path: Callable[..., Any]) -> Callable[[Any, Any, Any], Any] | None:
+def _converter(
+    annotation: Any, info: Any, coerce_cli_path: Callable[..., Any]
+) -> Callable[[Any, Any, Any], Any] | None:
     """A converter ``(value, param, ctx) -> value`` for ``annotation``, or None to leave it to typer."""
     if getattr(info, "parser", None) is not None or getattr(info, "clamp", False):
         return None
@@ -73,8 +77,9 @@ def _converter(annotation: Any, info: Any, coerce_cli_path: Callable[..., Any]) 
         one = _converter(item, info, coerce_cli_path) if item is not None else None
         if one is None:
             return None
-        return lambda value, param, ctx: [one(v, param, ctx) for v in (value if isinstance(value, (list, tuple))
-                                                                       else [value])]
+        return lambda value, param, ctx: [
+            one(v, param, ctx) for v in (value if isinstance(value, (list, tuple)) else [value])
+        ]
     if annotation is str:
         return lambda value, param, ctx: value if isinstance(value, str) else _text(value)
     if annotation is bool:
@@ -82,6 +87,7 @@ def _converter(annotation: Any, info: Any, coerce_cli_path: Callable[..., Any]) 
     if annotation is int or annotation is float:
         return _number(annotation, info.min, info.max)
     if isinstance(annotation, type) and issubclass(annotation, Path) and getattr(info, "path_type", None) is None:
+
         def path(value: Any, param: Any, ctx: Any) -> Any:
             if not isinstance(value, annotation):
                 if not isinstance(value, (str, PathLike)):
@@ -132,8 +138,10 @@ def _number(kind: type, lo: float | None, hi: float | None) -> Callable[[Any, An
                 value = kind(text.split(".")[0]) if kind is int else kind(text)
             except ValueError:
                 what = "an integer" if kind is int else "a number"
-                raise ValueError(f"Input should be a valid {'integer' if kind is int else 'number'}, "
-                                 f"unable to parse string as {what}") from None
+                raise ValueError(
+                    f"Input should be a valid {'integer' if kind is int else 'number'}, "
+                    f"unable to parse string as {what}"
+                ) from None
         elif kind is int and isinstance(value, float):
             if not value.is_integer():
                 raise ValueError("Input should be a valid integer, got a number with a fractional part")

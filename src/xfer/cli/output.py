@@ -220,8 +220,10 @@ class HumanReporter:
         self.say(f"[yellow]{display_name(message, 300)}[/yellow]")
 
     def on_resume_mismatch(self, name: str, **f: Any) -> None:
-        self.say(f"[yellow]{display_name(name, 120)} is not what the receiver holds a part of; "
-                 "sending it from the start[/yellow]")
+        self.say(
+            f"[yellow]{display_name(name, 120)} is not what the receiver holds a part of; "
+            "sending it from the start[/yellow]"
+        )
 
     def on_progress(self, index: int, bytes: int, total_bytes: int, **f: Any) -> None:
         if self.progress is None:
@@ -231,7 +233,8 @@ class HumanReporter:
             if task is None:
                 name = self.peers.get(int(peer_id), "a receiver")
                 task = self.peer_tasks[int(peer_id)] = self.progress.add_task(
-                    ("→ " + name)[:28].ljust(self._width), total=f.get("total_size") or None)
+                    ("→ " + name)[:28].ljust(self._width), total=f.get("total_size") or None
+                )
             self.progress.update(task, completed=held)
         if index in self.tasks and index not in self.finished:  # sent again to a receiver that came back
             self.progress.update(self.tasks[index], completed=bytes)
@@ -243,8 +246,9 @@ class HumanReporter:
         if self.progress is not None and index in self.tasks:
             task = self.tasks[index]
             self.progress.start_task(task)
-            self.progress.update(task, completed=size or 1,
-                                 description=self.progress.tasks[task].description + " [green]✓[/green]")
+            self.progress.update(
+                task, completed=size or 1, description=self.progress.tasks[task].description + " [green]✓[/green]"
+            )
 
     def on_text(self, text: str, **f: Any) -> None:
         who = display_name(f.get("from", "peer"), 60)

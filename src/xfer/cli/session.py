@@ -39,8 +39,11 @@ class Session:
     task: object | None = None  # the sender or receiver, whose connection may have been replaced
 
     def task_options(self) -> dict:
-        return {"reconnect": self.reconnect, "reconnect_for": self.options.reconnect_for,
-                "peer_timeout": self.options.peer_timeout}
+        return {
+            "reconnect": self.reconnect,
+            "reconnect_for": self.options.reconnect_for,
+            "peer_timeout": self.options.peer_timeout,
+        }
 
     def current(self) -> RelayConnection:
         return getattr(self.task, "conn", None) or self.conn
@@ -71,14 +74,20 @@ async def room_session(opts: RoomOptions, role: str, out) -> AsyncIterator[Sessi
             server, connect_url, public = await _embedded_relay(opts)
         if opts.public_url:
             public = relay_ws_url(opts.public_url)
-        joining = {"role": role, "name": opts.name or default_name(), "session": secrets.token_hex(16),
-                   "ping_interval": opts.keepalive, "ping_timeout": opts.keepalive}
+        joining = {
+            "role": role,
+            "name": opts.name or default_name(),
+            "session": secrets.token_hex(16),
+            "ping_interval": opts.keepalive,
+            "ping_timeout": opts.keepalive,
+        }
         if server is not None:  # our own relay: join it in-process, no loopback socket
             from ..relay.local import open_local
 
             def join(create: bool):
                 return open_local(server.app.state.relay, room_id(code), create=create, **joining)
         else:
+
             def join(create: bool):
                 return open_room(connect_url, room_id(code), create=create, **joining)
 

@@ -6,7 +6,14 @@ frames) first, and those raise nothing but ``ProtocolError``.
 """
 
 from .codes import new_code, parse_code, room_id, short_code
-from .errors import FrameTooLarge, ProtocolError, VersionMismatch
+from .errors import (
+    FrameTooLarge,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    VersionMismatch,
+    XferError,
+)
 from .frames import (
     DEFAULT_CHUNK_SIZE,
     HEADER_SIZE,
@@ -18,6 +25,7 @@ from .frames import (
     parse_chunk,
     parse_header,
 )
+from .limits import LIMITS, Limits
 from .messages import (
     MAX_CONTROL_FRAME,
     PROTOCOL_VERSION,
@@ -46,4 +54,51 @@ from .messages import (
     to_dict,
 )
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "Accept",
+    "Ack",
+    "Cancel",
+    "Chunk",
+    "DEFAULT_CHUNK_SIZE",
+    "Done",
+    "Error",
+    "FileEnd",
+    "FileInfo",
+    "FileStart",
+    "FrameTooLarge",
+    "HEADER_SIZE",
+    "Hello",
+    "LIMITS",
+    "Limits",
+    "LocalProtocolError",
+    "MAX_BINARY_FRAME",
+    "MAX_CHUNK_PAYLOAD",
+    "MAX_CONTROL_FRAME",
+    "Message",
+    "Offer",
+    "PROTOCOL_VERSION",
+    "PeerInfo",
+    "PeerJoined",
+    "PeerLeft",
+    "ProtocolError",
+    "Reject",
+    "RemoteProtocolError",
+    "ResumePoint",
+    "Text",
+    "Verified",
+    "VersionMismatch",
+    "Welcome",
+    "XferError",
+    "check_version",
+    "chunk_header",
+    "encode_chunk",
+    "new_code",
+    "parse_chunk",
+    "parse_code",
+    "parse_header",
+    "parse_message",
+    "room_id",
+    "serialize",
+    "short_code",
+    "to_dict",
+]

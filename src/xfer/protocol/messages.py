@@ -392,8 +392,21 @@ class Text(Message):
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.type: cls
     for cls in (
-        Hello, Welcome, PeerJoined, PeerLeft, Error, Offer, Accept, Reject,
-        FileStart, FileEnd, Ack, Verified, Done, Cancel, Text,
+        Hello,
+        Welcome,
+        PeerJoined,
+        PeerLeft,
+        Error,
+        Offer,
+        Accept,
+        Reject,
+        FileStart,
+        FileEnd,
+        Ack,
+        Verified,
+        Done,
+        Cancel,
+        Text,
     )
 }
 _NESTED: dict[str, type] = {"peer": PeerInfo, "peers": PeerInfo, "files": FileInfo, "resume": ResumePoint}
@@ -404,6 +417,7 @@ _NESTED: dict[str, type] = {"peer": PeerInfo, "peers": PeerInfo, "files": FileIn
 
 def _build(cls: type, data: dict[str, Any]) -> Any:
     """Build ``cls`` from a decoded JSON object, ignoring unknown keys (minor versions add fields)."""
+    what: str = getattr(cls, "type", cls.__name__)
     kwargs: dict[str, Any] = {}
     for field in dataclasses.fields(cls):
         key = "from" if field.name == "sender" else field.name
@@ -416,19 +430,16 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
                 value = _build(nested, _expect_object(value, field.name))
             else:
                 if type(value) is not list:
-                    raise ProtocolError(f"{cls.type}.{field.name}: must be a list")
+                    raise ProtocolError(f"{what}.{field.name}: must be a list")
                 if len(value) > MAX_FILES_PER_OFFER:
-                    raise ProtocolError(f"{cls.type}.{field.name}: too many items")
+                    raise ProtocolError(f"{what}.{field.name}: too many items")
                 value = tuple(_build(nested, _expect_object(v, field.name)) for v in value)
         kwargs[field.name] = value
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing
-        missing = [
-            f.name for f in dataclasses.fields(cls)
-            if f.name not in kwargs and f.default is dataclasses.MISSING
-        ]
-        raise ProtocolError(f"{cls.type}: missing {', '.join(missing) or 'fields'}") from exc
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs and f.default is dataclasses.MISSING]
+        raise ProtocolError(f"{what}: missing {', '.join(missing) or 'fields'}") from exc
 
 
 def _expect_object(value: Any, what: str) -> dict[str, Any]:
@@ -454,7 +465,8 @@ def parse_message(data: str | bytes, *, max_size: int = MAX_CONTROL_FRAME) -> Me
     cls = MESSAGE_TYPES.get(kind) if type(kind) is str else None
     if cls is None:
         raise ProtocolError(f"unknown message type {str(kind)[:40]!r}", code="unknown-type")
-    return _build(cls, obj)
+    message: Message = _build(cls, obj)
+    return message
 
 
 def _plain(value: Any) -> Any:

@@ -19,7 +19,6 @@ from ..protocol import (
     Accept,
     Cancel,
     Done,
-    Reject,
     Error,
     Hello,
     Message,
@@ -27,6 +26,7 @@ from ..protocol import (
     PeerJoined,
     PeerLeft,
     ProtocolError,
+    Reject,
     VersionMismatch,
     Welcome,
     check_version,
@@ -34,18 +34,18 @@ from ..protocol import (
     parse_message,
     serialize,
 )
+from .download import DownloadBridge
 from .hub import (
     CLOSE_HELLO_TIMEOUT,
-    CLOSE_REPLACED,
-    CLOSE_TOO_SLOW,
     CLOSE_NORMAL,
     CLOSE_PROTOCOL,
+    CLOSE_REPLACED,
+    CLOSE_TOO_SLOW,
     CLOSE_VERSION,
     Hub,
     JoinRefused,
     RelayLimits,
 )
-from .download import DownloadBridge
 from .web import origin_allowed, page_routes
 
 log = logging.getLogger("xfer.relay")
@@ -56,6 +56,7 @@ CLOSE_POLICY = 1008  # a browser upgrade from another site's page (Origin check)
 
 
 if sys.version_info >= (3, 11):
+
     async def _within(coro, seconds: float):
         """``wait_for`` without a task per call: this runs once per forwarded frame."""
         async with asyncio.timeout(seconds):
@@ -280,8 +281,13 @@ def _no_such_peer(message: Message | None) -> Error:
     return Error(code="no-such-peer", message="that peer is not in the room", transfer=transfer)
 
 
-def create_app(limits: RelayLimits | None = None, *, public_relay: str = "ws://HOST:PORT",
-               allowed_origins: tuple[str, ...] = (), bus=None) -> Starlette:
+def create_app(
+    limits: RelayLimits | None = None,
+    *,
+    public_relay: str = "ws://HOST:PORT",
+    allowed_origins: tuple[str, ...] = (),
+    bus=None,
+) -> Starlette:
     """``allowed_origins``: page origins besides the relay's own that may open WebSockets
     (a reverse proxy that rewrites Host); also settable later as ``app.state.allowed_origins``.
     ``bus``: a ``bus.RedisBus`` to share rooms with other relays (started by the server)."""

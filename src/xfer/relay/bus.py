@@ -53,7 +53,19 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.exceptions import MaxConnectionsError, RedisError
 
-from ..protocol import Accept, Cancel, Done, PeerInfo, PeerJoined, PeerLeft, ProtocolError, Reject, parse_header, parse_message, serialize
+from ..protocol import (
+    Accept,
+    Cancel,
+    Done,
+    PeerInfo,
+    PeerJoined,
+    PeerLeft,
+    ProtocolError,
+    Reject,
+    parse_header,
+    parse_message,
+    serialize,
+)
 from ..protocol.messages import MAX_ID
 from .hub import (
     CLOSE_RATE_LIMITED,
@@ -164,7 +176,7 @@ class RemotePeer:
     __slots__ = ("info", "relay_id", "room", "bus", "session", "dead")
     address = "remote"
 
-    def __init__(self, bus: "RedisBus", room: str, relay_id: str, info: PeerInfo) -> None:
+    def __init__(self, bus: RedisBus, room: str, relay_id: str, info: PeerInfo) -> None:
         self.bus = bus
         self.room = room
         self.relay_id = relay_id
@@ -237,10 +249,12 @@ class RedisBus:
         # the string is built anyway), which costs more than moving the message.
         # A blocking pool: a burst of joins and leaves waits for a connection instead of failing
         # (redis-py's default pool raises at its limit, which would read as Redis lost).
-        options = dict(protocol=2, socket_connect_timeout=2.0, socket_timeout=max(2.0, expiry / 2),
-                       retry_on_timeout=False)
-        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=POOL_CONNECTIONS,
-                                                        timeout=max(10.0, expiry), **options)
+        options = dict(
+            protocol=2, socket_connect_timeout=2.0, socket_timeout=max(2.0, expiry / 2), retry_on_timeout=False
+        )
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_CONNECTIONS, timeout=max(10.0, expiry), **options
+        )
         self.redis = aioredis.Redis(connection_pool=pool)
         # The heartbeat has a connection of its own: however busy the pool, the relay stays alive.
         self._heart = aioredis.Redis.from_url(url, max_connections=1, **options)
@@ -293,8 +307,12 @@ class RedisBus:
         if self.up:
             log.info("sharing rooms through Redis at %s (this relay is %s)", self.display_url, self.relay_id)
         else:
-            log.warning("cannot reach Redis at %s (%s); retrying. Until it answers this relay opens no rooms "
-                        "and /healthz answers 503", self.display_url, self.last_error or "no answer")
+            log.warning(
+                "cannot reach Redis at %s (%s); retrying. Until it answers this relay opens no rooms "
+                "and /healthz answers 503",
+                self.display_url,
+                self.last_error or "no answer",
+            )
         self._tasks.append(loop.create_task(self._beat()))
 
     async def stop(self) -> None:
@@ -325,8 +343,11 @@ class RedisBus:
         self.last_error = _why(exc)
         if self.up:
             self.up = False
-            log.warning("lost Redis at %s (%s): rooms whose peers are all here go on; "
-                        "new joins wait until it answers again", self.display_url, self.last_error)
+            log.warning(
+                "lost Redis at %s (%s): rooms whose peers are all here go on; new joins wait until it answers again",
+                self.display_url,
+                self.last_error,
+            )
             self._forget_remote()
 
     async def _listen(self) -> None:
@@ -421,8 +442,10 @@ class RedisBus:
                 continue
             log.info("relay %s stopped beating: its peers leave their rooms", relay_id)
             for room, pid in held[relay_id]:
-                await self._leave(keys=[f"{PREFIX}room:{room.id}", f"{PREFIX}rooms"],
-                                  args=[_field(pid), relay_id, room.id, f"{PREFIX}addr:"])
+                await self._leave(
+                    keys=[f"{PREFIX}room:{room.id}", f"{PREFIX}rooms"],
+                    args=[_field(pid), relay_id, room.id, f"{PREFIX}addr:"],
+                )
                 self._remote_left(room.id, pid)
 
     def _forget_remote(self) -> None:
@@ -444,8 +467,15 @@ class RedisBus:
             for peer in local:
                 await self._reseat(
                     keys=[f"{PREFIX}room:{room.id}", f"{PREFIX}rooms", f"{PREFIX}addr:{room.creator_address}"],
-                    args=[now, self.room_ttl_ms, room.id, room.creator_address, _field(peer.info.id),
-                          self._entry(peer)])
+                    args=[
+                        now,
+                        self.room_ttl_ms,
+                        room.id,
+                        room.creator_address,
+                        _field(peer.info.id),
+                        self._entry(peer),
+                    ],
+                )
             members = _members(await self.redis.hgetall(f"{PREFIX}room:{room.id}"))
             for pid, (relay_id, info) in members.items():
                 if relay_id != self.relay_id and pid not in room.peers:
@@ -455,21 +485,30 @@ class RedisBus:
                     self._remote_left(room.id, pid, gone=False)
             relays = {relay_id for relay_id, _ in members.values() if relay_id != self.relay_id}
             for peer in local:
-                await self._publish_news(relays, b"J", {"room": room.id, "relay": self.relay_id,
-                                                        "peer": _info_dict(peer.info)})
+                await self._publish_news(
+                    relays, b"J", {"room": room.id, "relay": self.relay_id, "peer": _info_dict(peer.info)}
+                )
 
     # -- what the relay asks of the bus ---------------------------------------------------
 
     def _entry(self, peer) -> str:
         info = peer.info
-        return json.dumps({"relay": self.relay_id, "name": info.name, "role": info.role, "client": info.client,
-                           "session": _digest(peer.session)})
+        return json.dumps(
+            {
+                "relay": self.relay_id,
+                "name": info.name,
+                "role": info.role,
+                "client": info.client,
+                "session": _digest(peer.session),
+            }
+        )
 
     async def join(self, hello, peer) -> tuple[int, list[PeerInfo], object | None]:
         """Seat ``peer`` in room ``hello.room`` across all relays; sets ``peer.info`` and ``peer.room``."""
         if not self.up:
-            raise JoinRefused("unavailable", "the relay cannot reach its Redis at the moment; try again shortly",
-                              CLOSE_TRY_LATER)
+            raise JoinRefused(
+                "unavailable", "the relay cannot reach its Redis at the moment; try again shortly", CLOSE_TRY_LATER
+            )
         limits = self.hub.limits
         address = peer.address
         for _ in range(5):
@@ -478,17 +517,33 @@ class RedisBus:
             peer.info = info
             try:
                 reply = await self._join(
-                    keys=[f"{PREFIX}room:{hello.room}", f"{PREFIX}rooms", f"{PREFIX}addr:{address}",
-                          f"{PREFIX}rate:{address}"],
-                    args=[int(time.time() * 1000), _field(peer_id), self._entry(peer), int(hello.create),
-                          _digest(hello.session), limits.max_peers_per_room, limits.max_rooms,
-                          limits.max_rooms_per_address, limits.joins_per_minute, self.room_ttl_ms, hello.room,
-                          address])
+                    keys=[
+                        f"{PREFIX}room:{hello.room}",
+                        f"{PREFIX}rooms",
+                        f"{PREFIX}addr:{address}",
+                        f"{PREFIX}rate:{address}",
+                    ],
+                    args=[
+                        int(time.time() * 1000),
+                        _field(peer_id),
+                        self._entry(peer),
+                        int(hello.create),
+                        _digest(hello.session),
+                        limits.max_peers_per_room,
+                        limits.max_rooms,
+                        limits.max_rooms_per_address,
+                        limits.joins_per_minute,
+                        self.room_ttl_ms,
+                        hello.room,
+                        address,
+                    ],
+                )
             except (RedisError, OSError) as exc:
                 self._lost(exc)
                 why = "is busy" if _busy(exc) else "went away"
-                raise JoinRefused("unavailable", f"the relay's Redis {why}; try again shortly",
-                                  CLOSE_TRY_LATER) from None
+                raise JoinRefused(
+                    "unavailable", f"the relay's Redis {why}; try again shortly", CLOSE_TRY_LATER
+                ) from None
             status = _text(reply[0])
             if status != "retry":
                 break
@@ -512,8 +567,7 @@ class RedisBus:
                 self.hub.leave(room_id, stale_id)
             if stale_relay != self.relay_id:
                 stale = stale or RemotePeer(self, room_id, stale_relay, PeerInfo(id=stale_id, name="", role="sender"))
-                await self._publish_news({stale_relay}, b"E", {"room": room_id, "id": stale_id,
-                                                               "code": CLOSE_REPLACED})
+                await self._publish_news({stale_relay}, b"E", {"room": room_id, "id": stale_id, "code": CLOSE_REPLACED})
             relays = {relay for relay, _ in members.values() if relay not in (self.relay_id, stale_relay)}
             await self._publish_news(relays, b"L", {"room": room_id, "id": stale_id})
         for pid, (relay_id, other_info) in members.items():
@@ -531,8 +585,9 @@ class RedisBus:
 
     async def joined(self, room_id: str, peer) -> None:
         """Tell the other relays of the room that ``peer`` (ours) joined it."""
-        await self._publish_news(self._relays_of(room_id), b"J",
-                                 {"room": room_id, "relay": self.relay_id, "peer": _info_dict(peer.info)})
+        await self._publish_news(
+            self._relays_of(room_id), b"J", {"room": room_id, "relay": self.relay_id, "peer": _info_dict(peer.info)}
+        )
 
     async def left(self, room_id: str, peer_id: int, remaining: list) -> None:
         """Our peer left: take it out of Redis and tell the relays that hold the rest of the room."""
@@ -541,8 +596,10 @@ class RedisBus:
             box.task.cancel()
         relays = {p.relay_id for p in remaining if p.relay_id is not None}
         try:
-            await self._leave(keys=[f"{PREFIX}room:{room_id}", f"{PREFIX}rooms"],
-                              args=[_field(peer_id), self.relay_id, room_id, f"{PREFIX}addr:"])
+            await self._leave(
+                keys=[f"{PREFIX}room:{room_id}", f"{PREFIX}rooms"],
+                args=[_field(peer_id), self.relay_id, room_id, f"{PREFIX}addr:"],
+            )
         except (RedisError, OSError) as exc:
             self._pending_leaves[(room_id, peer_id)] = relays  # the next beat tries again
             self._lost(exc)
@@ -551,8 +608,10 @@ class RedisBus:
 
     async def _flush_leaves(self) -> None:
         for (room_id, peer_id), relays in list(self._pending_leaves.items()):
-            await self._leave(keys=[f"{PREFIX}room:{room_id}", f"{PREFIX}rooms"],
-                              args=[_field(peer_id), self.relay_id, room_id, f"{PREFIX}addr:"])
+            await self._leave(
+                keys=[f"{PREFIX}room:{room_id}", f"{PREFIX}rooms"],
+                args=[_field(peer_id), self.relay_id, room_id, f"{PREFIX}addr:"],
+            )
             del self._pending_leaves[(room_id, peer_id)]
             await self._publish_news(relays, b"L", {"room": room_id, "id": peer_id})
 
@@ -622,12 +681,12 @@ class RedisBus:
     async def _received(self, data: bytes) -> None:
         kind = data[:1]
         if kind == b"D":
-            room_id = data[1:1 + _ROOM_CHARS].decode("ascii")
+            room_id = data[1 : 1 + _ROOM_CHARS].decode("ascii")
             (count,) = _COUNT.unpack_from(data, 1 + _ROOM_CHARS)
             start = 1 + _ROOM_CHARS + _COUNT.size
             ids = [_IDS.unpack_from(data, start + 4 * i)[0] for i in range(count)]
             start += 4 * count
-            frame_kind, body = data[start:start + 1], data[start + 1:]
+            frame_kind, body = data[start : start + 1], data[start + 1 :]
             await self._frame(room_id, ids, body.decode() if frame_kind == b"t" else body)
             return
         if kind in _DOWNLOAD_KINDS:
@@ -670,8 +729,9 @@ class RedisBus:
             return
         if not targets:
             return
-        if await self.relay.downloads.intercept(room_id, sender, message, data if message is None else None, targets,
-                                                from_bus=True):
+        if await self.relay.downloads.intercept(
+            room_id, sender, message, data if message is None else None, targets, from_bus=True
+        ):
             return
         for peer in targets:
             self._post(peer, data)
@@ -708,8 +768,11 @@ class RedisBus:
             self._post(other, message)
 
     def status(self) -> dict:
-        return {"redis": "up" if self.up else "down", "relay_id": self.relay_id,
-                **({} if self.up else {"redis_error": self.last_error})}
+        return {
+            "redis": "up" if self.up else "down",
+            "relay_id": self.relay_id,
+            **({} if self.up else {"redis_error": self.last_error}),
+        }
 
 
 def _busy(exc: BaseException) -> bool:

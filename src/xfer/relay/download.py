@@ -47,7 +47,21 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..protocol import Accept, Ack, Cancel, Done, Error, FileEnd, FileStart, Message, Offer, Reject, Verified, parse_chunk, serialize
+from ..protocol import (
+    Accept,
+    Ack,
+    Cancel,
+    Done,
+    Error,
+    FileEnd,
+    FileStart,
+    Message,
+    Offer,
+    Reject,
+    Verified,
+    parse_chunk,
+    serialize,
+)
 from ..protocol.errors import ProtocolError
 from ..transfer.names import safe_name
 
@@ -153,8 +167,9 @@ class DownloadBridge:
 
     # -- hooks from the relay's forwarding loop ------------------------------------
 
-    async def intercept(self, room: str, me: int, message: Message | None, data: bytes | None,
-                        targets: list, from_bus: bool = False) -> bool:
+    async def intercept(
+        self, room: str, me: int, message: Message | None, data: bytes | None, targets: list, from_bus: bool = False
+    ) -> bool:
         """Look at a frame from peer ``me`` before it is forwarded; True means it was consumed.
 
         A chunk fanned out to several receivers (``to`` 0) may reach pages and terminals
@@ -210,18 +225,32 @@ class DownloadBridge:
     async def _accept(self, room: str, me: int, accept: Accept) -> bool:
         offer = self.offers.get((room, me))
         token = accept.download
-        ok = (offer is not None and offer.sender == accept.to and offer.transfer == accept.transfer
-              and token not in self.by_token)
+        ok = (
+            offer is not None
+            and offer.sender == accept.to
+            and offer.transfer == accept.transfer
+            and token not in self.by_token
+        )
         if not ok:
-            await self._tell(room, me, Error(to=me, code="download-unavailable", transfer=accept.transfer,
-                                             message="the relay cannot stream this offer; ask for it again"))
+            await self._tell(
+                room,
+                me,
+                Error(
+                    to=me,
+                    code="download-unavailable",
+                    transfer=accept.transfer,
+                    message="the relay cannot stream this offer; ask for it again",
+                ),
+            )
             return True
         old = self.by_page.get((room, me))
         if old is not None:
             self._end(old, "a new offer was accepted")
         files = [FileStream(i, safe_name(f.name), f.size, f.mime) for i, f in enumerate(offer.files)]
         window = offer.window or 8 * 1024 * 1024
-        d = Download(room, me, offer.sender, offer.transfer, token, files, ack_every=max(1, min(ACK_EVERY, window // 4)))
+        d = Download(
+            room, me, offer.sender, offer.transfer, token, files, ack_every=max(1, min(ACK_EVERY, window // 4))
+        )
         self.by_page[(room, me)] = d
         self.by_token[token] = d
         if self.bus is not None:  # before the accept goes on: the page may ask any relay for the file
@@ -312,10 +341,14 @@ class DownloadBridge:
         if d.failed:
             return
         self._end(d, why)
-        await self._tell(d.room, d.sender, Error(to=d.sender, sender=d.page, code=code, message=why[:200],
-                                                 transfer=d.transfer, index=index))
-        await self._tell(d.room, d.page, Error(to=d.page, code=code, message=why[:200],
-                                               transfer=d.transfer, index=index))
+        await self._tell(
+            d.room,
+            d.sender,
+            Error(to=d.sender, sender=d.page, code=code, message=why[:200], transfer=d.transfer, index=index),
+        )
+        await self._tell(
+            d.room, d.page, Error(to=d.page, code=code, message=why[:200], transfer=d.transfer, index=index)
+        )
 
     def _end(self, d: Download, why: str | None) -> None:
         """Forget ``d``; abort responses still running (``why`` set) and free a blocked sender."""
@@ -343,8 +376,9 @@ class DownloadBridge:
     async def _http(self, request: Request) -> Response:
         token, index = request.path_params["token"], request.path_params["index"]
         if request.method != "GET":  # (Starlette routes HEAD too; it must not use up the link)
-            return PlainTextResponse("Downloads answer GET only.", status_code=405,
-                                     headers={"Allow": "GET", **_NO_STORE})
+            return PlainTextResponse(
+                "Downloads answer GET only.", status_code=405, headers={"Allow": "GET", **_NO_STORE}
+            )
         if not _TOKEN.match(token):
             return _refusal(404)
         d = self.by_token.get(token)
@@ -396,10 +430,12 @@ class DownloadBridge:
         await send({"type": "http.response.body", "body": held or b"", "more_body": False})
         f.complete = True
         await self._written(d, len(held or b""), force=True)
-        await self._tell(d.room, d.sender, Verified(to=d.sender, sender=d.page, transfer=d.transfer,
-                                                    index=f.index, sha256=expected))
-        await self._tell(d.room, d.page, Verified(to=d.page, sender=d.sender, transfer=d.transfer,
-                                                  index=f.index, sha256=expected))
+        await self._tell(
+            d.room, d.sender, Verified(to=d.sender, sender=d.page, transfer=d.transfer, index=f.index, sha256=expected)
+        )
+        await self._tell(
+            d.room, d.page, Verified(to=d.page, sender=d.sender, transfer=d.transfer, index=f.index, sha256=expected)
+        )
 
     async def _written(self, d: Download, n: int, force: bool = False) -> None:
         d.acked += n
@@ -459,8 +495,14 @@ class DownloadBridge:
         elif kind == b"X":
             e.items.put_nowait(("abort",))
         elif kind == b"Z" and e.download is not None and e.file is not None:  # the phone went away there
-            self._spawn(self._fail(e.download, "download-cancelled",
-                                   f"the download of {e.file.name} stopped on the phone", e.file.index))
+            self._spawn(
+                self._fail(
+                    e.download,
+                    "download-cancelled",
+                    f"the download of {e.file.name} stopped on the phone",
+                    e.file.index,
+                )
+            )
 
     async def _serve_elsewhere(self, stream: str, token: str, index: int, relay: str) -> None:
         """On the page's relay: stream file ``index`` to the relay that has the HTTP request."""
@@ -553,8 +595,9 @@ class _BridgeResponse(Response):
             return
         if not pump.done():
             pump.cancel()
-            await self.bridge._fail(self.d, "download-cancelled", f"the download of {self.f.name} stopped on the phone",
-                                    self.f.index)
+            await self.bridge._fail(
+                self.d, "download-cancelled", f"the download of {self.f.name} stopped on the phone", self.f.index
+            )
         raise _Aborted("download aborted")  # uvicorn drops the connection: the browser sees a failed download
 
 

@@ -14,23 +14,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..protocol import MAX_BINARY_FRAME, MAX_CONTROL_FRAME, PeerInfo
+from ..protocol import PeerInfo
+from ..protocol.limits import Limits
 from ..protocol.messages import MAX_ID
 
-
-@dataclass(frozen=True)
-class RelayLimits:
-    """Every limit the relay enforces, with its default."""
-
-    max_peers_per_room: int = 20
-    max_rooms: int = 10_000
-    max_rooms_per_address: int = 50
-    joins_per_minute: int = 60  # per client address, a token bucket
-    handshake_timeout: float = 10.0  # seconds for a new connection's first HTTP request
-    hello_timeout: float = 10.0  # seconds to send hello after the WebSocket opened
-    send_timeout: float = 30.0  # a peer that takes longer to accept one frame is dropped
-    max_control_frame: int = MAX_CONTROL_FRAME
-    max_binary_frame: int = MAX_BINARY_FRAME
+RelayLimits = Limits  # the relay reads the relay's part of the one Limits
 
 
 class Peer(Protocol):

@@ -44,8 +44,9 @@ class LocalPeer:
     async def close(self, code: int, error: Error | None = None) -> None:
         """The relay closes us, for breaking the protocol: keep its reason for the next call."""
         if error is not None:
-            self.error = PeerProtocolError(f"the relay closed the connection: {error.message or error.code}",
-                                           error.code)
+            self.error = PeerProtocolError(
+                f"the relay closed the connection: {error.message or error.code}", error.code
+            )
         self._end()
 
     def _end(self) -> None:
@@ -91,11 +92,13 @@ class LocalConnection(RelayConnection):
             await self.relay.leave(self.peer)
 
 
-async def open_local(relay, room: str, *, role: str, name: str, create: bool,
-                     session: str | None = None, **_ignored) -> LocalConnection:
+async def open_local(
+    relay, room: str, *, role: str, name: str, create: bool, session: str | None = None, **_ignored
+) -> LocalConnection:
     """Join (or open) room ``room`` on ``relay`` from inside its own process."""
-    hello = Hello(version=PROTOCOL_VERSION, room=room, role=role, name=name, client=CLIENT, create=create,
-                  session=session)
+    hello = Hello(
+        version=PROTOCOL_VERSION, room=room, role=role, name=name, client=CLIENT, create=create, session=session
+    )
     peer = LocalPeer()
     try:
         peer_id, others = await relay.join_local(peer, hello)

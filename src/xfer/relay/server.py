@@ -130,8 +130,10 @@ def trusted_proxies(values: Iterable[str]) -> tuple[str, ...]:
             if not item:
                 continue
             if item == "*":
-                raise UsageError("--trust-proxy '*' would let every client choose its own address; "
-                                 "give the proxies' network instead, e.g. 10.0.0.0/8")
+                raise UsageError(
+                    "--trust-proxy '*' would let every client choose its own address; "
+                    "give the proxies' network instead, e.g. 10.0.0.0/8"
+                )
             try:
                 item = str(ipaddress.ip_network(item, strict=False)) if "/" in item else str(ipaddress.ip_address(item))
             except ValueError:

@@ -97,8 +97,14 @@ class PeerTask:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def until(self, predicate: Callable[[], Any], *, deadline: float | None = None,
-                    timeout_error: Callable[[], BaseException] | None = None, breakable: bool = True) -> None:
+    async def until(
+        self,
+        predicate: Callable[[], Any],
+        *,
+        deadline: float | None = None,
+        timeout_error: Callable[[], BaseException] | None = None,
+        breakable: bool = True,
+    ) -> None:
         """Wait until ``predicate()`` is true. Raise the failure if one comes first,
         ``RoundBroken`` if the round is interrupted, or ``timeout_error()`` at ``deadline``."""
         loop = asyncio.get_running_loop()

@@ -127,12 +127,21 @@ async def open_room(
         ) from exc
     except (OSError, asyncio.TimeoutError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
         reason = _reason(exc)
-        raise RelayUnreachable(
-            f"cannot reach relay {url} ({reason}). Is `xfer serve` running there?"
-        ) from exc
+        raise RelayUnreachable(f"cannot reach relay {url} ({reason}). Is `xfer serve` running there?") from exc
     try:
-        await ws.send(serialize(Hello(version=PROTOCOL_VERSION, room=room, role=role, name=name,
-                                      client=CLIENT, create=create, session=session)))
+        await ws.send(
+            serialize(
+                Hello(
+                    version=PROTOCOL_VERSION,
+                    room=room,
+                    role=role,
+                    name=name,
+                    client=CLIENT,
+                    create=create,
+                    session=session,
+                )
+            )
+        )
         reply = parse_message(await asyncio.wait_for(ws.recv(), open_timeout))
         if isinstance(reply, Error):
             raise _join_error(reply)

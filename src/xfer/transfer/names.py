@@ -47,8 +47,9 @@ MAX_NUMBERED = 10_000
 _INVALID = re.compile(r'[<>:"|?*]')
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _SEPARATORS = re.compile(r"[/\\]")
-_RESERVED = frozenset(["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
-                      + [f"{dev}{d}" for dev in ("COM", "LPT") for d in "0123456789¹²³"])
+_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"] + [f"{dev}{d}" for dev in ("COM", "LPT") for d in "0123456789¹²³"]
+)
 _EXT = re.compile(r"\.[^.\s]{1,16}")
 _COMPRESSED = frozenset([".gz", ".bz2", ".xz", ".zst", ".lz", ".lzma", ".lz4", ".br", ".z"])
 _INNER_EXT = re.compile(r"\.[A-Za-z0-9]{1,5}")
@@ -114,8 +115,10 @@ def _ellipsize(tokens: list[str], limit: int) -> list[int | None]:
         return list(range(len(tokens)))
     head: list[int | None] = []
     tail: list[int | None] = []
-    for out, order, budget in ((head, range(len(tokens)), limit // 2),
-                               (tail, range(len(tokens) - 1, -1, -1), (limit - 1) // 2)):
+    for out, order, budget in (
+        (head, range(len(tokens)), limit // 2),
+        (tail, range(len(tokens) - 1, -1, -1), (limit - 1) // 2),
+    ):
         for i in order:
             if len(tokens[i]) > budget:
                 break
@@ -152,17 +155,24 @@ def display_name(raw: str, limit: int = 200) -> str:
     s = raw if isinstance(raw, str) else str(raw)
     limit = max(int(limit), 1)
     if len(s) > 2 * limit + 2:  # every char shows as >= 1 char: the middle is never shown
-        s = s[: limit + 1] + s[-(limit + 1):]
-    tokens = [ch if not _hostile(ch) else f"\\x{ord(ch):02x}" if ord(ch) < 0x100
-              else f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}"
-              for ch in s]
+        s = s[: limit + 1] + s[-(limit + 1) :]
+    tokens = [
+        ch
+        if not _hostile(ch)
+        else f"\\x{ord(ch):02x}"
+        if ord(ch) < 0x100
+        else f"\\u{ord(ch):04x}"
+        if ord(ch) < 0x10000
+        else f"\\U{ord(ch):08x}"
+        for ch in s
+    ]
     if tokens and tokens[-1] == "\\":  # would escape whatever tag the caller puts next
         tokens[-1] = "\\x5c"
     # rich turns ":smile:" into an emoji. Escape the opening colon of *every* ":code:"
     # substring, so no pairing of colons, before or after truncation, yields one.
     colons = [i for i, t in enumerate(tokens) if t == ":"]
     for i, j in zip(colons, colons[1:]):
-        code = "".join(tokens[i + 1:j])
+        code = "".join(tokens[i + 1 : j])
         if any(ch.isspace() for ch in code):
             continue
         bare = re.sub(r"-(emoji|text)$", "", code).lower()

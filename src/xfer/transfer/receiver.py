@@ -41,8 +41,8 @@ from ..units import human_size
 from . import store
 from .base import ACK_EVERY, PeerTask, RoundBroken, peer_label
 from .names import finalize, safe_relpath
-from .tree import Placement
 from .sender import peer_dict
+from .tree import Placement
 
 Decide = Callable[[dict[str, Any]], Awaitable[bool]]
 SPACE_MARGIN = 16 * 1024 * 1024  # keep some free space for the rest of the system
@@ -156,8 +156,12 @@ class Receiver(PeerTask):
         if cur is not None and (cur.slot.info.stream or cur.fd == self.sink_fd):
             self._close_current()
             store.discard(cur.slot)
-            self.fail(PeerGone(f"the transfer of {cur.name} broke off ({human_size(cur.written)} written); "
-                               "a stream cannot resume: run the pipeline again"))
+            self.fail(
+                PeerGone(
+                    f"the transfer of {cur.name} broke off ({human_size(cur.written)} written); "
+                    "a stream cannot resume: run the pipeline again"
+                )
+            )
             return
         self.emit("interrupted", reason=reason, at=self._left)
         self._close_current()
@@ -174,14 +178,21 @@ class Receiver(PeerTask):
 
     def _same_files(self, offer: Offer) -> bool:
         return self.offer is not None and [store.file_key(f) for f in offer.files] == [
-            store.file_key(f) for f in self.offer.files]
+            store.file_key(f) for f in self.offer.files
+        ]
 
     async def _on_offer(self, offer: Offer) -> None:
         if self.offer is not None and not self._complete():
             deciding = self._decision is not None and not self._decision.done()
             if not self._same_files(offer) or deciding:
-                await self.conn.send(Reject(to=offer.sender, transfer=offer.transfer, code="busy",
-                                            reason="this receiver is busy with another offer"))
+                await self.conn.send(
+                    Reject(
+                        to=offer.sender,
+                        transfer=offer.transfer,
+                        code="busy",
+                        reason="this receiver is busy with another offer",
+                    )
+                )
                 return
             # The same files again: the sender is back (perhaps before we noticed it had gone).
             # Resume without asking; whatever the old connection still sends is ignored.
@@ -196,15 +207,27 @@ class Receiver(PeerTask):
         if offer.window is not None:  # ack often enough that the sender's window never runs dry
             self.ack_every = max(1, min(self.ack_every, offer.window // 4))
         self.slots = [store.slot_for(self.folder, f, safe_relpath(f.name)) for f in offer.files]
-        files = [{"index": i, "name": slot.name, "size": slot.info.size, "kind": slot.info.kind}
-                 for i, slot in enumerate(self.slots)]
+        files = [
+            {"index": i, "name": slot.name, "size": slot.info.size, "kind": slot.info.kind}
+            for i, slot in enumerate(self.slots)
+        ]
         sender = self.conn.peers.get(offer.sender or 0)
-        event = {"transfer": offer.transfer, "from": peer_dict(sender) if sender else {"id": offer.sender},
-                 "files": files, "total": offer.total}
+        event = {
+            "transfer": offer.transfer,
+            "from": peer_dict(sender) if sender else {"id": offer.sender},
+            "files": files,
+            "total": offer.total,
+        }
         self.emit("offer", **event)
         if self.sink_fd is not None and (len(self.slots) != 1 or self.slots[0].info.kind == "dir"):
-            await self.conn.send(Reject(to=offer.sender, transfer=offer.transfer, code="one-file-only",
-                                        reason="the receiver writes to standard output: one file or stream only"))
+            await self.conn.send(
+                Reject(
+                    to=offer.sender,
+                    transfer=offer.transfer,
+                    code="one-file-only",
+                    reason="the receiver writes to standard output: one file or stream only",
+                )
+            )
             self.fail(LocalFileError(f"--stdout takes one file or stream; this offer has {len(self.slots)} entries"))
             return
         self._decision = asyncio.create_task(self._answer(offer, event))
@@ -235,10 +258,20 @@ class Receiver(PeerTask):
         free = shutil.disk_usage(self.folder).free
         needed = offer.total - held
         if needed + SPACE_MARGIN > free:
-            await self.conn.send(Reject(to=offer.sender, transfer=offer.transfer, code="no-space",
-                                        reason=f"needs {human_size(needed)}, {human_size(free)} free"))
-            self.fail(LocalFileError(f"not enough space in {self.folder}: offer needs {human_size(needed)}, "
-                                     f"{human_size(free)} free", "no-space"))
+            await self.conn.send(
+                Reject(
+                    to=offer.sender,
+                    transfer=offer.transfer,
+                    code="no-space",
+                    reason=f"needs {human_size(needed)}, {human_size(free)} free",
+                )
+            )
+            self.fail(
+                LocalFileError(
+                    f"not enough space in {self.folder}: offer needs {human_size(needed)}, {human_size(free)} free",
+                    "no-space",
+                )
+            )
             return
         try:
             await asyncio.to_thread(self._make_folders)
@@ -272,8 +305,7 @@ class Receiver(PeerTask):
         for index, slot in enumerate(self.slots):
             if index in self.saved:
                 if slot.info.kind == "file" and not slot.info.stream:
-                    points[index] = ResumePoint(index=index, offset=slot.info.size,
-                                                sha256=self.saved[index]["sha256"])
+                    points[index] = ResumePoint(index=index, offset=slot.info.size, sha256=self.saved[index]["sha256"])
                 continue
             if not self.resume:
                 store.discard(slot)
@@ -334,8 +366,12 @@ class Receiver(PeerTask):
     async def _on_chunk(self, chunk: Chunk) -> None:
         cur = self.current
         assert self.offer is not None
-        if (cur is None or chunk.transfer != self.offer.transfer or chunk.index != cur.index
-                or chunk.offset != cur.written):
+        if (
+            cur is None
+            or chunk.transfer != self.offer.transfer
+            or chunk.index != cur.index
+            or chunk.offset != cur.written
+        ):
             raise self._broken("a chunk arrived out of order or for an unknown file")
         n = len(chunk.payload)
         if cur.size is not None and cur.written + n > cur.size:
@@ -358,8 +394,15 @@ class Receiver(PeerTask):
         self.last_ack = self.round_bytes
         await self.conn.send(Ack(to=self.offer.sender, transfer=self.offer.transfer, bytes=self.round_bytes))
         held = self._saved_bytes + (cur.written if cur.index not in self.saved else 0)
-        self.emit("progress", index=cur.index, name=cur.name, bytes=cur.written, size=cur.size,
-                  total_bytes=min(held, self.offer.total), total_size=self.offer.total)
+        self.emit(
+            "progress",
+            index=cur.index,
+            name=cur.name,
+            bytes=cur.written,
+            size=cur.size,
+            total_bytes=min(held, self.offer.total),
+            total_size=self.offer.total,
+        )
 
     async def _on_file_end(self, msg: FileEnd) -> None:
         cur, offer = self.current, self.offer
@@ -368,7 +411,9 @@ class Receiver(PeerTask):
             raise self._broken("file-end for a file that is not being sent")
         if (cur.size is not None and msg.size != cur.size) or cur.written != msg.size:
             offered = "a stream" if cur.size is None else f"{cur.size} bytes"
-            raise self._broken(f"{cur.name} ended at {cur.written} bytes ({msg.size} claimed), but {offered} were offered")
+            raise self._broken(
+                f"{cur.name} ended at {cur.written} bytes ({msg.size} claimed), but {offered} were offered"
+            )
         cur.size = msg.size
         if cur.fd < 0:  # we had it whole already
             entry = self.saved.get(msg.index) or self._already_saved(cur, msg.sha256)
@@ -377,7 +422,9 @@ class Receiver(PeerTask):
         self.current = None
         self.next_index += 1
         await self._ack(cur)
-        await self.conn.send(Verified(to=offer.sender, transfer=offer.transfer, index=msg.index, sha256=entry["sha256"]))
+        await self.conn.send(
+            Verified(to=offer.sender, transfer=offer.transfer, index=msg.index, sha256=entry["sha256"])
+        )
         if msg.index not in self.saved:
             self.saved[msg.index] = entry
             self._saved_bytes += entry["size"]
@@ -397,8 +444,9 @@ class Receiver(PeerTask):
             sha = cur.digest.hexdigest()
             if sha != expected:
                 await self._send_error("hash-mismatch", f"SHA-256 of {cur.name} did not match", cur.index)
-                raise IntegrityFailure(f"what was written to standard output ({cur.name}) did not match its SHA-256; "
-                                       "do not trust it")
+                raise IntegrityFailure(
+                    f"what was written to standard output ({cur.name}) did not match its SHA-256; do not trust it"
+                )
             return {"index": cur.index, "name": cur.name, "size": cur.size, "sha256": sha, "path": "-"}
         try:
             await asyncio.to_thread(os.fsync, fd)
@@ -440,8 +488,9 @@ class Receiver(PeerTask):
 
     async def _send_error(self, code: str, message: str, index: int | None = None) -> None:
         assert self.offer is not None
-        await self.send_quietly(Error(to=self.offer.sender, code=code, message=message[:200],
-                                      transfer=self.offer.transfer, index=index))
+        await self.send_quietly(
+            Error(to=self.offer.sender, code=code, message=message[:200], transfer=self.offer.transfer, index=index)
+        )
 
     async def _write_failed(self, exc: OSError, name: str) -> XferError:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -458,8 +507,9 @@ class Receiver(PeerTask):
     async def main(self) -> dict[str, Any]:
         def gone() -> BaseException:
             where = getattr(self, "_left", "the transfer")
-            return PeerGone(f"the sender left during {where} and did not come back. "
-                            "Run the same command again to resume.")
+            return PeerGone(
+                f"the sender left during {where} and did not come back. Run the same command again to resume."
+            )
 
         try:
             if self.offer is None:
@@ -468,8 +518,12 @@ class Receiver(PeerTask):
                 if self.away_since is None:
                     await self.until(lambda: self._complete() or self.away_since is not None, breakable=False)
                 else:  # the sender is away: wait for it, but not for ever
-                    await self.until(lambda: self._complete() or self.away_since is None, breakable=False,
-                                     deadline=self.away_since + self.peer_timeout, timeout_error=gone)
+                    await self.until(
+                        lambda: self._complete() or self.away_since is None,
+                        breakable=False,
+                        deadline=self.away_since + self.peer_timeout,
+                        timeout_error=gone,
+                    )
         except BaseException as exc:
             self._close_current()
             if not self.resume or isinstance(exc, PeerProtocolError):  # nothing kept from a peer that broke the rules
@@ -485,15 +539,23 @@ class Receiver(PeerTask):
         seconds = time.monotonic() - self.started
         saved = [self.saved[i] for i in sorted(self.saved)]
         files = [e for e in saved if e.get("kind") != "dir"]
-        summary = {"files": len(files), "bytes": sum(e["size"] for e in files), "seconds": round(seconds, 3),
-                   "folder": str(self.folder), "saved": saved}
+        summary = {
+            "files": len(files),
+            "bytes": sum(e["size"] for e in files),
+            "seconds": round(seconds, 3),
+            "folder": str(self.folder),
+            "saved": saved,
+        }
         self.emit("done", **summary)
         return summary
 
     def _set_folder_times(self) -> None:
         """Folders get their modification times last (writing into them changed them), deepest first."""
-        folders = [(self.saved[i]["path"], slot.info.mtime) for i, slot in enumerate(self.slots)
-                   if slot.info.kind == "dir" and slot.info.mtime is not None and i in self.saved]
+        folders = [
+            (self.saved[i]["path"], slot.info.mtime)
+            for i, slot in enumerate(self.slots)
+            if slot.info.kind == "dir" and slot.info.mtime is not None and i in self.saved
+        ]
         for path, mtime in sorted(folders, key=lambda item: -item[0].count(os.sep)):
             try:
                 os.utime(path, (mtime, mtime), follow_symlinks=False)

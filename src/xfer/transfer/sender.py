@@ -237,8 +237,16 @@ class Sender(PeerTask):
         # a round for receivers that came back late resends what the others already verified
         held = self.total if len(self.verified) == len(self.files) else self._held + done
         extra = {"peers": {str(peer): acked for peer, acked in self.acks.items()}} if self._fanout else {}
-        self.emit("progress", index=index, name=f.name, bytes=done, size=f.size,
-                  total_bytes=held, total_size=self.total, **extra)
+        self.emit(
+            "progress",
+            index=index,
+            name=f.name,
+            bytes=done,
+            size=f.size,
+            total_bytes=held,
+            total_size=self.total,
+            **extra,
+        )
 
     def _verified(self, peer: int, item: Verified) -> None:
         index = item.index
@@ -246,8 +254,9 @@ class Sender(PeerTask):
             return
         expected = self._hashes.get(index)
         if expected is None or item.sha256 != expected:
-            self._misbehaved(peer, IntegrityFailure(
-                f"the receiver verified {self.files[index].name} against the wrong hash"))
+            self._misbehaved(
+                peer, IntegrityFailure(f"the receiver verified {self.files[index].name} against the wrong hash")
+            )
             return
         self.member_verified[peer].add(index)
         if self._fanout:
@@ -270,9 +279,13 @@ class Sender(PeerTask):
         if self._left_early:
             served.update(await self._take_back(served))
         seconds = time.monotonic() - self.started
-        summary = {"files": sum(1 for f in self.files if f.kind == "file"), "bytes": self.total,
-                   "seconds": round(seconds, 3), "peer": peer_dict(next(iter(served.values()))),
-                   "peers": [peer_dict(p) for p in served.values()]}
+        summary = {
+            "files": sum(1 for f in self.files if f.kind == "file"),
+            "bytes": self.total,
+            "seconds": round(seconds, 3),
+            "peer": peer_dict(next(iter(served.values()))),
+            "peers": [peer_dict(p) for p in served.values()],
+        }
         self.emit("done", **summary)
         return summary
 
@@ -291,11 +304,15 @@ class Sender(PeerTask):
             self.exclude.update(served, back, self.chosen)  # offer only to peers that are new
             self.emit("waiting", reason="receiver-back", receivers=owed, seconds=self.peer_timeout)
             try:
-                await self.until(lambda: self.connected and bool(self._available()),
-                                 deadline=loop.time() + self.peer_timeout)
+                await self.until(
+                    lambda: self.connected and bool(self._available()), deadline=loop.time() + self.peer_timeout
+                )
             except asyncio.TimeoutError:
-                self.emit("warning", message=f"{owed} receiver{'s' if owed > 1 else ''} that left did not come "
-                                             f"back within {self.peer_timeout:.0f} s")
+                self.emit(
+                    "warning",
+                    message=f"{owed} receiver{'s' if owed > 1 else ''} that left did not come "
+                    f"back within {self.peer_timeout:.0f} s",
+                )
                 break
             self._take = min(owed, len(self._available()))
             self._left_early = []
@@ -320,8 +337,9 @@ class Sender(PeerTask):
                     raise  # the reader gave up on the relay (or there is no reconnecting): the end
                 stream = next((f for i, f in enumerate(self.files) if f.stream and i in self.base), None)
                 if stream is not None:
-                    raise PeerGone(f"the transfer of {stream.name} broke off; a stream cannot resume: "
-                                   "run the pipeline again") from None
+                    raise PeerGone(
+                        f"the transfer of {stream.name} broke off; a stream cannot resume: run the pipeline again"
+                    ) from None
                 where = getattr(self, "_left", "the transfer")
                 self.emit("interrupted", reason="receiver-left" if self.connected else "relay-lost", at=where)
                 self._reset_round()
@@ -353,10 +371,14 @@ class Sender(PeerTask):
         for peer in self.chosen:
             await self.conn.send(Offer(to=peer, transfer=self.transfer, files=files, window=self.window))
         first = next(iter(self.chosen.values()))
-        self.emit("offer", transfer=self.transfer, to=peer_dict(first), total=self.total,
-                  peers=[peer_dict(p) for p in self.chosen.values()],
-                  files=[{"index": i, "name": f.name, "size": f.size, "kind": f.kind}
-                         for i, f in enumerate(self.files)])
+        self.emit(
+            "offer",
+            transfer=self.transfer,
+            to=peer_dict(first),
+            total=self.total,
+            peers=[peer_dict(p) for p in self.chosen.values()],
+            files=[{"index": i, "name": f.name, "size": f.size, "kind": f.kind} for i, f in enumerate(self.files)],
+        )
         await self.until(lambda: self.answers.keys() >= self.chosen.keys())
         for peer, answer in self.answers.items():
             if isinstance(answer, Reject) and self._fanout:
@@ -373,15 +395,19 @@ class Sender(PeerTask):
                 self.verified[index] = ""  # folders are made when the receiver accepts
         # Every file, each round: one the receiver holds whole costs a file-start and a file-end,
         # and a receiver started again learns that way that it has it.
-        self._round_files = [i for i, f in enumerate(self.files)
-                             if f.kind == "file" and not (f.stream and i in self.verified)]
+        self._round_files = [
+            i for i, f in enumerate(self.files) if f.kind == "file" and not (f.stream and i in self.verified)
+        ]
         self._round_set = set(self._round_files)
         self._cursor = self._earlier = 0
         for index in self._round_files:
             offset, digest = starts.get(index, (0, None))
             await self._send_file(index, self.files[index], offset, digest)
-        await self.until(lambda: all(len(done) >= len(self._round_files) for done in self.member_verified.values())
-                         or not self.members)
+        await self.until(
+            lambda: (
+                all(len(done) >= len(self._round_files) for done in self.member_verified.values()) or not self.members
+            )
+        )
 
     async def _group_starts(self) -> dict[int, tuple[int, Any]]:
         """Where each file starts this round: what every receiver holds of it (checked
@@ -466,8 +492,9 @@ class Sender(PeerTask):
             digest.update(data)
             if self.rate:
                 await self._pace(len(data))
-            await self.conn.send_frame(chunk_header(self.conn.peer_id, self._chunk_to, self.transfer, index, offset)
-                                       + data)
+            await self.conn.send_frame(
+                chunk_header(self.conn.peer_id, self._chunk_to, self.transfer, index, offset) + data
+            )
             offset += len(data)
             self.sent += len(data)
         return offset
@@ -475,6 +502,7 @@ class Sender(PeerTask):
     async def _credit(self, n: int) -> None:
         """Wait until ``n`` more bytes fit in the window. In a fan-out, a receiver that
         acknowledges nothing for ``peer_timeout`` seconds while the others wait is dropped."""
+
         def fits() -> bool:
             return self.sent - self.acked + n <= self.window
 
@@ -598,8 +626,10 @@ def check_sources(paths: list[Path], *, follow_symlinks: bool = False, warn=None
         twice = sorted({n for n in names if names.count(n) > 1})[0]
         raise LocalFileError(f"{twice} would be sent twice; send the files from different folders one by one")
     if len(entries) > MAX_FILES_PER_OFFER:
-        raise LocalFileError(f"{len(entries)} files is more than one offer takes ({MAX_FILES_PER_OFFER}); "
-                             "send the folder in parts, or as an archive")
+        raise LocalFileError(
+            f"{len(entries)} files is more than one offer takes ({MAX_FILES_PER_OFFER}); "
+            "send the folder in parts, or as an archive"
+        )
     return entries
 
 

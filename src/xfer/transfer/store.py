@@ -126,7 +126,7 @@ def discard_stale(slot: Slot) -> list[str]:
     for state_path in slot.partial.parent.glob(glob.escape(prefix) + "*" + STATE_SUFFIX):
         if state_path == slot.state or state_path.is_symlink():
             continue
-        other_key = state_path.name[len(prefix): -len(STATE_SUFFIX)]
+        other_key = state_path.name[len(prefix) : -len(STATE_SUFFIX)]
         other = Slot(slot.info, slot.parts, state_path.with_name(f"{prefix}{other_key}.xfer-part"), state_path)
         state = _read_state(other)
         if not state or state.get("name") != slot.info.name or state.get("done"):

@@ -49,8 +49,12 @@ class TextSender(PeerTask):
         if not self._someone_here():
             self.emit("waiting", reason="receiver")
         deadline = None if self.wait_forever else asyncio.get_running_loop().time() + self.peer_timeout
-        await self.until(self._someone_here, deadline=deadline, breakable=False,
-                         timeout_error=lambda: PeerGone("nobody else is in the room to read the text"))
+        await self.until(
+            self._someone_here,
+            deadline=deadline,
+            breakable=False,
+            timeout_error=lambda: PeerGone("nobody else is in the room to read the text"),
+        )
         await self.conn.send(Text(text=self.text))
         peers = [peer_dict(p) for p in self.conn.peers.values()]
         summary = {"chars": len(self.text), "to": peers}

@@ -1,0 +1,78 @@
+"""Every limit of xfer in one place, as websockets keeps its keyword arguments: one
+frozen ``Limits`` with a documented default for each, handed to whatever enforces it
+(the machines, the relay, the shells) as an argument, never patched.
+
+``LIMITS`` holds the defaults. A test or a command that wants another value makes its
+own: ``Limits(window=64 * 1024)``, ``dataclasses.replace(LIMITS, peer_timeout=2)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .frames import DEFAULT_CHUNK_SIZE, MAX_BINARY_FRAME, MAX_CHUNK_PAYLOAD
+from .messages import (
+    MAX_CONTROL_FRAME,
+    MAX_FILES_PER_OFFER,
+    MAX_NAME_CHARS,
+    MAX_PEER_NAME_CHARS,
+    MAX_REASON_CHARS,
+    MAX_TEXT_CHARS,
+)
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every limit, with its default. Sizes are bytes, times seconds."""
+
+    # -- frames and messages (what the parsers accept) --
+    max_control_frame: int = MAX_CONTROL_FRAME  # JSON in one text frame (an offer of many files)
+    max_binary_frame: int = MAX_BINARY_FRAME  # a chunk frame, header included
+    max_chunk_payload: int = MAX_CHUNK_PAYLOAD
+    max_files_per_offer: int = MAX_FILES_PER_OFFER
+    max_name_chars: int = MAX_NAME_CHARS  # a relative path as sent, before it is made safe
+    max_peer_name_chars: int = MAX_PEER_NAME_CHARS
+    max_text_chars: int = MAX_TEXT_CHARS
+    max_reason_chars: int = MAX_REASON_CHARS
+
+    # -- a transfer between peers --
+    chunk_size: int = DEFAULT_CHUNK_SIZE  # bytes of file data in one chunk frame
+    window: int = 8 * MiB  # unacknowledged bytes a sender may have in flight (its credit)
+    ack_every: int = 1 * MiB  # a receiver acknowledges at least this often (and 4 times a window)
+    space_margin: int = 16 * MiB  # free space a receiver leaves for the rest of the system
+    peer_timeout: float = 60.0  # how long a peer that left (or the relay) may take to come back
+    reconnect_for: float = 60.0  # how long to keep trying to reach the relay again
+    backoff_first: float = 0.2  # the first wait before reaching the relay again; it doubles...
+    backoff_cap: float = 5.0  # ...up to this, each wait times a random 0.5 to 1.5
+    keepalive: float = 20.0  # WebSocket pings: every this many seconds, and as long to answer
+
+    # -- the relay --
+    max_peers_per_room: int = 20
+    max_rooms: int = 10_000
+    max_rooms_per_address: int = 50
+    joins_per_minute: int = 60  # per client address, a token bucket
+    handshake_timeout: float = 10.0  # a new connection's first HTTP request (and its TLS handshake)
+    hello_timeout: float = 10.0  # to send hello once the WebSocket opened
+    send_timeout: float = 30.0  # a peer that takes longer to accept one frame is dropped
+    local_queue_frames: int = 16  # frames waiting for a peer in the relay's own process
+    outbox_bytes: int = 64 * MiB  # queued for one peer through Redis before it counts as stalled
+
+    # -- the page's download bridge --
+    download_queue_chunks: int = 4  # chunks waiting per file between the sender and the HTTP response
+    download_bus_bytes: int = 64 * MiB  # chunks that came through Redis, queued per file without waiting
+    download_start_timeout: float = 60.0  # for the page to fetch a file once its chunks come
+    download_head_timeout: float = 10.0  # for the page's relay to answer a download asked on another
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.chunk_size <= self.max_chunk_payload:
+            raise ValueError(f"chunk_size must be from 1 to {self.max_chunk_payload}")
+        if self.window < self.chunk_size:
+            raise ValueError("window must hold at least one chunk")
+        if self.ack_every < 1:
+            raise ValueError("ack_every must be at least 1")
+
+
+LIMITS = Limits()
