@@ -23,9 +23,7 @@ SIZE = 64 * 1000 * 1000
 RATE = "5MB"  # slow enough that the outage lands mid-transfer and lasts past it
 TIMEOUT = 4  # --peer-timeout of these tests, in seconds
 MAX_LINES = 40  # of --json output, for a whole run with one outage
-MAX_RSS = (
-    150 * 1024 * 1024
-)  # a healthy peer stays near 40 MB; the loop passed 1 GB in 20 s
+MAX_RSS = 150 * 1024 * 1024  # a healthy peer stays near 40 MB; the loop passed 1 GB in 20 s
 
 
 def peak_rss(pid: int) -> int | None:
@@ -54,9 +52,7 @@ def reap(proc, timeout: float) -> tuple[int, int]:
             return proc.proc.returncode, peak
         time.sleep(0.05)
     proc.stop()
-    raise AssertionError(
-        f"still running after {timeout} s; {len(proc.stdout.splitlines())} lines of output"
-    )
+    raise AssertionError(f"still running after {timeout} s; {len(proc.stdout.splitlines())} lines of output")
 
 
 @pytest.mark.parametrize("mib", [0, 200])
@@ -90,9 +86,7 @@ def start_transfer(procs, tmp_path, port):
     ]
     sender = procs(["send", str(source), "--limit-rate", RATE, *opts], tmp_path, "send")
     code = sender.first_event()["code"]
-    receiver = procs(
-        ["receive", "--room", code, "--yes", "--dir", str(out), *opts], tmp_path, "recv"
-    )
+    receiver = procs(["receive", "--room", code, "--yes", "--dir", str(out), *opts], tmp_path, "recv")
     wait_progress(receiver, 2 * 1000 * 1000)
     return sender, receiver
 
@@ -112,9 +106,7 @@ def test_relay_killed_and_never_restarted(tmp_path, procs):
     relay.proc.send_signal(signal.SIGKILL)
     killed = time.monotonic()
     status, rss = reap(sender, 3 * TIMEOUT + 10)
-    assert time.monotonic() - killed < bounded(
-        TIMEOUT + 5
-    )  # --peer-timeout bounds the whole wait
+    assert time.monotonic() - killed < bounded(TIMEOUT + 5)  # --peer-timeout bounds the whole wait
     assert_bounded(sender, status, rss, (3,))
     assert "could not reach the relay again" in safe_events(sender)[-1]["message"]
     status, rss = reap(receiver, TIMEOUT + 10)
