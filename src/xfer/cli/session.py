@@ -7,12 +7,17 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..addresses import lan_address, page_url, relay_ws_url, ws_url_for
 from ..errors import RelayUnreachable, UsageError
 from ..protocol import ProtocolError, new_code, parse_code, room_id
 from ..transfer.connection import RelayConnection, open_room
 from ..transfer.sender import peer_dict
+from .display import RoomOpened
+
+if TYPE_CHECKING:
+    from .display import Display
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ class Session:
     options: RoomOptions
     task: object | None = None  # the sender or receiver, whose connection may have been replaced
 
-    def task_options(self) -> dict:
+    def task_options(self) -> dict[str, Any]:
         return {
             "reconnect": self.reconnect,
             "reconnect_for": self.options.reconnect_for,
@@ -59,7 +64,7 @@ def relay_command(role: str, code: str, relay: str) -> str:
 
 
 @asynccontextmanager
-async def room_session(opts: RoomOptions, role: str, out) -> AsyncIterator[Session]:
+async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncIterator[Session]:
     """Yield a session in the room; print the room's code and QR when we opened it."""
     code = _code(opts.room)
     server = None
@@ -98,9 +103,11 @@ async def room_session(opts: RoomOptions, role: str, out) -> AsyncIterator[Sessi
         session = Session(await join(opts.room is None), reconnect, opts)
         try:
             if opts.room is None:
-                out.room(code, page_url(public, code), public, relay_command(role, code, public), opts.qr)
+                display.show(
+                    RoomOpened(code, page_url(public, code), public, relay_command(role, code, public), opts.qr)
+                )
             else:
-                out("joined", code=code, peers=[peer_dict(p) for p in session.conn.peers.values()])
+                display.emit("joined", code=code, peers=[peer_dict(p) for p in session.conn.peers.values()])
             yield session
         finally:
             for conn in {id(c): c for c in (session.conn, session.current())}.values():
