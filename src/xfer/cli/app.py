@@ -69,7 +69,7 @@ def run(args: Sequence[str], env: Environment) -> int:
     try:
         from typer._click.exceptions import ClickException
     except ImportError:  # a typer before 0.2x parses with click itself
-        from click import ClickException  # type: ignore[no-redef,import-not-found,unused-ignore]
+        from click import ClickException  # type: ignore[assignment,no-redef,import-not-found,unused-ignore]
 
     command = typer.main.get_command(app)
     with contextlib.redirect_stdout(env.stdout), contextlib.redirect_stderr(env.stderr):
@@ -92,7 +92,7 @@ def main() -> None:
     import sys
 
     if "_XFER_COMPLETE" in os.environ:  # shell completion (completions/ holds the generated scripts)
-        from typer.completion import completion_init
+        from typer.completion import completion_init  # type: ignore[attr-defined]
 
         completion_init()
         app(prog_name="xfer")

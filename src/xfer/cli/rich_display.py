@@ -192,7 +192,7 @@ class RichDisplay(_Emits):
             self.say(f"[yellow]{self._peer(peer)} left; the others go on, and it can come back to finish[/yellow]")
         else:
             self.say(f"[yellow]{self._peer(peer)} dropped out ({display_name(reason, 200)}); the others go on[/yellow]")
-        task = self.peer_tasks.pop(peer.get("id"), None)
+        task = self.peer_tasks.pop(int(peer.get("id", 0)), None)
         if task is not None and self.progress is not None:
             self.progress.update(task, description=self.progress.tasks[task].description + " [red]✗[/red]")
 
