@@ -17,14 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
-# The environment variables xfer reads, and what for (docs/cli.md lists them too).
-VARIABLES = {
-    "XFER_RELAY": "default for send and receive --relay",
-    "PORT": "default for serve --port",
-    "XFER_REDIS": "default for serve --redis",
-    "NO_COLOR": "no colours in the output",
-    "COLUMNS": "the terminal's width, when it cannot be asked",
-}
+# The variables read from ``variables``: XFER_RELAY, PORT and XFER_REDIS (option defaults,
+# through ``options.Command``), NO_COLOR, TERM and COLUMNS (here, and by rich's console).
 DEFAULT_WIDTH = 80
 
 
@@ -71,11 +65,6 @@ class Environment:
     def get(self, name: str) -> str | None:
         """An environment variable, None when unset or empty (as click reads them)."""
         return self.variables.get(name) or None
-
-    @property
-    def is_process(self) -> bool:
-        """True when the streams are the process's own (the ``xfer`` command itself)."""
-        return self.stdout is sys.stdout and self.stderr is sys.stderr
 
 
 def _isatty(stream: TextIO) -> bool:
