@@ -261,7 +261,7 @@ def test_speed_column_is_blank_rather_than_a_question_mark():
     """A file sent in one chunk is done before rich measures a speed: no "?" on the first try."""
     from rich.progress import Progress
 
-    from xfer.cli.output import speed_column
+    from xfer.cli.rich_display import speed_column
 
     clock = [0.0]
     column = speed_column()

@@ -3,6 +3,8 @@ download bridge's names and one-time links."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
@@ -94,3 +96,30 @@ def test_download_names_are_sanitised(name, fallback, star):
 def test_download_links_are_secret_and_one_time(client):
     assert client.get("/download/" + "0" * 32 + "/0").status_code == 404
     assert client.get("/download/not-a-token/0").status_code == 404
+
+
+def test_constants_module_is_made_from_the_protocol_and_the_limits(client):
+    """The page's numbers come from xfer.protocol and Limits, served as one module."""
+    from xfer.protocol import HEADER_SIZE, LIMITS, PROTOCOL_VERSION
+    from xfer.protocol.codes import ALPHABET
+    from xfer.relay.hub import CLOSE_ROOM_NOT_FOUND
+    from xfer.relay.web import page_constants
+
+    r = client.get("/constants.js")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
+    assert r.headers["x-content-type-options"] == "nosniff"
+    text = r.text
+    document = json.loads(text[text.index("Object.freeze(") + len("Object.freeze(") : text.rindex(");")])
+    assert document == page_constants(LIMITS)
+    assert document["protocol_version"] == PROTOCOL_VERSION and document["header_size"] == HEADER_SIZE
+    assert document["chunk_size"] == LIMITS.chunk_size and document["window"] == LIMITS.window
+    assert document["code_alphabet"] == ALPHABET and document["close_codes"]["room_not_found"] == CLOSE_ROOM_NOT_FOUND
+
+
+def test_page_scripts_keep_no_copies_of_the_protocols_numbers(client):
+    protocol_js = client.get("/protocol.js").text
+    assert 'from "./constants.js"' in protocol_js
+    for copy in ("256 * 1024", "8 * 1024 * 1024", '"1.0"', "0123456789ABCDEFGHJKMNPQRSTVWXYZ", "xfer room id v1"):
+        assert copy not in protocol_js, copy
+    connection_js = client.get("/connection.js").text
+    assert "4004" not in connection_js and "4010" not in connection_js

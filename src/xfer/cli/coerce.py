@@ -62,7 +62,7 @@ def install() -> bool:
 
     build_runtime_param.xfer_plain = True  # type: ignore[attr-defined]
     build_runtime_param.typer_own = original  # type: ignore[attr-defined]
-    core.build_runtime_param = build_runtime_param
+    core.build_runtime_param = build_runtime_param  # type: ignore[attr-defined]
     return True
 
 

@@ -7,12 +7,19 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..addresses import lan_address, page_url, relay_ws_url, ws_url_for
 from ..errors import RelayUnreachable, UsageError
 from ..protocol import ProtocolError, new_code, parse_code, room_id
-from ..transfer.connection import RelayConnection, open_room
+from ..transfer.connection import open_room
 from ..transfer.sender import peer_dict
+from .display import RoomOpened
+
+if TYPE_CHECKING:
+    from ..relay.server import RelayServer
+    from ..transfer.link import Link
+    from .display import Display
 
 
 @dataclass(frozen=True)
@@ -33,20 +40,21 @@ class RoomOptions:
 class Session:
     """The room as the commands use it: the first connection, and how to get another."""
 
-    conn: RelayConnection
-    reconnect: Callable[[], Awaitable[RelayConnection]]
+    conn: Link
+    reconnect: Callable[[], Awaitable[Link]]
     options: RoomOptions
-    task: object | None = None  # the sender or receiver, whose connection may have been replaced
+    task: Any = None  # the sender or receiver, whose connection may have been replaced
 
-    def task_options(self) -> dict:
+    def task_options(self) -> dict[str, Any]:
         return {
             "reconnect": self.reconnect,
             "reconnect_for": self.options.reconnect_for,
             "peer_timeout": self.options.peer_timeout,
         }
 
-    def current(self) -> RelayConnection:
-        return getattr(self.task, "conn", None) or self.conn
+    def current(self) -> Link:
+        conn: Link | None = getattr(self.task, "conn", None)
+        return conn or self.conn
 
 
 def default_name() -> str:
@@ -59,10 +67,10 @@ def relay_command(role: str, code: str, relay: str) -> str:
 
 
 @asynccontextmanager
-async def room_session(opts: RoomOptions, role: str, out) -> AsyncIterator[Session]:
+async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncIterator[Session]:
     """Yield a session in the room; print the room's code and QR when we opened it."""
     code = _code(opts.room)
-    server = None
+    server: RelayServer | None = None
     try:
         if opts.relay:
             connect_url = public = relay_ws_url(opts.relay)
@@ -74,33 +82,38 @@ async def room_session(opts: RoomOptions, role: str, out) -> AsyncIterator[Sessi
             server, connect_url, public = await _embedded_relay(opts)
         if opts.public_url:
             public = relay_ws_url(opts.public_url)
-        joining = {
-            "role": role,
-            "name": opts.name or default_name(),
-            "session": secrets.token_hex(16),
-            "ping_interval": opts.keepalive,
-            "ping_timeout": opts.keepalive,
-        }
-        if server is not None:  # our own relay: join it in-process, no loopback socket
-            from ..relay.local import open_local
+        name = opts.name or default_name()
+        secret = secrets.token_hex(16)  # the same on every reconnect: the relay drops our stale connection
 
-            def join(create: bool):
-                return open_local(server.app.state.relay, room_id(code), create=create, **joining)
-        else:
+        async def join(create: bool) -> Link:
+            if server is not None:  # our own relay: join it in-process, no loopback socket
+                from ..relay.local import open_local
 
-            def join(create: bool):
-                return open_room(connect_url, room_id(code), create=create, **joining)
+                relay = server.app.state.relay
+                return await open_local(relay, room_id(code), role=role, name=name, create=create, session=secret)
+            return await open_room(
+                connect_url,
+                room_id(code),
+                role=role,
+                name=name,
+                create=create,
+                session=secret,
+                ping_interval=opts.keepalive,
+                ping_timeout=opts.keepalive,
+            )
 
-        async def reconnect() -> RelayConnection:
+        async def reconnect() -> Link:
             # A peer coming back opens the room again if the relay lost it (a restart).
             return await join(True)
 
         session = Session(await join(opts.room is None), reconnect, opts)
         try:
             if opts.room is None:
-                out.room(code, page_url(public, code), public, relay_command(role, code, public), opts.qr)
+                display.show(
+                    RoomOpened(code, page_url(public, code), public, relay_command(role, code, public), opts.qr)
+                )
             else:
-                out("joined", code=code, peers=[peer_dict(p) for p in session.conn.peers.values()])
+                display.emit("joined", code=code, peers=[peer_dict(p) for p in session.conn.peers.values()])
             yield session
         finally:
             for conn in {id(c): c for c in (session.conn, session.current())}.values():
@@ -114,7 +127,7 @@ async def room_session(opts: RoomOptions, role: str, out) -> AsyncIterator[Sessi
             await server.stop()
 
 
-async def _drain(server, timeout: float = 3.0) -> None:
+async def _drain(server: RelayServer, timeout: float = 3.0) -> None:
     """Let the other peers finish with our embedded relay before it closes on them."""
     import asyncio
 
@@ -133,7 +146,7 @@ def _code(room: str | None) -> str:
         raise UsageError(f"{room!r} is not a room code: {exc}") from None
 
 
-async def _embedded_relay(opts: RoomOptions):
+async def _embedded_relay(opts: RoomOptions) -> tuple[RelayServer, str, str]:
     from ..relay import RelayServer, bind_socket
     from ..relay.server import quiet_uvicorn
 

@@ -2,18 +2,32 @@
 Origin check that keeps other web sites from opening WebSockets to the relay.
 
 The page is plain HTML, CSS and JavaScript modules, read once from the package
-and served from memory: no build step, nothing fetched from elsewhere.
+and served from memory: no build step, nothing fetched from elsewhere. One module
+is not a file: ``constants.js`` carries the protocol's numbers and codes (version,
+chunk size, window, header size, name and text limits, the code alphabet, close
+codes), made from ``xfer.protocol`` and the relay's ``Limits``, so that the page
+never keeps copies of its own. ``protocol.js`` imports it before anything connects.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import re
+from collections.abc import Awaitable, Callable
 from importlib import resources
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+
+from ..protocol import HEADER_SIZE, PROTOCOL_VERSION
+from ..protocol.codes import ALPHABET, CODE_CHARS, GROUP, ROOM_ID_CONTEXT
+from ..protocol.frames import CHUNK
+from ..protocol.limits import LIMITS, Limits
+from .hub import CLOSE_PROTOCOL, CLOSE_REPLACED, CLOSE_ROOM_FULL, CLOSE_ROOM_NOT_FOUND, CLOSE_VERSION
 
 # file name -> content type; "/" serves index.html
 PAGE_FILES = {
@@ -54,15 +68,66 @@ def content_security_policy(host: str | None) -> str:
     )
 
 
+CONSTANTS_JS = "constants.js"
+
+
+def page_constants(limits: Limits = LIMITS) -> dict[str, Any]:
+    """What the page must agree on with the rest of xfer, from where xfer keeps it.
+
+    Keys are the Python names (``Limits`` fields keep theirs), so a reader can find
+    where each value comes from.
+    """
+    return {
+        "protocol_version": PROTOCOL_VERSION,
+        "header_size": HEADER_SIZE,
+        "chunk_kind": CHUNK,
+        "chunk_size": limits.chunk_size,
+        "window": limits.window,
+        "max_peer_name_chars": limits.max_peer_name_chars,
+        "max_text_chars": limits.max_text_chars,
+        "code_alphabet": ALPHABET,
+        "code_chars": CODE_CHARS,
+        "code_group": GROUP,
+        "room_id_context": ROOM_ID_CONTEXT.decode("ascii"),
+        "close_codes": {
+            "protocol": CLOSE_PROTOCOL,
+            "version": CLOSE_VERSION,
+            "room_not_found": CLOSE_ROOM_NOT_FOUND,
+            "room_full": CLOSE_ROOM_FULL,
+            "replaced": CLOSE_REPLACED,
+        },
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def constants_module(limits: Limits = LIMITS) -> bytes:
+    """``constants.js``: the page's constants as a JavaScript module (made once per ``Limits``)."""
+    document = json.dumps(page_constants(limits), indent=2, sort_keys=True)
+    return (
+        "// Made by the relay from xfer.protocol and its Limits (xfer/relay/web.py): do not copy these.\n"
+        f"export default Object.freeze({document});\n"
+    ).encode()
+
+
 def _load() -> dict[str, bytes]:
     folder = resources.files("xfer") / "web"
     return {name: (folder / name).read_bytes() for name in PAGE_FILES}
 
 
-def page_routes() -> list[Route]:
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def page_routes(limits: Limits = LIMITS) -> list[Route]:
+    """The page's routes. ``constants.js`` takes ``limits`` from the app's state
+    (``app.state.limits``, set where the relay is built) when there, else from here."""
     files = _load()
 
-    def endpoint(name: str):
+    async def constants(request: Request) -> Response:
+        served = getattr(request.app.state, "limits", None)
+        body = constants_module(served if isinstance(served, Limits) else limits)
+        return Response(body, media_type="text/javascript; charset=utf-8", headers=_BASE_HEADERS)
+
+    def endpoint(name: str) -> Endpoint:
         body, media_type = files[name], PAGE_FILES[name]
 
         async def serve(request: Request) -> Response:
@@ -79,6 +144,7 @@ def page_routes() -> list[Route]:
     async def no_icon(request: Request) -> Response:
         return PlainTextResponse("", status_code=204)
 
+    routes.append(Route(f"/{CONSTANTS_JS}", constants))
     routes.append(Route("/favicon.ico", no_icon))
     return routes
 

@@ -199,7 +199,7 @@ function showText(msg) {
 }
 
 function addBubble(who, text, mine) {
-  const body = el("p", { class: "bubble-text", text: cleanText(text, 65536) });
+  const body = el("p", { class: "bubble-text", text: cleanText(text, MAX_TEXT) });
   const copy = el("button", { type: "button", class: "copy", "aria-label": "Copy this text" }, "Copy");
   copy.addEventListener("click", async () => {
     const ok = await copyText(text);

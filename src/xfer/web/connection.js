@@ -1,13 +1,13 @@
 // The page's connection to its room: hello/welcome, peers, and reconnecting with
 // backoff to the same room (the same session secret, so the relay drops the stale one).
 
-import { CLIENT, PROTOCOL_VERSION, randomHex, roomId } from "./protocol.js";
+import { CLIENT, CLOSE, PROTOCOL_VERSION, randomHex, roomId } from "./protocol.js";
 
-const CLOSE_ROOM_NOT_FOUND = 4004;
-const CLOSE_REPLACED = 4010;
-const CLOSE_VERSION = 4001;
-const CLOSE_PROTOCOL = 4000;
-const CLOSE_ROOM_FULL = 4009;
+const CLOSE_ROOM_NOT_FOUND = CLOSE.room_not_found;
+const CLOSE_REPLACED = CLOSE.replaced;
+const CLOSE_VERSION = CLOSE.version;
+const CLOSE_PROTOCOL = CLOSE.protocol;
+const CLOSE_ROOM_FULL = CLOSE.room_full;
 const GIVE_UP_AFTER = 120_000; // ms of failed reconnects before the room counts as closed
 
 /** Backoff with jitter: about 1, 2, 4, 8, then 10 s. */

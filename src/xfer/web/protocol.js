@@ -1,26 +1,32 @@
 // The xfer wire protocol as the page speaks it: room codes, room ids, chunk headers.
-// Mirrors src/xfer/protocol (codes.py, frames.py, messages.py).
+// Its numbers and codes are not copied here: the relay serves them in constants.js,
+// made from src/xfer/protocol and its Limits, and this module imports them before
+// anything else of the page runs (and so before it connects).
 
+import SERVED from "./constants.js";
 import { Sha256 } from "./sha256.js";
 
-export const PROTOCOL_VERSION = "1.0";
-export const CLIENT = "xfer-web/1";
-export const HEADER_SIZE = 28;
-export const CHUNK_SIZE = 256 * 1024;
-export const WINDOW = 8 * 1024 * 1024;
-export const MAX_PEER_NAME = 64;
-export const MAX_TEXT = 64 * 1024;
+export const PROTOCOL_VERSION = SERVED.protocol_version;
+export const CLIENT = "xfer-web/1"; // the page's own name and version, in hello
+export const HEADER_SIZE = SERVED.header_size;
+export const CHUNK_SIZE = SERVED.chunk_size;
+export const WINDOW = SERVED.window;
+export const MAX_PEER_NAME = SERVED.max_peer_name_chars;
+export const MAX_TEXT = SERVED.max_text_chars;
+export const CLOSE = SERVED.close_codes; // the relay's WebSocket close codes, by name
 
-const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"; // Crockford base32
-const ROOM_ID_CONTEXT = "xfer room id v1\u0000";
+const ALPHABET = SERVED.code_alphabet; // Crockford base32
+const CODE_CHARS = SERVED.code_chars;
+const GROUP = new RegExp(`.{${SERVED.code_group}}`, "g");
+const ROOM_ID_CONTEXT = SERVED.room_id_context;
 
 /** A typed or linked room code in its canonical grouped form, or null. */
 export function parseCode(text) {
   if (typeof text !== "string" || text.length > 64) return null;
   const raw = text.replace(/[\s\-_.]+/g, "").toUpperCase().replace(/O/g, "0").replace(/[IL]/g, "1");
-  if (raw.length !== 16) return null;
+  if (raw.length !== CODE_CHARS) return null;
   for (const c of raw) if (!ALPHABET.includes(c)) return null;
-  return raw.match(/.{4}/g).join("-");
+  return raw.match(GROUP).join("-");
 }
 
 export function shortCode(code) {
@@ -36,10 +42,10 @@ export function roomId(code) {
   return h.hexdigest().slice(0, 32);
 }
 
-/** The 28-byte header of a binary chunk frame (frames.py), written into ``frame``. */
+/** The header of a binary chunk frame (frames.py: "!B3xIIIIQ"), written into ``frame``. */
 export function writeChunkHeader(frame, from, to, transfer, index, offset) {
   const view = new DataView(frame.buffer, frame.byteOffset, HEADER_SIZE);
-  view.setUint32(0, 0x01000000); // kind 1, three reserved zero bytes
+  view.setUint32(0, SERVED.chunk_kind * 0x1000000); // the kind, then three reserved zero bytes
   view.setUint32(4, from);
   view.setUint32(8, to);
   view.setUint32(12, transfer);

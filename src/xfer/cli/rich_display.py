@@ -1,53 +1,56 @@
-"""What people and scripts see: rich output on stderr, or JSON event lines on stdout.
+"""The display for people: progress bars and short lines on stderr, drawn with rich.
 
-The transfer layer emits events (``emit("file-start", index=0, ...)``); a
-reporter turns them into progress bars and lines, or into one JSON object per
-line. Anything a peer chose (names, texts) is escaped before it is printed.
+Only this module (and ``--quiet``) imports rich, so ``--json`` never pays for it.
+Anything a peer chose goes through ``display_name`` (control characters shown as
+``\\x1b``, rich markup escaped) before it is printed.
 """
 
 from __future__ import annotations
 
-import json
-import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import XferError
+from rich.console import Console
+from rich.progress import Progress, ProgressColumn, TaskID, TransferSpeedColumn
+from rich.text import Text
+
 from ..transfer.names import display_name
 from ..units import human_size
+from .display import Event, RoomOpened, _Emits
 
-if TYPE_CHECKING:  # rich is imported by the reporter that draws (``--json`` never needs it)
-    from rich.progress import Progress, TaskID
+if TYPE_CHECKING:
+    from rich.progress import Task
 
+    from .context import Environment
+    from .status import Failure
 
-class JsonReporter:
-    """One JSON object per line on stdout, each with an "event" key."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stdout
-
-    def __call__(self, event: str, **fields: Any) -> None:
-        line = json.dumps({"event": event, **fields}, ensure_ascii=False, separators=(",", ":"))
-        self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def room(self, code: str, url: str, relay: str, command: str, qr: bool) -> None:
-        self("room", code=code, url=url, relay=relay)
-
-    def error(self, exc: XferError) -> None:
-        self("error", code=exc.code, message=str(exc), exit=exc.exit_code)
-
-    def close(self) -> None:
-        pass
+ERROR_CHARS = 1000  # an error message longer than this shows its start and end
 
 
-class HumanReporter:
+def console(env: Environment) -> Console:
+    """A console on the environment's stderr: its tty-ness, colour and width, one line per line."""
+    return Console(
+        file=env.stderr,
+        force_terminal=env.stderr_isatty,
+        no_color=not env.colour,
+        width=env.width,
+        highlight=False,
+        soft_wrap=True,  # a line stays one line
+        _environ=dict(env.variables),
+    )
+
+
+def error_line(failure: Failure) -> str:
+    """``xfer: message``, one line, with whatever a peer wrote in it escaped."""
+    return f"[bold red]xfer:[/bold red] {display_name(failure.message, ERROR_CHARS)}"
+
+
+class RichDisplay(_Emits):
     """Progress bars and short lines on stderr, for people."""
 
-    def __init__(self, *, quiet: bool = False, role: str = "send") -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True, highlight=False, soft_wrap=True)  # a line stays one line
-        self.quiet = quiet
+    def __init__(self, env: Environment, *, role: str = "send") -> None:
+        self.console = console(env)
+        self.colour = env.colour
         self.role = role
         self.peers: dict[int, str] = {}
         self.progress: Progress | None = None
@@ -56,12 +59,12 @@ class HumanReporter:
         self.finished: set[int] = set()  # files whose bar is complete
         self._width = 10
         self.total_task: TaskID | None = None
+        self._pending: tuple[list[dict[str, Any]], int] = ([], 0)  # the offer shown, until accepted
 
     # -- helpers ------------------------------------------------------------------
 
     def say(self, text: str) -> None:
-        if not self.quiet:
-            self._print(text)
+        self._print(text)
 
     def _print(self, text: str) -> None:
         if self.progress is not None:
@@ -69,7 +72,7 @@ class HumanReporter:
         else:
             self.console.print(text)
 
-    def _peer(self, peer: dict[str, Any]) -> str:
+    def _peer(self, peer: Mapping[str, Any]) -> str:
         name = self.peers.get(peer.get("id", 0))
         if name is None:
             name = display_name(peer.get("name") or peer.get("role") or "a peer", 60)
@@ -80,15 +83,9 @@ class HumanReporter:
         return name
 
     def _bars(self, files: list[dict[str, Any]], total: int) -> None:
-        if self.quiet or self.progress is not None:
+        if self.progress is not None:
             return
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(
             TextColumn("{task.description}", justify="left"),
@@ -111,26 +108,26 @@ class HumanReporter:
 
     # -- events ---------------------------------------------------------------------
 
-    def room(self, code: str, url: str, relay: str, command: str, qr: bool) -> None:
-        if self.quiet:  # still enough for the other side to join
-            self.console.print(f"Room {code}  {command}")
+    def show(self, event: Event) -> None:
+        if isinstance(event, RoomOpened):
+            self.on_room(event)
             return
-        self.console.print(f"Room  [bold]{code}[/bold]        [dim](expires when everyone leaves)[/dim]")
+        handler = getattr(self, "on_" + event.name.replace("-", "_"), None)
+        if handler is not None:
+            handler(**event.fields)
+
+    def on_room(self, room: RoomOpened) -> None:
+        self.console.print(f"Room  [bold]{room.code}[/bold]        [dim](expires when everyone leaves)[/dim]")
         self.console.print()
-        self.console.print(f"On another computer:  [bold]{command}[/bold]")
-        self.console.print(f"On a phone: scan this, or open {url}")
-        if qr:
+        self.console.print(f"On another computer:  [bold]{room.command}[/bold]")
+        self.console.print(f"On a phone: scan this, or open {room.url}")
+        if room.qr:
             from .qr import qr_text
 
             self.console.print()
-            self.console.file.write(qr_text(url))
+            self.console.file.write(qr_text(room.url, colour=self.colour))
             self.console.file.flush()
         self.console.print()
-
-    def __call__(self, event: str, **f: Any) -> None:
-        handler = getattr(self, "on_" + event.replace("-", "_"), None)
-        if handler is not None:
-            handler(**f)
 
     def on_joined(self, code: str, peers: list[dict[str, Any]]) -> None:
         from ..protocol import short_code
@@ -166,8 +163,6 @@ class HumanReporter:
             self._bars(files, total)
             return
         self._pending = (files, total)
-        if self.quiet:
-            return
         who = self._peer(f.get("from") or {})
         self.console.print(f"{who} offers {_describe(files, total)}:")
         shown = [x for x in files if x.get("kind") != "dir"] or files
@@ -177,12 +172,10 @@ class HumanReporter:
             self.console.print(f"  {display_name(x['name'], 40).ljust(width)}  {size:>9}")
         if len(shown) > 20:
             self.console.print(f"  … and {len(shown) - 20} more")
-        self._pending = (files, total)
 
     def on_accepted(self, resumed: int = 0, **f: Any) -> None:
         if self.role == "receive":
-            files, total = getattr(self, "_pending", ([], 0))
-            self._bars(files, total)
+            self._bars(*self._pending)
         if resumed:
             self.say(f"Resuming: {human_size(resumed)} already there")
 
@@ -199,7 +192,7 @@ class HumanReporter:
             self.say(f"[yellow]{self._peer(peer)} left; the others go on, and it can come back to finish[/yellow]")
         else:
             self.say(f"[yellow]{self._peer(peer)} dropped out ({display_name(reason, 200)}); the others go on[/yellow]")
-        task = self.peer_tasks.pop(peer.get("id"), None)
+        task = self.peer_tasks.pop(int(peer.get("id", 0)), None)
         if task is not None and self.progress is not None:
             self.progress.update(task, description=self.progress.tasks[task].description + " [red]✗[/red]")
 
@@ -272,11 +265,12 @@ class HumanReporter:
             folder = display_name(f.get("folder", "."), 120)
             self.say(f"Saved to {folder}: {names}{more} ({human_size(bytes)}) · SHA-256 verified")
 
-    def error(self, exc: XferError) -> None:
-        self.close()
-        from rich.markup import escape
+    def on_text_sent(self, to: list[dict[str, Any]], **f: Any) -> None:
+        self.say("Sent the text to " + ", ".join(self._peer(p) for p in to))
 
-        self.console.print(f"[bold red]xfer:[/bold red] {escape(str(exc))}")
+    def error(self, failure: Failure) -> None:
+        self.close()
+        self.console.print(error_line(failure))
 
     def close(self) -> None:
         if self.progress is not None:
@@ -300,16 +294,15 @@ def _count(n: int) -> str:
     return f"{n} file" if n == 1 else f"{n} files"
 
 
-def speed_column():
+class SpeedColumn(TransferSpeedColumn):
     """rich's speed column, blank instead of "?" where there is no speed to show: a small
     file sent in one chunk is done before rich has measured any."""
-    from rich.progress import TransferSpeedColumn
-    from rich.text import Text
 
-    class SpeedColumn(TransferSpeedColumn):
-        def render(self, task):  # type: ignore[no-untyped-def]
-            if (task.finished_speed or task.speed) is None:
-                return Text("")
-            return super().render(task)
+    def render(self, task: Task) -> Text:
+        if (task.finished_speed or task.speed) is None:
+            return Text("")
+        return super().render(task)
 
+
+def speed_column() -> ProgressColumn:
     return SpeedColumn()

@@ -1,0 +1,98 @@
+"""What the commands share: the options of send and receive, the command class, and
+the ``Environment`` that each command takes from its click context."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import typer
+from typer.core import TyperArgument, TyperCommand
+
+from .context import Environment
+
+
+def environment(ctx: Any) -> Environment:
+    """The command's environment: what ``run`` put in the root context, or this process's."""
+    root = ctx.find_root() if ctx is not None else None
+    env = getattr(root, "obj", None)
+    if isinstance(env, Environment):
+        return env
+    env = Environment.from_process()
+    if root is not None and root.obj is None:
+        root.obj = env
+    return env
+
+
+def _from_environment(param: Any, ctx: Any) -> str | None:
+    """An option's environment variable (``--relay`` from XFER_RELAY), read from the
+    command's ``Environment`` rather than ``os.environ``, as click would."""
+    env = environment(ctx)
+    names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or ())
+    for name in names:
+        value = env.get(name)
+        if value:
+            return value
+    return None
+
+
+class Command(TyperCommand):
+    """Arguments with a metavar show it alone, as options do (typer adds its type,
+    ``<list[Path]>``); options with an environment variable read it from the
+    command's ``Environment``."""
+
+    def get_params(self, ctx: Any) -> Any:
+        params = super().get_params(ctx)
+        for param in params:
+            if isinstance(param, TyperArgument) and param.metavar:
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+            if getattr(param, "envvar", None):
+                param.resolve_envvar_value = partial(_from_environment, param)  # type: ignore[method-assign]
+        return params
+
+
+# Options shared by send and receive.
+RoomOpt = typer.Option(
+    None,
+    "--room",
+    "-r",
+    metavar="CODE",
+    help="Join this room (the code the other side printed) instead of opening one.",
+)
+RelayOpt = typer.Option(
+    None,
+    "--relay",
+    envvar="XFER_RELAY",
+    show_envvar=True,
+    metavar="URL",
+    help="Relay address: ws://host:port, wss://host, https://host or host:port. "
+    "Without it, xfer runs a relay inside this process.",
+)
+PortOpt = typer.Option(None, "--port", "-p", metavar="PORT", help="Port for the embedded relay (default: a free one).")
+HostOpt = typer.Option(
+    None, "--host", metavar="ADDR", help="Address the embedded relay listens on (default: all interfaces)."
+)
+PublicOpt = typer.Option(
+    None, "--public-url", metavar="URL", help="Relay address to print and put in the QR code, e.g. behind a proxy."
+)
+NameOpt = typer.Option(
+    None, "--name", metavar="NAME", help="How others in the room see you (default: this computer's name)."
+)
+JsonOpt = typer.Option(False, "--json", help="Print one JSON event per line on stdout instead of progress bars.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Print only errors (and the room code).")
+NoQrOpt = typer.Option(False, "--no-qr", help="Do not print the QR code.")
+DebugOpt = typer.Option(False, "--debug", help="Show tracebacks for errors.")
+KeepaliveOpt = typer.Option(
+    20.0,
+    "--keepalive",
+    min=1.0,
+    metavar="SECONDS",
+    help="Ping the relay this often; a connection silent for twice this long is dead.",
+)
+PeerTimeoutOpt = typer.Option(
+    60.0,
+    "--peer-timeout",
+    min=0.0,
+    metavar="SECONDS",
+    help="How long to wait for the other side to come back after it left or the relay was lost.",
+)

@@ -1,0 +1,193 @@
+"""``xfer receive``: join a room (or open one) and save what is offered into a folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from .options import (
+    DebugOpt,
+    HostOpt,
+    JsonOpt,
+    KeepaliveOpt,
+    NameOpt,
+    NoQrOpt,
+    PeerTimeoutOpt,
+    PortOpt,
+    PublicOpt,
+    QuietOpt,
+    RelayOpt,
+    RoomOpt,
+    environment,
+)
+
+if TYPE_CHECKING:
+    from .context import Environment
+    from .display import Display
+
+
+def receive(
+    ctx: typer.Context,
+    room: str | None = RoomOpt,
+    relay: str | None = RelayOpt,
+    folder: Path = typer.Option(
+        Path("."),
+        "--dir",
+        "-d",
+        metavar="FOLDER",
+        help="Folder to save into (created if missing).",
+        show_default="the current folder",
+    ),
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Accept the offer without asking (needed when stdin is not a terminal)."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace existing files instead of saving as 'name (1).ext'."
+    ),
+    no_resume: bool = typer.Option(
+        False, "--no-resume", help="Start every file from zero, and keep no partial files after a failure."
+    ),
+    stdout: bool = typer.Option(
+        False,
+        "--stdout",
+        help="Write the one received file or stream to standard output (messages go to stderr; no resume).",
+    ),
+    output: str | None = typer.Option(None, "--output", "-o", metavar="-", help="'-' is the same as --stdout."),
+    keep_open: bool = typer.Option(False, "--keep-open", help="Stay in the room for more offers, until Ctrl-C."),
+    port: int | None = PortOpt,
+    host: str | None = HostOpt,
+    public_url: str | None = PublicOpt,
+    name: str | None = NameOpt,
+    json_mode: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+    no_qr: bool = NoQrOpt,
+    keepalive: float = KeepaliveOpt,
+    peer_timeout: float = PeerTimeoutOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Receive files into a folder: join a room, or open one and wait for a sender.
+
+    \b
+    Examples:
+      xfer receive                         open a room; a phone scans the QR code
+      xfer receive --room CODE --relay ws://192.168.1.20:8765 --dir ~/Downloads
+      xfer receive --room CODE --relay wss://relay.example --yes --json
+      xfer receive --room CODE --relay HOST:8765 --yes --stdout | tar x
+    """
+    import asyncio
+
+    from .display import choose_display
+    from .session import RoomOptions, room_session
+    from .status import run_command
+
+    env = environment(ctx)
+    display = choose_display(env, json_mode=json_mode, quiet=quiet, role="receive")
+
+    async def main(display: Display) -> None:
+        from ..errors import Declined, IntegrityFailure, PeerGone, UsageError
+        from ..transfer.receiver import Receiver
+
+        to_stdout = stdout or output is not None
+        if output not in (None, "-"):
+            raise UsageError("-o takes '-' (standard output); to save into a folder use --dir")
+        if to_stdout and json_mode:
+            raise UsageError("--stdout and --json both want standard output; pick one")
+        if not yes and not env.stdin_isatty:
+            raise UsageError(
+                "stdin is not a terminal, so xfer cannot ask before accepting; add --yes to accept without asking"
+            )
+        target = Path.cwd() if to_stdout else target_folder(folder)
+        opts = RoomOptions(
+            room,
+            relay,
+            port,
+            host,
+            public_url,
+            name,
+            not no_qr,
+            keepalive=keepalive,
+            reconnect_for=peer_timeout,
+            peer_timeout=peer_timeout,
+        )
+
+        async def decide(event: dict[str, Any]) -> bool:
+            return True if yes else await ask("Accept?", env)
+
+        async with room_session(opts, "receiver", display) as session:
+            while True:
+                session.task = Receiver(
+                    session.current(),
+                    target,
+                    display.emit,
+                    decide,
+                    overwrite=overwrite,
+                    resume=not no_resume,
+                    stdout=to_stdout,
+                    **session.task_options(),
+                )
+                try:
+                    await session.task.run()
+                except (Declined, PeerGone, IntegrityFailure) as exc:
+                    if not keep_open or to_stdout:
+                        raise
+                    display.emit("warning", message=f"{exc}; waiting for the next offer")
+                    continue
+                if not keep_open or to_stdout:
+                    break
+
+    status = run_command(
+        lambda: asyncio.run(main(display)), display, env, role="receive", debug=debug, close=display.close
+    )
+    if status:
+        raise typer.Exit(status)
+
+
+def target_folder(folder: Path) -> Path:
+    """``--dir``, created if missing, as an absolute path we may write in."""
+    import os
+
+    from ..errors import LocalFileError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise LocalFileError(f"{folder} exists and is not a folder") from None
+    except OSError as exc:
+        raise LocalFileError(f"cannot create {folder}: {exc.strerror or exc}") from None
+    if not folder.is_dir():
+        raise LocalFileError(f"{folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise LocalFileError(f"permission denied: cannot write in {folder}", "permission-denied")
+    return folder.resolve()
+
+
+async def ask(question: str, env: Environment) -> bool:
+    """Ask on the terminal without blocking the event loop (and without hanging Ctrl-C)."""
+    import asyncio
+    import sys
+    import threading
+
+    from rich.prompt import Confirm
+
+    from .rich_display import console
+
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[bool] = loop.create_future()
+    # input() (line editing) when the answer comes from this process's own terminal
+    stream = None if env.stdin is sys.stdin else env.stdin
+
+    def settle(result: bool) -> None:
+        if not answer.done():
+            answer.set_result(result)
+
+    def run() -> None:
+        try:
+            result = Confirm.ask(question, console=console(env), default=True, stream=stream)
+        except (EOFError, KeyboardInterrupt):
+            result = False
+        loop.call_soon_threadsafe(settle, result)
+
+    threading.Thread(target=run, daemon=True).start()
+    return await answer

@@ -1,0 +1,169 @@
+"""``xfer send``: files, folders, standard input or a text, to whoever joins the room."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .options import (
+    DebugOpt,
+    HostOpt,
+    JsonOpt,
+    KeepaliveOpt,
+    NameOpt,
+    NoQrOpt,
+    PeerTimeoutOpt,
+    PortOpt,
+    PublicOpt,
+    QuietOpt,
+    RelayOpt,
+    RoomOpt,
+    environment,
+)
+
+
+def send(
+    ctx: typer.Context,
+    paths: list[Path] = typer.Argument(
+        None, metavar="PATH", help="Files or folders to send; - sends standard input.", show_default=False
+    ),
+    text: str | None = typer.Option(
+        None,
+        "--text",
+        "-t",
+        metavar="TEXT",
+        help="Send this text instead of files ('-' reads it from stdin), then exit.",
+    ),
+    room: str | None = RoomOpt,
+    relay: str | None = RelayOpt,
+    port: int | None = PortOpt,
+    host: str | None = HostOpt,
+    public_url: str | None = PublicOpt,
+    name: str | None = NameOpt,
+    json_mode: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+    no_qr: bool = NoQrOpt,
+    limit_rate: str | None = typer.Option(
+        None, "--limit-rate", metavar="SIZE", help="Send at most this much a second, e.g. 20MB or 512KiB."
+    ),
+    follow_symlinks: bool = typer.Option(
+        False, "--follow-symlinks", help="Send what symlinks inside folders point to (skipped by default)."
+    ),
+    receivers: int = typer.Option(
+        1,
+        "--receivers",
+        "-n",
+        min=1,
+        max=19,
+        metavar="N",
+        help="Wait for N receivers and send to all at once (the relay fans the data out).",
+    ),
+    keep_open: bool = typer.Option(
+        False, "--keep-open", help="After each transfer, stay and send again to whoever joins next, until Ctrl-C."
+    ),
+    keepalive: float = KeepaliveOpt,
+    peer_timeout: float = PeerTimeoutOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Send files (or a text) to whoever joins the room.
+
+    \b
+    Examples:
+      xfer send photo.jpg                  open a room, print its code and a QR code
+      xfer send a.pdf b.zip --room CODE --relay ws://192.168.1.20:8765
+      xfer send report.pdf --json          events as JSON lines, for scripts
+      xfer send photos/                    a folder, file by file, with its empty folders
+      tar c project | xfer send -          standard input (no resume for streams)
+      xfer send talk.pdf --receivers 3     wait for three receivers; the data leaves once
+      xfer send --text "see you at 5" --room CODE --relay ws://192.168.1.20:8765
+    """
+    import asyncio
+
+    from .display import Display, choose_display
+    from .session import RoomOptions, room_session
+    from .status import run_command
+
+    env = environment(ctx)
+    display = choose_display(env, json_mode=json_mode, quiet=quiet, role="send")
+
+    async def main(display: Display) -> None:
+        from ..errors import Declined, PeerGone, UsageError
+        from ..transfer.sender import Sender, check_sources
+
+        opts = RoomOptions(
+            room,
+            relay,
+            port,
+            host,
+            public_url,
+            name,
+            not no_qr,
+            keepalive=keepalive,
+            reconnect_for=peer_timeout,
+            peer_timeout=peer_timeout,
+        )
+        if text is not None:
+            from ..transfer.text import TextSender, check_text
+
+            if paths:
+                raise UsageError("give files or --text, not both")
+            message = check_text(env.stdin.read() if text == "-" else text)
+            async with room_session(opts, "sender", display) as session:
+                session.task = TextSender(
+                    session.conn, message, display.emit, wait_forever=room is None, **session.task_options()
+                )
+                await session.task.run()  # people see "Sent the text to ..."; --json the "text-sent" event
+            return
+        if not paths:
+            raise UsageError("nothing to send: give files, or --text TEXT")
+        rate = limit(limit_rate)
+        files = check_sources(paths, follow_symlinks=follow_symlinks, warn=lambda m: display.emit("warning", message=m))
+        served: set[int] = set()
+        async with room_session(opts, "sender", display) as session:
+            while True:
+                sender = session.task = Sender(
+                    session.current(),
+                    files,
+                    display.emit,
+                    rate=rate,
+                    receivers=receivers,
+                    exclude=served,
+                    **session.task_options(),
+                )
+                try:
+                    summary = await sender.run()
+                except asyncio.CancelledError:  # Ctrl-C: tell the receivers, so they drop the partial files
+                    await asyncio.wait_for(sender.cancel("the sender stopped (Ctrl-C)"), 2)
+                    raise
+                except (Declined, PeerGone) as exc:
+                    if not keep_open:
+                        raise
+                    display.emit("warning", message=f"{exc}; waiting for the next receiver")
+                    served.update(sender.chosen)  # do not offer again to whoever declined or left
+                    continue
+                if not keep_open:
+                    break
+                served.update(p["id"] for p in summary["peers"])
+
+    status = run_command(
+        lambda: asyncio.run(main(display)), display, env, role="send", debug=debug, close=display.close
+    )
+    if status:
+        raise typer.Exit(status)
+
+
+def limit(text: str | None) -> int | None:
+    """``--limit-rate`` in bytes a second (None: no limit)."""
+    from ..errors import UsageError
+    from ..units import parse_size
+
+    if text is None:
+        return None
+    try:
+        rate = parse_size(text)
+    except ValueError as exc:
+        raise UsageError(f"--limit-rate: {exc}") from None
+    if rate < 1024:
+        raise UsageError("--limit-rate must be at least 1KiB a second")
+    return rate
