@@ -354,6 +354,32 @@ def test_aes256_gcm_page_seals_python_opens(lan):
             AESGCM(key).decrypt(nonce, sealed, aad + b"\0")
 
 
+def test_aes_gcm_other_nonce_lengths_and_views(lan):
+    """aes.js itself takes any nonce length (J0 = GHASH(nonce) unless it has 12 bytes, as in
+    test cases 17 and 18), and bytes that are a view into a larger buffer at an odd offset."""
+    rng = random.Random(3)
+    cases = [
+        (rng.randbytes(32), rng.randbytes(n), rng.randbytes(rng.randrange(0, 100)), rng.randbytes(rng.randrange(0, 40)))
+        for n in (8, 11, 13, 16, 17, 32, 60, 100, 128)
+    ]
+    got = run(
+        lan,
+        """const out = [];
+           for (const [key, nonce, plain, aad] of arg) {
+               const g = new aes.AesGcm(b(key));
+               const sealed = g.seal(b(nonce), b(plain), b(aad));
+               const buffer = new Uint8Array(sealed.length + 7); buffer.set(sealed, 3);
+               const opened = g.open(b(nonce), buffer.subarray(3, 3 + sealed.length), b(aad));
+               out.push([s(sealed), s(opened)]);
+           }
+           return out;""",
+        [[b64(x) for x in case] for case in cases],
+    )
+    for (key, nonce, plain, aad), (sealed, opened) in zip(cases, got):
+        assert unb64(sealed) == AESGCM(key).encrypt(nonce, plain, aad), len(nonce)
+        assert unb64(opened) == plain
+
+
 def test_short_or_malformed_input_is_refused(lan):
     got = run(
         lan,
