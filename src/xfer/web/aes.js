@@ -8,8 +8,9 @@
 // - AES-256 (FIPS 197), the forward cipher only: GCM needs nothing else. Four 1 KiB
 //   T-tables (SubBytes, ShiftRows and MixColumns in one lookup per byte), computed when
 //   the module loads; the state is four 32-bit words, big-endian columns.
-// - GHASH over GF(2^128) with a 4-bit table per key (Shoup's method, 16 multiples of H),
-//   as in mbed TLS's gcm_mult: 32 table steps per block.
+// - GHASH over GF(2^128) with Shoup's 4-bit tables per key (the 16 multiples of H by a
+//   nibble, and the same times x^4), as in mbed TLS's gcm_mult but one step per byte with
+//   an 8-bit reduction table: 16 steps a block.
 // - GCM (NIST SP 800-38D): CTR from J0 + 1, the tag E(K, J0) xor GHASH(A, C), 16 bytes;
 //   a 12-byte nonce gives J0 = nonce || 1, any other length GHASH(nonce).
 //
@@ -48,7 +49,7 @@ const T3 = new Int32Array(256);
   }
 })();
 
-const ROUNDS = 14; // AES-256
+const ROUNDS = 14; // AES-256 (encryptBlock writes its rounds out)
 const KEY_BYTES = 32;
 export const TAG_BYTES = 16;
 
@@ -76,19 +77,67 @@ function expandKey(key) {
 function encryptBlock(rk, s0, s1, s2, s3, out) {
   const t0 = T0, t1 = T1, t2 = T2, t3 = T3;
   s0 ^= rk[0]; s1 ^= rk[1]; s2 ^= rk[2]; s3 ^= rk[3];
-  let k = 4;
-  for (let r = 1; r < ROUNDS; r++, k += 4) {
-    const a = t0[s0 >>> 24] ^ t1[(s1 >>> 16) & 255] ^ t2[(s2 >>> 8) & 255] ^ t3[s3 & 255] ^ rk[k];
-    const b = t0[s1 >>> 24] ^ t1[(s2 >>> 16) & 255] ^ t2[(s3 >>> 8) & 255] ^ t3[s0 & 255] ^ rk[k + 1];
-    const c = t0[s2 >>> 24] ^ t1[(s3 >>> 16) & 255] ^ t2[(s0 >>> 8) & 255] ^ t3[s1 & 255] ^ rk[k + 2];
-    const d = t0[s3 >>> 24] ^ t1[(s0 >>> 16) & 255] ^ t2[(s1 >>> 8) & 255] ^ t3[s2 & 255] ^ rk[k + 3];
-    s0 = a; s1 = b; s2 = c; s3 = d;
-  }
+  // Rounds 1 to 13 written out (1.15-1.2x the speed of a loop in V8 here); the state moves
+  // between (s0, s1, s2, s3) and (a, b, c, d) instead of being copied back each round.
+  let a = 0, b = 0, c = 0, d = 0;
+  a = t0[s0 >>> 24] ^ t1[(s1 >>> 16) & 255] ^ t2[(s2 >>> 8) & 255] ^ t3[s3 & 255] ^ rk[4];
+  b = t0[s1 >>> 24] ^ t1[(s2 >>> 16) & 255] ^ t2[(s3 >>> 8) & 255] ^ t3[s0 & 255] ^ rk[5];
+  c = t0[s2 >>> 24] ^ t1[(s3 >>> 16) & 255] ^ t2[(s0 >>> 8) & 255] ^ t3[s1 & 255] ^ rk[6];
+  d = t0[s3 >>> 24] ^ t1[(s0 >>> 16) & 255] ^ t2[(s1 >>> 8) & 255] ^ t3[s2 & 255] ^ rk[7];
+  s0 = t0[a >>> 24] ^ t1[(b >>> 16) & 255] ^ t2[(c >>> 8) & 255] ^ t3[d & 255] ^ rk[8];
+  s1 = t0[b >>> 24] ^ t1[(c >>> 16) & 255] ^ t2[(d >>> 8) & 255] ^ t3[a & 255] ^ rk[9];
+  s2 = t0[c >>> 24] ^ t1[(d >>> 16) & 255] ^ t2[(a >>> 8) & 255] ^ t3[b & 255] ^ rk[10];
+  s3 = t0[d >>> 24] ^ t1[(a >>> 16) & 255] ^ t2[(b >>> 8) & 255] ^ t3[c & 255] ^ rk[11];
+  a = t0[s0 >>> 24] ^ t1[(s1 >>> 16) & 255] ^ t2[(s2 >>> 8) & 255] ^ t3[s3 & 255] ^ rk[12];
+  b = t0[s1 >>> 24] ^ t1[(s2 >>> 16) & 255] ^ t2[(s3 >>> 8) & 255] ^ t3[s0 & 255] ^ rk[13];
+  c = t0[s2 >>> 24] ^ t1[(s3 >>> 16) & 255] ^ t2[(s0 >>> 8) & 255] ^ t3[s1 & 255] ^ rk[14];
+  d = t0[s3 >>> 24] ^ t1[(s0 >>> 16) & 255] ^ t2[(s1 >>> 8) & 255] ^ t3[s2 & 255] ^ rk[15];
+  s0 = t0[a >>> 24] ^ t1[(b >>> 16) & 255] ^ t2[(c >>> 8) & 255] ^ t3[d & 255] ^ rk[16];
+  s1 = t0[b >>> 24] ^ t1[(c >>> 16) & 255] ^ t2[(d >>> 8) & 255] ^ t3[a & 255] ^ rk[17];
+  s2 = t0[c >>> 24] ^ t1[(d >>> 16) & 255] ^ t2[(a >>> 8) & 255] ^ t3[b & 255] ^ rk[18];
+  s3 = t0[d >>> 24] ^ t1[(a >>> 16) & 255] ^ t2[(b >>> 8) & 255] ^ t3[c & 255] ^ rk[19];
+  a = t0[s0 >>> 24] ^ t1[(s1 >>> 16) & 255] ^ t2[(s2 >>> 8) & 255] ^ t3[s3 & 255] ^ rk[20];
+  b = t0[s1 >>> 24] ^ t1[(s2 >>> 16) & 255] ^ t2[(s3 >>> 8) & 255] ^ t3[s0 & 255] ^ rk[21];
+  c = t0[s2 >>> 24] ^ t1[(s3 >>> 16) & 255] ^ t2[(s0 >>> 8) & 255] ^ t3[s1 & 255] ^ rk[22];
+  d = t0[s3 >>> 24] ^ t1[(s0 >>> 16) & 255] ^ t2[(s1 >>> 8) & 255] ^ t3[s2 & 255] ^ rk[23];
+  s0 = t0[a >>> 24] ^ t1[(b >>> 16) & 255] ^ t2[(c >>> 8) & 255] ^ t3[d & 255] ^ rk[24];
+  s1 = t0[b >>> 24] ^ t1[(c >>> 16) & 255] ^ t2[(d >>> 8) & 255] ^ t3[a & 255] ^ rk[25];
+  s2 = t0[c >>> 24] ^ t1[(d >>> 16) & 255] ^ t2[(a >>> 8) & 255] ^ t3[b & 255] ^ rk[26];
+  s3 = t0[d >>> 24] ^ t1[(a >>> 16) & 255] ^ t2[(b >>> 8) & 255] ^ t3[c & 255] ^ rk[27];
+  a = t0[s0 >>> 24] ^ t1[(s1 >>> 16) & 255] ^ t2[(s2 >>> 8) & 255] ^ t3[s3 & 255] ^ rk[28];
+  b = t0[s1 >>> 24] ^ t1[(s2 >>> 16) & 255] ^ t2[(s3 >>> 8) & 255] ^ t3[s0 & 255] ^ rk[29];
+  c = t0[s2 >>> 24] ^ t1[(s3 >>> 16) & 255] ^ t2[(s0 >>> 8) & 255] ^ t3[s1 & 255] ^ rk[30];
+  d = t0[s3 >>> 24] ^ t1[(s0 >>> 16) & 255] ^ t2[(s1 >>> 8) & 255] ^ t3[s2 & 255] ^ rk[31];
+  s0 = t0[a >>> 24] ^ t1[(b >>> 16) & 255] ^ t2[(c >>> 8) & 255] ^ t3[d & 255] ^ rk[32];
+  s1 = t0[b >>> 24] ^ t1[(c >>> 16) & 255] ^ t2[(d >>> 8) & 255] ^ t3[a & 255] ^ rk[33];
+  s2 = t0[c >>> 24] ^ t1[(d >>> 16) & 255] ^ t2[(a >>> 8) & 255] ^ t3[b & 255] ^ rk[34];
+  s3 = t0[d >>> 24] ^ t1[(a >>> 16) & 255] ^ t2[(b >>> 8) & 255] ^ t3[c & 255] ^ rk[35];
+  a = t0[s0 >>> 24] ^ t1[(s1 >>> 16) & 255] ^ t2[(s2 >>> 8) & 255] ^ t3[s3 & 255] ^ rk[36];
+  b = t0[s1 >>> 24] ^ t1[(s2 >>> 16) & 255] ^ t2[(s3 >>> 8) & 255] ^ t3[s0 & 255] ^ rk[37];
+  c = t0[s2 >>> 24] ^ t1[(s3 >>> 16) & 255] ^ t2[(s0 >>> 8) & 255] ^ t3[s1 & 255] ^ rk[38];
+  d = t0[s3 >>> 24] ^ t1[(s0 >>> 16) & 255] ^ t2[(s1 >>> 8) & 255] ^ t3[s2 & 255] ^ rk[39];
+  s0 = t0[a >>> 24] ^ t1[(b >>> 16) & 255] ^ t2[(c >>> 8) & 255] ^ t3[d & 255] ^ rk[40];
+  s1 = t0[b >>> 24] ^ t1[(c >>> 16) & 255] ^ t2[(d >>> 8) & 255] ^ t3[a & 255] ^ rk[41];
+  s2 = t0[c >>> 24] ^ t1[(d >>> 16) & 255] ^ t2[(a >>> 8) & 255] ^ t3[b & 255] ^ rk[42];
+  s3 = t0[d >>> 24] ^ t1[(a >>> 16) & 255] ^ t2[(b >>> 8) & 255] ^ t3[c & 255] ^ rk[43];
+  a = t0[s0 >>> 24] ^ t1[(s1 >>> 16) & 255] ^ t2[(s2 >>> 8) & 255] ^ t3[s3 & 255] ^ rk[44];
+  b = t0[s1 >>> 24] ^ t1[(s2 >>> 16) & 255] ^ t2[(s3 >>> 8) & 255] ^ t3[s0 & 255] ^ rk[45];
+  c = t0[s2 >>> 24] ^ t1[(s3 >>> 16) & 255] ^ t2[(s0 >>> 8) & 255] ^ t3[s1 & 255] ^ rk[46];
+  d = t0[s3 >>> 24] ^ t1[(s0 >>> 16) & 255] ^ t2[(s1 >>> 8) & 255] ^ t3[s2 & 255] ^ rk[47];
+  s0 = t0[a >>> 24] ^ t1[(b >>> 16) & 255] ^ t2[(c >>> 8) & 255] ^ t3[d & 255] ^ rk[48];
+  s1 = t0[b >>> 24] ^ t1[(c >>> 16) & 255] ^ t2[(d >>> 8) & 255] ^ t3[a & 255] ^ rk[49];
+  s2 = t0[c >>> 24] ^ t1[(d >>> 16) & 255] ^ t2[(a >>> 8) & 255] ^ t3[b & 255] ^ rk[50];
+  s3 = t0[d >>> 24] ^ t1[(a >>> 16) & 255] ^ t2[(b >>> 8) & 255] ^ t3[c & 255] ^ rk[51];
+  a = t0[s0 >>> 24] ^ t1[(s1 >>> 16) & 255] ^ t2[(s2 >>> 8) & 255] ^ t3[s3 & 255] ^ rk[52];
+  b = t0[s1 >>> 24] ^ t1[(s2 >>> 16) & 255] ^ t2[(s3 >>> 8) & 255] ^ t3[s0 & 255] ^ rk[53];
+  c = t0[s2 >>> 24] ^ t1[(s3 >>> 16) & 255] ^ t2[(s0 >>> 8) & 255] ^ t3[s1 & 255] ^ rk[54];
+  d = t0[s3 >>> 24] ^ t1[(s0 >>> 16) & 255] ^ t2[(s1 >>> 8) & 255] ^ t3[s2 & 255] ^ rk[55];
+  const k = 56; // the last round's key, applied to (a, b, c, d)
   const s = SBOX;
-  out[0] = ((s[s0 >>> 24] << 24) | (s[(s1 >>> 16) & 255] << 16) | (s[(s2 >>> 8) & 255] << 8) | s[s3 & 255]) ^ rk[k];
-  out[1] = ((s[s1 >>> 24] << 24) | (s[(s2 >>> 16) & 255] << 16) | (s[(s3 >>> 8) & 255] << 8) | s[s0 & 255]) ^ rk[k + 1];
-  out[2] = ((s[s2 >>> 24] << 24) | (s[(s3 >>> 16) & 255] << 16) | (s[(s0 >>> 8) & 255] << 8) | s[s1 & 255]) ^ rk[k + 2];
-  out[3] = ((s[s3 >>> 24] << 24) | (s[(s0 >>> 16) & 255] << 16) | (s[(s1 >>> 8) & 255] << 8) | s[s2 & 255]) ^ rk[k + 3];
+  out[0] = ((s[a >>> 24] << 24) | (s[(b >>> 16) & 255] << 16) | (s[(c >>> 8) & 255] << 8) | s[d & 255]) ^ rk[k];
+  out[1] = ((s[b >>> 24] << 24) | (s[(c >>> 16) & 255] << 16) | (s[(d >>> 8) & 255] << 8) | s[a & 255]) ^ rk[k + 1];
+  out[2] = ((s[c >>> 24] << 24) | (s[(d >>> 16) & 255] << 16) | (s[(a >>> 8) & 255] << 8) | s[b & 255]) ^ rk[k + 2];
+  out[3] = ((s[d >>> 24] << 24) | (s[(a >>> 16) & 255] << 16) | (s[(b >>> 8) & 255] << 8) | s[c & 255]) ^ rk[k + 3];
 }
 
 /** AES-256 of one 16-byte block (for the FIPS 197 test; GCM never needs it alone). */
@@ -109,45 +158,60 @@ function wordsToBytes(w, out, at) {
   return out;
 }
 
-// GHASH's reduction of the four bits that a right shift by 4 drops off the end (mbed TLS's
-// last4, already in place in the top word): each dropped bit adds x^128 = x^7 + x^2 + x + 1
-// (0xe1000000, bit-reflected), shifted by the steps still to come.
-const LAST4 = new Int32Array(16);
-for (let rem = 0; rem < 16; rem++) {
+// GHASH's reduction of the eight bits that a right shift by 8 drops off the end, already
+// in place in the top word: each dropped bit adds x^128 = x^7 + x^2 + x + 1 (0xe1000000,
+// bit-reflected), shifted by the steps still to come. (mbed TLS's last4, for 8 bits.)
+const REDUCE8 = new Int32Array(256);
+for (let rem = 0; rem < 256; rem++) {
   let top = 0;
-  for (let bit = 0; bit < 4; bit++) top = (top >>> 1) ^ ((rem >>> bit) & 1 ? 0xe1000000 : 0);
-  LAST4[rem] = top;
+  for (let bit = 0; bit < 8; bit++) top = (top >>> 1) ^ ((rem >>> bit) & 1 ? 0xe1000000 : 0);
+  REDUCE8[rem] = top;
 }
 
-/** The 16 multiples of H by 4-bit values (Shoup's table), four words each. */
-function ghashTable(h) {
+/** Shift the 128-bit value v right by ``bits`` (1 to 8), reducing what drops off: v * x^bits. */
+function shiftReduce(v, bits) {
+  const rem = v[3] & ((1 << bits) - 1);
+  v[3] = (v[3] >>> bits) | (v[2] << (32 - bits));
+  v[2] = (v[2] >>> bits) | (v[1] << (32 - bits));
+  v[1] = (v[1] >>> bits) | (v[0] << (32 - bits));
+  v[0] = (v[0] >>> bits) ^ REDUCE8[rem << (8 - bits)];
+}
+
+/**
+ * Shoup's 4-bit tables for H, four words an entry: m[n] = n * H for the 16 values of a
+ * nibble, and mx[n] = n * H * x^4. A byte's low nibble comes first in GCM's bit order, so
+ * one step per byte is z = z * x^8 + mx[low] + m[high]: 16 steps a block instead of 32.
+ */
+function ghashTables(h) {
   const m = new Int32Array(64);
-  let v0 = h[0], v1 = h[1], v2 = h[2], v3 = h[3];
-  m[32] = v0; m[33] = v1; m[34] = v2; m[35] = v3; // 8 is H
-  for (let i = 4; i > 0; i >>= 1) { // 4, 2, 1: H times x, x^2, x^3 (a right shift in GCM's order)
-    const carry = v3 & 1;
-    v3 = (v3 >>> 1) | (v2 << 31);
-    v2 = (v2 >>> 1) | (v1 << 31);
-    v1 = (v1 >>> 1) | (v0 << 31);
-    v0 = (v0 >>> 1) ^ (carry ? 0xe1000000 : 0);
-    m[4 * i] = v0; m[4 * i + 1] = v1; m[4 * i + 2] = v2; m[4 * i + 3] = v3;
+  const v = Int32Array.from(h);
+  m.set(v, 32); // 8 is H (GCM's bit order: the top bit of a nibble is x^0)
+  for (let i = 4; i > 0; i >>= 1) { // 4, 2, 1: H times x, x^2, x^3
+    shiftReduce(v, 1);
+    m.set(v, 4 * i);
   }
   for (let i = 2; i <= 8; i *= 2) {
     for (let j = 1; j < i; j++) {
       for (let k = 0; k < 4; k++) m[4 * (i + j) + k] = m[4 * i + k] ^ m[4 * j + k];
     }
   }
-  return m;
+  const mx = new Int32Array(64);
+  for (let i = 0; i < 16; i++) {
+    const e = m.slice(4 * i, 4 * i + 4);
+    shiftReduce(e, 4);
+    mx.set(e, 4 * i);
+  }
+  return [m, mx];
 }
 
 const X = new Int32Array(4); // ghash's block, word by word (shared: ghash never yields)
 
 /**
- * Absorb d[p, end) into the GHASH state y (four words), zero-padding a last partial block.
- * y = (y xor block) * H for each block, with the 4-bit table m of H.
+ * Absorb d[p, end) into the GHASH state y (four words), zero-padding a last partial block:
+ * y = (y xor block) * H for each block, with the tables m and mx of H.
  */
-function ghash(y, m, d, p, end) {
-  const r = LAST4, x = X;
+function ghash(y, m, mx, d, p, end) {
+  const r = REDUCE8, x = X;
   let y0 = y[0], y1 = y[1], y2 = y[2], y3 = y[3];
   while (p < end) {
     if (p + 16 <= end) {
@@ -162,17 +226,16 @@ function ghash(y, m, d, p, end) {
         if (i < 4) y0 ^= b; else if (i < 8) y1 ^= b; else if (i < 12) y2 ^= b; else y3 ^= b;
       }
     }
-    // z = y * H: Horner's rule over the 32 nibbles, the last one (y3's low bits) first;
-    // each step multiplies z by x^4 (a right shift by 4, reduced) and adds nibble * H.
+    // z = y * H by Horner's rule over the 16 bytes, the last one (y3's low bits) first.
     x[0] = y0; x[1] = y1; x[2] = y2; x[3] = y3;
     let z0 = 0, z1 = 0, z2 = 0, z3 = 0;
     for (let j = 3; j >= 0; j--) {
-      for (let w = x[j], k = 0; k < 8; k++, w >>>= 4) {
-        const rem = z3 & 15, i = (w & 15) << 2;
-        z3 = ((z3 >>> 4) | (z2 << 28)) ^ m[i + 3];
-        z2 = ((z2 >>> 4) | (z1 << 28)) ^ m[i + 2];
-        z1 = ((z1 >>> 4) | (z0 << 28)) ^ m[i + 1];
-        z0 = (z0 >>> 4) ^ r[rem] ^ m[i];
+      for (let w = x[j], k = 0; k < 4; k++, w >>>= 8) {
+        const rem = z3 & 255, lo = (w & 15) << 2, hi = (w >>> 2) & 60;
+        z3 = ((z3 >>> 8) | (z2 << 24)) ^ mx[lo + 3] ^ m[hi + 3];
+        z2 = ((z2 >>> 8) | (z1 << 24)) ^ mx[lo + 2] ^ m[hi + 2];
+        z1 = ((z1 >>> 8) | (z0 << 24)) ^ mx[lo + 1] ^ m[hi + 1];
+        z0 = (z0 >>> 8) ^ r[rem] ^ mx[lo] ^ m[hi];
       }
     }
     y0 = z0; y1 = z1; y2 = z2; y3 = z3;
@@ -218,7 +281,7 @@ export class AesGcm {
     this.rk = expandKey(bytes(key, "key"));
     const h = new Int32Array(4);
     encryptBlock(this.rk, 0, 0, 0, 0, h);
-    this.m = ghashTable(h);
+    [this.m, this.mx] = ghashTables(h);
     this.j0 = new Int32Array(4);
     this.y = new Int32Array(4);
     this.block = new Uint8Array(16);
@@ -239,7 +302,7 @@ export class AesGcm {
     }
     if (n.length === 0) throw new TypeError("AES-GCM: the nonce is empty");
     this.j0.fill(0);
-    ghash(this.j0, this.m, n, 0, n.length);
+    ghash(this.j0, this.m, this.mx, n, 0, n.length);
     this._lengths(this.j0, 0, n.length);
   }
 
@@ -250,15 +313,15 @@ export class AesGcm {
     v.setUint32(4, (aadLength * 8) >>> 0);
     v.setUint32(8, Math.floor(textLength / 0x20000000));
     v.setUint32(12, (textLength * 8) >>> 0);
-    ghash(y, this.m, this.block, 0, 16);
+    ghash(y, this.m, this.mx, this.block, 0, 16);
   }
 
   /** The tag of (aad, ciphertext[0, n)) under the current J0, into this.y. */
   _tag(aad, ct, n) {
     const y = this.y;
     y.fill(0);
-    ghash(y, this.m, aad, 0, aad.length);
-    ghash(y, this.m, ct, 0, n);
+    ghash(y, this.m, this.mx, aad, 0, aad.length);
+    ghash(y, this.m, this.mx, ct, 0, n);
     this._lengths(y, aad.length, n);
     const s = this.mask;
     encryptBlock(this.rk, this.j0[0], this.j0[1], this.j0[2], this.j0[3], s);
