@@ -397,7 +397,8 @@ def test_short_or_malformed_input_is_refused(lan):
 
 def test_channels_and_content_keys_of_keys_py_open_in_the_page(lan):
     """keys.Channel's counter nonces and keys.ContentKey's (index, offset) nonces, built by
-    e2e.counterNonce and e2e.chunkNonce; the page's frames open in Python in turn."""
+    e2e.counterNonce and e2e.chunkNonce, and e2e.Channel keeping the counter itself; the page's
+    frames open in Python in turn."""
     rng = random.Random(5)
     channel_key = rng.randbytes(32)
     channel = keys.Channel(channel_key)
@@ -421,15 +422,26 @@ def test_channels_and_content_keys_of_keys_py_open_in_the_page(lan):
            const moved = await attempt(() => ck.open(e2e.chunkNonce(0, 1), b(sealedChunks[0]), b(headers[0])));
            const back = [];
            for (let i = 0; i < 3; i++) back.push(s(await ch.seal(e2e.counterNonce(i), new Uint8Array([i, i]), "back")));
+           // e2e.Channel keeps the counter itself: the same frames, in order; then a replay fails.
+           const channel = await e2e.Channel.create(b(channelKey));
+           const viaChannel = [];
+           for (const f of frames) viaChannel.push(s(await channel.open(b(f), "frame")));
+           viaChannel.push(await attempt(() => channel.open(b(frames[0]), "frame")));
+           const sending = await e2e.Channel.create(b(channelKey));
+           const overlapping = await Promise.all([0, 1, 2].map((i) => sending.seal(new Uint8Array([i, i]), "back")));
+           back.push(...overlapping.map(s));
            const nonces = [s(e2e.counterNonce(0)), s(e2e.counterNonce(2 ** 40 + 3)), s(e2e.chunkNonce(2 ** 32 - 1, 2 ** 53 - 1))];
-           return { opened, chunkPlain, replayed, moved, back, nonces };""",
+           return { opened, chunkPlain, replayed, moved, back, nonces, viaChannel };""",
         [b64(channel_key), frames, b64(content.key), chunks, sealed_chunks, [b64(x) for x in headers]],
     )
     assert [unb64(x) for x in got["opened"]] == messages
     assert [unb64(x) for x in got["chunkPlain"]] == data
     assert (got["replayed"], got["moved"]) == ("Tampered", "Tampered")
+    assert [unb64(x) for x in got["viaChannel"][:-1]] == messages
+    assert got["viaChannel"][-1] == "Tampered"
     receiving = keys.Channel(channel_key)
-    assert [receiving.open(unb64(x), b"back") for x in got["back"]] == [bytes([i, i]) for i in range(3)]
+    assert [receiving.open(unb64(x), b"back") for x in got["back"][:3]] == [bytes([i, i]) for i in range(3)]
+    assert got["back"][3:] == got["back"][:3]  # e2e.Channel's overlapping seals took counters 0, 1, 2
     assert [unb64(x) for x in got["nonces"]] == [
         keys._COUNTER.pack(0),
         keys._COUNTER.pack(2**40 + 3),

@@ -8,6 +8,7 @@
 //   const plain = await key.open(nonce12, sealed, aad);      // throws Tampered on a bad tag
 //   const okm = await deriveKey(pakeKey, "control sender", { salt });  // = keys.hkdf
 //   counterNonce(n), chunkNonce(index, offset)           // = keys.Channel's, ContentKey's
+//   const ch = await Channel.create(raw32); await ch.seal(plaintext, aad)  // = keys.Channel
 //
 // Bytes are Uint8Arrays (ArrayBuffers and strings, as UTF-8, are accepted as input).
 
@@ -159,4 +160,34 @@ export function counterNonce(counter) {
 export function chunkNonce(index, offset) {
   if (!Number.isInteger(index) || index < 0 || index > 0xffffffff) throw new RangeError("a file index is 0 to 2^32 - 1");
   return nonce(index, offset);
+}
+
+/**
+ * One direction of a control channel, as keys.Channel: the nonce is a counter both ends keep
+ * (never sent). Each call takes the next counter when it is made, so calls that overlap still
+ * use the nonces in call order; an open that fails uses its counter up too (the peer's
+ * transfer stops then anyway).
+ */
+export class Channel {
+  static async create(raw, name) {
+    return new Channel(await importKey(raw, name));
+  }
+
+  constructor(key) {
+    this.key = key;
+    this.counter = 0;
+  }
+
+  _next() {
+    if (this.counter >= Number.MAX_SAFE_INTEGER) throw new Error("too many messages under one key");
+    return counterNonce(this.counter++);
+  }
+
+  seal(plaintext, aad) {
+    return this.key.seal(this._next(), plaintext, aad);
+  }
+
+  open(sealed, aad) {
+    return this.key.open(this._next(), sealed, aad);
+  }
 }
