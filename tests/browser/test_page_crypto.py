@@ -481,6 +481,38 @@ def test_hkdf_matches_keys_py(lan):
     assert unb64(tag) == pair.confirmation()
 
 
+def test_the_modules_work_in_a_module_worker(lan):
+    """Nothing in aes.js, hkdf.js or e2e.js needs the DOM: a module worker on the LAN page
+    (where the page hashes today, and where sealing belongs) gets the same bytes."""
+    key, nonce, plain, aad = os.urandom(32), os.urandom(12), os.urandom(70_000), b"header"
+    got = lan.evaluate(
+        """async ([key, nonce, plain, aad]) => {
+            const source = `
+                const e2e = await import(new URL("e2e.js", "${location.href}").href);
+                onmessage = async ({ data: [key, nonce, plain, aad] }) => {
+                    const k = await e2e.importKey(key);
+                    const okm = await e2e.deriveKey(key, "verify", { salt: nonce });
+                    postMessage([k.backend, await k.seal(nonce, plain, aad), okm]);
+                };
+                postMessage("ready");`;
+            const worker = new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })), { type: "module" });
+            const b = (t) => Uint8Array.from(atob(t), (c) => c.charCodeAt(0));
+            const s = (u) => { let t = ""; for (const x of u) t += String.fromCharCode(x); return btoa(t); };
+            const reply = await new Promise((resolve, reject) => {
+                worker.onerror = (e) => reject(new Error(e.message));
+                worker.onmessage = ({ data }) => {
+                    if (data === "ready") worker.postMessage([b(key), b(nonce), b(plain), b(aad)]);
+                    else resolve(data);
+                };
+            });
+            worker.terminate();
+            return [reply[0], s(reply[1]), s(reply[2])];
+        }""",
+        [b64(key), b64(nonce), b64(plain), b64(aad)],
+    )
+    assert got == ["page", b64(AESGCM(key).encrypt(nonce, plain, aad)), b64(keys.hkdf(key, b"verify", salt=nonce))]
+
+
 # -- WebCrypto and the page's code on a secure-context page ----------------------
 
 
