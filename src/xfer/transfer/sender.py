@@ -160,6 +160,8 @@ class Sender(PeerTask):
     async def _drive(self) -> tuple[PeerInfo, ...]:
         """Do what the machine asks, in order, until it completes or fails."""
         while True:
+            if self._failure is not None:  # the reader's (the relay stayed away, or broke the protocol)
+                raise self._failure
             if not self._todo:
                 try:
                     await self.until(lambda: bool(self._todo), deadline=self.machine.deadline(), breakable=False)
