@@ -455,6 +455,7 @@ STEP = st.one_of(
     st.tuples(st.just("tick"), st.floats(0, 2 * SMALL.peer_timeout)),
     st.tuples(st.just("read"), st.booleans()),
     st.tuples(st.just("check")),
+    st.tuples(st.just("deadline")),
 )
 
 
@@ -486,6 +487,11 @@ def apply(d: SenderDriver, step: tuple) -> None:
         d.link_back(args[0])
     elif kind == "tick":
         d.tick(args[0])
+    elif kind == "deadline" and d.m.deadline() is not None:
+        d.now = max(d.now, d.m.deadline() or 0.0)
+        d.run(d.m.tick(d.now))
+        deadline = d.m.deadline()
+        assert deadline is None or deadline > d.now  # dealt with: the shell never spins on a deadline
     elif kind == "read" and d.reads:
         read = d.reads[0]
         d.answer_read(None if args[0] else d.read_bytes(read)[: read.n // 2])

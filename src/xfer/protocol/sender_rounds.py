@@ -348,9 +348,11 @@ class Round:
         return out + self._answered(now) + self.pump(now) + self.maybe_complete(now)
 
     def credit_timeout(self, now: float) -> list[Output]:
-        if self.credit_deadline is None or now < self.credit_deadline or not self.acks:
+        if self.credit_deadline is None or now < self.credit_deadline:
             return []
-        self.credit_deadline = None
+        self.credit_deadline = None  # passed: never asked for again (the shell would spin)
+        if not self.acks:
+            return []
         slowest = min(self.acks, key=lambda peer: self.acks[peer])
         return self.drop(slowest, f"it acknowledged nothing for {self.m.limits.peer_timeout:.0f} s", now)
 
