@@ -4,6 +4,7 @@ there to read it, send one ``text`` message to everyone else in the room, done."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import PeerGone, UsageError
@@ -31,7 +32,9 @@ class TextSender(PeerTask):
     scan the code); otherwise nobody there after ``peer_timeout`` is an error.
     """
 
-    def __init__(self, conn, text: str, emit, *, wait_forever: bool = False, **options: Any) -> None:
+    def __init__(
+        self, conn: Any, text: str, emit: Callable[..., None], *, wait_forever: bool = False, **options: Any
+    ) -> None:
         super().__init__(conn, emit, **options)
         self.text = check_text(text)
         self.wait_forever = wait_forever
