@@ -207,8 +207,7 @@ def _build(cls: type[RelayMessage], obj: dict[str, Any]) -> RelayMessage:
             peer: Any = obj.get("peer")
             if type(peer) is not dict:
                 raise ProtocolError("relay message: peer must be an object")
-            info = PeerInfo(
-                id=peer.get("id"), name=peer.get("name"), role=peer.get("role"), client=peer.get("client", "")
+            info = PeerInfo(**{k: peer[k] for k in ("id", "name", "role", "client") if k in peer})
             )
             room: Any = obj.get("room")
             relay: Any = obj.get("relay")
