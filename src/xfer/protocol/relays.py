@@ -208,7 +208,6 @@ def _build(cls: type[RelayMessage], obj: dict[str, Any]) -> RelayMessage:
             if type(peer) is not dict:
                 raise ProtocolError("relay message: peer must be an object")
             info = PeerInfo(**{k: peer[k] for k in ("id", "name", "role", "client") if k in peer})
-            )
             room: Any = obj.get("room")
             relay: Any = obj.get("relay")
             return RemoteJoined(room=room, relay=relay, peer=info)
