@@ -26,7 +26,7 @@ from typing import Generic, TypeVar
 from .closes import Close, Refusal
 from .limits import LIMITS, Limits
 from .machine import Event
-from .messages import MAX_ID, PeerInfo
+from .messages import MAX_ID, Accept, Cancel, Done, Message, PeerInfo, Reject
 
 H = TypeVar("H")
 
@@ -268,6 +268,17 @@ class Room(Generic[H]):
             receivers.discard(receiver)
             if not receivers:
                 del room.fanout[(sender, transfer)]
+
+    def note(self, room_id: str, sender: int, message: Message) -> None:
+        """What a routed message from ``sender`` changes of the fan-out: an accept, reject or
+        cancel to a sender (un)subscribes, a done to a receiver ends its part."""
+        to = message.to
+        if not to:
+            return
+        if isinstance(message, (Accept, Reject, Cancel)):
+            self.subscribe(room_id, to, message.transfer, sender, isinstance(message, Accept))
+        elif isinstance(message, Done):
+            self.finished(room_id, sender, message.transfer, to)
 
     def targets(self, room_id: str, sender: int, to: int | None, transfer: int | None = None) -> list[H] | None:
         """Who a frame from ``sender`` goes to; ``None`` when ``to`` is not in the room.

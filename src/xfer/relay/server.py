@@ -16,9 +16,10 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from ..errors import LocalFileError, UsageError
+from ..protocol.limits import LIMITS, Limits
 from .app import create_app
+from .buses import Bus, LocalBus
 from .download import QuietAborts
-from .hub import RelayLimits
 
 
 class _WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -157,20 +158,20 @@ class RelayServer:
         self,
         sock: socket.socket,
         *,
-        limits: RelayLimits | None = None,
+        limits: Limits | None = None,
         public_relay: str = "",
         ping_interval: float = 20.0,
         ping_timeout: float = 20.0,
         tls: ssl.SSLContext | None = None,
         trusted_proxies: tuple[str, ...] = (),
-        bus=None,
+        bus: Bus | None = None,
     ) -> None:
         """``bus``: a ``bus.RedisBus`` to share rooms with other relays; it starts and stops with the server."""
         self.sock = sock
         self.tls = tls
-        self.bus = bus
-        limits = limits or RelayLimits()
-        self.app = create_app(limits, public_relay=public_relay, bus=bus)
+        self.bus: Bus = bus if bus is not None else LocalBus()
+        limits = limits or LIMITS
+        self.app = create_app(limits, public_relay=public_relay, bus=self.bus)
         http = type("HttpProtocol", (_HttpProtocol,), {"handshake_timeout": limits.handshake_timeout})
         config = uvicorn.Config(
             self.app,
@@ -205,8 +206,7 @@ class RelayServer:
         return self.app.state.hub
 
     async def start(self) -> None:
-        if self.bus is not None:
-            await self.bus.start()
+        await self.bus.start()
         if self.tls is None:
             await self.server.startup(sockets=[self.sock])
             return
@@ -254,8 +254,7 @@ class RelayServer:
             except asyncio.TimeoutError:
                 pass
         await self.app.state.relay.downloads.close()
-        if self.bus is not None:
-            await self.bus.stop()
+        await self.bus.stop()
 
     async def run_until_signal(self) -> int:
         """Serve until SIGINT or SIGTERM; return the signal number that stopped it."""
