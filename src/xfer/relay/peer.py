@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from starlette.websockets import WebSocket
@@ -34,7 +34,7 @@ class PeerConnection:
     relay_id = None  # on this relay (a peer that another relay holds is a bus.RemotePeer)
 
     def __init__(
-        self, ws: WebSocket, send_timeout: float, evict: Callable[[PeerConnection, int], Awaitable[None]]
+        self, ws: WebSocket, send_timeout: float, evict: Callable[[PeerConnection, int], Coroutine[Any, Any, None]]
     ) -> None:
         self.ws = ws
         self.evict = evict  # the relay's way to remove a peer: (peer, close code)

@@ -85,7 +85,7 @@ class ChannelPart(RedisCore):
                 self._subscribed.clear()
             finally:
                 try:
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 except FAILURES:
                     pass
             await asyncio.sleep(min(1.0, self.expiry / 4))

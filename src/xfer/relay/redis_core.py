@@ -138,7 +138,7 @@ class _Pool(aioredis.BlockingConnectionPool):
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await super().get_connection(*args, **kwargs)
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
         except RedisConnectionError as exc:
             if isinstance(exc.__cause__, asyncio.TimeoutError) and not self.can_get_connection():
                 raise MaxConnectionsError("every connection to Redis is in use") from exc
