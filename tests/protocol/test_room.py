@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from xfer.protocol import Error, PeerJoined, PeerLeft, Text, serialize
 from xfer.protocol.closes import Close, Refusal
+from xfer.protocol.errors import RemoteProtocolError
+from xfer.protocol.frames import encode_chunk
 from xfer.protocol.limits import Limits
 from xfer.protocol.messages import PeerInfo
 from xfer.protocol.room import Joined, Left, Member, Refused, Room
+from xfer.protocol.view import RoomView
 
 ROOM_A = "a" * 32
 ROOM_B = "b" * 32
@@ -257,3 +262,45 @@ def check_invariants(room: Room[str]) -> None:
     for address in ADDRESSES + ["remote"]:
         assert room.rooms_of(address) == by_address.get(address, 0) >= 0
         assert room.rooms_of(address) <= limits.max_rooms_per_address or address == "remote"
+
+
+# -- a peer's view of its room (protocol.view) ---------------------------------------
+
+
+def test_the_view_keeps_the_peer_list_from_what_the_relay_sends() -> None:
+
+    alice = PeerInfo(id=1, name="alice", role="sender")
+    bob = PeerInfo(id=2, name="bob", role="receiver")
+    view = RoomView(3, {1: alice})
+    assert view.receive(serialize(PeerJoined(peer=bob))) == PeerJoined(peer=bob)
+    assert view.peers == {1: alice, 2: bob}
+    view.receive(serialize(PeerLeft(peer_id=1)))
+    assert view.peers == {2: bob}
+    assert view.receive(serialize(Text(sender=2, text="hi"))) == Text(sender=2, text="hi")
+    chunk = view.receive(encode_chunk(2, 3, 7, 0, 0, b"data"))
+    assert bytes(chunk.payload) == b"data"  # type: ignore[union-attr]
+
+
+def test_the_view_turns_the_relays_own_errors_and_broken_frames_into_remote_errors() -> None:
+
+    view = RoomView(1)
+    with pytest.raises(RemoteProtocolError, match="closed the connection: too slow") as caught:
+        view.receive(serialize(Error(code="too-slow", message="too slow")))
+    assert caught.value.code == "too-slow"
+    # an error from a peer, or "no such peer" from the relay, is a message like any other
+    assert view.receive(serialize(Error(code="declined", sender=2))).code == "declined"  # type: ignore[union-attr]
+    assert view.receive(serialize(Error(code="no-such-peer"))).code == "no-such-peer"  # type: ignore[union-attr]
+    with pytest.raises(RemoteProtocolError, match="broken"):
+        view.receive("{not json")
+    with pytest.raises(RemoteProtocolError, match="broken"):
+        view.receive(b"\x00")
+
+
+@given(st.one_of(st.text(max_size=200), st.binary(max_size=200)))
+def test_the_view_reads_anything_or_raises_a_remote_error(data: str | bytes) -> None:
+
+    view = RoomView(1)
+    try:
+        view.receive(data)
+    except RemoteProtocolError:
+        pass

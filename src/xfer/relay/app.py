@@ -103,11 +103,13 @@ class Relay:
     async def evict(self, peer: Handle, code: int) -> None:
         """Remove a peer from its room now and tell the others; close it if it listens."""
         await self.leave(peer)
-        if isinstance(peer, PeerConnection):
-            try:
-                await asyncio.wait_for(peer.ws.close(code), 2.0)
-            except Exception:
-                log.debug("close of an unresponsive peer", exc_info=True)
+        if not isinstance(peer, PeerConnection):
+            await peer.close(code)  # an in-process peer ends its queue; a remote one is its relay's
+            return
+        try:
+            await asyncio.wait_for(peer.ws.close(code), 2.0)
+        except Exception:
+            log.debug("close of an unresponsive peer", exc_info=True)
 
     async def _hello(self, conn: PeerConnection) -> bool:
         limits = self.limits

@@ -22,7 +22,7 @@ from typing import Any
 from ..protocol import Hello, PeerInfo, ProtocolError
 from ..protocol.closes import Close, Refusal
 from ..protocol.messages import MAX_ID
-from ..protocol.relays import Deliver, Evict, RemoteJoined, RemoteLeft, download_message, serialize_relay
+from ..protocol.relays import Evict, RemoteJoined, RemoteLeft, download_message, serialize_relay
 from ..protocol.room import Joined, Member, Refused
 from .buses import Handle, Members
 from .redis_channel import RemotePeer, remote_member
@@ -208,19 +208,7 @@ class RedisBus(UpkeepPart):
             self._pending_leaves[(room_id, peer_id)] = relays  # the next beat tries again
             self._lost(exc)
             return
-        await self._publish_left(relays, room_id, peer_id)
-
-    async def _publish_left(self, relays: set[str], room_id: str, peer_id: int) -> None:
         await self._publish(relays, RemoteLeft(room_id, peer_id))
-
-    async def deliver(self, relay_id: str, room_id: str, ids: list[int], data: str | bytes) -> None:
-        """Send a frame to peers ``ids`` of room ``room_id`` that relay ``relay_id`` holds."""
-        if not self.up:
-            return  # its peers have been told the others left; the frame has nobody to reach
-        try:
-            await self.redis.publish(f"{PREFIX}relay:{relay_id}", serialize_relay(Deliver(room_id, tuple(ids), data)))
-        except FAILURES as exc:
-            self._lost(exc)
 
     # -- downloads asked for on one relay for a page on another (see download.py) ----------------
 

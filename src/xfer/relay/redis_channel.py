@@ -24,11 +24,12 @@ from ..protocol.relays import (
     RemoteJoined,
     RemoteLeft,
     parse_relay_message,
+    serialize_relay,
 )
 from ..protocol.room import Member
 from .buses import Handle
 from .outbox import Outbox
-from .redis_core import FAILURES, RedisCore, log
+from .redis_core import FAILURES, PREFIX, RedisCore, log
 
 
 class RemotePeer:
@@ -64,7 +65,13 @@ class ChannelPart(RedisCore):
     _subscribed: asyncio.Event
 
     async def deliver(self, relay_id: str, room_id: str, ids: list[int], data: str | bytes) -> None:
-        raise NotImplementedError
+        """Send a frame to peers ``ids`` of room ``room_id`` that relay ``relay_id`` holds."""
+        if not self.up:
+            return  # its peers have been told the others left; the frame has nobody to reach
+        try:
+            await self.redis.publish(f"{PREFIX}relay:{relay_id}", serialize_relay(Deliver(room_id, tuple(ids), data)))
+        except FAILURES as exc:
+            self._lost(exc)
 
     async def _listen(self) -> None:
         """Take frames and news off this relay's channel, reconnecting for as long as it runs."""

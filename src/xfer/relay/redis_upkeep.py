@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from ..protocol.relays import RemoteJoined
+from ..protocol.relays import RemoteJoined, RemoteLeft
 from ..protocol.room import OpenRoom
 from .buses import Handle
 from .redis_channel import ChannelPart
@@ -59,10 +59,7 @@ class UpkeepPart(ChannelPart):
         for (room_id, peer_id), relays in list(self._pending_leaves.items()):
             await self._leave_redis(room_id, peer_id, self.relay_id)
             del self._pending_leaves[(room_id, peer_id)]
-            await self._publish_left(relays, room_id, peer_id)
-
-    async def _publish_left(self, relays: set[str], room_id: str, peer_id: int) -> None:
-        raise NotImplementedError
+            await self._publish(relays, RemoteLeft(room_id, peer_id))
 
     async def _renew_rooms(self) -> None:
         rooms = [room for room in self.room.rooms.values() if self.room.local_peers(room.id)]
