@@ -219,6 +219,57 @@ def test_a_burst_of_joins_and_leaves_is_not_taken_for_a_lost_redis(redis):
     run_async(main(), timeout=60)
 
 
+def test_a_full_pool_is_busy_and_a_refused_connection_is_lost_told_apart_by_type(redis):
+    """The bus tells a busy pool (slow: joins wait) from Redis gone by exception type, not text."""
+    import redis.asyncio as aioredis
+    from redis.exceptions import MaxConnectionsError
+
+    from xfer.relay.redis_core import _Pool, busy, why
+
+    async def main():
+        pool = _Pool.from_url(redis.url, max_connections=1, timeout=0.2)
+        client = aioredis.Redis(connection_pool=pool)
+        held = await pool.get_connection()
+        with pytest.raises(MaxConnectionsError) as caught:
+            await client.ping()
+        assert busy(caught.value)
+        await pool.release(held)
+        assert await client.ping()
+        await client.aclose()
+
+        nobody = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=2)
+        with pytest.raises(Exception) as caught:
+            await nobody.ping()
+        assert not busy(caught.value) and why(caught.value) == "connection refused"
+        await nobody.aclose()
+
+    run_async(main())
+
+
+def test_a_broken_message_on_a_relays_channel_is_dropped_and_the_channel_goes_on(redis):
+    """Relays parse what comes on their channel like a peer's frames: junk is logged and dropped."""
+    import redis.asyncio as aioredis
+
+    async def main():
+        async with Relays(redis.url, 2) as relays:
+            room = room_id(new_code())
+            a, welcome_a = await relays.join(0, room, role="sender", create=True, name="alice")
+            b, welcome_b = await relays.join(1, room, name="bob")
+            await next_message(a, PeerJoined)
+            client = aioredis.Redis.from_url(redis.url)
+            channel = relays.servers[1].bus.channel
+            for junk in (b"", b"D", b"D" + b"a" * 32 + b"\xff\xff", b"J{", b"Lnot json", b"Y", b"G{}", b"?" * 100):
+                await client.publish(channel, junk)
+            await client.aclose()
+            await a.send(serialize(Text(to=welcome_b.peer_id, text="still here")))
+            got = await next_message(b, Text)
+            assert (got.text, got.sender) == ("still here", welcome_a.peer_id)
+            await a.close()
+            await b.close()
+
+    run_async(main())
+
+
 def test_a_room_is_found_only_while_open_and_is_gone_from_redis_after(redis):
     async def main():
         async with Relays(redis.url, 2) as relays:

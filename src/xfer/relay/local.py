@@ -2,35 +2,37 @@
 own frames go through a bounded queue instead of a loopback WebSocket, so the data
 crosses one socket (the other peer's) instead of two.
 
-``LocalConnection`` offers what ``RelayConnection`` offers (send, send_frame, recv,
-close, peers, peer_id), and every frame still goes through ``Relay.route``: the same
-checks, routing and fan-out as for any peer.
+``LocalConnection`` fits ``xfer.transfer.link.Link`` by shape (send, send_frame, recv,
+close, peers, peer_id, lost) without knowing the transfer layer; every frame still goes
+through ``Relay.route``: the same checks, routing and fan-out as for any peer.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+from .. import __version__
 from ..errors import PeerProtocolError, RelayGone, RoomError
-from ..protocol import PROTOCOL_VERSION, Error, Hello, Message, serialize
-from ..transfer.connection import CLIENT, RelayConnection
-from .hub import JoinRefused
+from ..protocol import Chunk, Error, Message, PeerInfo, serialize
+from ..protocol.room import Refused
+from ..protocol.view import ROOM_REFUSALS, RoomView, client_name, hello
+from .app import Relay
 
-QUEUE_FRAMES = 16  # frames waiting for the local peer; the relay awaits when it is full
+CLIENT = client_name(__version__)
 _CLOSED = object()
 
 
 class LocalPeer:
-    """The hub's side of a local peer: ``send`` queues, and waits when the queue is full."""
+    """The relay's side of a local peer: ``send`` queues, and waits when the queue is full."""
 
     address = "local"
     relay_id = None  # on this relay
 
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue = asyncio.Queue(QUEUE_FRAMES)
-        self.info = None
+    def __init__(self, queue_frames: int) -> None:
+        self.queue: asyncio.Queue[object] = asyncio.Queue(queue_frames)
+        self.info: PeerInfo | None = None
         self.room: str | None = None
-        self.session: str | None = None
         self.dead = False
         self.error: Exception | None = None
 
@@ -39,7 +41,7 @@ class LocalPeer:
             await self.queue.put(data)
 
     def drop(self, code: int) -> None:
-        self._end()
+        self.end()
 
     async def close(self, code: int, error: Error | None = None) -> None:
         """The relay closes us, for breaking the protocol: keep its reason for the next call."""
@@ -47,9 +49,9 @@ class LocalPeer:
             self.error = PeerProtocolError(
                 f"the relay closed the connection: {error.message or error.code}", error.code
             )
-        self._end()
+        self.end()
 
-    def _end(self) -> None:
+    def end(self) -> None:
         if not self.dead:
             self.dead = True
             try:
@@ -58,11 +60,18 @@ class LocalPeer:
                 pass
 
 
-class LocalConnection(RelayConnection):
-    def __init__(self, relay, peer: LocalPeer, peer_id: int, peers: dict) -> None:
-        super().__init__(ws=None, url="(this process)", peer_id=peer_id, peers=peers)
+class LocalConnection:
+    """The in-process link of a peer to the relay it hosts."""
+
+    url = "(this process)"
+
+    def __init__(self, relay: Relay, peer: LocalPeer, peer_id: int, peers: dict[int, PeerInfo]) -> None:
         self.relay = relay
         self.peer = peer
+        self.view = RoomView(peer_id, peers)
+        self.peer_id = peer_id
+        self.peers = self.view.peers  # one dict: the view keeps it up to date
+        self.lost = False
 
     async def send(self, message: Message) -> None:
         await self._route(serialize(message), None)
@@ -75,35 +84,43 @@ class LocalConnection(RelayConnection):
             self.lost = True
             raise self._gone()
 
-    async def recv(self):
+    async def recv(self) -> Message | Chunk:
         if self.peer.dead and self.peer.queue.empty():
             raise self._gone()
         data = await self.peer.queue.get()
-        if data is _CLOSED:
+        if data is _CLOSED or not isinstance(data, (str, bytes)):
             raise self._gone()
         return self.decode(data)
+
+    def decode(self, data: str | bytes) -> Message | Chunk:
+        return self.view.receive(data)
 
     def _gone(self) -> Exception:
         return self.peer.error or RelayGone("the relay in this process stopped")
 
     async def close(self) -> None:
         if not self.peer.dead:
-            self.peer._end()
+            self.peer.end()
             await self.relay.leave(self.peer)
 
 
 async def open_local(
-    relay, room: str, *, role: str, name: str, create: bool, session: str | None = None, **_ignored
+    relay: Relay,
+    room: str,
+    *,
+    role: str,
+    name: str,
+    create: bool,
+    session: str | None = None,
+    **_ignored: Any,
 ) -> LocalConnection:
     """Join (or open) room ``room`` on ``relay`` from inside its own process."""
-    hello = Hello(
-        version=PROTOCOL_VERSION, room=room, role=role, name=name, client=CLIENT, create=create, session=session
-    )
-    peer = LocalPeer()
-    try:
-        peer_id, others = await relay.join_local(peer, hello)
-    except JoinRefused as exc:
-        if exc.code in ("room-not-found", "room-full", "rate-limited", "too-many-rooms", "relay-full"):
-            raise RoomError(str(exc), exc.code) from None
-        raise PeerProtocolError(str(exc), exc.code) from None
-    return LocalConnection(relay, peer, peer_id, {p.id: p for p in others})
+    peer = LocalPeer(relay.limits.local_queue_frames)
+    joining = hello(room, role=role, name=name, client=CLIENT, create=create, session=session)
+    result = await relay.join(peer, joining, peer.address)
+    if isinstance(result, Refused):
+        if result.code in ROOM_REFUSALS:
+            raise RoomError(result.message, result.code)
+        raise PeerProtocolError(result.message, result.code)
+    await relay.announce(peer)
+    return LocalConnection(relay, peer, result.peer.id, {p.id: p for p in result.others})

@@ -16,9 +16,11 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from ..errors import LocalFileError, UsageError
+from ..protocol.limits import LIMITS, Limits
+from ..protocol.room import Room
 from .app import create_app
+from .buses import Bus, Handle, LocalBus
 from .download import QuietAborts
-from .hub import RelayLimits
 
 
 class _WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -43,17 +45,18 @@ class _HttpProtocol(H11Protocol):
 
     handshake_timeout = 10.0
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
         self._deadline = self.loop.call_later(self.handshake_timeout, self._handshake_expired)
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self._deadline.cancel()
         super().connection_lost(exc)
 
     def _handshake_expired(self) -> None:
         transport = self.transport
-        if self.cycle is None and transport.get_protocol() is self and not transport.is_closing():
+        cycle: object = self.cycle  # None until the first request came
+        if cycle is None and transport.get_protocol() is self and not transport.is_closing():
             transport.abort()  # no request in time: nothing to answer
 
 
@@ -157,20 +160,21 @@ class RelayServer:
         self,
         sock: socket.socket,
         *,
-        limits: RelayLimits | None = None,
+        limits: Limits | None = None,
         public_relay: str = "",
         ping_interval: float = 20.0,
         ping_timeout: float = 20.0,
         tls: ssl.SSLContext | None = None,
         trusted_proxies: tuple[str, ...] = (),
-        bus=None,
+        bus: Bus | None = None,
     ) -> None:
         """``bus``: a ``bus.RedisBus`` to share rooms with other relays; it starts and stops with the server."""
         self.sock = sock
         self.tls = tls
-        self.bus = bus
-        limits = limits or RelayLimits()
-        self.app = create_app(limits, public_relay=public_relay, bus=bus)
+        self.bus: Bus = bus if bus is not None else LocalBus()
+        limits = limits or LIMITS
+        self.app = create_app(limits, public_relay=public_relay, bus=self.bus)
+        self._handshake_timeout = limits.handshake_timeout
         http = type("HttpProtocol", (_HttpProtocol,), {"handshake_timeout": limits.handshake_timeout})
         config = uvicorn.Config(
             self.app,
@@ -198,15 +202,21 @@ class RelayServer:
 
     @property
     def port(self) -> int:
-        return self.sock.getsockname()[1]
+        port: int = self.sock.getsockname()[1]
+        return port
 
     @property
-    def hub(self):
-        return self.app.state.hub
+    def room(self) -> Room[Handle]:
+        room: Room[Handle] = self.app.state.room
+        return room
+
+    @property
+    def hub(self) -> Room[Handle]:
+        """The name the rooms had before (tests and the CLI read it)."""
+        return self.room
 
     async def start(self) -> None:
-        if self.bus is not None:
-            await self.bus.start()
+        await self.bus.start()
         if self.tls is None:
             await self.server.startup(sockets=[self.sock])
             return
@@ -214,7 +224,7 @@ class RelayServer:
         # asyncio gives it 60 s. uvicorn has no setting for it: hand the same limit as for the
         # first request to the one create_server call of its startup.
         loop = asyncio.get_running_loop()
-        limit = self.server.config.http.handshake_timeout
+        limit = self._handshake_timeout
         patched = functools.partial(loop.create_server, ssl_handshake_timeout=limit)
         loop.create_server = patched  # type: ignore[method-assign]
         try:
@@ -243,7 +253,7 @@ class RelayServer:
                 if transport is not None:
                     transport.close()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.server.config.timeout_graceful_shutdown
+        deadline = loop.time() + (self.server.config.timeout_graceful_shutdown or 0)
         while (server.server_state.connections or server.server_state.tasks) and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for task in list(server.server_state.tasks):
@@ -254,15 +264,19 @@ class RelayServer:
             except asyncio.TimeoutError:
                 pass
         await self.app.state.relay.downloads.close()
-        if self.bus is not None:
-            await self.bus.stop()
+        await self.bus.stop()
 
     async def run_until_signal(self) -> int:
         """Serve until SIGINT or SIGTERM; return the signal number that stopped it."""
         loop = asyncio.get_running_loop()
         stopped: asyncio.Future[int] = loop.create_future()
+
+        def stop_on(sig: int) -> None:
+            if not stopped.done():
+                stopped.set_result(sig)
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda s=sig: stopped.done() or stopped.set_result(s))
+            loop.add_signal_handler(sig, stop_on, sig)
         await self.start()
         try:
             return await stopped

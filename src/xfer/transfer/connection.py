@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from dataclasses import dataclass, field
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -17,34 +16,32 @@ from .. import __version__
 from ..errors import PeerProtocolError, RelayGone, RelayUnreachable, RoomError
 from ..protocol import (
     MAX_BINARY_FRAME,
-    PROTOCOL_VERSION,
     Chunk,
     Error,
-    Hello,
     Message,
     PeerInfo,
-    PeerJoined,
-    PeerLeft,
     ProtocolError,
     VersionMismatch,
     Welcome,
     check_version,
-    parse_chunk,
     parse_message,
     serialize,
 )
+from ..protocol.view import ROOM_REFUSALS, RoomView, client_name, hello
 
-CLIENT = f"xfer/{__version__}"
-_ROOM_CODES = {"room-not-found", "room-full", "rate-limited", "too-many-rooms", "relay-full"}
+CLIENT = client_name(__version__)
 
 
-@dataclass
 class RelayConnection:
-    ws: ClientConnection
-    url: str
-    peer_id: int
-    peers: dict[int, PeerInfo] = field(default_factory=dict)
-    lost: bool = False  # a send found the connection closed (the reader may not know yet)
+    """A peer's WebSocket to its room on a relay: fits ``link.Link``."""
+
+    def __init__(self, ws: ClientConnection, url: str, peer_id: int, peers: dict[int, PeerInfo] | None = None) -> None:
+        self.ws = ws
+        self.url = url
+        self.view = RoomView(peer_id, peers)
+        self.peer_id = peer_id
+        self.peers = self.view.peers  # one dict: the view keeps it up to date
+        self.lost = False  # a send found the connection closed (the reader may not know yet)
 
     async def send(self, message: Message) -> None:
         try:
@@ -69,21 +66,7 @@ class RelayConnection:
         return self.decode(data)
 
     def decode(self, data: str | bytes) -> Message | Chunk:
-        try:
-            if isinstance(data, str):
-                item: Message | Chunk = parse_message(data)
-            else:
-                item = parse_chunk(data)
-        except ProtocolError as exc:
-            raise PeerProtocolError(f"the relay sent something broken: {exc}", exc.code) from exc
-        if isinstance(item, PeerJoined):
-            self.peers[item.peer.id] = item.peer
-        elif isinstance(item, PeerLeft):
-            self.peers.pop(item.peer_id, None)
-        elif isinstance(item, Error) and item.sender is None and item.code != "no-such-peer":
-            # From the relay itself, which closes the connection next: say why, do not reconnect.
-            raise PeerProtocolError(f"the relay closed the connection: {item.message or item.code}", item.code)
-        return item
+        return self.view.receive(data)
 
     async def close(self) -> None:
         await self.ws.close()
@@ -129,19 +112,7 @@ async def open_room(
         reason = _reason(exc)
         raise RelayUnreachable(f"cannot reach relay {url} ({reason}). Is `xfer serve` running there?") from exc
     try:
-        await ws.send(
-            serialize(
-                Hello(
-                    version=PROTOCOL_VERSION,
-                    room=room,
-                    role=role,
-                    name=name,
-                    client=CLIENT,
-                    create=create,
-                    session=session,
-                )
-            )
-        )
+        await ws.send(serialize(hello(room, role=role, name=name, client=CLIENT, create=create, session=session)))
         reply = parse_message(await asyncio.wait_for(ws.recv(), open_timeout))
         if isinstance(reply, Error):
             raise _join_error(reply)
@@ -166,7 +137,7 @@ async def open_room(
 def _join_error(error: Error) -> Exception:
     if error.code == "room-not-found":
         return RoomError("room is not open. Check the code, or ask the other side to start again.", error.code)
-    if error.code in _ROOM_CODES:
+    if error.code in ROOM_REFUSALS:
         return RoomError(f"the relay refused to join: {error.message}", error.code)
     if error.code == "version":
         return PeerProtocolError(error.message, "version")
