@@ -101,8 +101,8 @@ def test_download_links_are_secret_and_one_time(client):
 def test_constants_module_is_made_from_the_protocol_and_the_limits(client):
     """The page's numbers come from xfer.protocol and Limits, served as one module."""
     from xfer.protocol import HEADER_SIZE, LIMITS, PROTOCOL_VERSION
+    from xfer.protocol.closes import Close
     from xfer.protocol.codes import ALPHABET
-    from xfer.relay.hub import CLOSE_ROOM_NOT_FOUND
     from xfer.relay.web import page_constants
 
     r = client.get("/constants.js")
@@ -113,7 +113,7 @@ def test_constants_module_is_made_from_the_protocol_and_the_limits(client):
     assert document == page_constants(LIMITS)
     assert document["protocol_version"] == PROTOCOL_VERSION and document["header_size"] == HEADER_SIZE
     assert document["chunk_size"] == LIMITS.chunk_size and document["window"] == LIMITS.window
-    assert document["code_alphabet"] == ALPHABET and document["close_codes"]["room_not_found"] == CLOSE_ROOM_NOT_FOUND
+    assert document["code_alphabet"] == ALPHABET and document["close_codes"]["room_not_found"] == Close.ROOM_NOT_FOUND
 
 
 def test_page_scripts_keep_no_copies_of_the_protocols_numbers(client):

@@ -148,7 +148,6 @@ def serve(
             bus=bus,
         )
         server.app.state.allowed_origins = origins
-        server.app.state.limits = limits  # the page's constants.js serves the transfer limits from here
         console.print(
             f"xfer relay {__version__} listening on {host}:{server.port}" + (" (HTTPS and WSS)" if tls else "")
         )

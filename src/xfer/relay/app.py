@@ -272,6 +272,7 @@ def create_app(
     app.state.hub = room  # the name tests and the CLI have used
     app.state.relay = relay
     app.state.allowed_origins = tuple(allowed_origins)
+    app.state.limits = room.limits  # what the page's constants.js serves
     return app
 
 

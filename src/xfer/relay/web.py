@@ -24,10 +24,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..protocol import HEADER_SIZE, PROTOCOL_VERSION
+from ..protocol.closes import Close
 from ..protocol.codes import ALPHABET, CODE_CHARS, GROUP, ROOM_ID_CONTEXT
 from ..protocol.frames import CHUNK
 from ..protocol.limits import LIMITS, Limits
-from .hub import CLOSE_PROTOCOL, CLOSE_REPLACED, CLOSE_ROOM_FULL, CLOSE_ROOM_NOT_FOUND, CLOSE_VERSION
 
 # file name -> content type; "/" serves index.html
 PAGE_FILES = {
@@ -90,11 +90,11 @@ def page_constants(limits: Limits = LIMITS) -> dict[str, Any]:
         "code_group": GROUP,
         "room_id_context": ROOM_ID_CONTEXT.decode("ascii"),
         "close_codes": {
-            "protocol": CLOSE_PROTOCOL,
-            "version": CLOSE_VERSION,
-            "room_not_found": CLOSE_ROOM_NOT_FOUND,
-            "room_full": CLOSE_ROOM_FULL,
-            "replaced": CLOSE_REPLACED,
+            "protocol": int(Close.PROTOCOL),
+            "version": int(Close.VERSION),
+            "room_not_found": int(Close.ROOM_NOT_FOUND),
+            "room_full": int(Close.ROOM_FULL),
+            "replaced": int(Close.REPLACED),
         },
     }
 
