@@ -63,7 +63,7 @@ from ..protocol import (
     serialize,
 )
 from ..protocol.errors import ProtocolError
-from ..transfer.names import safe_name
+from ..protocol.names import safe_name
 
 log = logging.getLogger("xfer.relay.download")
 
