@@ -116,6 +116,8 @@ TRANSITIONS: Transitions[ReceiverState] = Transitions(
         (_.AWAY, "away"): _.AWAY,
         (_.AWAY, "busy"): _.AWAY,
         (_.AWAY, "stopped"): _.FAILED,
+        # our side gives up (a broken rule, a disk that is full), from wherever it was
+        **{(state, "fail"): _.FAILED for state in _ if state is not _.FAILED},
     }
 )
 del _
@@ -268,11 +270,19 @@ class ReceiverMachine:
         ``points``: what is held of each file; ``placed``: files an earlier run already
         put in place (index -> path); ``folders``: the offer's folders, made (index -> path).
         """
+        offer = self.offer
+        if offer is None or any(
+            not 0 <= i < len(offer.files) or offer.files[i].kind != kind
+            for entries, kind in ((points or {}, "file"), (placed or {}, "file"), (folders or {}, "dir"))
+            for i in entries
+        ):
+            raise LocalProtocolError("resume points, placed files and folders must name entries of the offer")
+        if any(p.offset > (offer.files[i].size or 0) for i, p in (points or {}).items()):
+            raise LocalProtocolError("a resume point past the end of its file")
         self._move("accept", remote=False)
-        assert self.offer is not None
         out: list[Output] = []
         for index, path in sorted((folders or {}).items()):
-            if index not in self.saved and self.offer.files[index].kind == "dir":
+            if index not in self.saved:
                 self.saved[index] = _Saved("", 0, path)
                 out.append(FolderMade(index, self.name(index), path))
         self.points = dict(points or {})
@@ -283,7 +293,7 @@ class ReceiverMachine:
         self.round_written = self.last_ack = 0
         held = sum(p.offset for p in self.points.values())
         resume = tuple(self.points[i] for i in sorted(self.points))
-        out += [Send(Accept(to=self.offer.sender, transfer=self.offer.transfer, resume=resume)), Accepted(held)]
+        out += [Send(Accept(to=offer.sender, transfer=offer.transfer, resume=resume)), Accepted(held)]
         return out + self._check_complete()
 
     def reject(self, reason: str, code: str = "declined") -> list[Output]:
@@ -461,9 +471,10 @@ class ReceiverMachine:
 
     def fail(self, error: XferError) -> list[Output]:
         """The transfer ends with ``error`` (a broken rule, a disk that is full): tell the sender why."""
-        first = self.state is not ReceiverState.FAILED
-        self.state = ReceiverState.FAILED
-        if self.offer is None or not first:
+        if self.state is ReceiverState.FAILED:
+            return []  # told already
+        self._move("fail", remote=False)
+        if self.offer is None:
             return []
         message = str(error)[: self.limits.max_reason_chars]
         return [Send(Error(to=self.offer.sender, code=error.code, message=message, transfer=self.offer.transfer))]
