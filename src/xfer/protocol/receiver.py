@@ -149,10 +149,13 @@ class ReceiverMachine:
     """One receiver's side of one offer (and its rounds after interruptions).
 
     ``rewindable``: what is written can be kept and resumed (False for standard output).
+    ``implicit_start``: a chunk at offset 0 of a file not started yet starts it, as if its
+    ``file-start`` had come (the relay's download bridge has always taken such senders).
     """
 
     limits: Limits = LIMITS
     rewindable: bool = True
+    implicit_start: bool = False
     state: ReceiverState = ReceiverState.WAITING
     offer: Offer | None = None
     parts: list[tuple[str, ...]] = field(default_factory=list)  # each entry's safe relative path
@@ -337,6 +340,10 @@ class ReceiverMachine:
 
     def _on_chunk(self, chunk: Chunk) -> list[Output]:
         assert self.offer is not None
+        out: list[Output] = []
+        if self.implicit_start and self.current is None and chunk.offset == 0 and chunk.transfer == self.offer.transfer:
+            index = chunk.index
+            out = self._on_file_start(FileStart(sender=chunk.sender, transfer=chunk.transfer, index=index))
         cur = self.current
         if (
             self.state is not ReceiverState.RECEIVING
@@ -352,11 +359,11 @@ class ReceiverMachine:
         self._move("chunk")
         cur.received += n
         if cur.held:  # a file we hold whole already is not written again
-            return self._count(cur, n)
+            return out + self._count(cur, n)
         if cur.digest is None:
             raise LocalProtocolError(f"a chunk of {cur.name} came before its partial file was opened")
         cur.digest.update(chunk.payload)
-        return [Write(cur.index, chunk.offset, chunk.payload)]
+        return [*out, Write(cur.index, chunk.offset, chunk.payload)]
 
     def wrote(self, index: int, n: int) -> list[Output]:
         """The shell wrote ``n`` more bytes of file ``index``: they count for acks."""

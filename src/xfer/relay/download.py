@@ -23,6 +23,11 @@ How it goes (docs/page.md has the picture):
    the sender gets ``verified``; on a mismatch the response is aborted (the
    browser marks the download failed) and the sender gets ``hash-mismatch``.
 
+Every protocol decision of points 4 and 5 (chunk order, sizes, the hash, when to
+acknowledge) is the receiver's own, made by the same ``protocol.receiver.ReceiverMachine``
+that ``xfer receive`` runs: here it is fed the sender's messages and told what each HTTP
+response wrote, and this module only moves bytes and relays what the machine sends.
+
 The download request may reach another relay that shares rooms (a load balancer
 without sticky sessions): that relay asks the page's relay for the file through
 Redis and streams what it sends (see "a download asked for on one relay" below).
@@ -34,7 +39,6 @@ what its downloader wrote; it trusts the relay it loaded the page from anyway.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import re
@@ -48,13 +52,14 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..protocol import (
+    LIMITS,
     Accept,
     Ack,
     Cancel,
+    Chunk,
     Done,
     Error,
     FileEnd,
-    FileStart,
     Message,
     Offer,
     Reject,
@@ -62,8 +67,11 @@ from ..protocol import (
     parse_chunk,
     serialize,
 )
-from ..protocol.errors import ProtocolError
+from ..protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ..protocol.machine import Output, Send
 from ..protocol.names import safe_name
+from ..protocol.receiver import ReceiverMachine, ReceiverState
+from ..protocol.receiver_outputs import Failed, HashMismatch, OfferReceived, Place, Write
 
 log = logging.getLogger("xfer.relay.download")
 
@@ -73,7 +81,6 @@ QUEUE_CHUNKS = 4  # chunks waiting per file between the sender's socket and the 
 # the relay's channel must not wait for one phone: they queue without waiting, up to this many bytes
 # per file (the sender's credit window keeps them far below it; the same limit as bus.OUTBOX_LIMIT).
 BUS_QUEUE_BYTES = 64 * 1024 * 1024
-ACK_EVERY = 1024 * 1024
 START_TIMEOUT = 60.0  # seconds for the page to open a file's download once its chunks come
 HEAD_TIMEOUT = 10.0  # seconds for the page's relay to answer a download asked for on another relay
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
@@ -91,7 +98,17 @@ class QuietAborts(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], _Aborted))
 
 
-_END = None  # in a file's queue after its last chunk: the sender's file-end came
+_END = None  # in a file's queue after its last chunk: the sender's file-end came, and the machine verified it
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """In a file's queue instead of ``_END``: the file-end showed the file is bad. The response
+    fails when it gets there (a phone that went away first is the reason given, not this)."""
+
+    code: str
+    why: str
+    index: int
 
 
 @dataclass
@@ -105,8 +122,6 @@ class FileStream:
     queued: int = 0  # bytes in the queue
     taken: int = 0  # chunks the response has taken
     watch: asyncio.Task | None = None  # for chunks that came through Redis: fails a download nobody fetches
-    received: int = 0  # bytes taken from the sender
-    end: tuple[int, str] | None = None  # size and SHA-256 from the sender's file-end
     claimed: bool = False
     complete: bool = False  # the response's last byte went out
     task: asyncio.Task | None = None
@@ -120,9 +135,7 @@ class Download:
     transfer: int
     token: str
     files: list[FileStream]
-    ack_every: int
-    acked: int = 0  # bytes written to HTTP responses this transfer (what acks count)
-    last_ack: int = 0
+    machine: ReceiverMachine  # the receiver's decisions: chunk order, sizes, hashes, acks
     failed: bool = False
 
 
@@ -246,11 +259,15 @@ class DownloadBridge:
         old = self.by_page.get((room, me))
         if old is not None:
             self._end(old, "a new offer was accepted")
-        files = [FileStream(i, safe_name(f.name), f.size, f.mime) for i, f in enumerate(offer.files)]
-        window = offer.window or 8 * 1024 * 1024
-        d = Download(
-            room, me, offer.sender, offer.transfer, token, files, ack_every=max(1, min(ACK_EVERY, window // 4))
-        )
+        assert offer is not None and token is not None
+        machine = ReceiverMachine(getattr(self.hub, "limits", LIMITS), implicit_start=True)
+        [received] = [o for o in machine.receive(offer) if isinstance(o, OfferReceived)]
+        # The page's own accept goes on to the sender: what the machine would send is moot.
+        machine.accept(folders={i: "" for i, f in enumerate(offer.files) if f.kind == "dir"})
+        files = [
+            FileStream(i, parts[-1], f.size, f.mime) for i, (f, parts) in enumerate(zip(offer.files, received.parts))
+        ]
+        d = Download(room, me, offer.sender, offer.transfer, token, files, machine)
         self.by_page[(room, me)] = d
         self.by_token[token] = d
         if self.bus is not None:  # before the accept goes on: the page may ask any relay for the file
@@ -268,19 +285,10 @@ class DownloadBridge:
             return False
         if d.failed:
             return True
-        if chunk.index >= len(d.files):
-            await self._fail(d, "protocol", "a chunk for a file that was not offered")
-            return True
-        f = d.files[chunk.index]
-        n = len(chunk.payload)
-        if chunk.offset != f.received or (f.size is not None and f.received + n > f.size):
-            await self._fail(d, "protocol", f"chunks of {f.name} arrived out of order")
-            return True
-        f.received += n
-        await self._put(d, f, bytes(chunk.payload), wait)
+        await self._follow(d, chunk, wait)
         return True
 
-    async def _put(self, d: Download, f: FileStream, item: bytes | None, wait: bool) -> None:
+    async def _put(self, d: Download, f: FileStream, item: bytes | _Verdict | None, wait: bool) -> None:
         if wait:
             # The wait is the backpressure: the sender's socket is not read until the
             # HTTP response has taken the previous chunks.
@@ -289,7 +297,7 @@ class DownloadBridge:
             except asyncio.TimeoutError:
                 await self._fail(d, "download-stalled", f"the phone did not take {f.name} in time")
                 return
-        elif f.queued + len(item or b"") > BUS_QUEUE_BYTES:
+        elif f.queued + _size(item) > BUS_QUEUE_BYTES:
             await self._fail(d, "protocol", f"the sender sent {f.name} past its credit window")
             return
         elif f.watch is None:
@@ -297,7 +305,7 @@ class DownloadBridge:
         if d.failed:
             return
         f.queue.put_nowait(item)
-        f.queued += len(item or b"")
+        f.queued += _size(item)
 
     @staticmethod
     async def _space(f: FileStream) -> None:
@@ -320,17 +328,44 @@ class DownloadBridge:
                 return
 
     async def _from_sender(self, d: Download, message: Message, wait: bool) -> None:
-        if isinstance(message, FileEnd) and message.index < len(d.files):
-            f = d.files[message.index]
-            if f.end is None:
-                f.end = (message.size, message.sha256)
-                await self._put(d, f, _END, wait)
-        elif isinstance(message, (Cancel, Error)):
-            self._end(d, "the sender stopped")
-        elif isinstance(message, Done):
+        if isinstance(message, Done):
             self._end(d, None)
-        elif isinstance(message, FileStart) and message.offset != 0:
-            self._spawn(self._fail(d, "protocol", "the sender resumed a file the page does not hold"))
+        else:  # (the relay stamps "from" when it forwards; this is before)
+            await self._follow(d, replace(message, sender=d.sender), wait)
+
+    async def _follow(self, d: Download, item: Message | Chunk, wait: bool) -> None:
+        """Hand the sender's message or chunk to the download's machine and carry out what it says."""
+        cur = d.machine.current
+        try:
+            outputs = d.machine.receive(item)
+        except RemoteProtocolError as exc:
+            if isinstance(item, FileEnd) and cur is not None and cur.index == item.index:
+                # A file-end that lies about the size: the response fails when it gets there.
+                d.machine.fail(exc)
+                await self._put(d, d.files[cur.index], _Verdict(exc.code, str(exc), cur.index), wait)
+            else:
+                await self._fail(d, exc.code, str(exc))
+            return
+        for output in outputs:
+            if isinstance(output, Write):
+                await self._put(d, d.files[output.index], bytes(output.data), wait)
+            elif isinstance(output, Place):  # the file arrived whole with its hash: let the response end
+                await self._put(d, d.files[output.index], _END, wait)
+            elif isinstance(output, HashMismatch):
+                f = d.files[output.index]
+                await self._put(d, f, _Verdict("hash-mismatch", f"SHA-256 of {f.name} did not match", f.index), wait)
+            elif isinstance(output, Failed):  # the sender cancelled or stopped
+                self._end(d, "the sender stopped")
+            if d.failed:
+                return
+
+    async def _relay(self, d: Download, outputs: list[Output]) -> None:
+        """Send what the machine sends to the sender in the page's name, and a copy to the page
+        (acks are its progress, ``verified`` its file's end)."""
+        for output in outputs:
+            if isinstance(output, Send) and isinstance(output.message, (Ack, Verified)):
+                await self._tell(d.room, d.sender, replace(output.message, to=d.sender, sender=d.page))
+                await self._tell(d.room, d.page, replace(output.message, to=d.page, sender=d.sender))
 
     async def _tell(self, room: str, peer_id: int, message: Message) -> None:
         peers = self.hub.targets(room, 0, peer_id)
@@ -401,49 +436,47 @@ class DownloadBridge:
         return 200
 
     async def pump(self, d: Download, f: FileStream, send) -> None:
-        """Move the file's chunks into the HTTP response; acknowledge what was written.
+        """Move the file's chunks into the HTTP response; tell the machine what was written.
 
         One chunk is held back until the next arrives: the last one goes out only
-        after the sender's file-end, and only if what was streamed has its SHA-256.
+        after the sender's file-end, and only if what was streamed has its SHA-256
+        (the machine checked it before it let ``_END`` into the queue).
         """
-        digest = hashlib.sha256()
         held: bytes | None = None
-        streamed = 0
         while True:
             item = await f.queue.get()
             f.taken += 1
-            f.queued -= len(item or b"")
+            f.queued -= _size(item)
             f.space.set()
             if item is _END:
                 break
-            digest.update(item)
-            streamed += len(item)
+            if isinstance(item, _Verdict):
+                await self._fail(d, item.code, item.why, item.index)
+                raise _Aborted()
             if held is not None:
                 await send({"type": "http.response.body", "body": held, "more_body": True})
-                await self._written(d, len(held))
+                await self._written(d, f, len(held))
             held = item
-        assert f.end is not None
-        size, expected = f.end
-        if size != streamed or expected != digest.hexdigest():
-            await self._fail(d, "hash-mismatch", f"SHA-256 of {f.name} did not match", f.index)
-            raise _Aborted()
         await send({"type": "http.response.body", "body": held or b"", "more_body": False})
         f.complete = True
-        await self._written(d, len(held or b""), force=True)
-        await self._tell(
-            d.room, d.sender, Verified(to=d.sender, sender=d.page, transfer=d.transfer, index=f.index, sha256=expected)
-        )
-        await self._tell(
-            d.room, d.page, Verified(to=d.page, sender=d.sender, transfer=d.transfer, index=f.index, sha256=expected)
-        )
+        await self._written(d, f, len(held or b""))
+        await self._machine(d, lambda: d.machine.placed(f.index, ""))
 
-    async def _written(self, d: Download, n: int, force: bool = False) -> None:
-        d.acked += n
-        if force or d.acked - d.last_ack >= d.ack_every:
-            d.last_ack = d.acked
-            # the sender's credit, in the page's name; a copy to the page is its progress
-            await self._tell(d.room, d.sender, Ack(to=d.sender, sender=d.page, transfer=d.transfer, bytes=d.acked))
-            await self._tell(d.room, d.page, Ack(to=d.page, sender=d.sender, transfer=d.transfer, bytes=d.acked))
+    async def _written(self, d: Download, f: FileStream, n: int) -> None:
+        if n:
+            await self._machine(d, lambda: d.machine.wrote(f.index, n))
+
+    async def _machine(self, d: Download, call) -> None:
+        """A local input to the machine; a download that failed meanwhile takes none."""
+        if d.failed:
+            raise _Aborted()
+        if d.machine.state is ReceiverState.FAILED:
+            return  # a verdict waits further down the file's queue: stream up to it
+        try:
+            outputs = call()
+        except LocalProtocolError:
+            raise _Aborted() from None
+        await self._relay(d, outputs)
 
     # -- a download asked for on one relay, for a page that another relay holds ------------------
     #
@@ -538,6 +571,10 @@ class DownloadBridge:
             self.elsewhere.pop(stream, None)
             if not done:  # tell the HTTP side to drop the connection: the browser marks the download failed
                 self._spawn(self.bus.to_relay(relay, b"X", {"s": stream}))
+
+
+def _size(item: bytes | _Verdict | None) -> int:
+    return len(item) if isinstance(item, bytes) else 0
 
 
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
