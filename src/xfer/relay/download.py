@@ -43,6 +43,7 @@ import json
 import logging
 import re
 import secrets
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
@@ -72,6 +73,7 @@ from ..protocol.machine import Output, Send
 from ..protocol.names import safe_name
 from ..protocol.receiver import ReceiverMachine, ReceiverState
 from ..protocol.receiver_outputs import Failed, HashMismatch, OfferReceived, Place, Write
+from .hub import Hub, Peer
 
 log = logging.getLogger("xfer.relay.download")
 
@@ -117,14 +119,14 @@ class FileStream:
     name: str
     size: int | None  # None: a stream whose length comes with its file-end
     mime: str | None
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)  # chunks, then _END; see _put for its bounds
+    queue: asyncio.Queue[bytes | _Verdict | None] = field(default_factory=asyncio.Queue)  # chunks, then _END
     space: asyncio.Event = field(default_factory=asyncio.Event)  # set when the response takes a chunk
     queued: int = 0  # bytes in the queue
     taken: int = 0  # chunks the response has taken
-    watch: asyncio.Task | None = None  # for chunks that came through Redis: fails a download nobody fetches
+    watch: asyncio.Task[None] | None = None  # for chunks that came through Redis: fails a download nobody fetches
     claimed: bool = False
     complete: bool = False  # the response's last byte went out
-    task: asyncio.Task | None = None
+    task: asyncio.Task[Any] | None = None
 
 
 @dataclass
@@ -145,23 +147,25 @@ class _Elsewhere:
 
     id: str  # this stream's id on both relays
     relay: str  # the other relay
-    items: asyncio.Queue = field(default_factory=asyncio.Queue)  # what came: head, body, abort (on the HTTP side)
+    items: asyncio.Queue[tuple[Any, ...]] = field(
+        default_factory=asyncio.Queue
+    )  # what came: head, body, abort (on the HTTP side)
     written: asyncio.Event = field(default_factory=asyncio.Event)  # the HTTP side wrote the last body (page side)
     download: Download | None = None  # what is streamed (on the page's side)
     file: FileStream | None = None
 
 
 class DownloadBridge:
-    def __init__(self, hub, bus=None) -> None:
+    def __init__(self, hub: Hub, bus: Any = None) -> None:
         self.hub = hub
         self.bus = bus  # with relays sharing rooms: a download may be asked for on another relay
         self.elsewhere: dict[str, _Elsewhere] = {}  # stream id -> a download served across relays
-        self._background: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         self.offers: dict[tuple[str, int], Offer] = {}  # (room, page) -> the last offer to it
         self.by_page: dict[tuple[str, int], Download] = {}
         self.by_token: dict[str, Download] = {}
 
-    def _spawn(self, coro) -> asyncio.Task:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` on its own; the bridge keeps the task until it ends (see ``close``)."""
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
@@ -181,7 +185,13 @@ class DownloadBridge:
     # -- hooks from the relay's forwarding loop ------------------------------------
 
     async def intercept(
-        self, room: str, me: int, message: Message | None, data: bytes | None, targets: list, from_bus: bool = False
+        self,
+        room: str,
+        me: int,
+        message: Message | None,
+        data: bytes | None,
+        targets: list[Peer],
+        from_bus: bool = False,
     ) -> bool:
         """Look at a frame from peer ``me`` before it is forwarded; True means it was consumed.
 
@@ -218,7 +228,7 @@ class DownloadBridge:
             return False
         if len(targets) == 1 and (room, targets[0].info.id) in self.by_page:
             d = self.by_page[(room, targets[0].info.id)]
-            if me == d.sender and getattr(message, "transfer", None) == d.transfer:
+            if me == d.sender and message is not None and getattr(message, "transfer", None) == d.transfer:
                 await self._from_sender(d, message, wait=not from_bus)
         return False
 
@@ -259,7 +269,7 @@ class DownloadBridge:
         old = self.by_page.get((room, me))
         if old is not None:
             self._end(old, "a new offer was accepted")
-        assert offer is not None and token is not None
+        assert offer is not None and offer.sender is not None and token is not None
         machine = ReceiverMachine(getattr(self.hub, "limits", LIMITS), implicit_start=True)
         [received] = [o for o in machine.receive(offer) if isinstance(o, OfferReceived)]
         # The page's own accept goes on to the sender: what the machine would send is moot.
@@ -435,7 +445,7 @@ class DownloadBridge:
         f.claimed = True
         return 200
 
-    async def pump(self, d: Download, f: FileStream, send) -> None:
+    async def pump(self, d: Download, f: FileStream, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         """Move the file's chunks into the HTTP response; tell the machine what was written.
 
         One chunk is held back until the next arrives: the last one goes out only
@@ -466,7 +476,7 @@ class DownloadBridge:
         if n:
             await self._machine(d, lambda: d.machine.wrote(f.index, n))
 
-    async def _machine(self, d: Download, call) -> None:
+    async def _machine(self, d: Download, call: Callable[[], list[Output]]) -> None:
         """A local input to the machine; a download that failed meanwhile takes none."""
         if d.failed:
             raise _Aborted()
@@ -553,7 +563,7 @@ class DownloadBridge:
         try:
             await self.bus.to_relay(relay, b"H", {**head, "name": f.name, "size": f.size})
 
-            async def send(message: dict) -> None:
+            async def send(message: dict[str, Any]) -> None:
                 e.written.clear()
                 more = b"1" if message.get("more_body") else b"0"
                 await self.bus.to_relay(relay, b"Y", stream.encode() + more + message.get("body", b""))
@@ -647,7 +657,7 @@ class _ElsewhereResponse(Response):
         self.background = None
         self.init_headers(_download_headers(name, size if isinstance(size, int) and size >= 0 else None))
 
-    async def _next(self) -> tuple:
+    async def _next(self) -> tuple[Any, ...]:
         """The next item from the page's relay; an abort if that relay stopped beating."""
         bus = self.bridge.bus
         while True:

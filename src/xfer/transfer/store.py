@@ -17,6 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..protocol import FileInfo, ResumePoint
 from .names import partial_path
@@ -45,7 +46,7 @@ class Slot:
     def name(self) -> str:
         return "/".join(self.parts)
 
-    def identity(self) -> dict:
+    def identity(self) -> dict[str, Any]:
         return {"v": 1, "name": self.info.name, "size": self.info.size, "mtime": self.info.mtime}
 
     def recorded_top(self) -> tuple[str, str] | None:
@@ -62,7 +63,7 @@ def slot_for(folder: Path, info: FileInfo, parts: list[str]) -> Slot:
     return Slot(info, parts, partial, partial.with_name(partial.name[: -len(".xfer-part")] + STATE_SUFFIX))
 
 
-def _read_state(slot: Slot) -> dict | None:
+def _read_state(slot: Slot) -> dict[str, Any] | None:
     try:
         if slot.state.is_symlink() or slot.state.stat().st_size > MAX_STATE_BYTES:
             return None
@@ -72,7 +73,7 @@ def _read_state(slot: Slot) -> dict | None:
     return state if isinstance(state, dict) else None
 
 
-def write_state(slot: Slot, **extra) -> None:
+def write_state(slot: Slot, **extra: Any) -> None:
     """Record the file's identity (and ``extra``) atomically beside its partial file."""
     tmp = slot.state.with_name(slot.state.name + ".tmp")
     data = json.dumps({**slot.identity(), **extra}, ensure_ascii=False).encode("utf-8", "surrogatepass")
@@ -90,7 +91,8 @@ def inspect(slot: Slot, index: int) -> tuple[ResumePoint | None, str | None]:
     Only a state file whose identity matches the offer counts; a partial without
     one, or one that does not match, is discarded.
     """
-    if slot.info.stream or slot.info.kind == "dir":
+    offered = slot.info.size
+    if offered is None or slot.info.kind == "dir":
         return None, None  # a stream cannot be replayed; a folder has no bytes
     state = _read_state(slot)
     has_partial = slot.partial.exists() or slot.partial.is_symlink()
@@ -103,15 +105,15 @@ def inspect(slot: Slot, index: int) -> tuple[ResumePoint | None, str | None]:
     done = state.get("done")
     if isinstance(done, dict):
         path, sha = done.get("path"), done.get("sha256")
-        if isinstance(path, str) and isinstance(sha, str) and _is_regular(Path(path), slot.info.size):
-            return ResumePoint(index=index, offset=slot.info.size, sha256=sha), None
+        if isinstance(path, str) and isinstance(sha, str) and _is_regular(Path(path), offered):
+            return ResumePoint(index=index, offset=offered, sha256=sha), None
         discard(slot)
         return None, None
     if not has_partial or slot.partial.is_symlink() or not slot.partial.is_file():
         discard(slot)
         return None, None
     size = slot.partial.stat().st_size
-    if size > slot.info.size:
+    if size > offered:
         discard(slot)
         return None, f"discarded an old partial {slot.name}: it is larger than the file"
     return ResumePoint(index=index, offset=size, sha256=prefix_digest(slot.partial, size).hexdigest()), None
@@ -149,7 +151,7 @@ def _is_regular(path: Path, size: int) -> bool:
         return False
 
 
-def prefix_digest(path: Path, length: int):
+def prefix_digest(path: Path, length: int) -> hashlib._Hash:
     """A running SHA-256 over the first ``length`` bytes, to continue hashing from there."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
