@@ -15,7 +15,6 @@ answered with resume points, not from zero.
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import shutil
 import time
@@ -25,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Declined, IntegrityFailure, LocalFileError, PeerGone, XferError
-from ..protocol import LIMITS, Limits, Message, Offer, RemoteProtocolError, ResumePoint
+from ..protocol import LIMITS, Limits, Message, Offer, RemoteProtocolError
 from ..protocol.machine import Output, Send
 from ..protocol.messages import Error
-from ..protocol.receiver import Digest, ReceiverMachine, ReceiverState
+from ..protocol.receiver import ReceiverMachine, ReceiverState
 from ..protocol.receiver_outputs import (
     Accepted,
     Close,
@@ -55,7 +54,6 @@ from ..units import human_size
 from . import store
 from .base import Emit, PeerTask, RoundBroken, peer_label
 from .link import Link
-from .names import finalize
 from .sender import peer_dict
 from .tree import Placement
 
@@ -265,7 +263,8 @@ class Receiver(PeerTask):
 
     async def _accept(self, offer: Offer) -> None:
         """Accept with resume points for what we already hold (after checking the space)."""
-        points, placed, notes = await asyncio.to_thread(self._inspect)
+        verified = {i: e["sha256"] for i, e in self.saved.items() if "sha256" in e}
+        points, placed, notes = await asyncio.to_thread(store.inspect_offer, self.slots, verified, resume=self.resume)
         for note in notes:
             self.emit("resume-discarded", message=note)
         held = sum(p.offset for p in points.values())
@@ -299,32 +298,6 @@ class Receiver(PeerTask):
             if slot.info.kind == "dir" and index not in self.saved
         }
 
-    def _inspect(self) -> tuple[dict[int, ResumePoint], dict[int, str], list[str]]:
-        """What we hold of each file (resume points), which files an earlier run placed, and notes."""
-        points: dict[int, ResumePoint] = {}
-        placed: dict[int, str] = {}
-        notes = []
-        for index, slot in enumerate(self.slots):
-            if index in self.saved:
-                if slot.info.kind == "file" and not slot.info.stream:
-                    points[index] = ResumePoint(
-                        index=index, offset=slot.info.size or 0, sha256=self.saved[index]["sha256"]
-                    )
-                continue
-            if not self.resume:
-                store.discard(slot)
-                continue
-            notes.extend(store.discard_stale(slot))
-            point, note = store.inspect(slot, index)
-            if note:
-                notes.append(note)
-            if point is not None:
-                points[index] = point
-                done = store.done_path(slot) if point.offset == slot.info.size else None
-                if done is not None:
-                    placed[index] = str(done)
-        return points, placed, notes
-
     # -- files ---------------------------------------------------------------------------
 
     async def _open(self, action: OpenPartial) -> None:
@@ -333,34 +306,19 @@ class Receiver(PeerTask):
             if self.sink_fd is not None:
                 fd, digest = self.sink_fd, None
             else:
-                fd, digest = await asyncio.to_thread(self._open_partial, slot, action.offset)
+                assert self.placement is not None
+                fd, digest = await asyncio.to_thread(store.open_partial, slot, action.offset, self.placement)
         except OSError as exc:
             raise await self._write_failed(exc, slot.name) from exc
         self.fds[action.index] = fd
         if digest is not None:
             await self._carry(self.machine.opened(action.index, digest))
 
-    def _open_partial(self, slot: store.Slot, offset: int) -> tuple[int, Digest | None]:
-        """Open the partial file at ``offset`` (never through a symlink), and hash what precedes it."""
-        assert self.placement is not None
-        dest = self.placement.folder_for(slot.parts[:-1])
-        store.write_state(slot, dest=self._relative(str(dest)))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(slot.partial, flags, 0o644)
-        try:
-            os.ftruncate(fd, offset)
-            digest = store.prefix_digest(slot.partial, offset) if offset else None
-            os.lseek(fd, offset, os.SEEK_SET)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd, digest
-
     async def _write(self, action: Write) -> None:
         try:
             # In this thread: a trip to a worker thread per chunk cost more CPU (two context
             # switches) than the ~0.2 ms that writing 256 KiB blocks the loop.
-            _write_all(self.fds[action.index], action.data)
+            store.write_all(self.fds[action.index], action.data)
         except OSError as exc:
             raise await self._write_failed(exc, self.slots[action.index].name) from exc
         await self._carry(self.machine.wrote(action.index, len(action.data)))
@@ -378,34 +336,14 @@ class Receiver(PeerTask):
         finally:
             os.close(fd)
         try:
-            final = await asyncio.to_thread(self._finalize, slot, action.sha256)
+            assert self.placement is not None
+            final = await asyncio.to_thread(store.place, slot, action.sha256, self.placement)
         except OSError as exc:
             raise await self._write_failed(exc, slot.name) from exc
         await self._carry(self.machine.placed(action.index, str(final)))
 
-    def _finalize(self, slot: store.Slot, sha: str) -> Path:
-        """Give a verified partial file its time and final name, and note where it went
-        (one trip to a worker thread: this runs once per file, and folders can hold thousands)."""
-        mtime = slot.info.mtime
-        if mtime is not None:
-            try:
-                os.utime(slot.partial, (mtime, mtime))
-            except (OSError, ValueError, OverflowError):
-                pass  # a modification time is nice to keep, not worth failing for
-        assert self.placement is not None
-        dest = self.placement.folder_for(slot.parts[:-1])
-        final = finalize(slot.partial, dest, slot.parts[-1], overwrite=self.overwrite)
-        store.write_state(slot, done={"path": str(final), "sha256": sha})
-        return final
-
     async def _write_failed(self, exc: OSError, name: str) -> XferError:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            code, message = "disk-full", f"the disk is full; could not write {name} in {self.folder}"
-        elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            code, message = "permission-denied", f"permission denied writing {name} in {self.folder}"
-        else:
-            code, message = "io-error", f"could not write {name} in {self.folder}: {exc.strerror or exc}"
-        error = LocalFileError(message, code)
+        error = store.write_error(exc, name, self.folder)
         await self._carry(self.machine.fail(error))
         return error
 
@@ -443,7 +381,13 @@ class Receiver(PeerTask):
                 self._decision.cancel()
         for slot in self.slots:  # a finished offer leaves no state behind
             store.discard(slot)
-        self._set_folder_times()
+        store.set_folder_times(
+            [
+                (self.saved[i]["path"], slot.info.mtime)
+                for i, slot in enumerate(self.slots)
+                if slot.info.kind == "dir" and i in self.saved
+            ]
+        )
         seconds = time.monotonic() - self.started
         saved = [self.saved[i] for i in sorted(self.saved)]
         files = [e for e in saved if e.get("kind") != "dir"]
@@ -456,19 +400,6 @@ class Receiver(PeerTask):
         }
         self.emit("done", **summary)
         return summary
-
-    def _set_folder_times(self) -> None:
-        """Folders get their modification times last (writing into them changed them), deepest first."""
-        folders = [
-            (self.saved[i]["path"], slot.info.mtime)
-            for i, slot in enumerate(self.slots)
-            if slot.info.kind == "dir" and slot.info.mtime is not None and i in self.saved
-        ]
-        for path, mtime in sorted(folders, key=lambda item: -item[0].count(os.sep)):
-            try:
-                os.utime(path, (mtime, mtime), follow_symlinks=False)
-            except (OSError, ValueError, OverflowError, NotImplementedError):
-                pass
 
     def _close(self, index: int) -> None:
         fd = self.fds.pop(index, None)
@@ -486,14 +417,6 @@ class Receiver(PeerTask):
         for index, slot in enumerate(self.slots):
             if index not in self.saved:
                 store.discard(slot)
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    """Write a whole chunk."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 __all__ = ["Receiver", "RoundBroken"]

@@ -11,6 +11,7 @@ file and starts from there or from zero. A finished offer removes every state fi
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
@@ -19,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import LocalFileError
 from ..protocol import FileInfo, ResumePoint
-from .names import partial_path
+from .names import finalize, partial_path
+from .tree import Placement
 
 STATE_SUFFIX = ".xfer-state"
 MAX_STATE_BYTES = 64 * 1024
@@ -170,4 +173,94 @@ def discard(slot: Slot) -> None:
         try:
             path.unlink()
         except FileNotFoundError:
+            pass
+
+
+# -- what the receiver does on disk (each call runs in a worker thread, or is one chunk's write) --
+
+
+def inspect_offer(
+    slots: list[Slot], held: dict[int, str], *, resume: bool
+) -> tuple[dict[int, ResumePoint], dict[int, str], list[str]]:
+    """What we hold of each offered file (resume points), which files an earlier run placed
+    (index -> path), and notes on what was discarded. ``held``: files verified this run (their SHA-256)."""
+    points: dict[int, ResumePoint] = {}
+    placed: dict[int, str] = {}
+    notes = []
+    for index, slot in enumerate(slots):
+        size = slot.info.size
+        if index in held:
+            if slot.info.kind == "file" and size is not None:
+                points[index] = ResumePoint(index=index, offset=size, sha256=held[index])
+            continue
+        if not resume:
+            discard(slot)
+            continue
+        notes.extend(discard_stale(slot))
+        point, note = inspect(slot, index)
+        if note:
+            notes.append(note)
+        if point is not None:
+            points[index] = point
+            done = done_path(slot) if point.offset == size else None
+            if done is not None:
+                placed[index] = str(done)
+    return points, placed, notes
+
+
+def open_partial(slot: Slot, offset: int, placement: Placement) -> tuple[int, hashlib._Hash | None]:
+    """Open the partial file at ``offset`` (never through a symlink), and hash what precedes it."""
+    dest = placement.folder_for(slot.parts[:-1])
+    write_state(slot, dest=os.path.relpath(dest, placement.folder).replace(os.sep, "/"))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(slot.partial, flags, 0o644)
+    try:
+        os.ftruncate(fd, offset)
+        digest = prefix_digest(slot.partial, offset) if offset else None
+        os.lseek(fd, offset, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, digest
+
+
+def write_all(fd: int, data: memoryview) -> None:
+    """Write a whole chunk."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def place(slot: Slot, sha: str, placement: Placement) -> Path:
+    """Give a verified partial file its time and final name, and note where it went
+    (one trip to a worker thread: this runs once per file, and folders can hold thousands)."""
+    mtime = slot.info.mtime
+    if mtime is not None:
+        try:
+            os.utime(slot.partial, (mtime, mtime))
+        except (OSError, ValueError, OverflowError):
+            pass  # a modification time is nice to keep, not worth failing for
+    dest = placement.folder_for(slot.parts[:-1])
+    final = finalize(slot.partial, dest, slot.parts[-1], overwrite=placement.overwrite)
+    write_state(slot, done={"path": str(final), "sha256": sha})
+    return final
+
+
+def write_error(exc: OSError, name: str, folder: Path) -> LocalFileError:
+    """What a failed write means for the person (and its code for the sender)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return LocalFileError(f"the disk is full; could not write {name} in {folder}", "disk-full")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return LocalFileError(f"permission denied writing {name} in {folder}", "permission-denied")
+    return LocalFileError(f"could not write {name} in {folder}: {exc.strerror or exc}", "io-error")
+
+
+def set_folder_times(folders: list[tuple[str, float | None]]) -> None:
+    """Folders get their modification times last (writing into them changed them), deepest first."""
+    timed = [(path, mtime) for path, mtime in folders if mtime is not None]
+    for path, mtime in sorted(timed, key=lambda item: -item[0].count(os.sep)):
+        try:
+            os.utime(path, (mtime, mtime), follow_symlinks=False)
+        except (OSError, ValueError, OverflowError, NotImplementedError):
             pass
