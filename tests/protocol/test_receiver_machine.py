@@ -596,3 +596,24 @@ def test_any_honest_transfer_is_verified_whole_with_acks_in_cadence(sizes, size,
     acks = [a.bytes for a in d.sent_of(Ack)]
     assert d.final == dict(enumerate(files)) and d.machine.state is S.DONE
     assert acks == sorted(acks) and acks[-1] == sum(map(len, files))
+
+
+# -- the relay's download bridge ----------------------------------------------------------------------
+
+
+def test_the_bridge_takes_a_first_chunk_as_the_file_start():
+    d = Driver(ReceiverMachine(implicit_start=True))
+    accepted(d, ("a", 8))
+    out = d.feed(chunk(0, 0, b"abcd"))
+    assert [type(o) for o in out] == [OpenPartial, FileStarted, Write]
+    d.feed(chunk(0, 4, b"efgh"), end(0, 8, sha(b"abcdefgh")))
+    assert d.final == {0: b"abcdefgh"} and d.machine.state is S.DONE
+
+
+def test_the_bridge_still_refuses_a_first_chunk_past_the_start():
+    d = Driver(ReceiverMachine(implicit_start=True))
+    accepted(d, ("a", 8))
+    with pytest.raises(RemoteProtocolError):
+        d.feed(chunk(0, 4, b"efgh"))
+    with pytest.raises(RemoteProtocolError):
+        d.feed(chunk(5, 0, b"abcd"))  # a file that was not offered
