@@ -39,14 +39,10 @@ what its downloader wrote; it trusts the relay it loaded the page from anyway.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
-import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -70,9 +66,10 @@ from ..protocol import (
 )
 from ..protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ..protocol.machine import Output, Send
-from ..protocol.names import safe_name
 from ..protocol.receiver import ReceiverMachine, ReceiverState
 from ..protocol.receiver_outputs import Failed, HashMismatch, OfferReceived, Place, Write
+from .download_http import _NO_STORE, _TOKEN, QuietAborts, _Aborted, _BridgeResponse, _refusal, content_disposition
+from .download_relays import AcrossRelays
 from .hub import Hub, Peer
 
 log = logging.getLogger("xfer.relay.download")
@@ -84,20 +81,6 @@ QUEUE_CHUNKS = 4  # chunks waiting per file between the sender's socket and the 
 # per file (the sender's credit window keeps them far below it; the same limit as bus.OUTBOX_LIMIT).
 BUS_QUEUE_BYTES = 64 * 1024 * 1024
 START_TIMEOUT = 60.0  # seconds for the page to open a file's download once its chunks come
-HEAD_TIMEOUT = 10.0  # seconds for the page's relay to answer a download asked for on another relay
-_TOKEN = re.compile(r"^[0-9a-f]{32}$")
-
-
-class _Aborted(Exception):
-    """Raised out of a download's response so that uvicorn drops the connection mid-body:
-    the browser then marks the download failed. Both peers have been told why already."""
-
-
-class QuietAborts(logging.Filter):
-    """For uvicorn's error log: an aborted download is not an error of the relay (no traceback)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], _Aborted))
 
 
 _END = None  # in a file's queue after its last chunk: the sender's file-end came, and the machine verified it
@@ -141,25 +124,11 @@ class Download:
     failed: bool = False
 
 
-@dataclass
-class _Elsewhere:
-    """A download that one relay serves over HTTP for a page that another relay holds."""
-
-    id: str  # this stream's id on both relays
-    relay: str  # the other relay
-    items: asyncio.Queue[tuple[Any, ...]] = field(
-        default_factory=asyncio.Queue
-    )  # what came: head, body, abort (on the HTTP side)
-    written: asyncio.Event = field(default_factory=asyncio.Event)  # the HTTP side wrote the last body (page side)
-    download: Download | None = None  # what is streamed (on the page's side)
-    file: FileStream | None = None
-
-
 class DownloadBridge:
     def __init__(self, hub: Hub, bus: Any = None) -> None:
         self.hub = hub
         self.bus = bus  # with relays sharing rooms: a download may be asked for on another relay
-        self.elsewhere: dict[str, _Elsewhere] = {}  # stream id -> a download served across relays
+        self.across = AcrossRelays(self)  # downloads asked for on one relay for a page on another
         self._background: set[asyncio.Task[Any]] = set()
         self.offers: dict[tuple[str, int], Offer] = {}  # (room, page) -> the last offer to it
         self.by_page: dict[tuple[str, int], Download] = {}
@@ -413,6 +382,10 @@ class DownloadBridge:
                 if task is not None and not task.done() and task is not asyncio.current_task():
                     task.cancel()
 
+    def from_bus(self, kind: bytes, body: bytes) -> None:
+        """A download message from another relay (see ``download_relays``)."""
+        self.across.from_bus(kind, body)
+
     # -- the HTTP side -------------------------------------------------------------
 
     def route(self) -> Route:
@@ -428,7 +401,7 @@ class DownloadBridge:
             return _refusal(404)
         d = self.by_token.get(token)
         if d is None and self.bus is not None:
-            return await self._http_elsewhere(token, index)
+            return await self.across.http(token, index)
         status = self._claim(d, index)
         if status != 200:
             return _refusal(status)
@@ -488,209 +461,9 @@ class DownloadBridge:
             raise _Aborted() from None
         await self._relay(d, outputs)
 
-    # -- a download asked for on one relay, for a page that another relay holds ------------------
-    #
-    # A load balancer that does not keep a client on one relay may send the page's download
-    # request to a relay other than the one its WebSocket is on. That relay (the HTTP side)
-    # finds the page's relay in Redis and asks it (G); the page's relay claims the file and
-    # answers (H: status, name, size), then sends the body chunk by chunk (Y), each only after
-    # the HTTP side wrote the one before (W): acknowledgements to the sender still count bytes
-    # written to the phone. X aborts on the HTTP side, Z (the phone went away) on the page's.
-
-    async def _http_elsewhere(self, token: str, index: int) -> Response:
-        bus = self.bus
-        owner = await bus.download_owner(token)
-        if owner is None or owner == bus.relay_id or not await bus.relay_alive(owner):
-            return _refusal(404)
-        e = _Elsewhere(secrets.token_hex(8), owner)
-        self.elsewhere[e.id] = e
-        await bus.to_relay(owner, b"G", {"s": e.id, "t": token, "i": index, "r": bus.relay_id})
-        try:
-            head = await asyncio.wait_for(e.items.get(), HEAD_TIMEOUT)
-        except asyncio.TimeoutError:
-            head = ("abort",)
-        if head[0] != "head" or head[1] != 200:
-            self.elsewhere.pop(e.id, None)
-            if head[0] != "head":
-                await bus.to_relay(owner, b"Z", {"s": e.id})
-            return _refusal(head[1] if head[0] == "head" and head[1] in (404, 410) else 404)
-        return _ElsewhereResponse(self, e, name=head[2], size=head[3])
-
-    def from_bus(self, kind: bytes, body: bytes) -> None:
-        """A download message from another relay (never waits: the relay's channel goes on)."""
-        if kind == b"Y":  # a body for a response here: stream id, more (0/1), bytes
-            e = self.elsewhere.get(body[:16].decode("ascii", "replace"))
-            if e is not None:
-                e.items.put_nowait(("body", body[17:], body[16:17] == b"1"))
-            return
-        msg = json.loads(body)
-        stream = str(msg["s"])
-        if kind == b"G":
-            self._spawn(self._serve_elsewhere(stream, str(msg["t"]), int(msg["i"]), str(msg["r"])))
-            return
-        e = self.elsewhere.get(stream)
-        if e is None:
-            return
-        if kind == b"H":
-            e.items.put_nowait(("head", int(msg["status"]), str(msg.get("name") or "file"), msg.get("size")))
-        elif kind == b"W":
-            e.written.set()
-        elif kind == b"X":
-            e.items.put_nowait(("abort",))
-        elif kind == b"Z" and e.download is not None and e.file is not None:  # the phone went away there
-            self._spawn(
-                self._fail(
-                    e.download,
-                    "download-cancelled",
-                    f"the download of {e.file.name} stopped on the phone",
-                    e.file.index,
-                )
-            )
-
-    async def _serve_elsewhere(self, stream: str, token: str, index: int, relay: str) -> None:
-        """On the page's relay: stream file ``index`` to the relay that has the HTTP request."""
-        d = self.by_token.get(token) if _TOKEN.match(token) else None
-        status = self._claim(d, index)
-        head = {"s": stream, "status": status}
-        if status != 200:
-            await self.bus.to_relay(relay, b"H", head)
-            return
-        assert d is not None
-        f = d.files[index]
-        e = self.elsewhere[stream] = _Elsewhere(stream, relay, download=d, file=f)
-        f.task = asyncio.current_task()
-        done = False
-        try:
-            await self.bus.to_relay(relay, b"H", {**head, "name": f.name, "size": f.size})
-
-            async def send(message: dict[str, Any]) -> None:
-                e.written.clear()
-                more = b"1" if message.get("more_body") else b"0"
-                await self.bus.to_relay(relay, b"Y", stream.encode() + more + message.get("body", b""))
-                try:
-                    await asyncio.wait_for(e.written.wait(), START_TIMEOUT)
-                except asyncio.TimeoutError:
-                    raise _Aborted() from None
-
-            try:
-                await self.pump(d, f, send)
-                done = True
-            except _Aborted:
-                await self._fail(d, "download-cancelled", f"the download of {f.name} stopped on the phone", f.index)
-        finally:
-            self.elsewhere.pop(stream, None)
-            if not done:  # tell the HTTP side to drop the connection: the browser marks the download failed
-                self._spawn(self.bus.to_relay(relay, b"X", {"s": stream}))
-
 
 def _size(item: bytes | _Verdict | None) -> int:
     return len(item) if isinstance(item, bytes) else 0
 
 
-_NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-
-
-def _refusal(status: int) -> Response:
-    text = "This download link was already used." if status == 410 else "This download link is not valid (any more)."
-    return PlainTextResponse(text, status_code=status, headers=_NO_STORE)
-
-
-def _download_headers(name: str, size: int | None) -> dict[str, str]:
-    headers = {
-        "content-type": "application/octet-stream",
-        "content-disposition": content_disposition(name),
-        "cache-control": "no-store",
-        "x-content-type-options": "nosniff",
-        "content-security-policy": "default-src 'none'; sandbox",
-    }
-    if size is not None:
-        headers["content-length"] = str(size)
-    return headers
-
-
-def content_disposition(name: str) -> str:
-    """``attachment`` with an ASCII fallback and the real name as RFC 5987 ``filename*``."""
-    clean = safe_name(name)
-    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\%;' else "_" for c in clean) or "file"
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(clean, safe='')}"
-
-
-class _BridgeResponse(Response):
-    def __init__(self, bridge: DownloadBridge, d: Download, f: FileStream) -> None:
-        self.bridge, self.d, self.f = bridge, d, f
-        self.status_code = 200
-        self.background = None
-        self.init_headers(_download_headers(f.name, f.size))
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        pump = asyncio.ensure_future(self.bridge.pump(self.d, self.f, send))
-        self.f.task = pump
-
-        async def gone() -> None:  # the browser cancelled the download or went away
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        watcher = asyncio.ensure_future(gone())
-        try:
-            await asyncio.wait({pump, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watcher.cancel()
-        if not pump.done() and self.f.complete:  # the browser hung up after the last byte: fine
-            await pump
-        if pump.done() and not pump.cancelled() and pump.exception() is None:
-            return
-        if not pump.done():
-            pump.cancel()
-            await self.bridge._fail(
-                self.d, "download-cancelled", f"the download of {self.f.name} stopped on the phone", self.f.index
-            )
-        raise _Aborted("download aborted")  # uvicorn drops the connection: the browser sees a failed download
-
-
-class _ElsewhereResponse(Response):
-    """On the relay that has the HTTP request: the body as the page's relay sends it (see above)."""
-
-    def __init__(self, bridge: DownloadBridge, e: _Elsewhere, name: str, size: int | None) -> None:
-        self.bridge, self.e = bridge, e
-        self.status_code = 200
-        self.background = None
-        self.init_headers(_download_headers(name, size if isinstance(size, int) and size >= 0 else None))
-
-    async def _next(self) -> tuple[Any, ...]:
-        """The next item from the page's relay; an abort if that relay stopped beating."""
-        bus = self.bridge.bus
-        while True:
-            try:
-                return await asyncio.wait_for(self.e.items.get(), bus.expiry)
-            except asyncio.TimeoutError:
-                if not await bus.relay_alive(self.e.relay):
-                    return ("abort",)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        e, bus = self.e, self.bridge.bus
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-
-        async def gone() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        watcher = asyncio.ensure_future(gone())
-        try:
-            while True:
-                item = asyncio.ensure_future(self._next())
-                await asyncio.wait({item, watcher}, return_when=asyncio.FIRST_COMPLETED)
-                if not item.done():  # the browser cancelled the download or went away
-                    item.cancel()
-                    await bus.to_relay(e.relay, b"Z", {"s": e.id})
-                    raise _Aborted("download aborted")
-                got = item.result()
-                if got[0] != "body":
-                    raise _Aborted("download aborted")
-                await send({"type": "http.response.body", "body": got[1], "more_body": got[2]})
-                await bus.to_relay(e.relay, b"W", {"s": e.id})
-                if not got[2]:
-                    return
-        finally:
-            watcher.cancel()
-            self.bridge.elsewhere.pop(e.id, None)
+__all__ = ["DownloadBridge", "QuietAborts", "content_disposition"]
