@@ -617,3 +617,25 @@ def test_the_bridge_still_refuses_a_first_chunk_past_the_start():
         d.feed(chunk(0, 4, b"efgh"))
     with pytest.raises(RemoteProtocolError):
         d.feed(chunk(5, 0, b"abcd"))  # a file that was not offered
+
+
+PURE = {"__future__", "collections", "dataclasses", "enum", "hashlib", "re", "typing", "unicodedata"}
+
+
+def test_the_receiver_machine_and_the_name_rules_do_no_io():
+    """protocol/ imports nothing of ours outside protocol/, and no asyncio, sockets, files or rich."""
+    import ast
+    from pathlib import Path
+
+    import xfer.protocol
+
+    folder = Path(xfer.protocol.__file__).parent
+    for name in ("receiver.py", "receiver_outputs.py", "receiver_states.py", "names.py"):
+        tree = ast.parse((folder / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                continue  # protocol/ itself
+            modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            modules += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            for module in modules:
+                assert module.split(".")[0] in PURE, (name, module)
