@@ -22,8 +22,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
+from xfer.protocol import names as pure
+from xfer.protocol.names import safe_name
 from xfer.transfer import names
-from xfer.transfer.names import display_name, finalize, partial_path, safe_name
+from xfer.transfer.names import display_name, finalize, partial_path
 
 SECRET = b"outside secret, must never change\n"
 
@@ -425,9 +427,9 @@ def test_safe_name_properties(raw: str) -> None:
     assert len(name.encode("utf-8")) <= 255
     assert unicodedata.is_normalized("NFC", name)
     assert not name.startswith(" ") and not name.endswith((" ", "."))
-    assert name.split(".", 1)[0].rstrip(" ").upper() not in names._RESERVED
+    assert name.split(".", 1)[0].rstrip(" ").upper() not in pure._RESERVED
     assert safe_name(name) == name
-    numbered = names._numbered(name, 10_000)
+    numbered = pure._numbered(name, 10_000)
     assert len(numbered.encode()) <= 255 and safe_name(numbered) == numbered
     folder = tempfile.mkdtemp()
     try:  # the OS accepts both the final and the partial name

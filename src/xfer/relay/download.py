@@ -23,6 +23,11 @@ How it goes (docs/page.md has the picture):
    the sender gets ``verified``; on a mismatch the response is aborted (the
    browser marks the download failed) and the sender gets ``hash-mismatch``.
 
+Every protocol decision of points 4 and 5 (chunk order, sizes, the hash, when to
+acknowledge) is the receiver's own, made by the same ``protocol.receiver.ReceiverMachine``
+that ``xfer receive`` runs: here it is fed the sender's messages and told what each HTTP
+response wrote, and this module only moves bytes and relays what the machine sends.
+
 The download request may reach another relay that shares rooms (a load balancer
 without sticky sessions): that relay asks the page's relay for the file through
 Redis and streams what it sends (see "a download asked for on one relay" below).
@@ -34,27 +39,24 @@ what its downloader wrote; it trusts the relay it loaded the page from anyway.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
-import re
-import secrets
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..protocol import (
+    LIMITS,
     Accept,
     Ack,
     Cancel,
+    Chunk,
     Done,
     Error,
     FileEnd,
-    FileStart,
     Message,
     Offer,
     Reject,
@@ -62,8 +64,13 @@ from ..protocol import (
     parse_chunk,
     serialize,
 )
-from ..protocol.errors import ProtocolError
-from ..transfer.names import safe_name
+from ..protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ..protocol.machine import Output, Send
+from ..protocol.receiver import ReceiverMachine, ReceiverState
+from ..protocol.receiver_outputs import Failed, HashMismatch, OfferReceived, Place, Write
+from .download_http import _NO_STORE, _TOKEN, QuietAborts, _Aborted, _BridgeResponse, _refusal, content_disposition
+from .download_relays import AcrossRelays
+from .hub import Hub, Peer
 
 log = logging.getLogger("xfer.relay.download")
 
@@ -73,25 +80,20 @@ QUEUE_CHUNKS = 4  # chunks waiting per file between the sender's socket and the 
 # the relay's channel must not wait for one phone: they queue without waiting, up to this many bytes
 # per file (the sender's credit window keeps them far below it; the same limit as bus.OUTBOX_LIMIT).
 BUS_QUEUE_BYTES = 64 * 1024 * 1024
-ACK_EVERY = 1024 * 1024
 START_TIMEOUT = 60.0  # seconds for the page to open a file's download once its chunks come
-HEAD_TIMEOUT = 10.0  # seconds for the page's relay to answer a download asked for on another relay
-_TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
 
-class _Aborted(Exception):
-    """Raised out of a download's response so that uvicorn drops the connection mid-body:
-    the browser then marks the download failed. Both peers have been told why already."""
+_END = None  # in a file's queue after its last chunk: the sender's file-end came, and the machine verified it
 
 
-class QuietAborts(logging.Filter):
-    """For uvicorn's error log: an aborted download is not an error of the relay (no traceback)."""
+@dataclass(frozen=True)
+class _Verdict:
+    """In a file's queue instead of ``_END``: the file-end showed the file is bad. The response
+    fails when it gets there (a phone that went away first is the reason given, not this)."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], _Aborted))
-
-
-_END = None  # in a file's queue after its last chunk: the sender's file-end came
+    code: str
+    why: str
+    index: int
 
 
 @dataclass
@@ -100,16 +102,14 @@ class FileStream:
     name: str
     size: int | None  # None: a stream whose length comes with its file-end
     mime: str | None
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)  # chunks, then _END; see _put for its bounds
+    queue: asyncio.Queue[bytes | _Verdict | None] = field(default_factory=asyncio.Queue)  # chunks, then _END
     space: asyncio.Event = field(default_factory=asyncio.Event)  # set when the response takes a chunk
     queued: int = 0  # bytes in the queue
     taken: int = 0  # chunks the response has taken
-    watch: asyncio.Task | None = None  # for chunks that came through Redis: fails a download nobody fetches
-    received: int = 0  # bytes taken from the sender
-    end: tuple[int, str] | None = None  # size and SHA-256 from the sender's file-end
+    watch: asyncio.Task[None] | None = None  # for chunks that came through Redis: fails a download nobody fetches
     claimed: bool = False
     complete: bool = False  # the response's last byte went out
-    task: asyncio.Task | None = None
+    task: asyncio.Task[Any] | None = None
 
 
 @dataclass
@@ -120,35 +120,21 @@ class Download:
     transfer: int
     token: str
     files: list[FileStream]
-    ack_every: int
-    acked: int = 0  # bytes written to HTTP responses this transfer (what acks count)
-    last_ack: int = 0
+    machine: ReceiverMachine  # the receiver's decisions: chunk order, sizes, hashes, acks
     failed: bool = False
 
 
-@dataclass
-class _Elsewhere:
-    """A download that one relay serves over HTTP for a page that another relay holds."""
-
-    id: str  # this stream's id on both relays
-    relay: str  # the other relay
-    items: asyncio.Queue = field(default_factory=asyncio.Queue)  # what came: head, body, abort (on the HTTP side)
-    written: asyncio.Event = field(default_factory=asyncio.Event)  # the HTTP side wrote the last body (page side)
-    download: Download | None = None  # what is streamed (on the page's side)
-    file: FileStream | None = None
-
-
 class DownloadBridge:
-    def __init__(self, hub, bus=None) -> None:
+    def __init__(self, hub: Hub, bus: Any = None) -> None:
         self.hub = hub
         self.bus = bus  # with relays sharing rooms: a download may be asked for on another relay
-        self.elsewhere: dict[str, _Elsewhere] = {}  # stream id -> a download served across relays
-        self._background: set[asyncio.Task] = set()
+        self.across = AcrossRelays(self)  # downloads asked for on one relay for a page on another
+        self._background: set[asyncio.Task[Any]] = set()
         self.offers: dict[tuple[str, int], Offer] = {}  # (room, page) -> the last offer to it
         self.by_page: dict[tuple[str, int], Download] = {}
         self.by_token: dict[str, Download] = {}
 
-    def _spawn(self, coro) -> asyncio.Task:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` on its own; the bridge keeps the task until it ends (see ``close``)."""
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
@@ -168,7 +154,13 @@ class DownloadBridge:
     # -- hooks from the relay's forwarding loop ------------------------------------
 
     async def intercept(
-        self, room: str, me: int, message: Message | None, data: bytes | None, targets: list, from_bus: bool = False
+        self,
+        room: str,
+        me: int,
+        message: Message | None,
+        data: bytes | None,
+        targets: list[Peer],
+        from_bus: bool = False,
     ) -> bool:
         """Look at a frame from peer ``me`` before it is forwarded; True means it was consumed.
 
@@ -205,7 +197,7 @@ class DownloadBridge:
             return False
         if len(targets) == 1 and (room, targets[0].info.id) in self.by_page:
             d = self.by_page[(room, targets[0].info.id)]
-            if me == d.sender and getattr(message, "transfer", None) == d.transfer:
+            if me == d.sender and message is not None and getattr(message, "transfer", None) == d.transfer:
                 await self._from_sender(d, message, wait=not from_bus)
         return False
 
@@ -246,11 +238,15 @@ class DownloadBridge:
         old = self.by_page.get((room, me))
         if old is not None:
             self._end(old, "a new offer was accepted")
-        files = [FileStream(i, safe_name(f.name), f.size, f.mime) for i, f in enumerate(offer.files)]
-        window = offer.window or 8 * 1024 * 1024
-        d = Download(
-            room, me, offer.sender, offer.transfer, token, files, ack_every=max(1, min(ACK_EVERY, window // 4))
-        )
+        assert offer is not None and offer.sender is not None and token is not None
+        machine = ReceiverMachine(getattr(self.hub, "limits", LIMITS), implicit_start=True)
+        [received] = [o for o in machine.receive(offer) if isinstance(o, OfferReceived)]
+        # The page's own accept goes on to the sender: what the machine would send is moot.
+        machine.accept(folders={i: "" for i, f in enumerate(offer.files) if f.kind == "dir"})
+        files = [
+            FileStream(i, parts[-1], f.size, f.mime) for i, (f, parts) in enumerate(zip(offer.files, received.parts))
+        ]
+        d = Download(room, me, offer.sender, offer.transfer, token, files, machine)
         self.by_page[(room, me)] = d
         self.by_token[token] = d
         if self.bus is not None:  # before the accept goes on: the page may ask any relay for the file
@@ -268,19 +264,10 @@ class DownloadBridge:
             return False
         if d.failed:
             return True
-        if chunk.index >= len(d.files):
-            await self._fail(d, "protocol", "a chunk for a file that was not offered")
-            return True
-        f = d.files[chunk.index]
-        n = len(chunk.payload)
-        if chunk.offset != f.received or (f.size is not None and f.received + n > f.size):
-            await self._fail(d, "protocol", f"chunks of {f.name} arrived out of order")
-            return True
-        f.received += n
-        await self._put(d, f, bytes(chunk.payload), wait)
+        await self._follow(d, chunk, wait)
         return True
 
-    async def _put(self, d: Download, f: FileStream, item: bytes | None, wait: bool) -> None:
+    async def _put(self, d: Download, f: FileStream, item: bytes | _Verdict | None, wait: bool) -> None:
         if wait:
             # The wait is the backpressure: the sender's socket is not read until the
             # HTTP response has taken the previous chunks.
@@ -289,7 +276,7 @@ class DownloadBridge:
             except asyncio.TimeoutError:
                 await self._fail(d, "download-stalled", f"the phone did not take {f.name} in time")
                 return
-        elif f.queued + len(item or b"") > BUS_QUEUE_BYTES:
+        elif f.queued + _size(item) > BUS_QUEUE_BYTES:
             await self._fail(d, "protocol", f"the sender sent {f.name} past its credit window")
             return
         elif f.watch is None:
@@ -297,7 +284,7 @@ class DownloadBridge:
         if d.failed:
             return
         f.queue.put_nowait(item)
-        f.queued += len(item or b"")
+        f.queued += _size(item)
 
     @staticmethod
     async def _space(f: FileStream) -> None:
@@ -320,17 +307,44 @@ class DownloadBridge:
                 return
 
     async def _from_sender(self, d: Download, message: Message, wait: bool) -> None:
-        if isinstance(message, FileEnd) and message.index < len(d.files):
-            f = d.files[message.index]
-            if f.end is None:
-                f.end = (message.size, message.sha256)
-                await self._put(d, f, _END, wait)
-        elif isinstance(message, (Cancel, Error)):
-            self._end(d, "the sender stopped")
-        elif isinstance(message, Done):
+        if isinstance(message, Done):
             self._end(d, None)
-        elif isinstance(message, FileStart) and message.offset != 0:
-            self._spawn(self._fail(d, "protocol", "the sender resumed a file the page does not hold"))
+        else:  # (the relay stamps "from" when it forwards; this is before)
+            await self._follow(d, replace(message, sender=d.sender), wait)
+
+    async def _follow(self, d: Download, item: Message | Chunk, wait: bool) -> None:
+        """Hand the sender's message or chunk to the download's machine and carry out what it says."""
+        cur = d.machine.current
+        try:
+            outputs = d.machine.receive(item)
+        except RemoteProtocolError as exc:
+            if isinstance(item, FileEnd) and cur is not None and cur.index == item.index:
+                # A file-end that lies about the size: the response fails when it gets there.
+                d.machine.fail(exc)
+                await self._put(d, d.files[cur.index], _Verdict(exc.code, str(exc), cur.index), wait)
+            else:
+                await self._fail(d, exc.code, str(exc))
+            return
+        for output in outputs:
+            if isinstance(output, Write):
+                await self._put(d, d.files[output.index], bytes(output.data), wait)
+            elif isinstance(output, Place):  # the file arrived whole with its hash: let the response end
+                await self._put(d, d.files[output.index], _END, wait)
+            elif isinstance(output, HashMismatch):
+                f = d.files[output.index]
+                await self._put(d, f, _Verdict("hash-mismatch", f"SHA-256 of {f.name} did not match", f.index), wait)
+            elif isinstance(output, Failed):  # the sender cancelled or stopped
+                self._end(d, "the sender stopped")
+            if d.failed:
+                return
+
+    async def _relay(self, d: Download, outputs: list[Output]) -> None:
+        """Send what the machine sends to the sender in the page's name, and a copy to the page
+        (acks are its progress, ``verified`` its file's end)."""
+        for output in outputs:
+            if isinstance(output, Send) and isinstance(output.message, (Ack, Verified)):
+                await self._tell(d.room, d.sender, replace(output.message, to=d.sender, sender=d.page))
+                await self._tell(d.room, d.page, replace(output.message, to=d.page, sender=d.sender))
 
     async def _tell(self, room: str, peer_id: int, message: Message) -> None:
         peers = self.hub.targets(room, 0, peer_id)
@@ -368,6 +382,10 @@ class DownloadBridge:
                 if task is not None and not task.done() and task is not asyncio.current_task():
                     task.cancel()
 
+    def from_bus(self, kind: bytes, body: bytes) -> None:
+        """A download message from another relay (see ``download_relays``)."""
+        self.across.from_bus(kind, body)
+
     # -- the HTTP side -------------------------------------------------------------
 
     def route(self) -> Route:
@@ -383,7 +401,7 @@ class DownloadBridge:
             return _refusal(404)
         d = self.by_token.get(token)
         if d is None and self.bus is not None:
-            return await self._http_elsewhere(token, index)
+            return await self.across.http(token, index)
         status = self._claim(d, index)
         if status != 200:
             return _refusal(status)
@@ -400,250 +418,52 @@ class DownloadBridge:
         f.claimed = True
         return 200
 
-    async def pump(self, d: Download, f: FileStream, send) -> None:
-        """Move the file's chunks into the HTTP response; acknowledge what was written.
+    async def pump(self, d: Download, f: FileStream, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """Move the file's chunks into the HTTP response; tell the machine what was written.
 
         One chunk is held back until the next arrives: the last one goes out only
-        after the sender's file-end, and only if what was streamed has its SHA-256.
+        after the sender's file-end, and only if what was streamed has its SHA-256
+        (the machine checked it before it let ``_END`` into the queue).
         """
-        digest = hashlib.sha256()
         held: bytes | None = None
-        streamed = 0
         while True:
             item = await f.queue.get()
             f.taken += 1
-            f.queued -= len(item or b"")
+            f.queued -= _size(item)
             f.space.set()
             if item is _END:
                 break
-            digest.update(item)
-            streamed += len(item)
+            if isinstance(item, _Verdict):
+                await self._fail(d, item.code, item.why, item.index)
+                raise _Aborted()
             if held is not None:
                 await send({"type": "http.response.body", "body": held, "more_body": True})
-                await self._written(d, len(held))
+                await self._written(d, f, len(held))
             held = item
-        assert f.end is not None
-        size, expected = f.end
-        if size != streamed or expected != digest.hexdigest():
-            await self._fail(d, "hash-mismatch", f"SHA-256 of {f.name} did not match", f.index)
-            raise _Aborted()
         await send({"type": "http.response.body", "body": held or b"", "more_body": False})
         f.complete = True
-        await self._written(d, len(held or b""), force=True)
-        await self._tell(
-            d.room, d.sender, Verified(to=d.sender, sender=d.page, transfer=d.transfer, index=f.index, sha256=expected)
-        )
-        await self._tell(
-            d.room, d.page, Verified(to=d.page, sender=d.sender, transfer=d.transfer, index=f.index, sha256=expected)
-        )
+        await self._written(d, f, len(held or b""))
+        await self._machine(d, lambda: d.machine.placed(f.index, ""))
 
-    async def _written(self, d: Download, n: int, force: bool = False) -> None:
-        d.acked += n
-        if force or d.acked - d.last_ack >= d.ack_every:
-            d.last_ack = d.acked
-            # the sender's credit, in the page's name; a copy to the page is its progress
-            await self._tell(d.room, d.sender, Ack(to=d.sender, sender=d.page, transfer=d.transfer, bytes=d.acked))
-            await self._tell(d.room, d.page, Ack(to=d.page, sender=d.sender, transfer=d.transfer, bytes=d.acked))
+    async def _written(self, d: Download, f: FileStream, n: int) -> None:
+        if n:
+            await self._machine(d, lambda: d.machine.wrote(f.index, n))
 
-    # -- a download asked for on one relay, for a page that another relay holds ------------------
-    #
-    # A load balancer that does not keep a client on one relay may send the page's download
-    # request to a relay other than the one its WebSocket is on. That relay (the HTTP side)
-    # finds the page's relay in Redis and asks it (G); the page's relay claims the file and
-    # answers (H: status, name, size), then sends the body chunk by chunk (Y), each only after
-    # the HTTP side wrote the one before (W): acknowledgements to the sender still count bytes
-    # written to the phone. X aborts on the HTTP side, Z (the phone went away) on the page's.
-
-    async def _http_elsewhere(self, token: str, index: int) -> Response:
-        bus = self.bus
-        owner = await bus.download_owner(token)
-        if owner is None or owner == bus.relay_id or not await bus.relay_alive(owner):
-            return _refusal(404)
-        e = _Elsewhere(secrets.token_hex(8), owner)
-        self.elsewhere[e.id] = e
-        await bus.to_relay(owner, b"G", {"s": e.id, "t": token, "i": index, "r": bus.relay_id})
+    async def _machine(self, d: Download, call: Callable[[], list[Output]]) -> None:
+        """A local input to the machine; a download that failed meanwhile takes none."""
+        if d.failed:
+            raise _Aborted()
+        if d.machine.state is ReceiverState.FAILED:
+            return  # a verdict waits further down the file's queue: stream up to it
         try:
-            head = await asyncio.wait_for(e.items.get(), HEAD_TIMEOUT)
-        except asyncio.TimeoutError:
-            head = ("abort",)
-        if head[0] != "head" or head[1] != 200:
-            self.elsewhere.pop(e.id, None)
-            if head[0] != "head":
-                await bus.to_relay(owner, b"Z", {"s": e.id})
-            return _refusal(head[1] if head[0] == "head" and head[1] in (404, 410) else 404)
-        return _ElsewhereResponse(self, e, name=head[2], size=head[3])
-
-    def from_bus(self, kind: bytes, body: bytes) -> None:
-        """A download message from another relay (never waits: the relay's channel goes on)."""
-        if kind == b"Y":  # a body for a response here: stream id, more (0/1), bytes
-            e = self.elsewhere.get(body[:16].decode("ascii", "replace"))
-            if e is not None:
-                e.items.put_nowait(("body", body[17:], body[16:17] == b"1"))
-            return
-        msg = json.loads(body)
-        stream = str(msg["s"])
-        if kind == b"G":
-            self._spawn(self._serve_elsewhere(stream, str(msg["t"]), int(msg["i"]), str(msg["r"])))
-            return
-        e = self.elsewhere.get(stream)
-        if e is None:
-            return
-        if kind == b"H":
-            e.items.put_nowait(("head", int(msg["status"]), str(msg.get("name") or "file"), msg.get("size")))
-        elif kind == b"W":
-            e.written.set()
-        elif kind == b"X":
-            e.items.put_nowait(("abort",))
-        elif kind == b"Z" and e.download is not None and e.file is not None:  # the phone went away there
-            self._spawn(
-                self._fail(
-                    e.download,
-                    "download-cancelled",
-                    f"the download of {e.file.name} stopped on the phone",
-                    e.file.index,
-                )
-            )
-
-    async def _serve_elsewhere(self, stream: str, token: str, index: int, relay: str) -> None:
-        """On the page's relay: stream file ``index`` to the relay that has the HTTP request."""
-        d = self.by_token.get(token) if _TOKEN.match(token) else None
-        status = self._claim(d, index)
-        head = {"s": stream, "status": status}
-        if status != 200:
-            await self.bus.to_relay(relay, b"H", head)
-            return
-        assert d is not None
-        f = d.files[index]
-        e = self.elsewhere[stream] = _Elsewhere(stream, relay, download=d, file=f)
-        f.task = asyncio.current_task()
-        done = False
-        try:
-            await self.bus.to_relay(relay, b"H", {**head, "name": f.name, "size": f.size})
-
-            async def send(message: dict) -> None:
-                e.written.clear()
-                more = b"1" if message.get("more_body") else b"0"
-                await self.bus.to_relay(relay, b"Y", stream.encode() + more + message.get("body", b""))
-                try:
-                    await asyncio.wait_for(e.written.wait(), START_TIMEOUT)
-                except asyncio.TimeoutError:
-                    raise _Aborted() from None
-
-            try:
-                await self.pump(d, f, send)
-                done = True
-            except _Aborted:
-                await self._fail(d, "download-cancelled", f"the download of {f.name} stopped on the phone", f.index)
-        finally:
-            self.elsewhere.pop(stream, None)
-            if not done:  # tell the HTTP side to drop the connection: the browser marks the download failed
-                self._spawn(self.bus.to_relay(relay, b"X", {"s": stream}))
+            outputs = call()
+        except LocalProtocolError:
+            raise _Aborted() from None
+        await self._relay(d, outputs)
 
 
-_NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+def _size(item: bytes | _Verdict | None) -> int:
+    return len(item) if isinstance(item, bytes) else 0
 
 
-def _refusal(status: int) -> Response:
-    text = "This download link was already used." if status == 410 else "This download link is not valid (any more)."
-    return PlainTextResponse(text, status_code=status, headers=_NO_STORE)
-
-
-def _download_headers(name: str, size: int | None) -> dict[str, str]:
-    headers = {
-        "content-type": "application/octet-stream",
-        "content-disposition": content_disposition(name),
-        "cache-control": "no-store",
-        "x-content-type-options": "nosniff",
-        "content-security-policy": "default-src 'none'; sandbox",
-    }
-    if size is not None:
-        headers["content-length"] = str(size)
-    return headers
-
-
-def content_disposition(name: str) -> str:
-    """``attachment`` with an ASCII fallback and the real name as RFC 5987 ``filename*``."""
-    clean = safe_name(name)
-    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\%;' else "_" for c in clean) or "file"
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(clean, safe='')}"
-
-
-class _BridgeResponse(Response):
-    def __init__(self, bridge: DownloadBridge, d: Download, f: FileStream) -> None:
-        self.bridge, self.d, self.f = bridge, d, f
-        self.status_code = 200
-        self.background = None
-        self.init_headers(_download_headers(f.name, f.size))
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        pump = asyncio.ensure_future(self.bridge.pump(self.d, self.f, send))
-        self.f.task = pump
-
-        async def gone() -> None:  # the browser cancelled the download or went away
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        watcher = asyncio.ensure_future(gone())
-        try:
-            await asyncio.wait({pump, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watcher.cancel()
-        if not pump.done() and self.f.complete:  # the browser hung up after the last byte: fine
-            await pump
-        if pump.done() and not pump.cancelled() and pump.exception() is None:
-            return
-        if not pump.done():
-            pump.cancel()
-            await self.bridge._fail(
-                self.d, "download-cancelled", f"the download of {self.f.name} stopped on the phone", self.f.index
-            )
-        raise _Aborted("download aborted")  # uvicorn drops the connection: the browser sees a failed download
-
-
-class _ElsewhereResponse(Response):
-    """On the relay that has the HTTP request: the body as the page's relay sends it (see above)."""
-
-    def __init__(self, bridge: DownloadBridge, e: _Elsewhere, name: str, size: int | None) -> None:
-        self.bridge, self.e = bridge, e
-        self.status_code = 200
-        self.background = None
-        self.init_headers(_download_headers(name, size if isinstance(size, int) and size >= 0 else None))
-
-    async def _next(self) -> tuple:
-        """The next item from the page's relay; an abort if that relay stopped beating."""
-        bus = self.bridge.bus
-        while True:
-            try:
-                return await asyncio.wait_for(self.e.items.get(), bus.expiry)
-            except asyncio.TimeoutError:
-                if not await bus.relay_alive(self.e.relay):
-                    return ("abort",)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        e, bus = self.e, self.bridge.bus
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-
-        async def gone() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        watcher = asyncio.ensure_future(gone())
-        try:
-            while True:
-                item = asyncio.ensure_future(self._next())
-                await asyncio.wait({item, watcher}, return_when=asyncio.FIRST_COMPLETED)
-                if not item.done():  # the browser cancelled the download or went away
-                    item.cancel()
-                    await bus.to_relay(e.relay, b"Z", {"s": e.id})
-                    raise _Aborted("download aborted")
-                got = item.result()
-                if got[0] != "body":
-                    raise _Aborted("download aborted")
-                await send({"type": "http.response.body", "body": got[1], "more_body": got[2]})
-                await bus.to_relay(e.relay, b"W", {"s": e.id})
-                if not got[2]:
-                    return
-        finally:
-            watcher.cancel()
-            self.bridge.elsewhere.pop(e.id, None)
+__all__ = ["DownloadBridge", "QuietAborts", "content_disposition"]

@@ -37,76 +37,25 @@ import errno
 import os
 import re
 import stat
-import unicodedata
 from pathlib import Path
 
-NAME_MAX = 255
-PARTIAL_SUFFIX = ".xfer-part"
-STATE_SUFFIX = ".xfer-state"
-MAX_NUMBERED = 10_000
-_INVALID = re.compile(r'[<>:"|?*]')
-_DRIVE = re.compile(r"^[A-Za-z]:")
-_SEPARATORS = re.compile(r"[/\\]")
-_RESERVED = frozenset(
-    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"] + [f"{dev}{d}" for dev in ("COM", "LPT") for d in "0123456789¹²³"]
+from ..protocol.names import (
+    MAX_DEPTH,
+    MAX_NUMBERED,
+    NAME_MAX,
+    PARTIAL_SUFFIX,
+    STATE_SUFFIX,
+    _blen,
+    _check_component,
+    _hostile,
+    _numbered,
+    _truncate,
+    safe_name,
+    safe_relpath,
 )
-_EXT = re.compile(r"\.[^.\s]{1,16}")
-_COMPRESSED = frozenset([".gz", ".bz2", ".xz", ".zst", ".lz", ".lzma", ".lz4", ".br", ".z"])
-_INNER_EXT = re.compile(r"\.[A-Za-z0-9]{1,5}")
+
 # link() failures meaning "this filesystem has no hard links", not "name taken"
 _NO_LINKS = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
-
-
-def _hostile(ch: str) -> bool:
-    """Control (C0, C1, DEL), format/bidi, surrogate, line/paragraph separator."""
-    return unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp")
-
-
-def _blen(s: str) -> int:
-    return len(s.encode("utf-8", "surrogatepass"))
-
-
-def _truncate(s: str, limit: int) -> str:
-    """Longest prefix of *s* that fits in *limit* UTF-8 bytes (whole characters)."""
-    return s.encode("utf-8", "surrogatepass")[: max(limit, 0)].decode("utf-8", "ignore")
-
-
-def _split_ext(name: str) -> tuple[str, str]:
-    """``archive.tar.gz`` -> (``archive``, ``.tar.gz``); ``.bashrc`` -> (``.bashrc``, ``''``)."""
-    body = name.lstrip(".")
-    lead = name[: len(name) - len(body)]
-    i = body.rfind(".")
-    if i <= 0 or not _EXT.fullmatch(body[i:]):
-        return name, ""
-    stem, ext = body[:i], body[i:]
-    j = stem.rfind(".")
-    if ext.lower() in _COMPRESSED and j > 0 and _INNER_EXT.fullmatch(stem[j:]):
-        stem, ext = stem[:j], stem[j:] + ext
-    return lead + stem, ext
-
-
-def safe_name(raw: str) -> str:
-    """Turn a peer-supplied file name into one safe path component (never raises)."""
-    s = raw if isinstance(raw, str) else str(raw)
-    s = "".join(ch for ch in s if not _hostile(ch))
-    s = unicodedata.normalize("NFC", s)
-    s = "".join(ch for ch in s if not _hostile(ch))
-    parts = [p for p in _SEPARATORS.split(s) if p]
-    s = parts[-1] if parts else ""
-    s = _DRIVE.sub("", s)
-    s = _INVALID.sub("_", s)
-    s = s.lstrip(" ").rstrip(". ")
-    if s.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
-        s = "_" + s
-    if _blen(s) > NAME_MAX:
-        stem, ext = _split_ext(s)
-        if ext:
-            s = _truncate(stem, NAME_MAX - _blen(ext)) + ext
-        else:
-            s = _truncate(s, NAME_MAX).rstrip(". ")
-    if s.endswith((PARTIAL_SUFFIX, STATE_SUFFIX)):  # a peer must not name a file like a partial or its state
-        s = _truncate(s, NAME_MAX - 1) + "_"
-    return s if s not in ("", ".", "..") else "file"
 
 
 def _ellipsize(tokens: list[str], limit: int) -> list[int | None]:
@@ -127,31 +76,15 @@ def _ellipsize(tokens: list[str], limit: int) -> list[int | None]:
     return head + [None] + tail[::-1]
 
 
-MAX_DEPTH = 64
-
-
-def safe_relpath(raw: str) -> list[str]:
-    """A peer-supplied relative path (``photos/2024/a.jpg``) as safe components.
-
-    Split on ``/`` and ``\\``; empty, ``.`` and ``..`` parts are dropped (so nothing
-    climbs out), each remaining part goes through ``safe_name``, and the depth is
-    capped. Always at least one component.
-    """
-    parts = [p for p in _SEPARATORS.split(raw if isinstance(raw, str) else str(raw)) if p not in ("", ".", "..")]
-    if parts and re.fullmatch(r"[A-Za-z]:", parts[0]):
-        parts = parts[1:]  # a drive, as in C:\\Windows
-    safe = [safe_name(p) for p in parts[-MAX_DEPTH:]]
-    return safe or ["file"]
-
-
 def display_name(raw: str, limit: int = 200) -> str:
     """Printable, rich-markup-safe rendering of a peer-supplied string (never raises)."""
     from rich.markup import escape
 
+    emoji: dict[str, str] | None
     try:
-        from rich._emoji_codes import EMOJI
+        from rich._emoji_codes import EMOJI as emoji
     except ImportError:  # pragma: no cover - private rich module moved: defuse all
-        EMOJI = None
+        emoji = None
     s = raw if isinstance(raw, str) else str(raw)
     limit = max(int(limit), 1)
     if len(s) > 2 * limit + 2:  # every char shows as >= 1 char: the middle is never shown
@@ -176,14 +109,9 @@ def display_name(raw: str, limit: int = 200) -> str:
         if any(ch.isspace() for ch in code):
             continue
         bare = re.sub(r"-(emoji|text)$", "", code).lower()
-        if EMOJI is None or code.lower() in EMOJI or bare in EMOJI:
+        if emoji is None or code.lower() in emoji or bare in emoji:
             tokens[i] = "\\x3a"
     return escape("".join("…" if i is None else tokens[i] for i in _ellipsize(tokens, limit)))
-
-
-def _check_component(name: str) -> None:
-    if not name or name in (".", "..") or _SEPARATORS.search(name) or "\0" in name:
-        raise ValueError(f"not a single safe path component: {name!r}")
 
 
 def partial_path(folder: Path, name: str, key: str) -> Path:
@@ -197,14 +125,6 @@ def partial_path(folder: Path, name: str, key: str) -> Path:
         raise ValueError(f"not a partial-file key: {key!r}")
     room = NAME_MAX - 1 - _blen(f".{key}{STATE_SUFFIX}")
     return Path(folder) / f".{_truncate(name, room)}.{key}{PARTIAL_SUFFIX}"
-
-
-def _numbered(name: str, n: int) -> str:
-    if n == 0:
-        return name
-    stem, ext = _split_ext(name)
-    ext = f" ({n}){ext}"
-    return _truncate(stem, NAME_MAX - _blen(ext)) + ext
 
 
 def _place(partial: Path, folder: Path, name: str, *, link: bool = True) -> Path:
@@ -261,3 +181,17 @@ def finalize(partial: Path, folder: Path, name: str, *, overwrite: bool) -> Path
             except (IsADirectoryError, NotADirectoryError):
                 pass  # swapped for a directory meanwhile: fall back to a new name
     return _place(partial, folder, name)
+
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_NUMBERED",
+    "NAME_MAX",
+    "PARTIAL_SUFFIX",
+    "STATE_SUFFIX",
+    "display_name",
+    "finalize",
+    "partial_path",
+    "safe_name",
+    "safe_relpath",
+]

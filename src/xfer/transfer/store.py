@@ -11,15 +11,19 @@ file and starts from there or from zero. A finished offer removes every state fi
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from ..errors import LocalFileError
 from ..protocol import FileInfo, ResumePoint
-from .names import partial_path
+from .names import finalize, partial_path
+from .tree import Placement
 
 STATE_SUFFIX = ".xfer-state"
 MAX_STATE_BYTES = 64 * 1024
@@ -45,7 +49,7 @@ class Slot:
     def name(self) -> str:
         return "/".join(self.parts)
 
-    def identity(self) -> dict:
+    def identity(self) -> dict[str, Any]:
         return {"v": 1, "name": self.info.name, "size": self.info.size, "mtime": self.info.mtime}
 
     def recorded_top(self) -> tuple[str, str] | None:
@@ -62,7 +66,7 @@ def slot_for(folder: Path, info: FileInfo, parts: list[str]) -> Slot:
     return Slot(info, parts, partial, partial.with_name(partial.name[: -len(".xfer-part")] + STATE_SUFFIX))
 
 
-def _read_state(slot: Slot) -> dict | None:
+def _read_state(slot: Slot) -> dict[str, Any] | None:
     try:
         if slot.state.is_symlink() or slot.state.stat().st_size > MAX_STATE_BYTES:
             return None
@@ -72,7 +76,7 @@ def _read_state(slot: Slot) -> dict | None:
     return state if isinstance(state, dict) else None
 
 
-def write_state(slot: Slot, **extra) -> None:
+def write_state(slot: Slot, **extra: Any) -> None:
     """Record the file's identity (and ``extra``) atomically beside its partial file."""
     tmp = slot.state.with_name(slot.state.name + ".tmp")
     data = json.dumps({**slot.identity(), **extra}, ensure_ascii=False).encode("utf-8", "surrogatepass")
@@ -90,7 +94,8 @@ def inspect(slot: Slot, index: int) -> tuple[ResumePoint | None, str | None]:
     Only a state file whose identity matches the offer counts; a partial without
     one, or one that does not match, is discarded.
     """
-    if slot.info.stream or slot.info.kind == "dir":
+    offered = slot.info.size
+    if offered is None or slot.info.kind == "dir":
         return None, None  # a stream cannot be replayed; a folder has no bytes
     state = _read_state(slot)
     has_partial = slot.partial.exists() or slot.partial.is_symlink()
@@ -103,15 +108,15 @@ def inspect(slot: Slot, index: int) -> tuple[ResumePoint | None, str | None]:
     done = state.get("done")
     if isinstance(done, dict):
         path, sha = done.get("path"), done.get("sha256")
-        if isinstance(path, str) and isinstance(sha, str) and _is_regular(Path(path), slot.info.size):
-            return ResumePoint(index=index, offset=slot.info.size, sha256=sha), None
+        if isinstance(path, str) and isinstance(sha, str) and _is_regular(Path(path), offered):
+            return ResumePoint(index=index, offset=offered, sha256=sha), None
         discard(slot)
         return None, None
     if not has_partial or slot.partial.is_symlink() or not slot.partial.is_file():
         discard(slot)
         return None, None
     size = slot.partial.stat().st_size
-    if size > slot.info.size:
+    if size > offered:
         discard(slot)
         return None, f"discarded an old partial {slot.name}: it is larger than the file"
     return ResumePoint(index=index, offset=size, sha256=prefix_digest(slot.partial, size).hexdigest()), None
@@ -149,7 +154,7 @@ def _is_regular(path: Path, size: int) -> bool:
         return False
 
 
-def prefix_digest(path: Path, length: int):
+def prefix_digest(path: Path, length: int) -> hashlib._Hash:
     """A running SHA-256 over the first ``length`` bytes, to continue hashing from there."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -168,4 +173,94 @@ def discard(slot: Slot) -> None:
         try:
             path.unlink()
         except FileNotFoundError:
+            pass
+
+
+# -- what the receiver does on disk (each call runs in a worker thread, or is one chunk's write) --
+
+
+def inspect_offer(
+    slots: list[Slot], held: dict[int, str], *, resume: bool
+) -> tuple[dict[int, ResumePoint], dict[int, str], list[str]]:
+    """What we hold of each offered file (resume points), which files an earlier run placed
+    (index -> path), and notes on what was discarded. ``held``: files verified this run (their SHA-256)."""
+    points: dict[int, ResumePoint] = {}
+    placed: dict[int, str] = {}
+    notes = []
+    for index, slot in enumerate(slots):
+        size = slot.info.size
+        if index in held:
+            if slot.info.kind == "file" and size is not None:
+                points[index] = ResumePoint(index=index, offset=size, sha256=held[index])
+            continue
+        if not resume:
+            discard(slot)
+            continue
+        notes.extend(discard_stale(slot))
+        point, note = inspect(slot, index)
+        if note:
+            notes.append(note)
+        if point is not None:
+            points[index] = point
+            done = done_path(slot) if point.offset == size else None
+            if done is not None:
+                placed[index] = str(done)
+    return points, placed, notes
+
+
+def open_partial(slot: Slot, offset: int, placement: Placement) -> tuple[int, hashlib._Hash | None]:
+    """Open the partial file at ``offset`` (never through a symlink), and hash what precedes it."""
+    dest = placement.folder_for(slot.parts[:-1])
+    write_state(slot, dest=os.path.relpath(dest, placement.folder).replace(os.sep, "/"))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(slot.partial, flags, 0o644)
+    try:
+        os.ftruncate(fd, offset)
+        digest = prefix_digest(slot.partial, offset) if offset else None
+        os.lseek(fd, offset, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, digest
+
+
+def write_all(fd: int, data: memoryview) -> None:
+    """Write a whole chunk."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def place(slot: Slot, sha: str, placement: Placement) -> Path:
+    """Give a verified partial file its time and final name, and note where it went
+    (one trip to a worker thread: this runs once per file, and folders can hold thousands)."""
+    mtime = slot.info.mtime
+    if mtime is not None:
+        try:
+            os.utime(slot.partial, (mtime, mtime))
+        except (OSError, ValueError, OverflowError):
+            pass  # a modification time is nice to keep, not worth failing for
+    dest = placement.folder_for(slot.parts[:-1])
+    final = finalize(slot.partial, dest, slot.parts[-1], overwrite=placement.overwrite)
+    write_state(slot, done={"path": str(final), "sha256": sha})
+    return final
+
+
+def write_error(exc: OSError, name: str, folder: Path) -> LocalFileError:
+    """What a failed write means for the person (and its code for the sender)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return LocalFileError(f"the disk is full; could not write {name} in {folder}", "disk-full")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return LocalFileError(f"permission denied writing {name} in {folder}", "permission-denied")
+    return LocalFileError(f"could not write {name} in {folder}: {exc.strerror or exc}", "io-error")
+
+
+def set_folder_times(folders: list[tuple[str, float | None]]) -> None:
+    """Folders get their modification times last (writing into them changed them), deepest first."""
+    timed = [(path, mtime) for path, mtime in folders if mtime is not None]
+    for path, mtime in sorted(timed, key=lambda item: -item[0].count(os.sep)):
+        try:
+            os.utime(path, (mtime, mtime), follow_symlinks=False)
+        except (OSError, ValueError, OverflowError, NotImplementedError):
             pass

@@ -14,7 +14,7 @@ import os
 import stat
 from pathlib import Path
 
-from .names import MAX_NUMBERED, _numbered
+from ..protocol.names import MAX_NUMBERED, _numbered
 
 
 class Placement:
