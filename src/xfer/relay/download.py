@@ -68,9 +68,10 @@ from ..protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolE
 from ..protocol.machine import Output, Send
 from ..protocol.receiver import ReceiverMachine, ReceiverState
 from ..protocol.receiver_outputs import Failed, HashMismatch, OfferReceived, Place, Write
+from ..protocol.room import Room
+from .buses import Bus, Handle
 from .download_http import _NO_STORE, _TOKEN, QuietAborts, _Aborted, _BridgeResponse, _refusal, content_disposition
 from .download_relays import AcrossRelays
-from .hub import Hub, Peer
 
 log = logging.getLogger("xfer.relay.download")
 
@@ -125,9 +126,9 @@ class Download:
 
 
 class DownloadBridge:
-    def __init__(self, hub: Hub, bus: Any = None) -> None:
+    def __init__(self, hub: Room[Handle], bus: Bus) -> None:
         self.hub = hub
-        self.bus = bus  # with relays sharing rooms: a download may be asked for on another relay
+        self.bus = bus  # with relays sharing rooms (Redis), a download may be asked for on another relay
         self.across = AcrossRelays(self)  # downloads asked for on one relay for a page on another
         self._background: set[asyncio.Task[Any]] = set()
         self.offers: dict[tuple[str, int], Offer] = {}  # (room, page) -> the last offer to it
@@ -159,7 +160,7 @@ class DownloadBridge:
         me: int,
         message: Message | None,
         data: bytes | None,
-        targets: list[Peer],
+        targets: list[Handle],
         from_bus: bool = False,
     ) -> bool:
         """Look at a frame from peer ``me`` before it is forwarded; True means it was consumed.
@@ -174,15 +175,15 @@ class DownloadBridge:
                 return False
             consumed = False
             for peer in list(targets):
-                d = self.by_page.get((room, peer.info.id))
+                d = self.by_page.get((room, _id(peer)))
                 if d is not None and await self._chunk(d, me, data, wait=not from_bus):
                     targets.remove(peer)
                     consumed = True
             return consumed and not targets
         if isinstance(message, Offer):
             for peer in targets:
-                if peer.relay_id is None and peer.info.client.startswith(WEB_CLIENT):  # a page of this relay
-                    self.offers[(room, peer.info.id)] = replace(message, sender=me)
+                if peer.relay_id is None and peer.info is not None and peer.info.client.startswith(WEB_CLIENT):
+                    self.offers[(room, peer.info.id)] = replace(message, sender=me)  # a page of this relay
             return False
         if isinstance(message, Accept) and message.download is not None:
             # The page's own relay streams its downloads; on the sender's relay (through Redis) it is a plain accept.
@@ -195,8 +196,8 @@ class DownloadBridge:
             if isinstance(message, (Reject, Cancel, Error)):
                 self._end(d, "the page cancelled the download")
             return False
-        if len(targets) == 1 and (room, targets[0].info.id) in self.by_page:
-            d = self.by_page[(room, targets[0].info.id)]
+        if len(targets) == 1 and (room, _id(targets[0])) in self.by_page:
+            d = self.by_page[(room, _id(targets[0]))]
             if me == d.sender and message is not None and getattr(message, "transfer", None) == d.transfer:
                 await self._from_sender(d, message, wait=not from_bus)
         return False
@@ -249,8 +250,7 @@ class DownloadBridge:
         d = Download(room, me, offer.sender, offer.transfer, token, files, machine)
         self.by_page[(room, me)] = d
         self.by_token[token] = d
-        if self.bus is not None:  # before the accept goes on: the page may ask any relay for the file
-            await self.bus.own_download(token)
+        await self.bus.own_download(token)  # before the accept goes on: the page may ask any relay for the file
         return False
 
     async def _chunk(self, d: Download, me: int, data: bytes, wait: bool) -> bool:
@@ -368,7 +368,7 @@ class DownloadBridge:
         """Forget ``d``; abort responses still running (``why`` set) and free a blocked sender."""
         if self.by_page.get((d.room, d.page)) is d:
             del self.by_page[(d.room, d.page)]
-        if self.by_token.pop(d.token, None) is d and self.bus is not None:
+        if self.by_token.pop(d.token, None) is d:
             self._spawn(self.bus.drop_download(d.token))
         if why is None:
             return
@@ -400,7 +400,7 @@ class DownloadBridge:
         if not _TOKEN.match(token):
             return _refusal(404)
         d = self.by_token.get(token)
-        if d is None and self.bus is not None:
+        if d is None:  # perhaps a page of another relay (Redis): ask the one that holds it
             return await self.across.http(token, index)
         status = self._claim(d, index)
         if status != 200:
@@ -467,3 +467,7 @@ def _size(item: bytes | _Verdict | None) -> int:
 
 
 __all__ = ["DownloadBridge", "QuietAborts", "content_disposition"]
+
+
+def _id(peer: Handle) -> int:
+    return peer.info.id if peer.info is not None else 0

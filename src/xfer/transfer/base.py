@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import PeerProtocolError, RelayGone, RelayUnreachable, RoomError, XferError
-from .connection import RelayConnection
+from ..protocol.limits import LIMITS
+from .link import Link
 
 Emit = Callable[..., None]  # emit("event-name", **fields)
-Reconnect = Callable[[], Awaitable[RelayConnection]]  # opens a fresh connection to the same room
-
-WINDOW = 8 * 1024 * 1024  # unacknowledged bytes a sender may have in flight
-ACK_EVERY = 1024 * 1024  # a receiver acknowledges at least this often
-PEER_TIMEOUT = 60.0  # how long to wait for a departed peer to come back
-RECONNECT_FOR = 60.0  # how long to keep trying to reach the relay again
+Reconnect = Callable[[], Awaitable[Link]]  # opens a fresh connection to the same room
 
 
 @dataclass(frozen=True)
@@ -42,7 +38,7 @@ class RoundBroken(Exception):
     """The connection dropped or the peer left: start the exchange again from what is verified."""
 
 
-def backoff_delays(first: float = 0.2, cap: float = 5.0):
+def backoff_delays(first: float = LIMITS.backoff_first, cap: float = LIMITS.backoff_cap) -> Iterator[float]:
     """Exponential backoff with full jitter: 0.2 s, 0.4 s, ... up to 5 s, each times 0.5 to 1.5."""
     delay = first
     while True:
@@ -55,12 +51,12 @@ class PeerTask:
 
     def __init__(
         self,
-        conn: RelayConnection,
+        conn: Link,
         emit: Emit,
         *,
         reconnect: Reconnect | None = None,
-        reconnect_for: float = RECONNECT_FOR,
-        peer_timeout: float = PEER_TIMEOUT,
+        reconnect_for: float = LIMITS.reconnect_for,
+        peer_timeout: float = LIMITS.peer_timeout,
     ) -> None:
         self.conn = conn
         self.emit = emit
@@ -146,7 +142,7 @@ class PeerTask:
         except Exception as exc:  # a bug: surface it rather than hang
             self.fail(exc)
 
-    async def _reconnect(self, cause: RelayGone) -> None:
+    async def _reconnect(self, cause: XferError) -> None:
         """Reach the relay again with backoff, bounded by ``reconnect_for`` seconds."""
         assert self.reconnect is not None
         self._up = False

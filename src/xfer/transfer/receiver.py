@@ -75,7 +75,7 @@ class Receiver(PeerTask):
         limits: Limits = LIMITS,
         **options: Any,
     ) -> None:
-        super().__init__(conn, emit, **options)  # type: ignore[arg-type]  # base.py types the link as RelayConnection
+        super().__init__(conn, emit, **options)
         self.folder = folder
         self.decide = decide
         self.overwrite = overwrite

@@ -52,7 +52,8 @@ from ..protocol.sender_events import (
     Warning,
 )
 from ..units import human_size
-from .base import WINDOW, PeerTask, SourceFile, peer_label
+from .base import PeerTask, SourceFile, peer_label
+from .link import Link
 from .sources import check_sources
 
 
@@ -63,11 +64,11 @@ def peer_dict(info: PeerInfo) -> dict[str, Any]:
 class Sender(PeerTask):
     def __init__(
         self,
-        conn: Any,
+        conn: Link,
         files: list[SourceFile],
         emit: Callable[..., None],
         *,
-        window: int = WINDOW,
+        window: int = LIMITS.window,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         rate: int | None = None,
         receivers: int = 1,
