@@ -7,12 +7,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import free_port, make_file, sha256_of
+from conftest import bounded, free_port, make_file, sha256_of
 from xfer.cli.app import run
 from xfer.cli.context import Environment
 from xfer.cli.display import JsonDisplay, QuietDisplay, UiEvent, choose_display
@@ -115,7 +116,9 @@ def test_text_from_the_given_stdin_reaches_a_receiver(tmp_path, relay_process, p
     result = xfer(tmp_path, "send", "--text", "-", "--room", room["code"], "--relay", relay, stdin="hello\x1b[31m")
     assert result.status == 0, result.stderr
     assert result.lines()[-1].startswith("Sent the text to ")
-    texts = [e for e in receiver.events() if e["event"] == "text"]
+    deadline = time.monotonic() + bounded(10)  # the receiver prints it a moment after the relay took it
+    while not (texts := [e for e in receiver.events() if e["event"] == "text"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert texts and texts[0]["text"] == "hello\x1b[31m"  # JSON carries it unescaped
     receiver.proc.terminate()
 
