@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""A/B of relayed throughput: several xfer source trees, interleaved, in one run.
+
+Each ``NAME=SRC`` is a source tree (the folder holding ``xfer/``, e.g. a ``git worktree
+add``'s ``src``). Each run is ``run_all.py``'s relayed case: ``xfer serve``, ``xfer receive``
+and ``xfer send`` of that tree on loopback, a file of ``--size``, its SHA-256 checked. The
+trees take turns, so a busy machine slows them alike; the figures are medians, and the
+CPU seconds per GB are summed over the three processes.
+
+    git worktree add --detach /tmp/xfer-before HEAD~3
+    python bench/compare_throughput.py --size 200MB --repeat 3 before=/tmp/xfer-before/src now=src
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import statistics
+import tempfile
+from pathlib import Path
+
+from common import make_source
+from compare_fixed_cost import tree_cmd
+from transfer import run_xfer
+from xfer.units import parse_size
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("trees", nargs="+", metavar="NAME=SRC")
+    ap.add_argument("--size", default="200MB")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    trees = {}
+    for arg in args.trees:
+        name, _, src = arg.partition("=")
+        compileall.compile_dir(str(Path(src) / "xfer"), quiet=1)
+        trees[name] = tree_cmd(src)
+    work = Path(tempfile.mkdtemp(prefix="xfer-compare-"))
+    size = parse_size(args.size)
+    source = work / "source.bin"
+    digest = make_source(source, size)
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    for _ in range(args.repeat):
+        for name, cmd in trees.items():
+            runs[name].append(run_xfer(cmd, source, digest, work, 60 + size / 1e6))
+    base = None
+    for name, rs in runs.items():
+        mb_s = [r["mb_s"] for r in rs]
+        cpu = [sum(r["cpu_s"].values()) / (size / 1e9) for r in rs]
+        median = statistics.median(mb_s)
+        base = base or median
+        roles = {role: statistics.median(r["cpu_s"][role] for r in rs) / (size / 1e9) for role in rs[0]["cpu_s"]}
+        split = ", ".join(f"{role} {seconds:.1f}" for role, seconds in roles.items())
+        print(
+            f"{name:>10}: {median:6.1f} MB/s ({min(mb_s):.1f}-{max(mb_s):.1f}), "
+            f"{statistics.median(cpu):.1f} CPU s/GB ({split}), {median / base:.2f}x the first tree"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
