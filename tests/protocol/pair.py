@@ -131,6 +131,7 @@ class SenderEnd(End):
         self.transfer = 0
         self.machine: SenderMachine | None = None
         self.in_flight_max = 0  # the most unacknowledged bytes ever in flight
+        self.chunks_sent = 0
 
     def start(self) -> None:
         """A new process: a new transfer id, the same files."""
@@ -161,6 +162,7 @@ class SenderEnd(End):
             if isinstance(output, Send):
                 self.send(output.message)
             elif isinstance(output, SendChunk):
+                self.chunks_sent += 1
                 self.send_chunk(output.chunk)
             elif isinstance(output, Event):
                 self.events.append(output)
@@ -480,6 +482,12 @@ class Pair:
             return True
         end.deliver(item)
         return True
+
+    def settle(self) -> Pair:
+        """Step until nothing is in flight, with no time passing."""
+        while self.step():
+            pass
+        return self
 
     def next_deadline(self) -> float | None:
         deadlines = [d for d in (end.deadline() for end in self.ends) if d is not None]
