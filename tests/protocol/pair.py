@@ -290,6 +290,11 @@ class ReceiverEnd(End):
         return self.disk.carry(self.m.accept(points, placed=placed, folders=folders))
 
     def deliver(self, item: Message | Chunk) -> None:
+        if not isinstance(item, Chunk):  # the shell's writes finish before a message can interrupt them
+            while self.write_one():
+                pass
+        if self.exited:
+            return
         try:
             outputs = self.m.receive(item)
         except RemoteProtocolError as exc:  # the shell tells the sender why, then stops

@@ -9,12 +9,15 @@ import os
 import random
 import re
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pair import PAIR_LIMITS, Pair
 
 from xfer.protocol.errors import (
     Declined,
     IntegrityFailure,
     LocalFileError,
+    LocalProtocolError,
     PeerGone,
     RelayGone,
     RemoteProtocolError,
@@ -262,3 +265,139 @@ def test_a_dropped_chunk_breaks_the_protocol_and_nothing_is_placed() -> None:
     assert isinstance(pair.receivers[0].error, RemoteProtocolError)
     assert pair.receivers[0].files() == {}
     assert pair.sender.m.state is SenderState.FAILED
+
+
+# -- Hypothesis: random offers, random interleavings, random faults ----------------------------
+
+
+@st.composite
+def offers(draw: st.DrawFn, *, streams: bool = False) -> tuple[list[tuple[str, bytes | None]], list[int]]:
+    """1 to 6 entries: files of 0 to 3000 bytes, some in a folder, perhaps an empty folder."""
+    entries: list[tuple[str, bytes | None]] = []
+    if draw(st.booleans()):
+        entries.append(("d/", None))
+    for i in range(draw(st.integers(1, 5))):
+        folder = "d/" if entries and draw(st.booleans()) else ""
+        size = draw(st.sampled_from([0, 1, 511, 512, 513, 2048, 3000]) | st.integers(0, 3000))
+        entries.append((f"{folder}f{i}", blob(size, seed=i)))
+    if draw(st.booleans()):
+        entries.append(("empty/", None))
+    stream = [i for i, (_, data) in enumerate(entries) if data is not None][-1:] if streams else []
+    return entries, stream
+
+
+WHO = st.sampled_from(["sender", "r0", "r1", "r2"])
+
+
+def _bounce(who: str, gap: int) -> list[tuple[int, object]]:
+    return [(0, lambda p: p.lose_link(who)), (gap, lambda p: p.link_back(who))]
+
+
+@st.composite
+def honest_faults(draw: st.DrawFn, receivers: int) -> list[tuple[int, object]]:
+    """Links lost and back, processes started again: faults a transfer must survive."""
+    schedule: list[tuple[int, object]] = []
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, 400))
+        who = draw(WHO.filter(lambda w: w == "sender" or int(w[1:]) < receivers))
+        if who == "sender" and receivers > 1:
+            continue  # a fan-out sender back after one receiver finished and left waits for it in vain
+        if draw(st.booleans()):
+            schedule += [(at + d, f) for d, f in _bounce(who, draw(st.integers(0, 60)))]
+        else:
+            schedule.append((at, lambda p, who=who: p.restart(who)))
+    return schedule
+
+
+def _picker(picks: list[int]) -> object:
+    it = iter(picks * 1000)
+    return lambda: next(it, 0)
+
+
+def check_invariants(pair: Pair, entries: list[tuple[str, bytes | None]]) -> None:
+    """What holds whatever happened: nothing but the sender's bytes is ever placed, and
+    the sender never has more than a window in flight."""
+    assert pair.sender.in_flight_max <= pair.limits.window
+    for r in pair.receivers:
+        for index, data in r.files().items():
+            assert data == entries[index][1], f"{r.name} placed a file that is not the sender's"
+
+
+@settings(max_examples=min(EXAMPLES, 150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), offer=offers(), receivers=st.integers(1, 3), picks=st.lists(st.integers(0, 7), max_size=20))
+def test_honest_runs_end_with_every_receiver_holding_every_file(
+    data: st.DataObject, offer: tuple[list[tuple[str, bytes | None]], list[int]], receivers: int, picks: list[int]
+) -> None:
+    entries, _ = offer
+    faults = data.draw(honest_faults(receivers))
+    slow = data.draw(st.lists(st.booleans(), min_size=receivers, max_size=receivers))
+    options = {i: {"slow": s} for i, s in enumerate(slow)}
+    pair = Pair(entries, receivers=receivers, options=options).start()
+    pair.run(20_000, picks=_picker(picks), faults=faults)  # type: ignore[arg-type]
+    check_invariants(pair, entries)
+    for i in range(receivers):
+        holds_all(pair, entries, i)
+    if pair.sender.transfer == 1:  # a sender started again may wait for receivers that finished and left
+        assert pair.sender.m.state is SenderState.DONE
+
+
+@settings(max_examples=min(EXAMPLES, 60), deadline=None)
+@given(offer=offers(streams=True), receivers=st.integers(1, 3), picks=st.lists(st.integers(0, 7), max_size=20))
+def test_honest_streams_arrive_whole(
+    offer: tuple[list[tuple[str, bytes | None]], list[int]], receivers: int, picks: list[int]
+) -> None:
+    entries, streams = offer
+    pair = Pair(entries, receivers=receivers, streams=streams).start().run(20_000, picks=_picker(picks))  # type: ignore[arg-type]
+    check_invariants(pair, entries)
+    for i in range(receivers):
+        holds_all(pair, entries, i)
+    assert pair.sender.m.state is SenderState.DONE
+
+
+@st.composite
+def any_faults(draw: st.DrawFn, receivers: int) -> list[tuple[int, object]]:
+    """Honest faults and hostile ones: frames dropped, duplicated or changed, time passing,
+    a receiver that declines, runs out of space or stops writing."""
+    schedule: list[tuple[int, object]] = draw(honest_faults(receivers))
+    for _ in range(draw(st.integers(0, 4))):
+        at = draw(st.integers(0, 300))
+        pick = draw(st.integers(0, 50))
+        who = draw(st.integers(0, receivers - 1))
+        fault = draw(st.sampled_from(["drop", "duplicate", "tamper", "advance", "full", "stuck", "lose"]))
+        if fault == "drop":
+            schedule.append((at, lambda p, n=pick: p.drop(n)))
+        elif fault == "duplicate":
+            schedule.append((at, lambda p, n=pick: p.duplicate(n)))
+        elif fault == "tamper":
+            schedule.append((at, lambda p, n=pick: p.tamper(n, at=n)))
+        elif fault == "advance":
+            schedule.append((at, lambda p, n=pick: p.advance(n)))
+        elif fault == "full":
+            schedule.append((at, lambda p, i=who, n=pick: setattr(p.receivers[i], "space", n * 100)))
+        elif fault == "stuck":
+            schedule.append((at, lambda p, i=who: setattr(p.receivers[i], "stuck", True)))
+        else:  # a link lost for good
+            schedule.append((at, lambda p, w=f"r{who}": p.lose_link(w)))
+    return schedule
+
+
+@settings(max_examples=min(EXAMPLES, 200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), offer=offers(), receivers=st.integers(1, 3), picks=st.lists(st.integers(0, 7), max_size=20))
+def test_any_fault_schedule_ends_and_places_nothing_unverified(
+    data: st.DataObject, offer: tuple[list[tuple[str, bytes | None]], list[int]], receivers: int, picks: list[int]
+) -> None:
+    entries, _ = offer
+    faults = data.draw(any_faults(receivers))
+    options = {
+        i: {"answer": data.draw(st.sampled_from(["accept", "accept", "decline"])), "slow": data.draw(st.booleans())}
+        for i in range(receivers)
+    }
+    pair = Pair(entries, receivers=receivers, options=options).start()
+    try:
+        pair.run(20_000, picks=_picker(picks), faults=faults)  # type: ignore[arg-type]
+    except (RemoteProtocolError, LocalProtocolError):
+        pass  # the only errors a machine may raise; whatever else escapes fails the test
+    check_invariants(pair, entries)
+    for r in pair.receivers:
+        if r.done:
+            holds_all(pair, entries, pair.receivers.index(r))
