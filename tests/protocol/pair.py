@@ -163,6 +163,8 @@ class SenderEnd(End):
                 self.send(output.message)
             elif isinstance(output, SendChunk):
                 self.chunks_sent += 1
+                rnd = self.m.round  # what is unacknowledged as this chunk leaves
+                self.in_flight_max = max(self.in_flight_max, rnd.sent - rnd.acked)
                 self.send_chunk(output.chunk)
             elif isinstance(output, Event):
                 self.events.append(output)
@@ -172,8 +174,6 @@ class SenderEnd(End):
             elif isinstance(output, CheckPrefix):
                 data = self.contents[output.index] or b""
                 todo[:0] = self.m.prefix_checked(output, _hashed(data[: output.offset]), now)
-            rnd = self.m.round
-            self.in_flight_max = max(self.in_flight_max, rnd.sent - rnd.acked)
         self.check_exit()
 
     def deliver(self, item: Message | Chunk) -> None:
@@ -313,8 +313,13 @@ class ReceiverEnd(End):
         if not self.exited and self.m.state in (ReceiverState.DONE, ReceiverState.FAILED):
             self.exit()
 
-    def write_one(self) -> bool:
-        if not self.disk.pending or self.stuck or self.exited:
+    @property
+    def blocked(self) -> bool:
+        """A write that does not finish holds up the whole shell: it reads no more frames."""
+        return self.stuck and bool(self.disk.pending)
+
+    def write_one(self, *, force: bool = False) -> bool:
+        if not self.disk.pending or (self.stuck and not force) or self.exited:
             return False
         self.disk.flush(1)
         self.check_exit()
@@ -332,7 +337,7 @@ class ReceiverEnd(End):
             self.exit()
 
     def lose_link(self) -> None:
-        while self.write_one():  # the transfer shell writes each chunk before it reads the next frame
+        while self.write_one(force=True):  # the shell notices the loss once its writes are done
             pass
         self.hang_up()
         self.disk.carry(self.m.link_lost())
@@ -453,6 +458,9 @@ class Pair:
         heads = []
         for i, frame in enumerate(self.wire):
             lane = (id(frame.conn), frame.up)
+            end = frame.conn.end
+            if not frame.up and isinstance(end, ReceiverEnd) and end.blocked:
+                continue
             if lane not in seen:
                 seen.add(lane)
                 heads.append(i)
@@ -565,9 +573,12 @@ class Pair:
     def end(self, who: str) -> SenderEnd | ReceiverEnd:
         return self.sender if who == "sender" else self.receivers[int(who[1:])]
 
-    def lose_link(self, who: str) -> None:
+    def lose_link(self, who: str, *, abrupt: bool = False) -> None:
+        """``abrupt``: what was in flight on that connection, either way, is lost with it."""
         end = self.end(who)
         if end.conn is not None and not end.exited:
+            if abrupt:
+                self.wire = [f for f in self.wire if f.conn is not end.conn]
             end.lose_link()
 
     def link_back(self, who: str) -> None:

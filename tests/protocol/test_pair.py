@@ -17,7 +17,6 @@ from xfer.protocol.errors import (
     Declined,
     IntegrityFailure,
     LocalFileError,
-    LocalProtocolError,
     PeerGone,
     RelayGone,
     RemoteProtocolError,
@@ -376,8 +375,8 @@ def any_faults(draw: st.DrawFn, receivers: int) -> list[tuple[int, object]]:
             schedule.append((at, lambda p, i=who, n=pick: setattr(p.receivers[i], "space", n * 100)))
         elif fault == "stuck":
             schedule.append((at, lambda p, i=who: setattr(p.receivers[i], "stuck", True)))
-        else:  # a link lost for good
-            schedule.append((at, lambda p, w=f"r{who}": p.lose_link(w)))
+        else:  # a link lost for good, with what was in flight on it
+            schedule.append((at, lambda p, w=f"r{who}": p.lose_link(w, abrupt=True)))
     return schedule
 
 
@@ -393,10 +392,10 @@ def test_any_fault_schedule_ends_and_places_nothing_unverified(
         for i in range(receivers)
     }
     pair = Pair(entries, receivers=receivers, options=options).start()
-    try:
-        pair.run(20_000, picks=_picker(picks), faults=faults)  # type: ignore[arg-type]
-    except (RemoteProtocolError, LocalProtocolError):
-        pass  # the only errors a machine may raise; whatever else escapes fails the test
+    # The receiver's shell turns the RemoteProtocolError a broken rule raises into an error to
+    # the sender (pair.ReceiverEnd.deliver); the sender raises nothing. Anything else that
+    # escapes, a LocalProtocolError included (a machine that misleads its own shell), fails.
+    pair.run(20_000, picks=_picker(picks), faults=faults)  # type: ignore[arg-type]
     check_invariants(pair, entries)
     for r in pair.receivers:
         if r.done:
