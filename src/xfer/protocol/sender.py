@@ -291,7 +291,7 @@ class SenderMachine:
         if self.fanout and len(rnd.members) > 1:
             self.left_early.append(peer_id)
             return rnd.drop(peer_id, "left", now)
-        if len(self.verified) < len(self.files):
+        if len(self.verified) < len(self.files) or self.late:  # late: the others have it all, it does not
             self.where = rnd.where()
             return self._interrupt(now)
         return []
