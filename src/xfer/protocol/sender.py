@@ -314,7 +314,7 @@ class SenderMachine:
         if not self.link_up or not self.available():
             return []
         self.take = min(len(self.left_early), len(self.available()))
-        self.left_early = []
+        self.left_early = self.left_early[self.take :]  # those not back yet are still owed a round
         return self._try_offer(now)
 
     def _complete(self, trigger: str) -> list[Output]:
