@@ -218,6 +218,22 @@ def test_fan_out_waits_again_for_one_that_leaves_before_answering_its_late_offer
     assert pair.sender.m.state is SenderState.DONE
 
 
+def test_fan_out_serves_each_receiver_back_late_even_when_they_come_back_one_by_one() -> None:
+    # Found by the Hypothesis run below: the late round took the one back first and forgot the other.
+    entries: list[tuple[str, bytes | None]] = [("a", blob(3000, 16))]
+    pair = _until_chunks(Pair(entries, receivers=3).start())
+    pair.lose_link("r0")
+    pair.lose_link("r1")
+    pair.link_back("r0")
+    while len(pair.events("sender", OfferSent)) < 2:  # r0 is offered alone
+        assert pair.step()
+    pair.link_back("r1")
+    pair.run()
+    for i in range(3):
+        holds_all(pair, entries, i)
+    assert pair.sender.m.state is SenderState.DONE
+
+
 def test_fan_out_drops_a_receiver_that_acknowledges_nothing() -> None:
     entries: list[tuple[str, bytes | None]] = [("a", blob(20_000, 12))]
     pair = Pair(entries, receivers=2, options={1: {"slow": True}})
