@@ -291,7 +291,7 @@ class SenderMachine:
         if self.fanout and len(rnd.members) > 1:
             self.left_early.append(peer_id)
             return rnd.drop(peer_id, "left", now)
-        if len(self.verified) < len(self.files):
+        if len(self.verified) < len(self.files) or self.late:  # late: the others have it all, it does not
             self.where = rnd.where()
             return self._interrupt(now)
         return []
@@ -314,7 +314,7 @@ class SenderMachine:
         if not self.link_up or not self.available():
             return []
         self.take = min(len(self.left_early), len(self.available()))
-        self.left_early = []
+        self.left_early = self.left_early[self.take :]  # those not back yet are still owed a round
         return self._try_offer(now)
 
     def _complete(self, trigger: str) -> list[Output]:
