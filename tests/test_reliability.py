@@ -1,0 +1,134 @@
+"""Reliability under faults found by chaos testing (issue 14), each on real processes:
+connections cut by TCP resets, a relay that blips before anyone joined, a receiver
+killed in the middle of placing a file, and reruns after a finished or interrupted run.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+from conftest import free_port, make_file, sha256_of
+from test_faults import leftovers, serve, wait_progress
+
+FAST = ["--keepalive", "1", "--peer-timeout", "30"]
+
+
+class ResettingProxy:
+    """A TCP forwarder on loopback whose connections can be cut with a reset (RST, as
+    ``ss -K`` or a dropped NAT entry does): SO_LINGER 0 then close, on both sides."""
+
+    def __init__(self, target_port: int, cut_after_offer: float | None = None) -> None:
+        self.target = target_port
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.resets = 0
+        self.offers = 0
+        self.cut_after_offer = cut_after_offer  # seconds after every other offer, or never
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.pairs.append((client, upstream))
+            pair = (client, upstream)
+            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, pair), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, pair: tuple[socket.socket, socket.socket] | None) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+                if pair is not None and b'"type":"offer"' in data:
+                    self._offer_passed(pair)
+        except OSError:
+            pass
+
+    def _offer_passed(self, pair: tuple[socket.socket, socket.socket]) -> None:
+        """An offer went down to a receiver: every other one, cut its connection a moment
+        later, while it checks what it holds and before its accept goes out."""
+        self.offers += 1
+        if self.cut_after_offer is not None and self.offers % 2 == 0:
+            threading.Timer(self.cut_after_offer, self._reset, args=([pair],)).start()
+
+    def reset_all(self) -> int:
+        """Cut every open connection with a reset; return how many were cut."""
+        with self.lock:
+            pairs, self.pairs = self.pairs, []
+        return self._reset(pairs)
+
+    def _reset(self, pairs: list[tuple[socket.socket, socket.socket]]) -> int:
+        for pair in pairs:
+            for s in pair:
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+        self.resets += len(pairs)
+        return len(pairs)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.reset_all()
+
+
+def test_connections_reset_every_few_seconds(tmp_path, procs):
+    """Every TCP connection to the relay is reset every 2 to 3 s for the whole transfer
+    (about 10 s at --limit-rate), and the receiver's again while it re-hashes its partial
+    file after each reconnection (the widest window: its accept then goes out on a dead
+    link). Both sides reconnect each time, whether the reset hits a receive or one of
+    their own sends, and finish identical, exit 0, with nothing left over."""
+    size = 240 * 1000 * 1000
+    source = make_file(tmp_path / "big.bin", size, 14)
+    port = free_port()
+    serve(procs, tmp_path, port)
+    proxy = ResettingProxy(port, cut_after_offer=0.02)
+    out = tmp_path / "out"
+    relay = ["--relay", f"127.0.0.1:{proxy.port}", "--json", *FAST]
+    stop = threading.Event()
+    cuts: list[float] = []
+
+    def cutter() -> None:
+        delays = [2.5, 2.0, 3.0, 2.2]
+        i = 0
+        while not stop.wait(delays[i % len(delays)]):
+            if proxy.reset_all():
+                cuts.append(time.monotonic())
+            i += 1
+
+    try:
+        sender = procs(["send", str(source), "--limit-rate", "25MB", *relay], tmp_path, "send")
+        code = sender.first_event()["code"]
+        receiver = procs(["receive", "--room", code, "--yes", "--dir", str(out), *relay], tmp_path, "recv")
+        wait_progress(receiver, 1)
+        thread = threading.Thread(target=cutter, daemon=True)
+        thread.start()
+        assert receiver.wait(120) == 0, receiver.stderr + receiver.stdout[-2000:]
+        assert sender.wait(30) == 0, sender.stderr
+    finally:
+        stop.set()
+        proxy.close()
+    assert len(cuts) >= 3, cuts  # the cuts landed during the transfer, several times
+    assert proxy.offers >= 4  # and some right after a renewed offer
+    assert sha256_of(out / "big.bin") == sha256_of(source)
+    assert leftovers(out) == []
+    kinds = [e["event"] for e in receiver.events()]
+    assert kinds.count("reconnected") >= 3
