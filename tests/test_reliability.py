@@ -5,13 +5,14 @@ killed in the middle of placing a file, and reruns after a finished or interrupt
 
 from __future__ import annotations
 
+import signal
 import socket
 import struct
 import threading
 import time
 
 from conftest import free_port, make_file, sha256_of
-from test_faults import leftovers, serve, wait_progress
+from test_faults import leftovers, safe_events, serve, wait_progress
 
 FAST = ["--keepalive", "1", "--peer-timeout", "30"]
 
@@ -132,3 +133,30 @@ def test_connections_reset_every_few_seconds(tmp_path, procs):
     assert leftovers(out) == []
     kinds = [e["event"] for e in receiver.events()]
     assert kinds.count("reconnected") >= 3
+
+
+def test_sender_waiting_for_its_first_receiver_survives_a_relay_blip(tmp_path, procs):
+    """Nobody had joined when the relay was killed and came back a second later: the sender
+    keeps waiting (no deadline for a first receiver) past --peer-timeout, and a receiver
+    that joins later gets the file."""
+    source = make_file(tmp_path / "f.bin", 3 * 1000 * 1000, 21)
+    port = free_port()
+    relay = serve(procs, tmp_path, port)
+    opts = ["--relay", f"127.0.0.1:{port}", "--json", "--keepalive", "1", "--peer-timeout", "3"]
+    sender = procs(["send", str(source), *opts], tmp_path, "send")
+    code = sender.first_event()["code"]
+    time.sleep(0.5)
+    relay.proc.send_signal(signal.SIGKILL)
+    relay.wait(10)
+    time.sleep(1)
+    serve(procs, tmp_path, port, "serve2")
+    time.sleep(3 + 3)  # well past --peer-timeout
+    assert sender.proc.poll() is None, sender.stdout
+    assert "reconnected" in [e["event"] for e in safe_events(sender)]
+    out = tmp_path / "out"
+    receiver = procs(["receive", "--room", code, "--yes", "--dir", str(out), *opts], tmp_path, "recv")
+    assert receiver.wait(60) == 0, receiver.stderr
+    assert sender.wait(30) == 0, sender.stderr
+    assert sha256_of(out / "f.bin") == sha256_of(source)
+    assert leftovers(out) == []
+    assert "interrupted" not in [e["event"] for e in safe_events(sender)]  # nothing had broken off

@@ -103,6 +103,8 @@ class Receiver(PeerTask):
             await self._carry(self.machine.fail(exc))
             raise
         await self._carry(outputs)
+        if self.away_since is not None and not self.machine.away:
+            self.away_since = None  # the sender is back while the person still decides
 
     def on_disconnect(self) -> None:
         for output in self.machine.link_lost():
