@@ -11,8 +11,11 @@ import struct
 import threading
 import time
 
+import pytest
+
 from conftest import free_port, make_file, sha256_of
 from test_faults import leftovers, safe_events, serve, wait_progress
+from xfer.transfer.names import KILLED_STATUS
 
 FAST = ["--keepalive", "1", "--peer-timeout", "30"]
 
@@ -160,3 +163,28 @@ def test_sender_waiting_for_its_first_receiver_survives_a_relay_blip(tmp_path, p
     assert sha256_of(out / "f.bin") == sha256_of(source)
     assert leftovers(out) == []
     assert "interrupted" not in [e["event"] for e in safe_events(sender)]  # nothing had broken off
+
+
+@pytest.mark.parametrize("step", ["marked", "linked", "moved", "recording", "recorded"])
+def test_killed_at_each_step_of_placing_a_file(tmp_path, procs, step):
+    """The receiver dies (as by kill -9) at each step of giving a verified file its final
+    name; started again, it recognises the file it placed (name, size, SHA-256): one name
+    per file, no "a (1).bin" twin, no state file left, both exit 0."""
+    files = [make_file(tmp_path / name, 2 * 1000 * 1000, seed) for seed, name in enumerate(["a.bin", "b.bin"])]
+    port = free_port()
+    serve(procs, tmp_path, port)
+    opts = ["--relay", f"127.0.0.1:{port}", "--json", *FAST]
+    sender = procs(["send", *map(str, files), *opts], tmp_path, "send")
+    code = sender.first_event()["code"]
+    out = tmp_path / "out"
+    receive = ["receive", "--room", code, "--yes", "--dir", str(out), *opts]
+    first = procs(receive, tmp_path, "recv1", env={"XFER_TEST_KILL_AT": step})
+    assert first.wait(30) == KILLED_STATUS, first.stderr  # it died at that step
+    second = procs(receive, tmp_path, "recv2")
+    assert second.wait(60) == 0, second.stderr
+    assert sender.wait(30) == 0, sender.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.bin", "b.bin"]  # no twin, nothing hidden left
+    for f in files:
+        assert sha256_of(out / f.name) == sha256_of(f)
+    saved = [e for e in second.events() if e["event"] == "done"][0]["saved"]
+    assert sorted(e["name"] for e in saved) == ["a.bin", "b.bin"]
