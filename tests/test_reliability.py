@@ -5,6 +5,7 @@ killed in the middle of placing a file, and reruns after a finished or interrupt
 
 from __future__ import annotations
 
+import shlex
 import signal
 import socket
 import struct
@@ -188,3 +189,60 @@ def test_killed_at_each_step_of_placing_a_file(tmp_path, procs, step):
         assert sha256_of(out / f.name) == sha256_of(f)
     saved = [e for e in second.events() if e["event"] == "done"][0]["saved"]
     assert sorted(e["name"] for e in saved) == ["a.bin", "b.bin"]
+
+
+def test_a_receiver_run_again_after_it_finished_says_the_files_are_here(tmp_path, procs):
+    """The room closed when both finished; the same receive command again finds the room
+    gone, and its receipt says the files are already here (exit 0). A folder without
+    them, or files changed since, still get "room not found" (exit 4)."""
+    source = make_file(tmp_path / "f.bin", 1000 * 1000, 31)
+    port = free_port()
+    serve(procs, tmp_path, port)
+    opts = ["--relay", f"127.0.0.1:{port}", "--json", *FAST]
+    env = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    sender = procs(["send", str(source), *opts], tmp_path, "send")
+    code = sender.first_event()["code"]
+    out = tmp_path / "out"
+    receive = ["receive", "--room", code, "--yes", "--dir", str(out), *opts]
+    assert procs(receive, tmp_path, "recv1", env=env).wait(30) == 0
+    assert sender.wait(30) == 0, sender.stderr
+    again = procs(receive, tmp_path, "recv2", env=env)
+    assert again.wait(30) == 0, again.stderr
+    told = again.events()[-1]
+    assert told["event"] == "already-received" and told["folder"] == str(out)
+    assert [f["name"] for f in told["files"]] == ["f.bin"]
+    assert sorted(p.name for p in out.iterdir()) == ["f.bin"]
+    other = procs([*receive[:5], str(tmp_path / "elsewhere"), *opts], tmp_path, "recv3", env=env)
+    assert other.wait(30) == 4
+    (out / "f.bin").write_bytes(b"changed")
+    assert procs(receive, tmp_path, "recv4", env=env).wait(30) == 4
+
+
+def test_a_sender_stopped_by_a_signal_prints_the_command_that_resumes_it(tmp_path, procs):
+    """A sender that opened the room is stopped (SIGTERM, or SIGHUP when its terminal
+    closes): it prints the command that comes back to this room, the receiver waits, and
+    that command finishes the transfer from where it stopped."""
+    size = 24 * 1000 * 1000
+    source = make_file(tmp_path / "big.bin", size, 41)
+    port = free_port()
+    serve(procs, tmp_path, port)
+    opts = ["--relay", f"127.0.0.1:{port}", "--json", *FAST]
+    sender = procs(["send", str(source), "--limit-rate", "8MB", *opts], tmp_path, "send")
+    code = sender.first_event()["code"]
+    out = tmp_path / "out"
+    receiver = procs(["receive", "--room", code, "--yes", "--dir", str(out), *opts], tmp_path, "recv")
+    before = wait_progress(receiver, size // 4)
+    sender.proc.send_signal(signal.SIGTERM)
+    assert sender.wait(15) == 130
+    events = safe_events(sender)
+    assert events[-1]["event"] == "error" and "SIGTERM" in events[-1]["message"]
+    command = shlex.split(next(e["command"] for e in events if e["event"] == "resume"))
+    assert command[:2] == ["xfer", "send"] and ["--room", code] == command[3:5] and "--limit-rate" in command
+    resumed = procs([*command[1:], "--json", *FAST], tmp_path, "send2")
+    assert resumed.wait(60) == 0, resumed.stderr
+    assert receiver.wait(30) == 0, receiver.stderr
+    assert 0 < before < size
+    assert sha256_of(out / "big.bin") == sha256_of(source)
+    assert leftovers(out) == []
+    accepted = [e for e in resumed.events() if e["event"] == "accepted"]
+    assert accepted and accepted[0]["resumed"] > 0  # from where it stopped, not from zero
