@@ -199,6 +199,8 @@ def stop_on_signals() -> list[str]:
             task.cancel()
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            continue  # nohup: ignored it stays
         try:
             loop.add_signal_handler(sig, stop, sig)
         except (NotImplementedError, RuntimeError, ValueError):
