@@ -88,7 +88,7 @@ def send(
     display = choose_display(env, json_mode=json_mode, quiet=quiet, role="send")
 
     async def main(display: Display) -> None:
-        from ..errors import Declined, Interrupted, PeerGone, RelayGone, RelayUnreachable, UsageError
+        from ..errors import Declined, Interrupted, PeerGone, UsageError
         from ..transfer.sender import Sender, check_sources
         from .session import Session
 
@@ -158,15 +158,17 @@ def send(
                     if not keep_open:
                         break
                     served.update(p["id"] for p in summary["peers"])
-        except (asyncio.CancelledError, PeerGone, RelayGone, RelayUnreachable) as exc:
-            # A room we opened on a relay outlives us while the receiver waits in it; rerunning
-            # the same command would open another, so say how to come back to this one.
-            told_to_stop = isinstance(exc, asyncio.CancelledError) and not signalled  # Ctrl-C: nothing to resume
-            if room is None and opened and opened.relay_url and not told_to_stop and not any(f.stream for f in files):
+        except asyncio.CancelledError:
+            if not signalled:
+                raise  # Ctrl-C: the receivers were told to stop, nothing waits to be resumed
+            # A room we opened on a relay outlives us while a receiver that accepted waits in it
+            # (an empty room closes; when the relay or the receiver gave up, nobody waits); running
+            # the same command again would open another room, so say how to come back to this one.
+            engaged = opened is not None and isinstance(opened.task, Sender) and opened.task.machine.engaged
+            if room is None and opened and opened.relay_url and engaged and not any(f.stream for f in files):
                 display.emit("resume", command=resume_command(paths, opened.code, opened.relay_url, extra))
-            if isinstance(exc, asyncio.CancelledError) and signalled:
-                raise Interrupted(f"stopped by {signalled[0]}; the receiver keeps what it has for a while") from None
-            raise
+            waits = "; the receiver keeps what it has for a while" if engaged else ""
+            raise Interrupted(f"stopped by {signalled[0]}{waits}") from None
 
     status = run_command(
         lambda: asyncio.run(main(display)), display, env, role="send", debug=debug, close=display.close
