@@ -214,13 +214,14 @@ class PeerTask:
                 raise
             await self.drop_link(conn)
 
-    async def drop_link(self, conn: Link) -> None:
+    async def drop_link(self, conn: Link, *, close_within: float = 1.0) -> None:
         """Make sure the reader's ``recv`` on ``conn`` ends (so it reconnects), if ``conn``
-        is still the current link: a send may find a connection closed before the reader does."""
+        is still the current link: a send may find a connection closed before the reader does.
+        (A closing handshake that hangs is not waited for longer than ``close_within``.)"""
         if conn is self.conn:
             try:
-                await conn.close()
-            except Exception:
+                await asyncio.wait_for(conn.close(), close_within)
+            except (Exception, asyncio.TimeoutError):
                 pass  # closing a dead connection may fail; the reader sees it dead anyway
 
     async def send_quietly(self, message: Any) -> None:
