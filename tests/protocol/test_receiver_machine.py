@@ -378,6 +378,18 @@ def test_the_sender_leaves_and_comes_back_with_the_same_files():
     assert d.sent_of(Ack)[-1].bytes == 5  # acks count from the new round's start
 
 
+def test_the_sender_back_while_the_person_decides_is_answered_not_refused():
+    """A relay blip while the person is asked: the same files come again (from a new peer
+    id); the answer goes to that offer, and no "busy" refusal ends the sender's run."""
+    d = Driver()
+    d.feed(offer(("a", 4)))
+    d.machine.link_lost()
+    d.feed(offer(("a", 4), sender=OTHER))
+    assert not d.sent_of(Reject) and d.machine.state is S.DECIDING and not d.machine.away
+    d.carry(d.machine.accept())
+    assert d.sent_of(Accept)[-1].to == OTHER
+
+
 def test_another_offer_while_busy_is_rejected_busy():
     d = Driver()
     d.feed(offer(("a", 4)))

@@ -252,6 +252,34 @@ def test_the_link_lost_and_back():
     assert d.chunks[-1].sender == 101  # our new id on the new link
 
 
+def test_a_relay_blip_before_any_receiver_leaves_the_wait_without_a_deadline():
+    """Issue 14: nobody had joined; the relay blipped; the sender said "the receiver left
+    and did not come back" at --peer-timeout. A first receiver may take as long as it likes."""
+    d = SenderDriver([DATA], peers=())
+    d.start()
+    d.lose_link()
+    assert not d.events_of(Interrupted)  # nothing broke off
+    d.link_back()
+    d.tick(10 * SMALL.peer_timeout)
+    assert not d.m.finished and d.m.deadline() is None
+    d.join(5)
+    d.accept(peer=5)
+    d.finish(peers=(5,))
+    assert d.m.state is SenderState.DONE
+
+
+def test_an_offer_not_yet_answered_when_the_link_drops_is_made_again_without_a_deadline():
+    d = SenderDriver([DATA])
+    d.start()  # offered to 2, who has not answered (a person deciding)
+    d.lose_link()
+    assert d.events_of(Interrupted)[-1].reason == "relay-lost"
+    d.link_back()
+    d.tick(10 * SMALL.peer_timeout)
+    assert not d.m.finished and d.m.deadline() is None
+    d.join(6)
+    assert d.sent_of(Offer)[-1].to == 6
+
+
 def test_a_relay_that_stays_away_ends_the_run_as_relay_gone():
     d = SenderDriver([DATA])
     d.start()

@@ -86,7 +86,9 @@ def receive(
     display = choose_display(env, json_mode=json_mode, quiet=quiet, role="receive")
 
     async def main(display: Display) -> None:
-        from ..errors import Declined, IntegrityFailure, PeerGone, UsageError
+        from ..errors import Declined, IntegrityFailure, PeerGone, RoomError, UsageError
+        from ..protocol import LIMITS, ProtocolError, parse_code, room_id
+        from ..transfer import receipts
         from ..transfer.receiver import Receiver
 
         to_stdout = stdout or output is not None
@@ -115,27 +117,46 @@ def receive(
         async def decide(event: dict[str, Any]) -> bool:
             return True if yes else await ask("Accept?", env)
 
-        async with room_session(opts, "receiver", display) as session:
-            while True:
-                session.task = Receiver(
-                    session.current(),
-                    target,
-                    display.emit,
-                    decide,
-                    overwrite=overwrite,
-                    resume=not no_resume,
-                    stdout=to_stdout,
-                    **session.task_options(),
-                )
-                try:
-                    await session.task.run()
-                except (Declined, PeerGone, IntegrityFailure) as exc:
+        # A room joined by its code is remembered once finished (transfer/receipts.py):
+        # a rerun after the room closed then says the files are already here.
+        remembered = receipts.receipts_folder(env.variables)
+        room_key = None
+        if room is not None and not to_stdout:
+            try:
+                room_key = room_id(parse_code(room))
+            except ProtocolError:
+                pass  # not a code: room_session says so
+        try:
+            async with room_session(opts, "receiver", display) as session:
+                while True:
+                    session.task = Receiver(
+                        session.current(),
+                        target,
+                        display.emit,
+                        decide,
+                        overwrite=overwrite,
+                        resume=not no_resume,
+                        stdout=to_stdout,
+                        **session.task_options(),
+                    )
+                    try:
+                        summary = await session.task.run()
+                    except (Declined, PeerGone, IntegrityFailure) as exc:
+                        if not keep_open or to_stdout:
+                            raise
+                        display.emit("warning", message=f"{exc}; waiting for the next offer")
+                        continue
+                    if room_key is not None:
+                        receipts.record(
+                            room_key, target, summary["saved"], keep_for=LIMITS.receipts_for, where=remembered
+                        )
                     if not keep_open or to_stdout:
-                        raise
-                    display.emit("warning", message=f"{exc}; waiting for the next offer")
-                    continue
-                if not keep_open or to_stdout:
-                    break
+                        break
+        except RoomError as exc:
+            here = receipts.already_here(room_key, target, where=remembered) if room_key is not None else None
+            if exc.code != "room-not-found" or here is None:
+                raise
+            display.emit("already-received", folder=str(target), files=here)
 
     status = run_command(
         lambda: asyncio.run(main(display)), display, env, role="receive", debug=debug, close=display.close

@@ -209,6 +209,14 @@ class RichDisplay(_Emits):
     def on_reconnected(self, **f: Any) -> None:
         self.say("[green]✓[/green] Reconnected")
 
+    def on_already_received(self, folder: str, files: list[dict[str, Any]], **f: Any) -> None:
+        names = ", ".join(display_name(str(e.get("name") or e.get("path")), 80) for e in files[:5])
+        more = f" and {len(files) - 5} more" if len(files) > 5 else ""
+        self.say(f"[green]✓[/green] Already here: {names}{more} (received into {display_name(folder, 200)})")
+
+    def on_resume(self, command: str, **f: Any) -> None:
+        self.say(f"To resume, run:  [bold]{display_name(command, 1000)}[/bold]")
+
     def on_resume_discarded(self, message: str, **f: Any) -> None:
         self.say(f"[yellow]{display_name(message, 300)}[/yellow]")
 

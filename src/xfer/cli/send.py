@@ -88,8 +88,9 @@ def send(
     display = choose_display(env, json_mode=json_mode, quiet=quiet, role="send")
 
     async def main(display: Display) -> None:
-        from ..errors import Declined, PeerGone, UsageError
+        from ..errors import Declined, Interrupted, PeerGone, UsageError
         from ..transfer.sender import Sender, check_sources
+        from .session import Session
 
         opts = RoomOptions(
             room,
@@ -118,39 +119,95 @@ def send(
         if not paths:
             raise UsageError("nothing to send: give files, or --text TEXT")
         rate = limit(limit_rate)
+        extra = [
+            *(["--limit-rate", limit_rate] if limit_rate else []),
+            *(["--receivers", str(receivers)] if receivers > 1 else []),
+        ]
+        extra += ["--follow-symlinks"] if follow_symlinks else []
         files = check_sources(paths, follow_symlinks=follow_symlinks, warn=lambda m: display.emit("warning", message=m))
         served: set[int] = set()
-        async with room_session(opts, "sender", display) as session:
-            while True:
-                sender = session.task = Sender(
-                    session.current(),
-                    files,
-                    display.emit,
-                    rate=rate,
-                    receivers=receivers,
-                    exclude=served,
-                    **session.task_options(),
-                )
-                try:
-                    summary = await sender.run()
-                except asyncio.CancelledError:  # Ctrl-C: tell the receivers, so they drop the partial files
-                    await asyncio.wait_for(sender.cancel("the sender stopped (Ctrl-C)"), 2)
-                    raise
-                except (Declined, PeerGone) as exc:
-                    if not keep_open:
+        # SIGTERM or SIGHUP (a closed terminal) stop us without cancelling the receivers:
+        # they keep what they hold and wait, and the resume command below picks it up.
+        signalled = stop_on_signals()
+        opened: Session | None = None
+        try:
+            async with room_session(opts, "sender", display) as session:
+                opened = session
+                while True:
+                    sender = session.task = Sender(
+                        session.current(),
+                        files,
+                        display.emit,
+                        rate=rate,
+                        receivers=receivers,
+                        exclude=served,
+                        **session.task_options(),
+                    )
+                    try:
+                        summary = await sender.run()
+                    except asyncio.CancelledError:  # Ctrl-C: tell the receivers, so they drop the partial files
+                        if not signalled:
+                            await asyncio.wait_for(sender.cancel("the sender stopped (Ctrl-C)"), 2)
                         raise
-                    display.emit("warning", message=f"{exc}; waiting for the next receiver")
-                    served.update(sender.chosen)  # do not offer again to whoever declined or left
-                    continue
-                if not keep_open:
-                    break
-                served.update(p["id"] for p in summary["peers"])
+                    except (Declined, PeerGone) as exc:
+                        if not keep_open:
+                            raise
+                        display.emit("warning", message=f"{exc}; waiting for the next receiver")
+                        served.update(sender.chosen)  # do not offer again to whoever declined or left
+                        continue
+                    if not keep_open:
+                        break
+                    served.update(p["id"] for p in summary["peers"])
+        except asyncio.CancelledError:
+            if not signalled:
+                raise  # Ctrl-C: the receivers were told to stop, nothing waits to be resumed
+            # A room we opened on a relay outlives us while a receiver that accepted waits in it
+            # (an empty room closes; when the relay or the receiver gave up, nobody waits); running
+            # the same command again would open another room, so say how to come back to this one.
+            engaged = opened is not None and isinstance(opened.task, Sender) and opened.task.machine.engaged
+            if room is None and opened and opened.relay_url and engaged and not any(f.stream for f in files):
+                display.emit("resume", command=resume_command(paths, opened.code, opened.relay_url, extra))
+            waits = "; the receiver keeps what it has for a while" if engaged else ""
+            raise Interrupted(f"stopped by {signalled[0]}{waits}") from None
 
     status = run_command(
         lambda: asyncio.run(main(display)), display, env, role="send", debug=debug, close=display.close
     )
     if status:
         raise typer.Exit(status)
+
+
+def resume_command(paths: list[Path], code: str, relay: str, extra: list[str]) -> str:
+    """The command that comes back to this room with the same files (where they were given from)."""
+    import shlex
+
+    words = ["xfer", "send", *(str(p) for p in paths), "--room", code, "--relay", relay, *extra]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def stop_on_signals() -> list[str]:
+    """Make SIGTERM and SIGHUP cancel the running command (as Ctrl-C does); the list
+    returned gets the signal's name when one came."""
+    import asyncio
+    import signal
+
+    came: list[str] = []
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+
+    def stop(sig: signal.Signals) -> None:
+        if not came and task is not None:
+            came.append(sig.name)
+            task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            continue  # nohup: ignored it stays
+        try:
+            loop.add_signal_handler(sig, stop, sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not on this platform, or not the main thread: the default stays
+    return came
 
 
 def limit(text: str | None) -> int | None:

@@ -44,6 +44,8 @@ class Session:
     reconnect: Callable[[], Awaitable[Link]]
     options: RoomOptions
     task: Any = None  # the sender or receiver, whose connection may have been replaced
+    code: str = ""  # the room's code
+    relay_url: str | None = None  # the relay as others reach it; None: the one in this process
 
     def task_options(self) -> dict[str, Any]:
         return {
@@ -106,7 +108,8 @@ async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncI
             # A peer coming back opens the room again if the relay lost it (a restart).
             return await join(True)
 
-        session = Session(await join(opts.room is None), reconnect, opts)
+        relay_url = public if server is None else None
+        session = Session(await join(opts.room is None), reconnect, opts, code=code, relay_url=relay_url)
         try:
             if opts.room is None:
                 display.show(

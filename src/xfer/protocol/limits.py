@@ -48,6 +48,7 @@ class Limits:
     backoff_first: float = 0.2  # the first wait before reaching the relay again; it doubles...
     backoff_cap: float = 5.0  # ...up to this, each wait times a random 0.5 to 1.5
     keepalive: float = 20.0  # WebSocket pings: every this many seconds, and as long to answer
+    receipts_for: float = 30 * 86400.0  # seconds a receiver remembers a finished room (for a rerun)
 
     # -- the relay --
     max_peers_per_room: int = 20

@@ -189,6 +189,13 @@ class ReceiverMachine:
             return []  # finished; a new offer is for another receive
         assert self.offer is not None
         same = [_identity(f) for f in offer.files] == [_identity(f) for f in self.offer.files]
+        if same and self.state is ReceiverState.DECIDING and self.away:
+            # The sender is back (it left, or our link dropped) while the person still decides:
+            # the answer goes to this offer, which may come from a new peer id. Not "busy": that
+            # would read as a refusal. (While it is here, the same files from another are busy.)
+            self.offer = offer
+            self.away = False
+            return []
         if not same or self.state in (ReceiverState.DECIDING, ReceiverState.RESUMING):
             self._move("busy")
             reason = "this receiver is busy with another offer"

@@ -101,6 +101,7 @@ class SenderMachine:
         self.late = False  # this round is for receivers that came back late
         self.where: str | None = None  # where the last interruption happened
         self.wait_deadline: float | None = None  # for a receiver (and the link) to be back
+        self.engaged = False  # a receiver has accepted: from then on, one that goes away has a deadline
         self.round = Round(self)
 
     # -- what the shell reads --------------------------------------------------
@@ -164,6 +165,8 @@ class SenderMachine:
             return []
         self.link_up = False
         self.lost_at = now
+        if self.state is SenderState.WAITING and not self.engaged:
+            return []  # nothing broke off: still waiting for a first receiver, as before the loss
         if self.state in ROUND_STATES:
             if self.chosen:
                 self.where = self.round.where()
@@ -274,9 +277,11 @@ class SenderMachine:
         self._move("interrupt")
         self.round = Round(self)
         self.epoch += 1
-        # the wait for the receiver counts from when it (or the relay) was lost, not from now
+        # the wait for the receiver counts from when it (or the relay) was lost, not from now;
+        # before any receiver accepted, nobody is owed a deadline: wait for one as at the start
+        # (the relay staying away is bounded by the shell's reconnecting, --peer-timeout)
         since = self.lost_at if not self.link_up and self.lost_at is not None else now
-        self.wait_deadline = since + self.limits.peer_timeout
+        self.wait_deadline = since + self.limits.peer_timeout if self.engaged else None
         return out + self.waiting() + self._try_offer(now)
 
     def _peer_left(self, peer_id: int, now: float) -> list[Output]:

@@ -119,6 +119,7 @@ class Round:
                 return []
             self.answers[peer] = item
             if isinstance(item, Accept):
+                m.engaged = True
                 self.members[peer] = self.chosen[peer]
                 self.acks[peer] = 0
                 self.member_verified[peer] = set()

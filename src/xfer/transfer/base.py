@@ -202,6 +202,28 @@ class PeerTask:
     async def main(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    async def send_or_reconnect(self, message: Any) -> None:
+        """Send; a link found closed is lost like one that fails to receive: the reader
+        reconnects and the round starts again (a message lost with the link is harmless,
+        since every round is renegotiated). Without reconnecting, the loss ends the run."""
+        conn = self.conn
+        try:
+            await conn.send(message)
+        except RelayGone:
+            if self.reconnect is None or self.finished:
+                raise
+            await self.drop_link(conn)
+
+    async def drop_link(self, conn: Link, *, close_within: float = 1.0) -> None:
+        """Make sure the reader's ``recv`` on ``conn`` ends (so it reconnects), if ``conn``
+        is still the current link: a send may find a connection closed before the reader does.
+        (A closing handshake that hangs is not waited for longer than ``close_within``.)"""
+        if conn is self.conn:
+            try:
+                await asyncio.wait_for(conn.close(), close_within)
+            except (Exception, asyncio.TimeoutError):
+                pass  # closing a dead connection may fail; the reader sees it dead anyway
+
     async def send_quietly(self, message: Any) -> None:
         """Send when losing the message is harmless (the peer may be gone)."""
         try:

@@ -57,6 +57,18 @@ from ..protocol.names import (
 # link() failures meaning "this filesystem has no hard links", not "name taken"
 _NO_LINKS = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
 
+# Fault injection for the tests of placement (tests/test_reliability.py): with
+# XFER_TEST_KILL_AT=STEP in the environment the process ends at that step of placing a
+# file, at once and without clean-up, as a kill -9 would. Unset (always, outside the
+# tests), ``fault_point`` does nothing.
+_KILL_AT = os.environ.get("XFER_TEST_KILL_AT", "")
+KILLED_STATUS = 86
+
+
+def fault_point(step: str) -> None:
+    if step == _KILL_AT:
+        os._exit(KILLED_STATUS)
+
 
 def _ellipsize(tokens: list[str], limit: int) -> list[int | None]:
     """Indices of the tokens shown, ``None`` marking the middle ellipsis."""
@@ -141,6 +153,7 @@ def _place(partial: Path, folder: Path, name: str, *, link: bool = True) -> Path
                     raise
                 link = False  # filesystem without hard links: reserve + rename
             else:
+                fault_point("linked")  # two names for one file until the next line
                 os.unlink(partial)
                 return candidate
         flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)
@@ -190,6 +203,7 @@ __all__ = [
     "PARTIAL_SUFFIX",
     "STATE_SUFFIX",
     "display_name",
+    "fault_point",
     "finalize",
     "partial_path",
     "safe_name",

@@ -103,6 +103,8 @@ class Receiver(PeerTask):
             await self._carry(self.machine.fail(exc))
             raise
         await self._carry(outputs)
+        if self.away_since is not None and not self.machine.away:
+            self.away_since = None  # the sender is back while the person still decides
 
     def on_disconnect(self) -> None:
         for output in self.machine.link_lost():
@@ -129,8 +131,8 @@ class Receiver(PeerTask):
     async def _send(self, message: Message) -> None:
         if isinstance(message, Error):  # the sender may be gone already: that must not hide why we stopped
             await self.send_quietly(message)
-        else:
-            await self.conn.send(message)
+        else:  # accept, ack, verified: a send that finds the link gone reconnects, like a receive
+            await self.send_or_reconnect(message)
 
     def _react(self, output: Output) -> None:
         """The outputs that need no waiting: events, and closing or removing a partial."""

@@ -204,6 +204,7 @@ class Sender(PeerTask):
                 raise  # no reconnecting: the end
             if conn is self.conn:  # not a send on a link already replaced: the reader will reconnect
                 self._queue(self.machine.link_lost(self._now()))
+                await self.drop_link(conn)
 
     async def _read(self, read: Read) -> None:
         f = self.files[read.index]

@@ -16,13 +16,15 @@ import glob
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import LocalFileError
 from ..protocol import FileInfo, ResumePoint
-from .names import finalize, partial_path
+from ..protocol.names import MAX_NUMBERED, _numbered
+from .names import fault_point, finalize, partial_path
 from .tree import Placement
 
 STATE_SUFFIX = ".xfer-state"
@@ -76,15 +78,22 @@ def _read_state(slot: Slot) -> dict[str, Any] | None:
     return state if isinstance(state, dict) else None
 
 
-def write_state(slot: Slot, **extra: Any) -> None:
-    """Record the file's identity (and ``extra``) atomically beside its partial file."""
-    tmp = slot.state.with_name(slot.state.name + ".tmp")
+def _state_tmp(slot: Slot) -> Path:
+    return slot.state.with_name(slot.state.name + ".tmp")
+
+
+def write_state(slot: Slot, *, fault: str = "", **extra: Any) -> None:
+    """Record the file's identity (and ``extra``) atomically beside its partial file.
+    (``fault``: the step between writing and renaming, for ``fault_point``.)"""
+    tmp = _state_tmp(slot)
     data = json.dumps({**slot.identity(), **extra}, ensure_ascii=False).encode("utf-8", "surrogatepass")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, data)
     finally:
         os.close(fd)
+    if fault:
+        fault_point(fault)
     os.replace(tmp, slot.state)
 
 
@@ -112,6 +121,12 @@ def inspect(slot: Slot, index: int) -> tuple[ResumePoint | None, str | None]:
             return ResumePoint(index=index, offset=offered, sha256=sha), None
         discard(slot)
         return None, None
+    placing = state.get("placing")
+    if isinstance(placing, str):  # a run was killed while it gave this verified file its name
+        final = _placed_before(slot, state.get("dest"), placing, has_partial)
+        if final is not None:
+            write_state(slot, dest=state.get("dest"), done={"path": str(final), "sha256": placing})
+            return ResumePoint(index=index, offset=offered, sha256=placing), None
     if not has_partial or slot.partial.is_symlink() or not slot.partial.is_file():
         discard(slot)
         return None, None
@@ -120,6 +135,46 @@ def inspect(slot: Slot, index: int) -> tuple[ResumePoint | None, str | None]:
         discard(slot)
         return None, f"discarded an old partial {slot.name}: it is larger than the file"
     return ResumePoint(index=index, offset=size, sha256=prefix_digest(slot.partial, size).hexdigest()), None
+
+
+def _placed_before(slot: Slot, dest: Any, sha: str, has_partial: bool) -> Path | None:
+    """The file an interrupted placement gave a final name, if it is there: the same inode
+    as the partial (killed between the hard link and the partial's removal), or else a
+    regular file under one of the names placement would choose with the file's size and
+    SHA-256 (killed after the move, before the state recorded it). None: not placed (the
+    partial, whole and verified, is placed again) or no longer there as it was."""
+    folder = slot.partial.parent  # partial and state files live at the top of the target folder
+    if not isinstance(dest, str) or Path(dest).is_absolute() or ".." in Path(dest).parts:
+        return None
+    where = folder / dest
+    candidates = (where / _numbered(slot.parts[-1], n) for n in range(MAX_NUMBERED + 1))
+    try:
+        if has_partial:
+            partial = os.lstat(slot.partial)
+            if not stat.S_ISREG(partial.st_mode) or partial.st_nlink < 2:
+                return None  # never linked: the usual path places it
+            for candidate in candidates:
+                other = _lstat(candidate)
+                if other is not None and (other.st_dev, other.st_ino) == (partial.st_dev, partial.st_ino):
+                    os.unlink(slot.partial)  # finish the move that was cut short
+                    return candidate
+            return None
+        size = slot.info.size
+        for candidate in candidates:
+            other = _lstat(candidate)
+            if other is not None and stat.S_ISREG(other.st_mode) and other.st_size == size:
+                if prefix_digest(candidate, other.st_size).hexdigest() == sha:
+                    return candidate
+    except OSError:
+        return None
+    return None
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
 
 
 def discard_stale(slot: Slot) -> list[str]:
@@ -169,7 +224,7 @@ def prefix_digest(path: Path, length: int) -> hashlib._Hash:
 
 
 def discard(slot: Slot) -> None:
-    for path in (slot.partial, slot.state):
+    for path in (slot.partial, slot.state, _state_tmp(slot)):
         try:
             path.unlink()
         except FileNotFoundError:
@@ -242,8 +297,16 @@ def place(slot: Slot, sha: str, placement: Placement) -> Path:
         except (OSError, ValueError, OverflowError):
             pass  # a modification time is nice to keep, not worth failing for
     dest = placement.folder_for(slot.parts[:-1])
+    where = os.path.relpath(dest, placement.folder).replace(os.sep, "/")
+    # Placing is several steps (link, unlink, record); the state names the verified file
+    # first, so that a run killed between any two recognises it (``inspect``) instead of
+    # placing a twin "f (1).bin" or fetching it again. Each ``fault_point`` is such a gap.
+    write_state(slot, dest=where, placing=sha)
+    fault_point("marked")
     final = finalize(slot.partial, dest, slot.parts[-1], overwrite=placement.overwrite)
-    write_state(slot, done={"path": str(final), "sha256": sha})
+    fault_point("moved")
+    write_state(slot, dest=where, done={"path": str(final), "sha256": sha}, fault="recording")
+    fault_point("recorded")
     return final
 
 

@@ -52,13 +52,17 @@ class TextSender(PeerTask):
         if not self._someone_here():
             self.emit("waiting", reason="receiver")
         deadline = None if self.wait_forever else asyncio.get_running_loop().time() + self.peer_timeout
-        await self.until(
-            self._someone_here,
-            deadline=deadline,
-            breakable=False,
-            timeout_error=lambda: PeerGone("nobody else is in the room to read the text"),
-        )
-        await self.conn.send(Text(text=self.text))
+        while True:
+            await self.until(
+                self._someone_here,
+                deadline=deadline,
+                breakable=False,
+                timeout_error=lambda: PeerGone("nobody else is in the room to read the text"),
+            )
+            conn = self.conn
+            await self.send_or_reconnect(Text(text=self.text))
+            if not conn.lost:
+                break  # sent; else the link was found gone: again once the reader is back
         peers = [peer_dict(p) for p in self.conn.peers.values()]
         summary = {"chars": len(self.text), "to": peers}
         self.emit("text-sent", **summary)
