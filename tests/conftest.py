@@ -126,6 +126,14 @@ class Proc:
             self.proc.wait(5)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_state(tmp_path_factory):
+    """Receipts of finished receives (transfer/receipts.py) go to a folder of this run,
+    not to the user's ~/.local/state; a test that reads them sets its own."""
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+
+
 @pytest.fixture
 def procs():
     """Start ``xfer`` subprocesses; all are killed at the end of the test."""
