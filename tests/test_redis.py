@@ -392,16 +392,13 @@ async def _page_download(relays, page_relay: int, laptop_relay: int, chunks: int
 
 
 @pytest.mark.parametrize("relay_count", [1, 2], ids=["one relay", "across relays"])
-def test_a_page_that_does_not_fetch_its_download_holds_up_nobody_else(redis, monkeypatch, relay_count):
+def test_a_page_that_does_not_fetch_its_download_holds_up_nobody_else(redis, relay_count):
     """The page's relay takes the sender's chunks into the page's download. Across relays they
     come off Redis, and a page that never fetches must not stop that relay's channel: another
     room across the same relays goes on at once. Either way the sender hears ``download-stalled``."""
-    from xfer.relay import download
-
-    monkeypatch.setattr(download, "START_TIMEOUT", 6.0)
 
     async def main():
-        async with Relays(redis.url, 2) as relays:
+        async with Relays(redis.url, 2, RelayLimits(download_start_timeout=6.0)) as relays:
             laptop, page, w_laptop, w_page = await _page_download(relays, 0, relay_count - 1, chunks=8)
             started = time.monotonic()  # 8 chunks: a whole credit window, more than the bridge holds unfetched
             other = room_id(new_code())
@@ -419,14 +416,11 @@ def test_a_page_that_does_not_fetch_its_download_holds_up_nobody_else(redis, mon
     run_async(main(), 40)
 
 
-def test_a_sender_on_another_relay_that_ignores_its_credit_fails_the_download(redis, monkeypatch):
+def test_a_sender_on_another_relay_that_ignores_its_credit_fails_the_download(redis):
     """Chunks through Redis queue without waiting, but only up to a limit (hostile sender)."""
-    from xfer.relay import download
-
-    monkeypatch.setattr(download, "BUS_QUEUE_BYTES", 1024 * 1024)
 
     async def main():
-        async with Relays(redis.url, 2) as relays:
+        async with Relays(redis.url, 2, RelayLimits(download_bus_bytes=1024 * 1024)) as relays:
             laptop, page, w_laptop, w_page = await _page_download(relays, 0, 1, chunks=6)
             error = await next_message(laptop, Error, timeout=5)
             assert error.code == "protocol" and "past its credit window" in error.message
