@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx2
@@ -82,9 +83,9 @@ class Relays:
     """Relays in this process that share rooms through one Redis."""
 
     def __init__(self, url: str, count: int, limits: RelayLimits | None = None) -> None:
+        limits = replace(limits or RelayLimits(), redis_expiry=EXPIRY)
         self.servers = [
-            RelayServer(bind_socket("127.0.0.1", 0), limits=limits, bus=RedisBus(url, expiry=EXPIRY))
-            for _ in range(count)
+            RelayServer(bind_socket("127.0.0.1", 0), limits=limits, bus=RedisBus(url)) for _ in range(count)
         ]
 
     def url(self, index: int) -> str:
@@ -288,6 +289,30 @@ def test_a_room_is_found_only_while_open_and_is_gone_from_redis_after(redis):
             assert isinstance(reply, Error) and reply.code == "room-not-found"
 
     run_async(main())
+
+
+def test_the_bus_takes_its_limits_from_the_relay(redis):
+    """The Redis bus has no limits of its own: the relay's Limits size its connections, say
+    how long a silent relay lives, and how long a download's owner stays in Redis."""
+    limits = RelayLimits(redis_connections=7, redis_expiry=EXPIRY, redis_download_key=30.0)
+
+    async def main():
+        server = RelayServer(bind_socket("127.0.0.1", 0), limits=limits, bus=RedisBus(redis.url))
+        bus = server.bus
+        assert isinstance(bus, RedisBus)
+        assert bus.redis.connection_pool.max_connections == 7 and bus.expiry == EXPIRY
+        await server.start()
+        try:
+            await bus.own_download("a" * 32)
+            assert 0 < await bus.redis.pttl("xfer:dl:" + "a" * 32) <= 30_000
+        finally:
+            await server.stop()
+        # an expiry given to the bus (xfer serve --redis-expiry) wins over the Limits
+        given = RelayServer(bind_socket("127.0.0.1", 0), limits=limits, bus=RedisBus(redis.url, expiry=3.0))
+        assert given.bus.expiry == 3.0
+        await given.stop()
+
+    run_async(main(), 20)
 
 
 def test_limits_hold_across_relays(redis):
