@@ -59,11 +59,9 @@ class Limits:
     send_timeout: float = 30.0  # a peer that takes longer to accept one frame is dropped
     local_queue_frames: int = 16  # frames waiting for a peer in the relay's own process
     outbox_bytes: int = 64 * MiB  # queued for one peer through Redis before it counts as stalled
-    redis_expiry: float = (
-        10.0  # a relay silent this long is dead, its peers leave their rooms (it beats 4 times as often)
-    )
+    redis_expiry: float = 10.0  # a relay silent this long is dead and its peers leave (it beats 4 times as often)
     redis_connections: int = 64  # to Redis from one relay, at most; commands beyond wait their turn
-    redis_download_key: float = 24 * 3600.0  # a download's owner in Redis lives this long unless deleted when it ends
+    redis_download_key: float = 24 * 3600.0  # a download's owner in Redis, unless deleted when the download ends
 
     # -- the page's download bridge --
     download_queue_chunks: int = 4  # chunks waiting per file between the sender and the HTTP response
