@@ -351,9 +351,8 @@ TOO_BIG_FOR_SMALL = [
     Offer(transfer=1, files=tuple(FileInfo(name=f"f{i}", size=1) for i in range(4))),
     Offer(transfer=1, files=(FileInfo(name="a" * 11, size=1),)),
     Hello(version="1.0", room="a" * 32, role="sender", name="abcdef"),
-    Hello(version="1.0", room="a" * 32, role="sender", name="ok", client="abcdef"),
     Welcome(version="1.0", peer_id=1, peers=(PeerInfo(id=2, name="abcdef", role="receiver"),)),
-    PeerJoined(peer=PeerInfo(id=2, name="x", role="receiver", client="abcdef")),
+    PeerJoined(peer=PeerInfo(id=2, name="abcdef", role="receiver")),
     Text(text="123456789"),
     Error(code="x", message="1234567"),
     Reject(transfer=1, reason="1234567"),
@@ -369,6 +368,12 @@ def test_a_reader_holds_messages_to_its_own_limits(message):
     assert parse_message(data) == message  # within the protocol's ceilings...
     with pytest.raises(ProtocolError):
         parse_message(data, limits=SMALL)  # ...but over this reader's limits
+
+
+def test_the_client_names_a_program_and_keeps_the_protocols_ceiling():
+    """A relay's shorter peer names do not refuse the page's ``client`` (xfer-web/VERSION)."""
+    hello = Hello(version="1.0", room="a" * 32, role="receiver", name="phone", client="xfer-web/1.2.3")
+    assert parse_message(serialize(hello), limits=SMALL) == hello
 
 
 def test_the_control_frame_size_comes_from_limits_unless_given():

@@ -74,8 +74,8 @@ def _longer(what: str, field: str, value: str | None, max_chars: int) -> None:
 
 
 def _peer_within(peer: PeerInfo, limits: Limits) -> None:
+    # (``client`` names the program, not the person: a relay's shorter names do not cut it)
     _longer("peer", "name", peer.name, limits.max_peer_name_chars)
-    _longer("peer", "client", peer.client, limits.max_peer_name_chars)
 
 
 def _within(message: Message, limits: Limits) -> None:
@@ -88,7 +88,6 @@ def _within(message: Message, limits: Limits) -> None:
         raise ProtocolError(f"{what}.index: must be below {limits.max_files_per_offer}")
     if isinstance(message, Hello):
         _longer(what, "name", message.name, limits.max_peer_name_chars)
-        _longer(what, "client", message.client, limits.max_peer_name_chars)
     for peer in (*getattr(message, "peers", ()), getattr(message, "peer", None)):
         if isinstance(peer, PeerInfo):
             _peer_within(peer, limits)
