@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from xfer.protocol import (
     HEADER_SIZE,
+    LIMITS,
     MAX_BINARY_FRAME,
     MAX_CHUNK_PAYLOAD,
     MAX_CONTROL_FRAME,
@@ -25,12 +27,14 @@ from xfer.protocol import (
     FileStart,
     FrameTooLarge,
     Hello,
+    Limits,
     Offer,
     PeerInfo,
     PeerJoined,
     PeerLeft,
     ProtocolError,
     Reject,
+    ResumePoint,
     Text,
     Verified,
     VersionMismatch,
@@ -331,3 +335,71 @@ def test_fuzz_message_shaped_json(obj):
     except ProtocolError:
         return
     assert parse_message(serialize(message)) == message  # whatever parses, round-trips
+
+
+# -- a reader's own Limits ------------------------------------------------------------
+
+SMALL = Limits(
+    max_control_frame=4096,
+    max_files_per_offer=3,
+    max_name_chars=10,
+    max_peer_name_chars=5,
+    max_text_chars=8,
+    max_reason_chars=6,
+)
+TOO_BIG_FOR_SMALL = [
+    Offer(transfer=1, files=tuple(FileInfo(name=f"f{i}", size=1) for i in range(4))),
+    Offer(transfer=1, files=(FileInfo(name="a" * 11, size=1),)),
+    Hello(version="1.0", room="a" * 32, role="sender", name="abcdef"),
+    Welcome(version="1.0", peer_id=1, peers=(PeerInfo(id=2, name="abcdef", role="receiver"),)),
+    PeerJoined(peer=PeerInfo(id=2, name="abcdef", role="receiver")),
+    Text(text="123456789"),
+    Error(code="x", message="1234567"),
+    Reject(transfer=1, reason="1234567"),
+    Cancel(transfer=1, reason="1234567"),
+    FileStart(transfer=1, index=3),
+    Accept(transfer=1, resume=(ResumePoint(index=3, offset=0, sha256="0" * 64),)),
+]
+
+
+@pytest.mark.parametrize("message", TOO_BIG_FOR_SMALL, ids=lambda m: m.type)
+def test_a_reader_holds_messages_to_its_own_limits(message):
+    data = serialize(message)
+    assert parse_message(data) == message  # within the protocol's ceilings...
+    with pytest.raises(ProtocolError):
+        parse_message(data, limits=SMALL)  # ...but over this reader's limits
+
+
+def test_the_client_names_a_program_and_keeps_the_protocols_ceiling():
+    """A relay's shorter peer names do not refuse the page's ``client`` (xfer-web/VERSION)."""
+    hello = Hello(version="1.0", room="a" * 32, role="receiver", name="phone", client="xfer-web/1.2.3")
+    assert parse_message(serialize(hello), limits=SMALL) == hello
+
+
+def test_the_control_frame_size_comes_from_limits_unless_given():
+    data = serialize(Text(text="x" * 5000))
+    with pytest.raises(ProtocolError):  # a given max_size lets it in; the text is still too long for SMALL
+        parse_message(data, limits=SMALL, max_size=MAX_CONTROL_FRAME)
+    assert parse_message(data, max_size=MAX_CONTROL_FRAME) == Text(text="x" * 5000)
+    with pytest.raises(FrameTooLarge):
+        parse_message(data, limits=replace(LIMITS, max_control_frame=4096))
+
+
+def test_limits_only_lower_the_protocols_ceilings():
+    assert LIMITS.max_control_frame == MAX_CONTROL_FRAME  # the defaults are the ceilings
+    for name in ("max_control_frame", "max_files_per_offer", "max_text_chars", "max_binary_frame"):
+        with pytest.raises(ValueError, match=name):
+            replace(LIMITS, **{name: getattr(LIMITS, name) + 1})
+        with pytest.raises(ValueError, match=name):
+            replace(LIMITS, **{name: 0})
+
+
+@given(st.text(min_size=1, max_size=40), st.integers(min_value=1, max_value=40))
+def test_text_parses_exactly_when_within_the_readers_limit(text, limit):
+    data = serialize(Text(text=text))
+    limits = replace(LIMITS, max_text_chars=limit)
+    if len(text) <= limit:
+        assert parse_message(data, limits=limits) == Text(text=text)
+    else:
+        with pytest.raises(ProtocolError):
+            parse_message(data, limits=limits)

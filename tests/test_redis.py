@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx2
@@ -82,9 +83,9 @@ class Relays:
     """Relays in this process that share rooms through one Redis."""
 
     def __init__(self, url: str, count: int, limits: RelayLimits | None = None) -> None:
+        limits = replace(limits or RelayLimits(), redis_expiry=EXPIRY)
         self.servers = [
-            RelayServer(bind_socket("127.0.0.1", 0), limits=limits, bus=RedisBus(url, expiry=EXPIRY))
-            for _ in range(count)
+            RelayServer(bind_socket("127.0.0.1", 0), limits=limits, bus=RedisBus(url)) for _ in range(count)
         ]
 
     def url(self, index: int) -> str:
@@ -290,6 +291,30 @@ def test_a_room_is_found_only_while_open_and_is_gone_from_redis_after(redis):
     run_async(main())
 
 
+def test_the_bus_takes_its_limits_from_the_relay(redis):
+    """The Redis bus has no limits of its own: the relay's Limits size its connections, say
+    how long a silent relay lives, and how long a download's owner stays in Redis."""
+    limits = RelayLimits(redis_connections=7, redis_expiry=EXPIRY, redis_download_key=30.0)
+
+    async def main():
+        server = RelayServer(bind_socket("127.0.0.1", 0), limits=limits, bus=RedisBus(redis.url))
+        bus = server.bus
+        assert isinstance(bus, RedisBus)
+        assert bus.redis.connection_pool.max_connections == 7 and bus.expiry == EXPIRY
+        await server.start()
+        try:
+            await bus.own_download("a" * 32)
+            assert 0 < await bus.redis.pttl("xfer:dl:" + "a" * 32) <= 30_000
+        finally:
+            await server.stop()
+        # an expiry given to the bus (xfer serve --redis-expiry) wins over the Limits
+        given = RelayServer(bind_socket("127.0.0.1", 0), limits=limits, bus=RedisBus(redis.url, expiry=3.0))
+        assert given.bus.expiry == 3.0
+        await given.stop()
+
+    run_async(main(), 20)
+
+
 def test_limits_hold_across_relays(redis):
     """Rooms per address, peers per room and the join rate are counted in Redis, not per relay."""
 
@@ -392,16 +417,13 @@ async def _page_download(relays, page_relay: int, laptop_relay: int, chunks: int
 
 
 @pytest.mark.parametrize("relay_count", [1, 2], ids=["one relay", "across relays"])
-def test_a_page_that_does_not_fetch_its_download_holds_up_nobody_else(redis, monkeypatch, relay_count):
+def test_a_page_that_does_not_fetch_its_download_holds_up_nobody_else(redis, relay_count):
     """The page's relay takes the sender's chunks into the page's download. Across relays they
     come off Redis, and a page that never fetches must not stop that relay's channel: another
     room across the same relays goes on at once. Either way the sender hears ``download-stalled``."""
-    from xfer.relay import download
-
-    monkeypatch.setattr(download, "START_TIMEOUT", 6.0)
 
     async def main():
-        async with Relays(redis.url, 2) as relays:
+        async with Relays(redis.url, 2, RelayLimits(download_start_timeout=6.0)) as relays:
             laptop, page, w_laptop, w_page = await _page_download(relays, 0, relay_count - 1, chunks=8)
             started = time.monotonic()  # 8 chunks: a whole credit window, more than the bridge holds unfetched
             other = room_id(new_code())
@@ -419,14 +441,11 @@ def test_a_page_that_does_not_fetch_its_download_holds_up_nobody_else(redis, mon
     run_async(main(), 40)
 
 
-def test_a_sender_on_another_relay_that_ignores_its_credit_fails_the_download(redis, monkeypatch):
+def test_a_sender_on_another_relay_that_ignores_its_credit_fails_the_download(redis):
     """Chunks through Redis queue without waiting, but only up to a limit (hostile sender)."""
-    from xfer.relay import download
-
-    monkeypatch.setattr(download, "BUS_QUEUE_BYTES", 1024 * 1024)
 
     async def main():
-        async with Relays(redis.url, 2) as relays:
+        async with Relays(redis.url, 2, RelayLimits(download_bus_bytes=1024 * 1024)) as relays:
             laptop, page, w_laptop, w_page = await _page_download(relays, 0, 1, chunks=6)
             error = await next_message(laptop, Error, timeout=5)
             assert error.code == "protocol" and "past its credit window" in error.message

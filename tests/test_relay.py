@@ -147,3 +147,24 @@ def test_serve_sigterm_closes_peers_with_come_back_later(relay_process):
     assert relay_process.wait(15) == 0
     assert "Traceback" not in relay_process.stderr
     assert "stopped" in relay_process.stderr
+
+
+def test_the_relay_holds_messages_to_its_own_limits():
+    """A relay with shorter limits than the protocol's refuses what is over them (the parser takes its Limits)."""
+
+    async def main():
+        async with Relay(RelayLimits(max_peer_name_chars=5, max_text_chars=8)) as relay:
+            room = room_id(new_code())
+            ws, reply = await relay.join(room, name="toolong", create=True)
+            assert isinstance(reply, Error) and reply.code == "protocol"
+            assert await closed_with(ws) == 4000
+            a, _ = await relay.join(room, "sender", "a", create=True)
+            b, wb = await relay.join(room, "receiver", "b")
+            await recv_message(a)  # b joined
+            await a.send(serialize(Text(text="12345678", to=wb.peer_id)))
+            assert (await recv_message(b)).text == "12345678"
+            await a.send(serialize(Text(text="123456789", to=wb.peer_id)))
+            assert (await recv_message(a)).code == "protocol"
+            await a.close(), await b.close()
+
+    run_async(main())

@@ -22,7 +22,7 @@ import struct
 from dataclasses import dataclass
 
 from .errors import FrameTooLarge, ProtocolError
-from .messages import MAX_FILES_PER_OFFER
+from .message_fields import MAX_FILES_PER_OFFER
 
 CHUNK = 1
 HEADER = struct.Struct("!B3xIIIIQ")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .frames import DEFAULT_CHUNK_SIZE, MAX_BINARY_FRAME, MAX_CHUNK_PAYLOAD
-from .messages import (
+from .message_fields import (
     MAX_CONTROL_FRAME,
     MAX_FILES_PER_OFFER,
     MAX_NAME_CHARS,
@@ -60,6 +60,9 @@ class Limits:
     send_timeout: float = 30.0  # a peer that takes longer to accept one frame is dropped
     local_queue_frames: int = 16  # frames waiting for a peer in the relay's own process
     outbox_bytes: int = 64 * MiB  # queued for one peer through Redis before it counts as stalled
+    redis_expiry: float = 10.0  # a relay silent this long is dead and its peers leave (it beats 4 times as often)
+    redis_connections: int = 64  # to Redis from one relay, at most; commands beyond wait their turn
+    redis_download_key: float = 24 * 3600.0  # a download's owner in Redis, unless deleted when the download ends
 
     # -- the page's download bridge --
     download_queue_chunks: int = 4  # chunks waiting per file between the sender and the HTTP response
@@ -68,6 +71,11 @@ class Limits:
     download_head_timeout: float = 10.0  # for the page's relay to answer a download asked on another
 
     def __post_init__(self) -> None:
+        # The parsers hold messages to these, and the wire format to its ceilings: a limit may
+        # only lower a ceiling (a higher one would promise what the other side refuses).
+        for name, ceiling in _CEILINGS.items():
+            if not 1 <= getattr(self, name) <= ceiling:
+                raise ValueError(f"{name} must be from 1 to {ceiling}")
         if not 1 <= self.chunk_size <= self.max_chunk_payload:
             raise ValueError(f"chunk_size must be from 1 to {self.max_chunk_payload}")
         if self.window < self.chunk_size:
@@ -75,5 +83,16 @@ class Limits:
         if self.ack_every < 1:
             raise ValueError("ack_every must be at least 1")
 
+
+_CEILINGS = {
+    "max_control_frame": MAX_CONTROL_FRAME,
+    "max_binary_frame": MAX_BINARY_FRAME,
+    "max_chunk_payload": MAX_CHUNK_PAYLOAD,
+    "max_files_per_offer": MAX_FILES_PER_OFFER,
+    "max_name_chars": MAX_NAME_CHARS,
+    "max_peer_name_chars": MAX_PEER_NAME_CHARS,
+    "max_text_chars": MAX_TEXT_CHARS,
+    "max_reason_chars": MAX_REASON_CHARS,
+}
 
 LIMITS = Limits()

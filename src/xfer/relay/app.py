@@ -124,7 +124,7 @@ class Relay:
             text = first.get("text")
             if text is None:
                 raise ProtocolError("the first message must be a hello text frame")
-            hello = parse_message(text, max_size=limits.max_control_frame)
+            hello = parse_message(text, limits=limits)
             if not isinstance(hello, Hello):
                 raise ProtocolError("the first message must be a hello")
             check_version(hello.version)
@@ -187,7 +187,7 @@ class Relay:
                     raise ProtocolError("chunk header names another peer as its sender")
                 payload: str | bytes = data
             else:
-                message = parse_message(text or "", max_size=self.limits.max_control_frame)
+                message = parse_message(text or "", limits=self.limits)
                 if not message.routed:
                     raise ProtocolError(f"{message.type} is not a message between peers")
                 to = message.to or 0

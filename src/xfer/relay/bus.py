@@ -27,7 +27,6 @@ from ..protocol.room import Joined, Member, Refused
 from .buses import Handle, Members
 from .redis_channel import RemotePeer, remote_member
 from .redis_core import (
-    DOWNLOAD_KEY_SECONDS,
     FAILURES,
     JOIN,
     PREFIX,
@@ -40,22 +39,26 @@ from .redis_core import (
 )
 from .redis_upkeep import UpkeepPart
 
-DEFAULT_EXPIRY = 10.0  # seconds: a relay silent this long is dead, its peers leave their rooms
-
-__all__ = ["DEFAULT_EXPIRY", "RedisBus", "RemotePeer"]
+__all__ = ["RedisBus", "RemotePeer"]
 
 
 class RedisBus(UpkeepPart):
     """The relay's link to the others: membership in Redis, frames over pub/sub."""
 
-    def __init__(self, url: str, *, expiry: float = DEFAULT_EXPIRY) -> None:
+    def __init__(self, url: str, *, expiry: float | None = None) -> None:
+        """``expiry``: a relay silent this long is dead (by default the relay's ``Limits.redis_expiry``).
+
+        The bus connects to Redis when the relay binds it, with the relay's ``Limits``."""
         super().__init__(url, expiry=expiry)
-        self._join = self.redis.register_script(JOIN)
         self._tasks: list[asyncio.Task[None]] = []
         self._grace_until = 0.0
         self._subscribed = asyncio.Event()
 
     # -- life cycle ---------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        super()._connect()
+        self._join = self.redis.register_script(JOIN)
 
     async def start(self) -> None:
         """Connect, subscribe and start beating; if Redis does not answer, say so and keep trying."""
@@ -92,6 +95,8 @@ class RedisBus(UpkeepPart):
                 pass
         for box in self._outboxes.values():
             box.cancel()
+        if not self.bound:  # never connected
+            return
         if self.up:
             try:
                 await self._heart.delete(f"{PREFIX}alive:{self.relay_id}")
@@ -214,7 +219,8 @@ class RedisBus(UpkeepPart):
 
     async def own_download(self, token: str) -> None:
         """Note in Redis that this relay streams the download with ``token``."""
-        await self._command(lambda: self.redis.set(f"{PREFIX}dl:{token}", self.relay_id, ex=DOWNLOAD_KEY_SECONDS), None)
+        lifetime = int(self.limits.redis_download_key * 1000)  # deleted when the download ends, or then
+        await self._command(lambda: self.redis.set(f"{PREFIX}dl:{token}", self.relay_id, px=lifetime), None)
 
     async def drop_download(self, token: str) -> None:
         await self._command(lambda: self.redis.delete(f"{PREFIX}dl:{token}"), None)

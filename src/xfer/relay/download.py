@@ -40,16 +40,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
-
 from ..protocol import (
-    LIMITS,
     Accept,
     Ack,
     Cancel,
@@ -64,70 +59,25 @@ from ..protocol import (
     parse_chunk,
     serialize,
 )
-from ..protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from ..protocol.machine import Output, Send
-from ..protocol.receiver import ReceiverMachine, ReceiverState
+from ..protocol.errors import ProtocolError, RemoteProtocolError
+from ..protocol.receiver import ReceiverMachine
 from ..protocol.receiver_outputs import Failed, HashMismatch, OfferReceived, Place, Write
 from ..protocol.room import Room
 from .buses import Bus, Handle
-from .download_http import _NO_STORE, _TOKEN, QuietAborts, _Aborted, _BridgeResponse, _refusal, content_disposition
+from .download_http import _END, Download, FileStream, HttpSide, QuietAborts, _size, _Verdict, content_disposition
 from .download_relays import AcrossRelays
 
 log = logging.getLogger("xfer.relay.download")
 
 WEB_CLIENT = "xfer-web/"  # the page's ``client`` in hello
-QUEUE_CHUNKS = 4  # chunks waiting per file between the sender's socket and the HTTP response
-# Chunks that came through Redis from a sender on another relay are already in this relay's memory, and
-# the relay's channel must not wait for one phone: they queue without waiting, up to this many bytes
-# per file (the sender's credit window keeps them far below it; the same limit as bus.OUTBOX_LIMIT).
-BUS_QUEUE_BYTES = 64 * 1024 * 1024
-START_TIMEOUT = 60.0  # seconds for the page to open a file's download once its chunks come
 
 
-_END = None  # in a file's queue after its last chunk: the sender's file-end came, and the machine verified it
+class DownloadBridge(HttpSide):
+    """The bridge of one relay; its limits (``download_*``) are its room's (``hub.limits``)."""
 
-
-@dataclass(frozen=True)
-class _Verdict:
-    """In a file's queue instead of ``_END``: the file-end showed the file is bad. The response
-    fails when it gets there (a phone that went away first is the reason given, not this)."""
-
-    code: str
-    why: str
-    index: int
-
-
-@dataclass
-class FileStream:
-    index: int
-    name: str
-    size: int | None  # None: a stream whose length comes with its file-end
-    mime: str | None
-    queue: asyncio.Queue[bytes | _Verdict | None] = field(default_factory=asyncio.Queue)  # chunks, then _END
-    space: asyncio.Event = field(default_factory=asyncio.Event)  # set when the response takes a chunk
-    queued: int = 0  # bytes in the queue
-    taken: int = 0  # chunks the response has taken
-    watch: asyncio.Task[None] | None = None  # for chunks that came through Redis: fails a download nobody fetches
-    claimed: bool = False
-    complete: bool = False  # the response's last byte went out
-    task: asyncio.Task[Any] | None = None
-
-
-@dataclass
-class Download:
-    room: str
-    page: int
-    sender: int
-    transfer: int
-    token: str
-    files: list[FileStream]
-    machine: ReceiverMachine  # the receiver's decisions: chunk order, sizes, hashes, acks
-    failed: bool = False
-
-
-class DownloadBridge:
     def __init__(self, hub: Room[Handle], bus: Bus) -> None:
         self.hub = hub
+        self.limits = hub.limits
         self.bus = bus  # with relays sharing rooms (Redis), a download may be asked for on another relay
         self.across = AcrossRelays(self)  # downloads asked for on one relay for a page on another
         self._background: set[asyncio.Task[Any]] = set()
@@ -240,7 +190,7 @@ class DownloadBridge:
         if old is not None:
             self._end(old, "a new offer was accepted")
         assert offer is not None and offer.sender is not None and token is not None
-        machine = ReceiverMachine(getattr(self.hub, "limits", LIMITS), implicit_start=True)
+        machine = ReceiverMachine(self.limits, implicit_start=True)
         [received] = [o for o in machine.receive(offer) if isinstance(o, OfferReceived)]
         # The page's own accept goes on to the sender: what the machine would send is moot.
         machine.accept(folders={i: "" for i, f in enumerate(offer.files) if f.kind == "dir"})
@@ -272,11 +222,14 @@ class DownloadBridge:
             # The wait is the backpressure: the sender's socket is not read until the
             # HTTP response has taken the previous chunks.
             try:
-                await asyncio.wait_for(self._space(f), START_TIMEOUT)
+                await asyncio.wait_for(self._space(f), self.limits.download_start_timeout)
             except asyncio.TimeoutError:
                 await self._fail(d, "download-stalled", f"the phone did not take {f.name} in time")
                 return
-        elif f.queued + _size(item) > BUS_QUEUE_BYTES:
+        elif f.queued + _size(item) > self.limits.download_bus_bytes:
+            # Chunks that came through Redis from a sender on another relay are already in this relay's
+            # memory, and its channel must not wait for one phone: they queue without waiting, up to
+            # this (the sender's credit window keeps them far below it).
             await self._fail(d, "protocol", f"the sender sent {f.name} past its credit window")
             return
         elif f.watch is None:
@@ -286,17 +239,16 @@ class DownloadBridge:
         f.queue.put_nowait(item)
         f.queued += _size(item)
 
-    @staticmethod
-    async def _space(f: FileStream) -> None:
-        while f.queue.qsize() >= QUEUE_CHUNKS:
+    async def _space(self, f: FileStream) -> None:
+        while f.queue.qsize() >= self.limits.download_queue_chunks:
             f.space.clear()
             await f.space.wait()
 
     async def _watch(self, d: Download, f: FileStream) -> None:
-        """Fail the download when its chunks wait a whole ``START_TIMEOUT`` and the phone takes none."""
+        """Fail the download when its chunks wait a whole ``download_start_timeout`` and the phone takes none."""
         while True:
             taken = f.taken
-            await asyncio.sleep(START_TIMEOUT)
+            await asyncio.sleep(self.limits.download_start_timeout)
             if d.failed or f.complete:
                 return
             if f.queue.empty():
@@ -338,14 +290,6 @@ class DownloadBridge:
             if d.failed:
                 return
 
-    async def _relay(self, d: Download, outputs: list[Output]) -> None:
-        """Send what the machine sends to the sender in the page's name, and a copy to the page
-        (acks are its progress, ``verified`` its file's end)."""
-        for output in outputs:
-            if isinstance(output, Send) and isinstance(output.message, (Ack, Verified)):
-                await self._tell(d.room, d.sender, replace(output.message, to=d.sender, sender=d.page))
-                await self._tell(d.room, d.page, replace(output.message, to=d.page, sender=d.sender))
-
     async def _tell(self, room: str, peer_id: int, message: Message) -> None:
         peers = self.hub.targets(room, 0, peer_id)
         if peers:
@@ -385,85 +329,6 @@ class DownloadBridge:
     def from_bus(self, kind: bytes, body: bytes) -> None:
         """A download message from another relay (see ``download_relays``)."""
         self.across.from_bus(kind, body)
-
-    # -- the HTTP side -------------------------------------------------------------
-
-    def route(self) -> Route:
-        return Route("/download/{token}/{index:int}", self._http)
-
-    async def _http(self, request: Request) -> Response:
-        token, index = request.path_params["token"], request.path_params["index"]
-        if request.method != "GET":  # (Starlette routes HEAD too; it must not use up the link)
-            return PlainTextResponse(
-                "Downloads answer GET only.", status_code=405, headers={"Allow": "GET", **_NO_STORE}
-            )
-        if not _TOKEN.match(token):
-            return _refusal(404)
-        d = self.by_token.get(token)
-        if d is None:  # perhaps a page of another relay (Redis): ask the one that holds it
-            return await self.across.http(token, index)
-        status = self._claim(d, index)
-        if status != 200:
-            return _refusal(status)
-        assert d is not None
-        return _BridgeResponse(self, d, d.files[index])
-
-    def _claim(self, d: Download | None, index: int) -> int:
-        """Claim file ``index`` of ``d`` for one response: 200, or the HTTP status that refuses it."""
-        if d is None or d.failed or not 0 <= index < len(d.files):
-            return 404
-        f = d.files[index]
-        if f.claimed:
-            return 410
-        f.claimed = True
-        return 200
-
-    async def pump(self, d: Download, f: FileStream, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        """Move the file's chunks into the HTTP response; tell the machine what was written.
-
-        One chunk is held back until the next arrives: the last one goes out only
-        after the sender's file-end, and only if what was streamed has its SHA-256
-        (the machine checked it before it let ``_END`` into the queue).
-        """
-        held: bytes | None = None
-        while True:
-            item = await f.queue.get()
-            f.taken += 1
-            f.queued -= _size(item)
-            f.space.set()
-            if item is _END:
-                break
-            if isinstance(item, _Verdict):
-                await self._fail(d, item.code, item.why, item.index)
-                raise _Aborted()
-            if held is not None:
-                await send({"type": "http.response.body", "body": held, "more_body": True})
-                await self._written(d, f, len(held))
-            held = item
-        await send({"type": "http.response.body", "body": held or b"", "more_body": False})
-        f.complete = True
-        await self._written(d, f, len(held or b""))
-        await self._machine(d, lambda: d.machine.placed(f.index, ""))
-
-    async def _written(self, d: Download, f: FileStream, n: int) -> None:
-        if n:
-            await self._machine(d, lambda: d.machine.wrote(f.index, n))
-
-    async def _machine(self, d: Download, call: Callable[[], list[Output]]) -> None:
-        """A local input to the machine; a download that failed meanwhile takes none."""
-        if d.failed:
-            raise _Aborted()
-        if d.machine.state is ReceiverState.FAILED:
-            return  # a verdict waits further down the file's queue: stream up to it
-        try:
-            outputs = call()
-        except LocalProtocolError:
-            raise _Aborted() from None
-        await self._relay(d, outputs)
-
-
-def _size(item: bytes | _Verdict | None) -> int:
-    return len(item) if isinstance(item, bytes) else 0
 
 
 __all__ = ["DownloadBridge", "QuietAborts", "content_disposition"]

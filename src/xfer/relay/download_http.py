@@ -1,23 +1,76 @@
-"""The HTTP side of the download bridge: the responses that carry a page's files, and
-what they say when they refuse. (``download`` runs the bridge; ``download_relays`` the
-downloads asked for on one relay for a page that another relay holds.)"""
+"""The HTTP side of the download bridge: a download and its files' queues, the responses
+that drain them into a page's downloads, and what they say when they refuse.
+(``download`` runs the bridge's WebSocket side; ``download_relays`` the downloads asked
+for on one relay for a page that another relay holds.)"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
+from ..protocol import Ack, Message, Verified
+from ..protocol.errors import LocalProtocolError
+from ..protocol.machine import Output, Send
 from ..protocol.names import safe_name
+from ..protocol.receiver import ReceiverMachine, ReceiverState
 
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")  # a download's secret, as the page drew it
 
 if TYPE_CHECKING:
-    from .download import Download, DownloadBridge, FileStream
+    from .download_relays import AcrossRelays
+
+_END = None  # in a file's queue after its last chunk: the sender's file-end came, and the machine verified it
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """In a file's queue instead of ``_END``: the file-end showed the file is bad. The response
+    fails when it gets there (a phone that went away first is the reason given, not this)."""
+
+    code: str
+    why: str
+    index: int
+
+
+@dataclass
+class FileStream:
+    index: int
+    name: str
+    size: int | None  # None: a stream whose length comes with its file-end
+    mime: str | None
+    queue: asyncio.Queue[bytes | _Verdict | None] = field(default_factory=asyncio.Queue)  # chunks, then _END
+    space: asyncio.Event = field(default_factory=asyncio.Event)  # set when the response takes a chunk
+    queued: int = 0  # bytes in the queue
+    taken: int = 0  # chunks the response has taken
+    watch: asyncio.Task[None] | None = None  # for chunks that came through Redis: fails a download nobody fetches
+    claimed: bool = False
+    complete: bool = False  # the response's last byte went out
+    task: asyncio.Task[Any] | None = None
+
+
+@dataclass
+class Download:
+    room: str
+    page: int
+    sender: int
+    transfer: int
+    token: str
+    files: list[FileStream]
+    machine: ReceiverMachine  # the receiver's decisions: chunk order, sizes, hashes, acks
+    failed: bool = False
+
+
+def _size(item: bytes | _Verdict | None) -> int:
+    return len(item) if isinstance(item, bytes) else 0
 
 
 class _Aborted(Exception):
@@ -61,7 +114,7 @@ def content_disposition(name: str) -> str:
 
 
 class _BridgeResponse(Response):
-    def __init__(self, bridge: DownloadBridge, d: Download, f: FileStream) -> None:
+    def __init__(self, bridge: HttpSide, d: Download, f: FileStream) -> None:
         self.bridge, self.d, self.f = bridge, d, f
         self.status_code = 200
         self.background = None
@@ -91,3 +144,98 @@ class _BridgeResponse(Response):
                 self.d, "download-cancelled", f"the download of {self.f.name} stopped on the phone", self.f.index
             )
         raise _Aborted("download aborted")  # uvicorn drops the connection: the browser sees a failed download
+
+
+class HttpSide:
+    """What the bridge does for the page's HTTP requests: claim a file, pump its queue into
+    the response, and tell the download's machine (and so the sender) what was written."""
+
+    by_token: dict[str, Download]
+    across: AcrossRelays
+
+    async def _fail(self, d: Download, code: str, why: str, index: int | None = None) -> None:
+        raise NotImplementedError  # the bridge's: end the download and tell both peers
+
+    async def _tell(self, room: str, peer_id: int, message: Message) -> None:
+        raise NotImplementedError  # the bridge's: send to a peer of the room
+
+    def route(self) -> Route:
+        return Route("/download/{token}/{index:int}", self._http)
+
+    async def _http(self, request: Request) -> Response:
+        token, index = request.path_params["token"], request.path_params["index"]
+        if request.method != "GET":  # (Starlette routes HEAD too; it must not use up the link)
+            return PlainTextResponse(
+                "Downloads answer GET only.", status_code=405, headers={"Allow": "GET", **_NO_STORE}
+            )
+        if not _TOKEN.match(token):
+            return _refusal(404)
+        d = self.by_token.get(token)
+        if d is None:  # perhaps a page of another relay (Redis): ask the one that holds it
+            return await self.across.http(token, index)
+        status = self._claim(d, index)
+        if status != 200:
+            return _refusal(status)
+        assert d is not None
+        return _BridgeResponse(self, d, d.files[index])
+
+    def _claim(self, d: Download | None, index: int) -> int:
+        """Claim file ``index`` of ``d`` for one response: 200, or the HTTP status that refuses it."""
+        if d is None or d.failed or not 0 <= index < len(d.files):
+            return 404
+        f = d.files[index]
+        if f.claimed:
+            return 410
+        f.claimed = True
+        return 200
+
+    async def pump(self, d: Download, f: FileStream, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """Move the file's chunks into the HTTP response; tell the machine what was written.
+
+        One chunk is held back until the next arrives: the last one goes out only
+        after the sender's file-end, and only if what was streamed has its SHA-256
+        (the machine checked it before it let ``_END`` into the queue).
+        """
+        held: bytes | None = None
+        while True:
+            item = await f.queue.get()
+            f.taken += 1
+            f.queued -= _size(item)
+            f.space.set()
+            if item is _END:
+                break
+            if isinstance(item, _Verdict):
+                await self._fail(d, item.code, item.why, item.index)
+                raise _Aborted()
+            if held is not None:
+                await send({"type": "http.response.body", "body": held, "more_body": True})
+                await self._written(d, f, len(held))
+            held = item
+        await send({"type": "http.response.body", "body": held or b"", "more_body": False})
+        f.complete = True
+        await self._written(d, f, len(held or b""))
+        await self._machine(d, lambda: d.machine.placed(f.index, ""))
+
+    async def _written(self, d: Download, f: FileStream, n: int) -> None:
+        if n:
+            await self._machine(d, lambda: d.machine.wrote(f.index, n))
+
+    async def _machine(self, d: Download, call: Callable[[], list[Output]]) -> None:
+        """A local input to the machine; a download that failed meanwhile takes none."""
+        if d.failed:
+            raise _Aborted()
+        if d.machine.state is ReceiverState.FAILED:
+            return  # a verdict waits further down the file's queue: stream up to it
+        try:
+            outputs = call()
+        except LocalProtocolError:
+            raise _Aborted() from None
+        await self._relay(d, outputs)
+
+    async def _relay(self, d: Download, outputs: list[Output]) -> None:
+        """Send what the machine sends to the sender in the page's name, and a copy to the page
+        (acks are its progress, ``verified`` its file's end)."""
+        for output in outputs:
+            if isinstance(output, Send) and isinstance(output.message, (Ack, Verified)):
+                await self._tell(d.room, d.sender, replace(output.message, to=d.sender, sender=d.page))
+                await self._tell(d.room, d.page, replace(output.message, to=d.page, sender=d.sender))

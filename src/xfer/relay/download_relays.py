@@ -18,13 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
-from . import download
 from .download_http import _TOKEN, _Aborted, _refusal, download_headers
 
 if TYPE_CHECKING:
-    from .download import Download, DownloadBridge, FileStream
-
-HEAD_TIMEOUT = 10.0  # seconds for the page's relay to answer a download asked for on another relay
+    from .download import DownloadBridge
+    from .download_http import Download, FileStream
 
 
 @dataclass
@@ -61,7 +59,7 @@ class AcrossRelays:
         self.elsewhere[e.id] = e
         await bus.to_relay(owner, b"G", {"s": e.id, "t": token, "i": index, "r": bus.relay_id})
         try:
-            head = await asyncio.wait_for(e.items.get(), HEAD_TIMEOUT)
+            head = await asyncio.wait_for(e.items.get(), self.bridge.limits.download_head_timeout)
         except asyncio.TimeoutError:
             head = ("abort",)
         if head[0] != "head" or head[1] != 200:
@@ -123,7 +121,7 @@ class AcrossRelays:
                 more = b"1" if message.get("more_body") else b"0"
                 await self.bus.to_relay(relay, b"Y", stream.encode() + more + message.get("body", b""))
                 try:
-                    await asyncio.wait_for(e.written.wait(), download.START_TIMEOUT)
+                    await asyncio.wait_for(e.written.wait(), self.bridge.limits.download_start_timeout)
                 except asyncio.TimeoutError:
                     raise _Aborted() from None
 

@@ -130,7 +130,7 @@ class ChannelPart(RedisCore):
         message: Message | None = None
         try:
             if isinstance(data, str):
-                message = parse_message(data, max_size=self.limits.max_control_frame)
+                message = parse_message(data, limits=self.limits)
                 sender = message.sender
                 if sender is None:
                     raise ProtocolError("a frame from another relay names no sender")

@@ -44,8 +44,6 @@ log = logging.getLogger("xfer.relay.bus")
 T = TypeVar("T")
 
 PREFIX = "xfer:"
-POOL_CONNECTIONS = 64  # to Redis from one relay, at most; commands beyond wait their turn
-DOWNLOAD_KEY_SECONDS = 24 * 3600  # a download's owner in Redis, deleted when it ends
 FAILURES = (RedisError, OSError)  # what a command to Redis raises when Redis is slow or away
 
 # Seat a peer. KEYS: room, rooms, rooms of the address, rate bucket of the address.
@@ -215,22 +213,13 @@ def members(fields: dict[Any, Any]) -> dict[int, tuple[str, PeerInfo]]:
 class RedisCore:
     """The connections to Redis and what every part of the bus shares."""
 
-    def __init__(self, url: str, *, expiry: float) -> None:
+    def __init__(self, url: str, *, expiry: float | None = None) -> None:
+        """``expiry``: how long a silent relay lives, if not the relay's ``Limits.redis_expiry``."""
         self.url = url
-        self.expiry = expiry
+        self._given_expiry = expiry
+        self.expiry = expiry if expiry is not None else LIMITS.redis_expiry
         self.relay_id = secrets.token_hex(8)
         self.channel = f"{PREFIX}relay:{self.relay_id}"
-        # RESP2: with RESP3, redis-py logs str() of every pub/sub message (at debug level, but
-        # the string is built anyway), which costs more than moving the message.
-        # A blocking pool: a burst of joins and leaves waits for a connection instead of failing
-        # (redis-py's default pool raises at its limit, which would read as Redis lost).
-        options: dict[str, Any] = dict(
-            protocol=2, socket_connect_timeout=2.0, socket_timeout=max(2.0, expiry / 2), retry_on_timeout=False
-        )
-        pool = _Pool.from_url(url, max_connections=POOL_CONNECTIONS, timeout=max(10.0, expiry), **options)
-        self.redis = aioredis.Redis(connection_pool=pool)
-        # The heartbeat has a connection of its own: however busy the pool, the relay stays alive.
-        self._heart = aioredis.Redis.from_url(url, max_connections=1, **options)
         self.up = False
         self.last_error = ""
         self._room: Room[Handle] | None = None
@@ -240,12 +229,36 @@ class RedisCore:
         # leaves Redis missed (it was away, or every connection busy): (room, peer) -> relays to tell
         self._pending_leaves: dict[tuple[str, int], set[str]] = {}
         self._departed: dict[tuple[str, int], float] = {}  # remote peers we heard leave, and when
-        self._leave = self.redis.register_script(LEAVE)
 
     def bind(self, room: Room[Handle], inbound: Inbound) -> None:
+        """Join the relay: its ``Limits`` (the room's) size the connections, which open here."""
         self._room = room
         self._inbound = inbound
         self.limits = room.limits
+        if self._given_expiry is None:
+            self.expiry = self.limits.redis_expiry
+        self._connect()
+
+    def _connect(self) -> None:
+        # RESP2: with RESP3, redis-py logs str() of every pub/sub message (at debug level, but
+        # the string is built anyway), which costs more than moving the message.
+        # A blocking pool: a burst of joins and leaves waits for a connection instead of failing
+        # (redis-py's default pool raises at its limit, which would read as Redis lost).
+        expiry = self.expiry
+        options: dict[str, Any] = dict(
+            protocol=2, socket_connect_timeout=2.0, socket_timeout=max(2.0, expiry / 2), retry_on_timeout=False
+        )
+        pool = _Pool.from_url(
+            self.url, max_connections=self.limits.redis_connections, timeout=max(10.0, expiry), **options
+        )
+        self.redis = aioredis.Redis(connection_pool=pool)
+        # The heartbeat has a connection of its own: however busy the pool, the relay stays alive.
+        self._heart = aioredis.Redis.from_url(self.url, max_connections=1, **options)
+        self._leave = self.redis.register_script(LEAVE)
+
+    @property
+    def bound(self) -> bool:
+        return self._room is not None
 
     @property
     def room(self) -> Room[Handle]:

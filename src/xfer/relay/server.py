@@ -43,7 +43,7 @@ class _HttpProtocol(H11Protocol):
     headers a byte at a time; each such client would hold a socket for good.
     """
 
-    handshake_timeout = 10.0
+    handshake_timeout = LIMITS.handshake_timeout  # each server sets its own Limits' (see RelayServer)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -162,13 +162,14 @@ class RelayServer:
         *,
         limits: Limits | None = None,
         public_relay: str = "",
-        ping_interval: float = 20.0,
-        ping_timeout: float = 20.0,
+        ping_interval: float | None = None,
+        ping_timeout: float | None = None,
         tls: ssl.SSLContext | None = None,
         trusted_proxies: tuple[str, ...] = (),
         bus: Bus | None = None,
     ) -> None:
-        """``bus``: a ``bus.RedisBus`` to share rooms with other relays; it starts and stops with the server."""
+        """``bus``: a ``bus.RedisBus`` to share rooms with other relays; it starts and stops with the server.
+        ``ping_interval``, ``ping_timeout``: WebSocket pings, by default every ``limits.keepalive`` seconds."""
         self.sock = sock
         self.tls = tls
         self.bus: Bus = bus if bus is not None else LocalBus()
@@ -182,8 +183,8 @@ class RelayServer:
             ws=_WebSocketProtocol,
             ws_max_size=limits.max_binary_frame,
             ws_per_message_deflate=False,
-            ws_ping_interval=ping_interval,
-            ws_ping_timeout=ping_timeout,
+            ws_ping_interval=limits.keepalive if ping_interval is None else ping_interval,
+            ws_ping_timeout=limits.keepalive if ping_timeout is None else ping_timeout,
             lifespan="off",
             log_level="warning",
             access_log=False,
