@@ -157,3 +157,91 @@ def relay_process(tmp_path, procs):
     wait_for_port(port)
     p.port = port
     return p
+
+
+# -- shared by the fault, outage, reliability, fan-out and Redis tests -----------------
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def wait_progress(proc, at_least: int, timeout: float = 20) -> int:
+    """Wait until the receiver's JSON events report ``at_least`` bytes held; return that figure."""
+    deadline = time.monotonic() + bounded(timeout)
+    while time.monotonic() < deadline:
+        held = [e.get("total_bytes", 0) for e in proc.events() if e["event"] == "progress"]
+        if held and held[-1] >= at_least:
+            return held[-1]
+        if proc.proc.poll() is not None:
+            raise AssertionError(f"exited {proc.proc.returncode}: {proc.stderr}")
+        time.sleep(0.05)
+    raise AssertionError("the transfer did not progress in time")
+
+
+def safe_events(proc) -> list[dict]:
+    out = []
+    for line in proc.stdout.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass  # a line cut short by kill -9
+    return out
+
+
+def serve(procs, tmp_path, port, name="serve"):
+    p = procs(["serve", "--host", "127.0.0.1", "--port", str(port), "--keepalive", "1"], tmp_path, name)
+    wait_for_port(port)
+    return p
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free loopback port, that a test can stop and start again."""
+
+    def __init__(self, folder: Path) -> None:
+        if shutil.which("redis-server") is None:
+            pytest.fail("redis-server is not installed: run scripts/test-setup")
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def info(self, section: str) -> dict[str, str]:
+        out = subprocess.run(
+            ["redis-cli", "-p", str(self.port), "info", section], capture_output=True, text=True, timeout=5
+        ).stdout
+        return dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+
+
+@pytest.fixture
+def redis(tmp_path):
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()

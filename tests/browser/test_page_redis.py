@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from pagekit import Relay, browser, phone, playwright, shot, wait_until, xfer_procs  # noqa: F401
 
-from conftest import make_file, sha256_of
-from test_redis import RedisServer
+from conftest import RedisServer, make_file, sha256_of
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -57,7 +57,7 @@ from ..protocol.names import (
 # link() failures meaning "this filesystem has no hard links", not "name taken"
 _NO_LINKS = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
 
-# Fault injection for the tests of placement (tests/test_reliability.py): with
+# Fault injection for the tests of placement (tests/faults/test_reliability.py): with
 # XFER_TEST_KILL_AT=STEP in the environment the process ends at that step of placing a
 # file, at once and without clean-up, as a kill -9 would. Unset (always, outside the
 # tests), ``fault_point`` does nothing.

@@ -16,8 +16,7 @@ import time
 
 import pytest
 
-from conftest import bounded, free_port, make_file, wait_for_port
-from test_faults import safe_events, serve, wait_progress
+from conftest import bounded, free_port, make_file, safe_events, serve, wait_for_port, wait_progress
 
 SIZE = 64 * 1000 * 1000
 RATE = "5MB"  # slow enough that the outage lands mid-transfer and lasts past it

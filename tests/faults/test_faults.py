@@ -7,7 +7,6 @@ test asserts that it did.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -18,44 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from conftest import bounded, free_port, make_file, sha256_of, wait_for_port
+from conftest import (
+    bounded,
+    free_port,
+    leftovers,
+    make_file,
+    safe_events,
+    serve,
+    sha256_of,
+    wait_progress,
+)
 
 SIZE = 48 * 1000 * 1000
 RATE = "12MB"  # about 4 s of transfer
 FAST = ["--keepalive", "1", "--peer-timeout", "30"]
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
-
-
-def wait_progress(proc, at_least: int, timeout: float = 20) -> int:
-    """Wait until the receiver's JSON events report ``at_least`` bytes held; return that figure."""
-    deadline = time.monotonic() + bounded(timeout)
-    while time.monotonic() < deadline:
-        held = [e.get("total_bytes", 0) for e in proc.events() if e["event"] == "progress"]
-        if held and held[-1] >= at_least:
-            return held[-1]
-        if proc.proc.poll() is not None:
-            raise AssertionError(f"exited {proc.proc.returncode}: {proc.stderr}")
-        time.sleep(0.05)
-    raise AssertionError("the transfer did not progress in time")
-
-
-def safe_events(proc) -> list[dict]:
-    out = []
-    for line in proc.stdout.splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass  # a line cut short by kill -9
-    return out
-
-
-def serve(procs, tmp_path, port, name="serve"):
-    p = procs(["serve", "--host", "127.0.0.1", "--port", str(port), "--keepalive", "1"], tmp_path, name)
-    wait_for_port(port)
-    return p
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from websockets.asyncio.client import connect
 from conftest import bounded, free_port, make_file, run_async, sha256_of, wait_for_port, xfer_cmd
 from xfer.protocol import Error, Hello, Welcome, new_code, parse_message, room_id, serialize
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def xfer(*args, cwd, timeout=30, env=None):

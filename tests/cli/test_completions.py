@@ -10,7 +10,7 @@ import pytest
 
 from conftest import xfer_cmd
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def generate(instruction: str, **extra: str) -> str:

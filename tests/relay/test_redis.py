@@ -4,79 +4,33 @@ relays in this process and as ``xfer serve --redis`` subprocesses, real peers.""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import httpx2
 import pytest
 from websockets.asyncio.client import connect
 
-from conftest import bounded, free_port, make_file, run_async, sha256_of, wait_for_port, xfer_cmd
+from conftest import (
+    bounded,
+    free_port,
+    make_file,
+    run_async,
+    sha256_of,
+    wait_for_port,
+    wait_progress,
+    xfer_cmd,
+)
 from peers import closed_with, recv_message
-from test_faults import wait_progress
 from xfer.protocol import Error, Hello, PeerJoined, PeerLeft, Text, Welcome, serialize
 from xfer.protocol.codes import new_code, room_id
 from xfer.relay import RelayLimits, RelayServer, bind_socket
 from xfer.relay.bus import RedisBus
 
 EXPIRY = 1.0  # seconds: relays in these tests beat every 0.25 s and are dead after 1 s of silence
-
-
-class RedisServer:
-    """A private ``redis-server`` on a free loopback port, that a test can stop and start again."""
-
-    def __init__(self, folder: Path) -> None:
-        if shutil.which("redis-server") is None:
-            pytest.fail("redis-server is not installed: run scripts/test-setup")
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
-
-    def info(self, section: str) -> dict[str, str]:
-        out = subprocess.run(
-            ["redis-cli", "-p", str(self.port), "info", section], capture_output=True, text=True, timeout=5
-        ).stdout
-        return dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-
-
-@pytest.fixture
-def redis(tmp_path):
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 class Relays:

@@ -14,8 +14,7 @@ import time
 
 import pytest
 
-from conftest import free_port, make_file, sha256_of
-from test_faults import leftovers, safe_events, serve, wait_progress
+from conftest import free_port, leftovers, make_file, safe_events, serve, sha256_of, wait_progress
 from xfer.transfer.names import KILLED_STATUS
 
 FAST = ["--keepalive", "1", "--peer-timeout", "30"]

@@ -125,7 +125,7 @@ def test_keep_open_serves_receivers_one_after_another(tmp_path, procs, relay_pro
 def test_one_sender_three_cli_receivers_one_killed(tmp_path, procs, relay_process):
     import signal
 
-    from test_faults import wait_progress
+    from conftest import wait_progress
 
     src = make_file(tmp_path / "movie.mkv", 40_000_000, 6)
     relay = f"127.0.0.1:{relay_process.port}"
