@@ -283,14 +283,13 @@ def test_overwrite_replaces_dangling_symlink(box: Box) -> None:
     assert not os.path.lexists(box.outside / "planted.txt")
 
 
-def test_numbering_is_bounded(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(names, "MAX_NUMBERED", 3)
+def test_numbering_is_bounded(box: Box) -> None:
     for n in ["x.txt"] + [f"x ({i}).txt" for i in range(1, 4)]:
         (box.folder / n).write_bytes(b"taken")
     part = partial_path(box.folder, "x.txt", "k1")
     part.write_bytes(b"data")
     with pytest.raises(FileExistsError):
-        finalize(part, box.folder, "x.txt", overwrite=False)
+        finalize(part, box.folder, "x.txt", overwrite=False, max_numbered=3)
     assert part.read_bytes() == b"data"
 
 

@@ -55,6 +55,7 @@ class Limits:
     max_rooms: int = 10_000
     max_rooms_per_address: int = 50
     joins_per_minute: int = 60  # per client address, a token bucket
+    remembered_addresses: int = 100_000  # join buckets kept; past this they are all forgotten at once
     handshake_timeout: float = 10.0  # a new connection's first HTTP request (and its TLS handshake)
     hello_timeout: float = 10.0  # to send hello once the WebSocket opened
     send_timeout: float = 30.0  # a peer that takes longer to accept one frame is dropped

@@ -30,8 +30,6 @@ from .messages import MAX_ID, Accept, Cancel, Done, Message, PeerInfo, Reject
 
 H = TypeVar("H")
 
-MAX_REMEMBERED_ADDRESSES = 100_000  # token buckets kept; past this they are all forgotten at once
-
 
 @dataclass(eq=False)
 class Member(Generic[H]):
@@ -159,7 +157,7 @@ class Room(Generic[H]):
 
     def rate_ok(self, address: str, now: float) -> bool:
         """Take one join token of ``address``."""
-        if len(self._buckets) > MAX_REMEMBERED_ADDRESSES:  # forget old addresses rather than grow
+        if len(self._buckets) > self.limits.remembered_addresses:  # forget old addresses rather than grow
             self._buckets.clear()
         rate = self.limits.joins_per_minute
         bucket = self._buckets.get(address)

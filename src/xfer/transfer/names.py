@@ -139,9 +139,10 @@ def partial_path(folder: Path, name: str, key: str) -> Path:
     return Path(folder) / f".{_truncate(name, room)}.{key}{PARTIAL_SUFFIX}"
 
 
-def _place(partial: Path, folder: Path, name: str, *, link: bool = True) -> Path:
-    """Move *partial* to the first free ``name``, ``name (1)``, ... without clobbering."""
-    for n in range(MAX_NUMBERED + 1):
+def _place(partial: Path, folder: Path, name: str, *, link: bool = True, max_numbered: int = MAX_NUMBERED) -> Path:
+    """Move *partial* to the first free ``name``, ``name (1)``, ... ``name (max_numbered)``,
+    without clobbering."""
+    for n in range(max_numbered + 1):
         candidate = folder / _numbered(name, n)
         if link:
             try:
@@ -171,7 +172,7 @@ def _place(partial: Path, folder: Path, name: str, *, link: bool = True) -> Path
     raise FileExistsError(errno.EEXIST, f"no free name for {name!r} in {folder}")
 
 
-def finalize(partial: Path, folder: Path, name: str, *, overwrite: bool) -> Path:
+def finalize(partial: Path, folder: Path, name: str, *, overwrite: bool, max_numbered: int = MAX_NUMBERED) -> Path:
     """Atomically move the verified *partial* (inside *folder*) to ``folder/name``.
 
     Without *overwrite* nothing existing is replaced (numbered names instead);
@@ -193,7 +194,7 @@ def finalize(partial: Path, folder: Path, name: str, *, overwrite: bool) -> Path
                 return target
             except (IsADirectoryError, NotADirectoryError):
                 pass  # swapped for a directory meanwhile: fall back to a new name
-    return _place(partial, folder, name)
+    return _place(partial, folder, name, max_numbered=max_numbered)
 
 
 __all__ = [
