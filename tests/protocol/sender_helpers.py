@@ -9,6 +9,8 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
+from receiver_helpers import sha
+
 from xfer.protocol import LIMITS, Limits
 from xfer.protocol.frames import Chunk
 from xfer.protocol.machine import Event, Output, Send, SendChunk
@@ -32,10 +34,6 @@ from xfer.protocol.sender_events import CheckPrefix, Failed, Read, SenderState
 TRANSFER = 7
 SENDER_ID = 1
 SMALL = replace(LIMITS, chunk_size=1000, window=4096, peer_timeout=10.0, reconnect_for=10.0)
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def receiver(peer_id: int, name: str = "") -> PeerInfo:
