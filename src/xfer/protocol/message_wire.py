@@ -16,9 +16,9 @@ from typing import Any
 from .errors import FrameTooLarge, ProtocolError, VersionMismatch
 from .limits import LIMITS, Limits
 from .message_fields import PROTOCOL_MAJOR, PROTOCOL_VERSION, VERSION_PATTERN
+from .message_keys import KEY_MESSAGE_TYPES
 from .message_types import (
     _NESTED,
-    MESSAGE_TYPES,
     Cancel,
     Error,
     FileInfo,
@@ -29,6 +29,11 @@ from .message_types import (
     Reject,
     Text,
 )
+from .message_types import (
+    MESSAGE_TYPES as CORE_MESSAGE_TYPES,
+)
+
+MESSAGE_TYPES = {**CORE_MESSAGE_TYPES, **KEY_MESSAGE_TYPES}
 
 
 def _build(cls: type, data: dict[str, Any], limits: Limits) -> Any:

@@ -24,8 +24,8 @@ from .message_fields import (
     PROTOCOL_VERSION,
     ROLES,
 )
+from .message_keys import Confirm, Hi, Pake, Sealed, Subscribe, Unsubscribe
 from .message_types import (
-    MESSAGE_TYPES,
     Accept,
     Ack,
     Cancel,
@@ -46,7 +46,7 @@ from .message_types import (
     Verified,
     Welcome,
 )
-from .message_wire import check_version, parse_message, serialize, to_dict
+from .message_wire import MESSAGE_TYPES, check_version, parse_message, serialize, to_dict
 
 __all__ = [
     "MAX_CONTROL_FRAME",
@@ -64,20 +64,26 @@ __all__ = [
     "Accept",
     "Ack",
     "Cancel",
+    "Confirm",
     "Done",
     "Error",
     "FileEnd",
     "FileInfo",
     "FileStart",
     "Hello",
+    "Hi",
     "Message",
     "Offer",
+    "Pake",
     "PeerInfo",
     "PeerJoined",
     "PeerLeft",
     "Reject",
     "ResumePoint",
+    "Sealed",
+    "Subscribe",
     "Text",
+    "Unsubscribe",
     "Verified",
     "Welcome",
     "check_version",
