@@ -11,12 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 from ..addresses import lan_address, page_url, relay_ws_url, ws_url_for
 from ..errors import RelayUnreachable, UsageError
-from ..protocol import ProtocolError, new_code, parse_code, room_id
+from ..protocol.guard import Guard
+from ..protocol.keys import link_fragment, link_secret
+from ..protocol.words import DEFAULT_WORDS, CodeError, SpokenCode, new_code, parse_code
 from ..transfer.connection import open_room
+from ..transfer.secure import SecureLink
 from ..transfer.sender import peer_dict
 from .display import RoomOpened
 
 if TYPE_CHECKING:
+    from ..protocol.keys import Side
     from ..relay.server import RelayServer
     from ..transfer.link import Link
     from .display import Display
@@ -34,6 +38,7 @@ class RoomOptions:
     keepalive: float = 20.0
     reconnect_for: float = 60.0
     peer_timeout: float = 60.0
+    code_words: int = DEFAULT_WORDS
 
 
 @dataclass
@@ -44,7 +49,7 @@ class Session:
     reconnect: Callable[[], Awaitable[Link]]
     options: RoomOptions
     task: Any = None  # the sender or receiver, whose connection may have been replaced
-    code: str = ""  # the room's code
+    code: str = ""  # the room's spoken code, like 7-guitar-nebula
     relay_url: str | None = None  # the relay as others reach it; None: the one in this process
 
     def task_options(self) -> dict[str, Any]:
@@ -64,14 +69,20 @@ def default_name() -> str:
 
 
 def relay_command(role: str, code: str, relay: str) -> str:
-    other = "receive" if role == "sender" else "send FILE"
-    return f"xfer {other} --room {code} --relay {relay}"
+    other = "receive" if role == "sender" else "send FILE --room"
+    return f"xfer {other} {code} --relay {relay}"
 
 
 @asynccontextmanager
 async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncIterator[Session]:
-    """Yield a session in the room; print the room's code and QR when we opened it."""
-    code = _code(opts.room)
+    """Yield a session in the room; print the room's code and QR when we opened it.
+
+    Opening a room, the relay picks its nameplate and we pick the words; the page that
+    scans the QR proves the link's secret instead. Each connection (the first, and each
+    after a reconnection) makes new keys with every peer: ``SecureLink`` over the link.
+    """
+    given = _code(opts.room)
+    opening = given is None
     server: RelayServer | None = None
     try:
         if opts.relay:
@@ -86,37 +97,47 @@ async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncI
             public = relay_ws_url(opts.public_url)
         name = opts.name or default_name()
         secret = secrets.token_hex(16)  # the same on every reconnect: the relay drops our stale connection
+        link = link_secret() if opening else None  # for the page that scans our QR code
 
-        async def join(create: bool) -> Link:
+        async def join(room: str, create: bool) -> Link:
+            # The relay learns no name: ours travels sealed, to the peers that proved the code.
             if server is not None:  # our own relay: join it in-process, no loopback socket
                 from ..relay.local import open_local
 
                 relay = server.app.state.relay
-                return await open_local(relay, room_id(code), role=role, name=name, create=create, session=secret)
+                return await open_local(relay, room, role=role, name="", create=create, session=secret)
             return await open_room(
                 connect_url,
-                room_id(code),
+                room,
                 role=role,
-                name=name,
+                name="",
                 create=create,
                 session=secret,
                 ping_interval=opts.keepalive,
                 ping_timeout=opts.keepalive,
             )
 
+        first = await join("" if given is None else str(given.nameplate), opening)
+        code = given or new_code(int(first.room), opts.code_words)
+        side: Side = "sender" if role == "sender" else "receiver"
+
+        async def secure(inner: Link) -> Link:
+            return await SecureLink.open(inner, Guard(side, name, code, link=link), display.emit)
+
         async def reconnect() -> Link:
             # A peer coming back opens the room again if the relay lost it (a restart).
-            return await join(True)
+            return await secure(await join(str(code.nameplate), True))
 
         relay_url = public if server is None else None
-        session = Session(await join(opts.room is None), reconnect, opts, code=code, relay_url=relay_url)
+        shown = str(code)
+        session = Session(await secure(first), reconnect, opts, code=shown, relay_url=relay_url)
         try:
-            if opts.room is None:
-                display.show(
-                    RoomOpened(code, page_url(public, code), public, relay_command(role, code, public), opts.qr)
-                )
+            if opening:
+                assert link is not None
+                url = page_url(public, link_fragment(code.nameplate, link))
+                display.show(RoomOpened(shown, url, public, relay_command(role, shown, public), opts.qr))
             else:
-                display.emit("joined", code=code, peers=[peer_dict(p) for p in session.conn.peers.values()])
+                display.emit("joined", code=shown, peers=[peer_dict(p) for p in session.conn.peers.values()])
             yield session
         finally:
             for conn in {id(c): c for c in (session.conn, session.current())}.values():
@@ -140,13 +161,13 @@ async def _drain(server: RelayServer, timeout: float = 3.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def _code(room: str | None) -> str:
+def _code(room: str | None) -> SpokenCode | None:
     if room is None:
-        return new_code()
+        return None
     try:
         return parse_code(room)
-    except ProtocolError as exc:
-        raise UsageError(f"{room!r} is not a room code: {exc}") from None
+    except CodeError as exc:
+        raise UsageError(str(exc)) from None
 
 
 async def _embedded_relay(opts: RoomOptions) -> tuple[RelayServer, str, str]:

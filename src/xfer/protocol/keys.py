@@ -24,6 +24,7 @@ The schedule (docs/protocol.md draws it):
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -185,6 +186,21 @@ class ContentKey:
 def link_secret() -> bytes:
     """The secret a QR code's link carries in its fragment (the page needs no PAKE)."""
     return os.urandom(KEY_BYTES)
+
+
+def link_fragment(nameplate: int, secret: bytes) -> str:
+    """What follows ``#`` in the page's link: the nameplate, then the secret (base64url,
+    43 characters). Browsers never send a fragment to a server."""
+    return f"{nameplate}.{base64.urlsafe_b64encode(secret).decode().rstrip('=')}"
+
+
+def parse_link_fragment(fragment: str) -> tuple[int, bytes]:
+    """The nameplate and secret of a page link's fragment; ``ValueError`` if it is none."""
+    number, _, text = fragment.partition(".")
+    if not number.isdigit() or not 1 <= int(number) <= 999_999 or len(text) != 43:
+        raise ValueError("not an xfer link")
+    secret = base64.urlsafe_b64decode(text + "=")
+    return int(number), secret
 
 
 def link_keys(secret: bytes, sender_nonce: bytes, page_nonce: bytes, side: Side) -> PairKeys:

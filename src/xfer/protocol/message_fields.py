@@ -12,8 +12,8 @@ from typing import Any
 
 from .errors import ProtocolError
 
-PROTOCOL_VERSION = "1.0"
-PROTOCOL_MAJOR = 1
+PROTOCOL_VERSION = "2.0"
+PROTOCOL_MAJOR = 2
 
 # The ceilings (``Limits`` takes its defaults from them and may only lower them).
 MAX_CONTROL_FRAME = 1024 * 1024  # bytes of JSON in one text frame (an offer of many files)
@@ -28,6 +28,8 @@ ROLES = ("sender", "receiver", "peer")
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
+NAMEPLATE = re.compile(r"^[1-9][0-9]{0,5}$")  # 1 ... 999999: a room, as the relay knows it
+MAX_NAMEPLATE = 999_999
 VERSION_PATTERN = re.compile(r"^(\d{1,4})\.(\d{1,4})$")
 ERROR_CODE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 

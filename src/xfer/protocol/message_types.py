@@ -22,6 +22,7 @@ from .message_fields import (
     MAX_PEER_NAME_CHARS,
     MAX_REASON_CHARS,
     MAX_TEXT_CHARS,
+    NAMEPLATE,
     ROLES,
     VERSION_PATTERN,
     check_bool,
@@ -123,7 +124,7 @@ class Hello(Message):
 
     type: ClassVar[str] = "hello"
     version: str
-    room: str  # room id: 32 hex digits derived from the code, never the code
+    room: str  # the nameplate (the number of a code, never its words); empty with create: the relay picks one
     role: str
     name: str
     client: str = ""
@@ -132,7 +133,8 @@ class Hello(Message):
 
     def check(self) -> None:
         check_pattern(self, "version", VERSION_PATTERN, "a version like 1.0")
-        check_pattern(self, "room", HEX32, "a room id of 32 hex digits")
+        if self.room or not self.create:
+            check_pattern(self, "room", NAMEPLATE, "a nameplate: a number from 1 to 999999")
         if self.session is not None:
             check_pattern(self, "session", HEX32, "32 hex digits")
         if self.role not in ROLES:
@@ -148,10 +150,13 @@ class Welcome(Message):
     version: str
     peer_id: int
     peers: tuple[PeerInfo, ...] = ()
+    room: str | None = None  # the nameplate of the room joined (the one the relay picked, if asked to)
 
     def check(self) -> None:
         check_pattern(self, "version", VERSION_PATTERN, "a version like 1.0")
         check_int(self, "peer_id", 1, MAX_ID)
+        if self.room is not None:
+            check_pattern(self, "room", NAMEPLATE, "a nameplate: a number from 1 to 999999")
         check_tuple(self, "peers", PeerInfo, 1000)
 
 

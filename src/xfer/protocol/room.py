@@ -26,7 +26,7 @@ from typing import Generic, TypeVar
 from .closes import Close, Refusal
 from .limits import LIMITS, Limits
 from .machine import Event
-from .messages import MAX_ID, Accept, Cancel, Done, Message, PeerInfo, Reject
+from .messages import MAX_ID, Accept, Cancel, Done, Message, PeerInfo, Reject, Subscribe, Unsubscribe
 
 H = TypeVar("H")
 
@@ -63,6 +63,7 @@ class Joined(Event, Generic[H]):
     peer: PeerInfo
     others: tuple[PeerInfo, ...]
     replaced: Member[H] | None = None
+    room: str = ""  # the room joined: the nameplate the relay picked when the hello left it empty
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,14 @@ class Room(Generic[H]):
 
     # -- joins and leaves ----------------------------------------------------------------
 
+    def free_nameplate(self) -> str:
+        """The smallest nameplate no open room has: what a room opened without one gets
+        (small numbers are short to say)."""
+        n = 1
+        while str(n) in self.rooms:
+            n += 1
+        return str(n)
+
     def rate_ok(self, address: str, now: float) -> bool:
         """Take one join token of ``address``."""
         if len(self._buckets) > self.limits.remembered_addresses:  # forget old addresses rather than grow
@@ -178,10 +187,13 @@ class Room(Generic[H]):
         now: float,
         session: str | None = None,
     ) -> Joined[H] | Refused:
-        """Seat a peer of this relay in a room, within the limits."""
+        """Seat a peer of this relay in a room, within the limits; an empty ``room_id``
+        (with ``create``) opens a room under a free nameplate."""
         limits = self.limits
         if not self.rate_ok(address, now):
             return Refused(Refusal.RATE_LIMITED)
+        if not room_id and create:
+            room_id = self.free_nameplate()
         room = self.rooms.get(room_id)
         if room is None:
             if not create:
@@ -204,7 +216,7 @@ class Room(Generic[H]):
         info = PeerInfo(id=peer_id, name=name, role=role, client=client)
         others = tuple(m.info for m in room.peers.values())
         room.peers[peer_id] = Member(info, handle, address=address, session=session)
-        return Joined(info, others, replaced)
+        return Joined(info, others, replaced, room_id)
 
     def seat(self, room_id: str, member: Member[H], creator_address: str) -> None:
         """Seat a member whose join was decided elsewhere (Redis), opening the room here if needed."""
@@ -268,13 +280,15 @@ class Room(Generic[H]):
                 del room.fanout[(sender, transfer)]
 
     def note(self, room_id: str, sender: int, message: Message) -> None:
-        """What a routed message from ``sender`` changes of the fan-out: an accept, reject or
-        cancel to a sender (un)subscribes, a done to a receiver ends its part."""
+        """What a routed message from ``sender`` changes of the fan-out: a subscribe or
+        unsubscribe to a sender (or, from a page whose transfers go in clear through the
+        download bridge, an accept, reject or cancel) (un)subscribes, a done to a receiver
+        ends its part."""
         to = message.to
         if not to:
             return
-        if isinstance(message, (Accept, Reject, Cancel)):
-            self.subscribe(room_id, to, message.transfer, sender, isinstance(message, Accept))
+        if isinstance(message, (Accept, Reject, Cancel, Subscribe, Unsubscribe)):
+            self.subscribe(room_id, to, message.transfer, sender, isinstance(message, (Accept, Subscribe)))
         elif isinstance(message, Done):
             self.finished(room_id, sender, message.transfer, to)
 

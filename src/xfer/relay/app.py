@@ -138,7 +138,8 @@ class Relay:
         if isinstance(result, Refused):
             await conn.close(result.close, Error(code=result.code, message=result.message))
             return False
-        await conn.send(serialize(Welcome(version=PROTOCOL_VERSION, peer_id=result.peer.id, peers=result.others)))
+        welcome = Welcome(version=PROTOCOL_VERSION, peer_id=result.peer.id, peers=result.others, room=conn.room)
+        await conn.send(serialize(welcome))
         await self.announce(conn)
         return True
 
@@ -149,11 +150,11 @@ class Relay:
         if isinstance(result, Refused):
             return result
         peer.info = result.peer
-        peer.room = hello.room
+        peer.room = result.room or hello.room
         stale = result.replaced
         if stale is not None:
             stale.handle.dead = True
-            others = self.room.local_peers(hello.room, but=result.peer.id)  # other relays tell their own
+            others = self.room.local_peers(peer.room, but=result.peer.id)  # other relays tell their own
             await _broadcast(others, serialize(PeerLeft(peer_id=stale.info.id)))
             if stale.here:
                 asyncio.get_running_loop().create_task(self.evict(stale.handle, Close.REPLACED))

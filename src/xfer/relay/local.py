@@ -65,8 +65,9 @@ class LocalConnection:
 
     url = "(this process)"
 
-    def __init__(self, relay: Relay, peer: LocalPeer, peer_id: int, peers: dict[int, PeerInfo]) -> None:
+    def __init__(self, relay: Relay, peer: LocalPeer, peer_id: int, peers: dict[int, PeerInfo], room: str = "") -> None:
         self.relay = relay
+        self.room = room  # the nameplate joined
         self.peer = peer
         self.view = RoomView(peer_id, peers)
         self.peer_id = peer_id
@@ -123,4 +124,4 @@ async def open_local(
             raise RoomError(result.message, result.code)
         raise PeerProtocolError(result.message, result.code)
     await relay.announce(peer)
-    return LocalConnection(relay, peer, result.peer.id, {p.id: p for p in result.others})
+    return LocalConnection(relay, peer, result.peer.id, {p.id: p for p in result.others}, peer.room or room)

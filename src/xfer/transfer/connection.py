@@ -35,9 +35,12 @@ CLIENT = client_name(__version__)
 class RelayConnection:
     """A peer's WebSocket to its room on a relay: fits ``link.Link``."""
 
-    def __init__(self, ws: ClientConnection, url: str, peer_id: int, peers: dict[int, PeerInfo] | None = None) -> None:
+    def __init__(
+        self, ws: ClientConnection, url: str, peer_id: int, peers: dict[int, PeerInfo] | None = None, room: str = ""
+    ) -> None:
         self.ws = ws
         self.url = url
+        self.room = room  # the nameplate joined (the relay's pick when we asked it for one)
         self.view = RoomView(peer_id, peers)
         self.peer_id = peer_id
         self.peers = self.view.peers  # one dict: the view keeps it up to date
@@ -131,7 +134,7 @@ async def open_room(
     except BaseException:
         await ws.close()
         raise
-    return RelayConnection(ws, url, reply.peer_id, {p.id: p for p in reply.peers})
+    return RelayConnection(ws, url, reply.peer_id, {p.id: p for p in reply.peers}, reply.room or room)
 
 
 def _join_error(error: Error) -> Exception:

@@ -15,7 +15,14 @@ from ..protocol import Chunk, Message, PeerInfo
 class Link(Protocol):
     """One peer's connection to its room."""
 
-    peer_id: int  # ours, given by the relay
+    @property
+    def peer_id(self) -> int:
+        """Ours, given by the relay."""
+
+    @property
+    def room(self) -> str:
+        """The nameplate of the room joined."""
+
     peers: dict[int, PeerInfo]  # the others in the room, kept up to date by ``recv``
     lost: bool  # a send found the link closed (the reader may not have noticed yet)
 

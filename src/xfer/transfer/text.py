@@ -60,7 +60,8 @@ class TextSender(PeerTask):
                 timeout_error=lambda: PeerGone("nobody else is in the room to read the text"),
             )
             conn = self.conn
-            await self.send_or_reconnect(Text(text=self.text))
+            for peer in list(conn.peers):  # each sealed for its own peer
+                await self.send_or_reconnect(Text(to=peer, text=self.text))
             if not conn.lost:
                 break  # sent; else the link was found gone: again once the reader is back
         peers = [peer_dict(p) for p in self.conn.peers.values()]
