@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
 from pathlib import Path
 
 from websockets.asyncio.client import connect
@@ -12,6 +13,7 @@ from websockets.exceptions import ConnectionClosed
 
 from xfer.protocol import (
     MAX_BINARY_FRAME,
+    PROTOCOL_VERSION,
     Accept,
     FileEnd,
     FileInfo,
@@ -21,14 +23,26 @@ from xfer.protocol import (
     PeerJoined,
     Reject,
     encode_chunk,
-    new_code,
     parse_message,
-    room_id,
     serialize,
 )
+from xfer.protocol.guard import Guard
+from xfer.protocol.words import SpokenCode, new_code
 from xfer.relay import RelayLimits, RelayServer, bind_socket
 from xfer.transfer.connection import open_room
 from xfer.transfer.receiver import Receiver
+from xfer.transfer.secure import SecureLink
+
+
+def fresh_nameplate() -> str:
+    """A room's nameplate that no other test of the run picks (by chance: 1 in 900,000)."""
+    return str(secrets.randbelow(900_000) + 100_000)
+
+
+async def secure(inner, role: str, code: SpokenCode, name: str | None = None, emit=None):
+    """``inner`` (a link that joined) with protocol 2.0's keys, as ``xfer`` makes them."""
+    side = "sender" if role == "sender" else "receiver"
+    return await SecureLink.open(inner, Guard(side, name or role, code), emit or (lambda *a, **k: None))
 
 
 class Relay:
@@ -51,7 +65,7 @@ class Relay:
 
     async def join(self, room: str, role: str = "peer", name: str = "p", create: bool = False):
         ws = await self.raw()
-        await ws.send(serialize(Hello(version="1.0", room=room, role=role, name=name, create=create)))
+        await ws.send(serialize(Hello(version=PROTOCOL_VERSION, room=room, role=role, name=name, create=create)))
         reply = parse_message(await asyncio.wait_for(ws.recv(), 5))
         return ws, reply
 
@@ -85,13 +99,15 @@ async def no(_event):
 
 
 class Room:
-    """A relay on a loopback port 0 and a fresh room in it."""
+    """A relay on a loopback port 0 and a fresh room in it; ``join`` gives a link with
+    protocol 2.0's keys (the spoken code ``code``), as ``xfer`` makes them."""
 
     async def __aenter__(self):
         self.server = RelayServer(bind_socket("127.0.0.1", 0))
         await self.server.start()
         self.url = f"ws://127.0.0.1:{self.server.port}/ws"
-        self.id = room_id(new_code())
+        self.id = fresh_nameplate()
+        self.code = new_code(int(self.id))
         self.created = False
         return self
 
@@ -101,7 +117,8 @@ class Room:
     async def join(self, role):
         create = not self.created
         self.created = True
-        return await open_room(self.url, self.id, role=role, name=role, create=create)
+        inner = await open_room(self.url, self.id, role=role, name="", create=create)
+        return await secure(inner, role, self.code)
 
 
 async def next_of(conn, kind, timeout=5):
