@@ -169,7 +169,7 @@ def test_tar_through_a_pipe(tmp_path, relay_process):
     result = run_shell(
         f"({xfer} receive --relay {relay} --yes --stdout 2> recv.err | tar x -C dst) & receiver=$!; "
         f"for i in $(seq 100); do grep -q 'On another' recv.err 2>/dev/null && break; sleep 0.1; done; "
-        f"code=$(grep -oE '[0-9A-Z]{{4}}(-[0-9A-Z]{{4}}){{3}}' recv.err | head -1); "
+        f"code=$(grep -oE '[0-9]+(-[a-z]+){{2}}' recv.err | head -1); "
         f"tar c -C src photos | {xfer} send - --room $code --relay {relay} && wait $receiver",
         tmp_path,
     )

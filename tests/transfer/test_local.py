@@ -8,9 +8,9 @@ import asyncio
 import pytest
 
 from conftest import make_file, run_async, sha256_of
-from peers import Events, yes
+from peers import Events, fresh_nameplate, secure, yes
 from xfer.errors import PeerProtocolError, RoomError
-from xfer.protocol import new_code, room_id
+from xfer.protocol.words import new_code
 from xfer.relay import RelayServer, bind_socket
 from xfer.relay.local import open_local
 from xfer.transfer.connection import open_room
@@ -28,13 +28,17 @@ def test_transfer_between_a_local_peer_and_a_socket_peer(tmp_path, local_side):
         server = RelayServer(bind_socket("127.0.0.1", 0))
         await server.start()
         relay = server.app.state.relay
-        room = room_id(new_code())
+        room = fresh_nameplate()
+        code = new_code(int(room))
         try:
 
             async def join(role, create):
                 if role == local_side:
-                    return await open_local(relay, room, role=role, name=role, create=create)
-                return await open_room(f"ws://127.0.0.1:{server.port}/ws", room, role=role, name=role, create=create)
+                    inner = await open_local(relay, room, role=role, name="", create=create)
+                else:
+                    url = f"ws://127.0.0.1:{server.port}/ws"
+                    inner = await open_room(url, room, role=role, name="", create=create)
+                return await secure(inner, role, code)
 
             s = await join("sender", True)
             r = await join("receiver", False)
@@ -57,8 +61,8 @@ def test_a_local_peer_is_checked_like_any_other():
         relay = server.app.state.relay
         try:
             with pytest.raises(RoomError):
-                await open_local(relay, room_id(new_code()), role="receiver", name="x", create=False)
-            conn = await open_local(relay, room_id(new_code()), role="sender", name="x", create=True)
+                await open_local(relay, fresh_nameplate(), role="receiver", name="x", create=False)
+            conn = await open_local(relay, fresh_nameplate(), role="sender", name="x", create=True)
             with pytest.raises(PeerProtocolError, match="relay closed"):  # a chunk naming nobody as its sender
                 await conn.send_frame(b"\x01" + b"\x00" * 27)
             with pytest.raises(PeerProtocolError, match="relay closed"):

@@ -66,7 +66,7 @@ def test_send_text_usage_errors(tmp_path, relay_process):
 def test_send_text_into_a_room_nobody_opened(tmp_path, relay_process):
     relay = f"ws://127.0.0.1:{relay_process.port}"
     done = subprocess.run(
-        xfer_cmd() + ["send", "--text", "x", "--room", "7KQ2-M9XD-41TR-PZ8H", "--relay", relay],
+        xfer_cmd() + ["send", "--text", "x", "--room", "7-guitar-nebula", "--relay", relay],
         capture_output=True,
         text=True,
         timeout=bounded(20),

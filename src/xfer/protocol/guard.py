@@ -324,7 +324,7 @@ class Guard:
         extra: list[Output] = []
         if isinstance(message, Accept):
             extra.append(Send(Subscribe(to=to, transfer=message.transfer)))
-        elif isinstance(message, (Reject, Cancel)):
+        elif isinstance(message, (Reject, Cancel, Done)):  # the pair's part of the fan-out is over
             extra.append(Send(Unsubscribe(to=to, transfer=message.transfer)))
         if isinstance(message, Offer):
             current = self._round(pair.info.id, message.transfer)

@@ -287,7 +287,13 @@ class Room(Generic[H]):
         to = message.to
         if not to:
             return
-        if isinstance(message, (Accept, Reject, Cancel, Subscribe, Unsubscribe)):
+        if isinstance(message, Unsubscribe):  # either side of a pair says its part is over
+            room = self.rooms.get(room_id)
+            if room is not None and (to, message.transfer) in room.fanout:
+                self.finished(room_id, to, message.transfer, sender)  # a receiver, of its sender's transfer
+            else:
+                self.finished(room_id, sender, message.transfer, to)  # a sender, done with a receiver
+        elif isinstance(message, (Accept, Reject, Cancel, Subscribe)):
             self.subscribe(room_id, to, message.transfer, sender, isinstance(message, (Accept, Subscribe)))
         elif isinstance(message, Done):
             self.finished(room_id, sender, message.transfer, to)
