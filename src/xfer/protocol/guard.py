@@ -290,7 +290,7 @@ class Guard:
         if content is None:
             return []  # from no trusted sender of an offered transfer: dropped, never written
         routed = HEADER.pack(1, 0, 0, chunk.transfer, chunk.index, chunk.offset)  # what the relay may not change
-        plain = content.open(chunk.index, chunk.offset, bytes(chunk.payload), routed)
+        plain = content.open(chunk.index, chunk.offset, chunk.payload, routed)
         return [Deliver(dataclasses.replace(chunk, payload=memoryview(plain)))]
 
     def _refuse(self, pair: _Pair, error: WrongCode) -> list[Output]:
@@ -362,7 +362,7 @@ class Guard:
         current = self._rounds.get(chunk.transfer)
         if current is None:
             raise LocalProtocolError("a chunk of a transfer never offered")
-        payload = bytes(chunk.payload)
+        payload = chunk.payload  # sealed without a copy
         routed = HEADER.pack(1, 0, 0, chunk.transfer, chunk.index, chunk.offset)
         sealed = current.key.seal(chunk.index, chunk.offset, payload, routed)
         mixed = chunk.to == 0 and bool(current.relayed)
@@ -370,5 +370,5 @@ class Guard:
         frames = []
         for to in targets:
             header = HEADER.pack(1, chunk.sender, to, chunk.transfer, chunk.index, chunk.offset)
-            frames.append(header + (payload if to in current.relayed else sealed))
+            frames.append(header + (bytes(payload) if to in current.relayed else sealed))
         return frames

@@ -173,10 +173,10 @@ class ContentKey:
             raise RemoteProtocolError("a content key has 32 bytes", "protocol")
         self._aead = AESGCM(self.key)
 
-    def seal(self, index: int, offset: int, data: bytes, header: bytes) -> bytes:
+    def seal(self, index: int, offset: int, data: bytes | memoryview, header: bytes) -> bytes:
         return self._aead.encrypt(_CHUNK_NONCE.pack(index, offset), data, header)
 
-    def open(self, index: int, offset: int, sealed: bytes, header: bytes) -> bytes:
+    def open(self, index: int, offset: int, sealed: bytes | memoryview, header: bytes) -> bytes:
         try:
             return self._aead.decrypt(_CHUNK_NONCE.pack(index, offset), sealed, header)
         except InvalidTag:
