@@ -1,6 +1,6 @@
 """The layer of protocol 2.0 between a peer's machine and its link, without I/O: the
 handshake with each counterpart, and sealing and opening everything after it
-(docs/protocol-2.md). The machines above it speak 1.0's messages and never see a key.
+(docs/protocol.md). The machines above it never see a key.
 
 - A sender's counterparts are the receivers (and pages); a receiver's, the senders (and
   pages). With each, one ``pake`` each way, then one ``confirm`` each way; a wrong tag is

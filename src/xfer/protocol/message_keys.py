@@ -1,4 +1,4 @@
-"""Protocol 2.0's messages for keys and sealing (docs/protocol-2.md).
+"""Protocol 2.0's messages for keys and sealing (docs/protocol.md).
 
 Clear, routed by the relay between two peers:
 

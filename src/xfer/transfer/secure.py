@@ -1,5 +1,5 @@
 """A ``Link`` whose traffic between peers is sealed: the asyncio shell of
-``protocol.guard.Guard`` around a link to the relay (docs/protocol-2.md).
+``protocol.guard.Guard`` around a link to the relay (docs/protocol.md).
 
 Sender and receiver drive it as any link; they see only peers that proved the code
 (their ``peer-joined`` comes when the handshake is done) and only messages and chunks
