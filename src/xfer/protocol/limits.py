@@ -55,6 +55,9 @@ class Limits:
     max_rooms: int = 10_000
     max_rooms_per_address: int = 50
     joins_per_minute: int = 60  # per client address, a token bucket
+    # per client address, a token bucket: joins that name a room that is not open. Past it the
+    # address may not name rooms for a while, so scanning nameplates for open rooms is slow
+    missed_joins_per_minute: int = 10
     remembered_addresses: int = 100_000  # join buckets kept; past this they are all forgotten at once
     handshake_timeout: float = 10.0  # a new connection's first HTTP request (and its TLS handshake)
     hello_timeout: float = 10.0  # to send hello once the WebSocket opened
@@ -81,6 +84,8 @@ class Limits:
             raise ValueError(f"chunk_size must be from 1 to {self.max_chunk_payload}")
         if self.window < self.chunk_size:
             raise ValueError("window must hold at least one chunk")
+        if self.joins_per_minute < 1 or self.missed_joins_per_minute < 1:
+            raise ValueError("joins_per_minute and missed_joins_per_minute must be at least 1")
         if self.ack_every < 1:
             raise ValueError("ack_every must be at least 1")
 
