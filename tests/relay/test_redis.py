@@ -296,6 +296,86 @@ def test_limits_hold_across_relays(redis):
     run_async(main())
 
 
+def test_two_relays_opening_rooms_at_once_never_hand_out_one_nameplate(redis):
+    """Nameplates are picked in Redis's join script: 2 relays x 60 rooms opened at the same
+    time get 120 different nameplates, the smallest free ones."""
+
+    async def main():
+        limits = RelayLimits(joins_per_minute=100_000, max_rooms_per_address=1000)
+        async with Relays(redis.url, 2, limits) as relays:
+            joined = await asyncio.gather(*(relays.join(i % 2, "", role="sender", create=True) for i in range(120)))
+            rooms = [reply.room for _, reply in joined if isinstance(reply, Welcome)]
+            assert len(rooms) == 120, [r for _, r in joined if not isinstance(r, Welcome)][:1]
+            assert sorted(int(r) for r in rooms) == list(range(1, 121))
+            assert all(reply.peers == () for _, reply in joined)  # each opened a room of its own
+            # each relay's view holds its own rooms; together, all of them, once
+            views = [set(server.room.rooms) for server in relays.servers]
+            assert not views[0] & views[1] and views[0] | views[1] == set(rooms)
+            await asyncio.gather(*(ws.close() for ws, _ in joined))
+
+    run_async(main(), timeout=60)
+
+
+def test_a_nameplate_is_given_again_once_its_room_closed_on_any_relay(redis):
+    async def main():
+        async with Relays(redis.url, 2) as relays:
+            one, w1 = await relays.join(0, "", role="sender", create=True)
+            two, w2 = await relays.join(1, "", role="sender", create=True)
+            assert (w1.room, w2.room) == ("1", "2")
+            r, wr = await relays.join(1, "1")  # room 1 from the other relay: the same room
+            assert wr.room == "1" and [p.id for p in wr.peers] == [w1.peer_id]
+            await one.close()
+            three, w3 = await relays.join(1, "", role="sender", create=True)
+            assert w3.room == "3"  # room 1 is still open: r is in it
+            await r.close()
+            await until(lambda: redis.info("keyspace").get("db0", "keys=0").find("room:1") < 0)
+            await until(lambda: not any("1" in server.room.rooms for server in relays.servers))
+            four, w4 = await relays.join(0, "", role="sender", create=True)
+            assert w4.room == "1" and w4.peers == ()
+            for ws in (two, three, four):
+                await ws.close()
+
+    run_async(main())
+
+
+def test_past_the_nameplates_in_order_the_relay_draws_them(redis):
+    async def main():
+        limits = RelayLimits(nameplates_in_order=3, nameplate_draws=8)
+        async with Relays(redis.url, 2, limits) as relays:
+            joined = [await relays.join(i % 2, "", role="sender", create=True) for i in range(6)]
+            rooms = [reply.room for _, reply in joined]
+            assert rooms[:3] == ["1", "2", "3"]
+            assert len(set(rooms)) == 6 and all(3 < int(r) <= 999_999 for r in rooms[3:])
+            ws, reply = await relays.join(1, rooms[4])  # a drawn nameplate is a room like any other
+            assert isinstance(reply, Welcome) and reply.room == rooms[4]
+            for ws, _ in joined:
+                await ws.close()
+
+    run_async(main())
+
+
+def test_scanning_nameplates_is_limited_across_relays(redis):
+    """The missed joins of an address are counted in Redis: a scan spread over relays runs
+    out as fast, and then even the open room is refused."""
+
+    async def main():
+        async with Relays(redis.url, 2, RelayLimits(missed_joins_per_minute=4)) as relays:
+            owner, wo = await relays.join(0, "", role="sender", create=True)
+            for i, nameplate in enumerate(("500", "501", "502", "503")):
+                ws, reply = await relays.join(i % 2, nameplate)
+                assert isinstance(reply, Error) and reply.code == "room-not-found"
+            for index in (0, 1):
+                ws, reply = await relays.join(index, wo.room)
+                assert isinstance(reply, Error) and reply.code == "rate-limited"
+                assert "rooms that are not open" in reply.message
+                assert await closed_with(ws) == 4029
+            other, wx = await relays.join(1, "", role="sender", create=True)  # the relay names it: allowed
+            assert isinstance(wx, Welcome) and wx.room == "2"
+            await owner.close(), await other.close()
+
+    run_async(main())
+
+
 def test_a_peer_that_reconnects_through_another_relay_replaces_its_old_connection(redis):
     async def main():
         async with Relays(redis.url, 2) as relays:
