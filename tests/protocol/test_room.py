@@ -254,12 +254,16 @@ steps = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(steps, st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(1, 10))
+@given(steps, st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(1, 10), st.integers(1, 5))
 def test_random_sequences_keep_the_invariants(
-    sequence: list[tuple[object, ...]], peers: int, rooms: int, per_address: int, rate: int
+    sequence: list[tuple[object, ...]], peers: int, rooms: int, per_address: int, rate: int, misses: int
 ) -> None:
     room = make_room(
-        max_peers_per_room=peers, max_rooms=rooms, max_rooms_per_address=per_address, joins_per_minute=rate
+        max_peers_per_room=peers,
+        max_rooms=rooms,
+        max_rooms_per_address=per_address,
+        joins_per_minute=rate,
+        missed_joins_per_minute=misses,
     )
     now = 0.0
     ids: list[int] = [0]
