@@ -52,12 +52,15 @@ from xfer.protocol import (
 )
 from xfer.protocol.codes import ALPHABET
 
-ROOM = "0123456789abcdef0123456789abcdef"
+ROOM = "7"  # a nameplate: all the relay knows of a code
 SHA = "ab" * 32
 
 EXAMPLES = [
-    Hello(version="1.0", room=ROOM, role="sender", name="laptop", client="xfer/0.1.0", create=True),
-    Welcome(version="1.0", peer_id=7, peers=(PeerInfo(id=8, name="Pixel 7", role="peer", client="page"),)),
+    Hello(version="2.0", room=ROOM, role="sender", name="laptop", client="xfer/0.1.0", create=True),
+    Hello(version="2.0", room="", role="sender", name="", create=True),  # the relay picks the nameplate
+    Hello(version="2.0", room="999999", role="receiver", name=""),
+    Welcome(version="2.0", peer_id=7, peers=(PeerInfo(id=8, name="Pixel 7", role="peer", client="page"),)),
+    Welcome(version="2.0", peer_id=7, room="12"),
     PeerJoined(peer=PeerInfo(id=9, name="x", role="receiver")),
     PeerLeft(peer_id=9),
     Error(code="room-not-found", message="no room"),
@@ -122,9 +125,15 @@ def test_unknown_fields_are_ignored_for_minor_versions():
         ('{"type":"offer","transfer":1,"files":[{"name":"a","size":9007199254740992}]}', "size"),
         ('{"type":"file-end","transfer":1,"index":0,"size":1,"sha256":"XYZ"}', "sha256"),
         ('{"type":"hello","version":"1","room":"%s","role":"sender","name":"a"}' % ROOM, "version"),
-        ('{"type":"hello","version":"1.0","room":"CODE","role":"sender","name":"a"}' % (), "room"),
-        ('{"type":"hello","version":"1.0","room":"%s","role":"admin","name":"a"}' % ROOM, "role"),
-        ('{"type":"hello","version":"1.0","room":"%s","role":"peer","name":"a","create":1}' % ROOM, "create"),
+        ('{"type":"hello","version":"2.0","room":"CODE","role":"sender","name":"a"}', "room"),
+        ('{"type":"hello","version":"2.0","room":"%s","role":"sender","name":"a"}' % ("a" * 32), "room"),
+        ('{"type":"hello","version":"2.0","room":"0","role":"sender","name":"a"}', "room"),
+        ('{"type":"hello","version":"2.0","room":"07","role":"sender","name":"a"}', "room"),
+        ('{"type":"hello","version":"2.0","room":"1000000","role":"sender","name":"a"}', "room"),
+        ('{"type":"hello","version":"2.0","room":"","role":"sender","name":"a"}', "room"),  # empty without create
+        ('{"type":"hello","version":"2.0","room":"%s","role":"admin","name":"a"}' % ROOM, "role"),
+        ('{"type":"hello","version":"2.0","room":"%s","role":"peer","name":"a","create":1}' % ROOM, "create"),
+        ('{"type":"welcome","version":"2.0","peer_id":1,"room":"abc"}', "room"),
         ('{"type":"text","text":""}', "text"),
         ('{"type":"offer","transfer":1,"files":[{"name":"d","size":5,"kind":"dir"}]}', "folder"),
         ('{"type":"offer","transfer":1,"files":[{"name":"d","size":5,"kind":"link"}]}', "kind"),
@@ -169,9 +178,9 @@ def test_constructing_an_invalid_message_fails_locally():
 
 
 def test_version_check():
-    check_version("1.0")
-    check_version("1.7")
-    for other in ("2.0", "0.9", "one", "", "1"):
+    check_version("2.0")
+    check_version("2.7")
+    for other in ("1.0", "3.0", "0.9", "one", "", "2"):
         with pytest.raises(VersionMismatch, match="protocol"):
             check_version(other)
 
@@ -350,8 +359,8 @@ SMALL = Limits(
 TOO_BIG_FOR_SMALL = [
     Offer(transfer=1, files=tuple(FileInfo(name=f"f{i}", size=1) for i in range(4))),
     Offer(transfer=1, files=(FileInfo(name="a" * 11, size=1),)),
-    Hello(version="1.0", room="a" * 32, role="sender", name="abcdef"),
-    Welcome(version="1.0", peer_id=1, peers=(PeerInfo(id=2, name="abcdef", role="receiver"),)),
+    Hello(version="2.0", room="7", role="sender", name="abcdef"),
+    Welcome(version="2.0", peer_id=1, peers=(PeerInfo(id=2, name="abcdef", role="receiver"),)),
     PeerJoined(peer=PeerInfo(id=2, name="abcdef", role="receiver")),
     Text(text="123456789"),
     Error(code="x", message="1234567"),
@@ -372,7 +381,7 @@ def test_a_reader_holds_messages_to_its_own_limits(message):
 
 def test_the_client_names_a_program_and_keeps_the_protocols_ceiling():
     """A relay's shorter peer names do not refuse the page's ``client`` (xfer-web/VERSION)."""
-    hello = Hello(version="1.0", room="a" * 32, role="receiver", name="phone", client="xfer-web/1.2.3")
+    hello = Hello(version="2.0", room="7", role="receiver", name="phone", client="xfer-web/1.2.3")
     assert parse_message(serialize(hello), limits=SMALL) == hello
 
 
@@ -403,3 +412,25 @@ def test_text_parses_exactly_when_within_the_readers_limit(text, limit):
     else:
         with pytest.raises(ProtocolError):
             parse_message(data, limits=limits)
+
+
+_ROOMS = st.one_of(
+    st.integers(min_value=-5, max_value=1_000_005).map(str),
+    st.text(alphabet="0123456789abcdef -+", max_size=34),
+    st.text(max_size=8),
+)
+
+
+@given(_ROOMS, st.booleans())
+def test_a_hellos_room_is_a_nameplate_or_empty_to_open_one(room, create):
+    """What the relay keys rooms by: 1 ... 999999 as written (no sign, no leading zero, no
+    1.0 room id), or "" with create (the relay picks); anything else is refused."""
+    wire = json.dumps({"type": "hello", "version": "2.0", "room": room, "role": "sender", "name": "", "create": create})
+    valid = (room == "" and create) or (
+        room.isascii() and room.isdigit() and str(int(room)) == room and 1 <= int(room) <= 999_999
+    )
+    if valid:
+        assert parse_message(wire).room == room  # type: ignore[union-attr]
+    else:
+        with pytest.raises(ProtocolError, match="room"):
+            parse_message(wire)

@@ -23,8 +23,8 @@ from xfer.protocol.messages import PeerInfo
 from xfer.protocol.room import Joined, Left, Member, Refused, Room
 from xfer.protocol.view import RoomView
 
-ROOM_A = "a" * 32
-ROOM_B = "b" * 32
+ROOM_A = "7"  # nameplates: all the relay knows of a code
+ROOM_B = "8"
 
 
 def counter() -> itertools.count[int]:
@@ -91,12 +91,14 @@ def test_a_full_room_refuses() -> None:
 def test_rooms_per_address_and_rooms_in_all() -> None:
     room = make_room(max_rooms_per_address=2, max_rooms=3)
     for i in range(2):
-        joined(join(room, f"{i}" * 32, address="10.0.0.1"))
-    assert refused(join(room, "2" * 32, address="10.0.0.1")).refusal is Refusal.TOO_MANY_ROOMS
-    joined(join(room, "3" * 32, address="10.0.0.2"))  # another address may open one
-    assert refused(join(room, "4" * 32, address="10.0.0.3")).refusal is Refusal.RELAY_FULL
+        joined(join(room, f"{i + 10}", address="10.0.0.1"))
+    assert refused(join(room, "12", address="10.0.0.1")).refusal is Refusal.TOO_MANY_ROOMS
+    assert refused(join(room, "", address="10.0.0.1")).refusal is Refusal.TOO_MANY_ROOMS  # nor one it picks
+    joined(join(room, "13", address="10.0.0.2"))  # another address may open one
+    assert refused(join(room, "14", address="10.0.0.3")).refusal is Refusal.RELAY_FULL
+    assert refused(join(room, "", address="10.0.0.3")).refusal is Refusal.RELAY_FULL
     # joining an open room is no new room
-    joined(join(room, "0" * 32, create=False, address="10.0.0.1"))
+    joined(join(room, "10", create=False, address="10.0.0.1"))
 
 
 def test_joins_per_minute_is_a_token_bucket() -> None:
@@ -108,6 +110,52 @@ def test_joins_per_minute_is_a_token_bucket() -> None:
     assert isinstance(join(room, now=10.0), Refused)  # half a token after 10 s
     joined(join(room, now=20.0))  # one token a 20 s at 3 a minute
     joined(join(room, address="another", now=20.0))  # each address has its own bucket
+
+
+def test_a_room_opened_without_a_nameplate_gets_the_smallest_free_one() -> None:
+    room = make_room()
+    one = joined(join(room, "", name="one"))
+    two = joined(join(room, "", name="two"))
+    assert (one.room, two.room) == ("1", "2")  # a new room each time, not a join of the last
+    assert two.others == () and set(room.rooms) == {"1", "2"}
+    joined(join(room, "3", name="three"))  # a nameplate a peer named is taken too
+    assert joined(join(room, "", name="four")).room == "4"
+    room.leave("1", one.peer.id)  # the room closes: its nameplate is free again
+    assert joined(join(room, "", name="five")).room == "1"
+    assert joined(join(room, "", name="six")).room == "5"
+    joined(join(room, "2", create=False, name="seven"))  # a join with a nameplate joins that room
+    assert [m.info.name for m in room.rooms["2"].peers.values()] == ["two", "seven"]
+
+
+def test_a_room_that_stays_open_through_a_leave_keeps_its_nameplate() -> None:
+    room = make_room()
+    first = joined(join(room, "", name="one"))
+    joined(join(room, "1", create=False, name="two"))
+    room.leave("1", first.peer.id)
+    assert joined(join(room, "", name="three")).room == "2"
+
+
+def test_naming_rooms_that_are_not_open_is_limited_per_address() -> None:
+    """A scan of nameplates runs out of misses; then the address may name no room, open
+    or not, until its bucket refills; opening a room the relay names stays allowed."""
+    room = make_room(missed_joins_per_minute=3)
+    joined(join(room, "500", address="owner"))
+    for nameplate in ("1", "2"):
+        assert refused(join(room, nameplate, create=False, address="scanner")).refusal is Refusal.ROOM_NOT_FOUND
+    joined(join(room, "500", create=False, address="scanner"))  # hits cost nothing
+    assert refused(join(room, "3", create=False, address="scanner")).refusal is Refusal.ROOM_NOT_FOUND
+    result = refused(join(room, "500", create=False, address="scanner"))  # the open room too: nothing learnt
+    assert (result.code, result.close) == ("rate-limited", Close.RATE_LIMITED)
+    assert "rooms that are not open" in result.message
+    assert refused(join(room, "4", create=False, address="scanner")).code == "rate-limited"
+    assert refused(join(room, "4", address="scanner")).code == "rate-limited"  # a create that names one, too
+    assert joined(join(room, "", address="scanner")).room == "1"  # the relay names it: no probe
+    joined(join(room, "500", create=False, address="someone else"))  # each address has its own bucket
+    assert refused(join(room, "500", create=False, address="scanner", now=19.0)).code == "rate-limited"
+    joined(join(room, "500", create=False, address="scanner", now=21.0))  # a miss back every 20 s at 3 a minute
+    joined(join(room, "6", address="scanner", now=21.0))  # spent on opening a room it named
+    assert refused(join(room, "7", address="scanner", now=21.0)).code == "rate-limited"
+    assert "7" not in room.rooms
 
 
 def test_a_peer_that_reconnects_with_its_session_replaces_its_stale_connection() -> None:
@@ -183,7 +231,7 @@ def test_fan_out_bookkeeping_is_bounded() -> None:
 
 # -- random sequences --------------------------------------------------------------
 
-ROOMS = ["0" * 32, "1" * 32, "2" * 32]
+ROOMS = ["1", "2", "3"]
 ADDRESSES = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
 SESSIONS = [None, "a" * 32, "b" * 32]
 
@@ -206,12 +254,16 @@ steps = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(steps, st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(1, 10))
+@given(steps, st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(1, 10), st.integers(1, 5))
 def test_random_sequences_keep_the_invariants(
-    sequence: list[tuple[object, ...]], peers: int, rooms: int, per_address: int, rate: int
+    sequence: list[tuple[object, ...]], peers: int, rooms: int, per_address: int, rate: int, misses: int
 ) -> None:
     room = make_room(
-        max_peers_per_room=peers, max_rooms=rooms, max_rooms_per_address=per_address, joins_per_minute=rate
+        max_peers_per_room=peers,
+        max_rooms=rooms,
+        max_rooms_per_address=per_address,
+        joins_per_minute=rate,
+        missed_joins_per_minute=misses,
     )
     now = 0.0
     ids: list[int] = [0]

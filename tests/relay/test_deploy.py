@@ -27,7 +27,8 @@ import trustme
 from websockets.asyncio.client import connect
 
 from conftest import bounded, free_port, make_file, run_async, sha256_of, wait_for_port, xfer_cmd
-from xfer.protocol import Error, Hello, Welcome, new_code, parse_message, room_id, serialize
+from xfer.protocol import PROTOCOL_VERSION, Error, Hello, Welcome, parse_message, serialize
+from xfer.protocol.keys import parse_link_fragment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -126,7 +127,11 @@ def test_send_and_receive_through_a_tls_relay(tmp_path, procs, tls, tls_relay):
     )
     room = receiver.first_event()
     assert room["relay"] == f"wss://127.0.0.1:{port}/ws"
-    assert room["url"] == f"https://127.0.0.1:{port}/#{room['code']}"
+    # the page's link: the nameplate of the code and a secret in the fragment, never the code's words
+    page, _, fragment = room["url"].partition("#")
+    assert page == f"https://127.0.0.1:{port}/"
+    nameplate, secret = parse_link_fragment(fragment)
+    assert str(nameplate) == room["code"].split("-")[0] and len(secret) == 32
     sender = procs(
         ["send", *map(str, files), "--room", room["code"], "--relay", room["relay"], "--json"],
         tmp_path,
@@ -175,9 +180,7 @@ def test_a_client_that_stalls_in_the_tls_handshake_is_closed(tls):
             writer.close()
             trusted = ssl.create_default_context(cafile=str(tls["ca"]))
             ws = await connect(f"wss://127.0.0.1:{server.port}/ws", ssl=trusted)  # a real client still gets in
-            await ws.send(
-                serialize(Hello(version="1.0", room=room_id(new_code()), role="sender", name="a", create=True))
-            )
+            await ws.send(serialize(Hello(version=PROTOCOL_VERSION, room="", role="sender", name="a", create=True)))
             assert isinstance(parse_message(await asyncio.wait_for(ws.recv(), 5)), Welcome)
             await ws.close()
         finally:
@@ -261,7 +264,7 @@ async def join_as(port: int, forwarded_for: str) -> str:
     async with connect(
         f"ws://127.0.0.1:{port}/ws", additional_headers={"X-Forwarded-For": forwarded_for}, open_timeout=bounded(5)
     ) as ws:
-        await ws.send(serialize(Hello(version="1.0", room=room_id(new_code()), role="sender", name="p", create=True)))
+        await ws.send(serialize(Hello(version=PROTOCOL_VERSION, room="", role="sender", name="p", create=True)))
         reply = parse_message(await asyncio.wait_for(ws.recv(), bounded(5)))
     assert isinstance(reply, (Welcome, Error)), reply
     return "welcome" if isinstance(reply, Welcome) else reply.code

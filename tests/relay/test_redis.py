@@ -24,9 +24,8 @@ from conftest import (
     wait_progress,
     xfer_cmd,
 )
-from peers import closed_with, recv_message
+from peers import PROTOCOL_VERSION, closed_with, fresh_nameplate, recv_message
 from xfer.protocol import Error, Hello, PeerJoined, PeerLeft, Text, Welcome, serialize
-from xfer.protocol.codes import new_code, room_id
 from xfer.relay import RelayLimits, RelayServer, bind_socket
 from xfer.relay.bus import RedisBus
 
@@ -64,7 +63,9 @@ class Relays:
         session: str | None = None,
     ):
         ws = await connect(self.url(index), compression=None)
-        await ws.send(serialize(Hello(version="1.0", room=room, role=role, name=name, create=create, session=session)))
+        await ws.send(
+            serialize(Hello(version=PROTOCOL_VERSION, room=room, role=role, name=name, create=create, session=session))
+        )
         return ws, await recv_message(ws)
 
 
@@ -91,7 +92,7 @@ async def until(predicate, timeout: float = 5) -> None:
 def test_peers_on_two_relays_see_each_other_and_exchange_messages(redis):
     async def main():
         async with Relays(redis.url, 2) as relays:
-            room = room_id(new_code())
+            room = fresh_nameplate()
             a, welcome_a = await relays.join(0, room, role="sender", create=True, name="alice")
             assert isinstance(welcome_a, Welcome) and welcome_a.peers == ()
             b, welcome_b = await relays.join(1, room, name="bob")
@@ -132,7 +133,7 @@ def test_concurrent_joins_on_two_relays_every_peer_hears_of_every_other(redis):
 
     async def main():
         async with Relays(redis.url, 2, RelayLimits(joins_per_minute=1000)) as relays:
-            room = room_id(new_code())
+            room = fresh_nameplate()
             first, welcome = await relays.join(0, room, role="sender", create=True)
             joined = await asyncio.gather(*(relays.join(i % 2, room) for i in range(15)))
             peers = [(first, welcome), *joined]
@@ -162,11 +163,11 @@ def test_a_burst_of_joins_and_leaves_is_not_taken_for_a_lost_redis(redis):
     async def main():
         limits = RelayLimits(joins_per_minute=100_000, max_rooms_per_address=1000)
         async with Relays(redis.url, 1, limits) as relays:
-            rooms = [room_id(new_code()) for _ in range(150)]
-            joined = await asyncio.gather(*(relays.join(0, room, create=True) for room in rooms))
+            joined = await asyncio.gather(*(relays.join(0, "", create=True) for _ in range(150)))
             assert all(isinstance(reply, Welcome) for _, reply in joined), [
                 r for _, r in joined if not isinstance(r, Welcome)
             ][:1]
+            assert sorted(int(reply.room) for _, reply in joined) == list(range(1, 151))
             await asyncio.gather(*(ws.close() for ws, _ in joined))
             await until(lambda: not relays.servers[0].hub.rooms)
             assert relays.servers[0].bus.up
@@ -207,7 +208,7 @@ def test_a_broken_message_on_a_relays_channel_is_dropped_and_the_channel_goes_on
 
     async def main():
         async with Relays(redis.url, 2) as relays:
-            room = room_id(new_code())
+            room = fresh_nameplate()
             a, welcome_a = await relays.join(0, room, role="sender", create=True, name="alice")
             b, welcome_b = await relays.join(1, room, name="bob")
             await next_message(a, PeerJoined)
@@ -228,7 +229,7 @@ def test_a_broken_message_on_a_relays_channel_is_dropped_and_the_channel_goes_on
 def test_a_room_is_found_only_while_open_and_is_gone_from_redis_after(redis):
     async def main():
         async with Relays(redis.url, 2) as relays:
-            room = room_id(new_code())
+            room = fresh_nameplate()
             ws, reply = await relays.join(1, room)
             assert isinstance(reply, Error) and reply.code == "room-not-found"
             assert await closed_with(ws) == 4004
@@ -275,7 +276,7 @@ def test_limits_hold_across_relays(redis):
     async def main():
         limits = RelayLimits(max_rooms_per_address=2, max_peers_per_room=3, joins_per_minute=8)
         async with Relays(redis.url, 2, limits) as relays:
-            rooms = [room_id(new_code()) for _ in range(3)]
+            rooms = [fresh_nameplate() for _ in range(3)]
             first, _ = await relays.join(0, rooms[0], create=True)
             second, _ = await relays.join(1, rooms[1], create=True)
             ws, reply = await relays.join(1, rooms[2], create=True)  # a third room, on either relay
@@ -295,10 +296,90 @@ def test_limits_hold_across_relays(redis):
     run_async(main())
 
 
+def test_two_relays_opening_rooms_at_once_never_hand_out_one_nameplate(redis):
+    """Nameplates are picked in Redis's join script: 2 relays x 60 rooms opened at the same
+    time get 120 different nameplates, the smallest free ones."""
+
+    async def main():
+        limits = RelayLimits(joins_per_minute=100_000, max_rooms_per_address=1000)
+        async with Relays(redis.url, 2, limits) as relays:
+            joined = await asyncio.gather(*(relays.join(i % 2, "", role="sender", create=True) for i in range(120)))
+            rooms = [reply.room for _, reply in joined if isinstance(reply, Welcome)]
+            assert len(rooms) == 120, [r for _, r in joined if not isinstance(r, Welcome)][:1]
+            assert sorted(int(r) for r in rooms) == list(range(1, 121))
+            assert all(reply.peers == () for _, reply in joined)  # each opened a room of its own
+            # each relay's view holds its own rooms; together, all of them, once
+            views = [set(server.room.rooms) for server in relays.servers]
+            assert not views[0] & views[1] and views[0] | views[1] == set(rooms)
+            await asyncio.gather(*(ws.close() for ws, _ in joined))
+
+    run_async(main(), timeout=60)
+
+
+def test_a_nameplate_is_given_again_once_its_room_closed_on_any_relay(redis):
+    async def main():
+        async with Relays(redis.url, 2) as relays:
+            one, w1 = await relays.join(0, "", role="sender", create=True)
+            two, w2 = await relays.join(1, "", role="sender", create=True)
+            assert (w1.room, w2.room) == ("1", "2")
+            r, wr = await relays.join(1, "1")  # room 1 from the other relay: the same room
+            assert wr.room == "1" and [p.id for p in wr.peers] == [w1.peer_id]
+            await one.close()
+            three, w3 = await relays.join(1, "", role="sender", create=True)
+            assert w3.room == "3"  # room 1 is still open: r is in it
+            await r.close()
+            await until(lambda: redis.info("keyspace").get("db0", "keys=0").find("room:1") < 0)
+            await until(lambda: not any("1" in server.room.rooms for server in relays.servers))
+            four, w4 = await relays.join(0, "", role="sender", create=True)
+            assert w4.room == "1" and w4.peers == ()
+            for ws in (two, three, four):
+                await ws.close()
+
+    run_async(main())
+
+
+def test_past_the_nameplates_in_order_the_relay_draws_them(redis):
+    async def main():
+        limits = RelayLimits(nameplates_in_order=3, nameplate_draws=8)
+        async with Relays(redis.url, 2, limits) as relays:
+            joined = [await relays.join(i % 2, "", role="sender", create=True) for i in range(6)]
+            rooms = [reply.room for _, reply in joined]
+            assert rooms[:3] == ["1", "2", "3"]
+            assert len(set(rooms)) == 6 and all(3 < int(r) <= 999_999 for r in rooms[3:])
+            ws, reply = await relays.join(1, rooms[4])  # a drawn nameplate is a room like any other
+            assert isinstance(reply, Welcome) and reply.room == rooms[4]
+            for ws, _ in joined:
+                await ws.close()
+
+    run_async(main())
+
+
+def test_scanning_nameplates_is_limited_across_relays(redis):
+    """The missed joins of an address are counted in Redis: a scan spread over relays runs
+    out as fast, and then even the open room is refused."""
+
+    async def main():
+        async with Relays(redis.url, 2, RelayLimits(missed_joins_per_minute=4)) as relays:
+            owner, wo = await relays.join(0, "", role="sender", create=True)
+            for i, nameplate in enumerate(("500", "501", "502", "503")):
+                ws, reply = await relays.join(i % 2, nameplate)
+                assert isinstance(reply, Error) and reply.code == "room-not-found"
+            for index in (0, 1):
+                ws, reply = await relays.join(index, wo.room)
+                assert isinstance(reply, Error) and reply.code == "rate-limited"
+                assert "rooms that are not open" in reply.message
+                assert await closed_with(ws) == 4029
+            other, wx = await relays.join(1, "", role="sender", create=True)  # the relay names it: allowed
+            assert isinstance(wx, Welcome) and wx.room == "2"
+            await owner.close(), await other.close()
+
+    run_async(main())
+
+
 def test_a_peer_that_reconnects_through_another_relay_replaces_its_old_connection(redis):
     async def main():
         async with Relays(redis.url, 2) as relays:
-            room = room_id(new_code())
+            room = fresh_nameplate()
             a, _ = await relays.join(0, room, role="sender", create=True)
             old, welcome_old = await relays.join(0, room, session="5e" * 16)
             await next_message(a, PeerJoined)
@@ -322,10 +403,12 @@ async def _offer_to_page(relays, page_relay: int, laptop_relay: int, size: int):
     it as a download with ``TOKEN``. Returns the raw sockets and the two welcomes."""
     from xfer.protocol import Accept, FileInfo, Offer
 
-    room = room_id(new_code())
+    room = fresh_nameplate()
     laptop, w_laptop = await relays.join(laptop_relay, room, role="sender", create=True, name="laptop")
     page = await connect(relays.url(page_relay), compression=None)
-    await page.send(serialize(Hello(version="1.0", room=room, role="peer", name="phone", client="xfer-web/1")))
+    await page.send(
+        serialize(Hello(version=PROTOCOL_VERSION, room=room, role="peer", name="phone", client="xfer-web/1"))
+    )
     w_page = await recv_message(page)
     assert isinstance(w_page, Welcome)
     await next_message(laptop, PeerJoined)
@@ -380,7 +463,7 @@ def test_a_page_that_does_not_fetch_its_download_holds_up_nobody_else(redis, rel
         async with Relays(redis.url, 2, RelayLimits(download_start_timeout=6.0)) as relays:
             laptop, page, w_laptop, w_page = await _page_download(relays, 0, relay_count - 1, chunks=8)
             started = time.monotonic()  # 8 chunks: a whole credit window, more than the bridge holds unfetched
-            other = room_id(new_code())
+            other = fresh_nameplate()
             x, w_x = await relays.join(0, other, role="sender", create=True, name="x")
             y, w_y = await relays.join(1, other, name="y")
             await next_message(x, PeerJoined, timeout=3)  # news from relay 1 on relay 0's channel
@@ -531,10 +614,10 @@ def test_a_dead_relays_peers_leave_their_rooms(redis, tmp_path, procs):
         )
         wait_for_port(port)
         async with Relays(redis.url, 1) as relays:
-            room = room_id(new_code())
+            room = fresh_nameplate()
             a, _ = await relays.join(0, room, role="sender", create=True)
             b = await connect(f"ws://127.0.0.1:{port}/ws", compression=None)
-            await b.send(serialize(Hello(version="1.0", room=room, role="receiver", name="b")))
+            await b.send(serialize(Hello(version=PROTOCOL_VERSION, room=room, role="receiver", name="b")))
             welcome = await recv_message(b)
             assert isinstance(welcome, Welcome)
             await next_message(a, PeerJoined)
@@ -550,11 +633,11 @@ def test_a_dead_relays_peers_leave_their_rooms(redis, tmp_path, procs):
 def test_redis_lost_and_back(redis):
     async def main():
         async with Relays(redis.url, 2) as relays:
-            shared = room_id(new_code())
+            shared = fresh_nameplate()
             a, _ = await relays.join(0, shared, role="sender", create=True, name="a")
             b, welcome_b = await relays.join(1, shared, name="b")
             await next_message(a, PeerJoined)
-            local = room_id(new_code())
+            local = fresh_nameplate()
             c, _ = await relays.join(0, local, role="sender", create=True, name="c")
             d, welcome_d = await relays.join(0, local, name="d")
             await next_message(c, PeerJoined)
@@ -568,7 +651,7 @@ def test_redis_lost_and_back(redis):
                 reply = await client.get(health)
             assert reply.status_code == 503 and reply.json()["status"] == "degraded"
             assert reply.json()["redis"] == "down"
-            ws, reply = await relays.join(0, room_id(new_code()), create=True)
+            ws, reply = await relays.join(0, fresh_nameplate(), create=True)
             assert isinstance(reply, Error) and reply.code == "unavailable"
             assert await closed_with(ws) == 1013
             # a room whose peers are all on one relay goes on

@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from conftest import run_async
-from peers import Relay, closed_with, recv_message
+from peers import PROTOCOL_VERSION, Relay, closed_with, fresh_nameplate, recv_message
 from xfer.protocol import (
     Error,
     Hello,
@@ -20,26 +20,26 @@ from xfer.protocol import (
     Text,
     Welcome,
     encode_chunk,
-    new_code,
     parse_chunk,
-    room_id,
+    parse_message,
     serialize,
 )
+from xfer.protocol.message_keys import Subscribe, Unsubscribe
 from xfer.relay import RelayLimits
 
 
 def test_membership_routing_and_from_stamping():
     async def main():
-        room = room_id(new_code())
         async with Relay() as relay:
-            a, wa = await relay.join(room, "sender", "a", create=True)
-            assert isinstance(wa, Welcome) and wa.peers == ()
+            a, wa = await relay.join("", "sender", "a", create=True)
+            assert isinstance(wa, Welcome) and wa.peers == () and wa.room == "1"
+            room = wa.room
             # Compression stays off even when a client offers it: chunks are binary, deflate costs more than it saves.
             offering = await connect(relay.url)  # websockets offers permessage-deflate by default
             assert "Sec-WebSocket-Extensions" not in offering.response.headers
             await offering.close()
             b, wb = await relay.join(room, "receiver", "b")
-            assert [p.id for p in wb.peers] == [wa.peer_id]
+            assert [p.id for p in wb.peers] == [wa.peer_id] and wb.room == room
             joined = await recv_message(a)
             assert isinstance(joined, PeerJoined) and joined.peer.id == wb.peer_id and joined.peer.name == "b"
             c, wc = await relay.join(room, "receiver", "c")
@@ -81,11 +81,12 @@ def test_membership_routing_and_from_stamping():
 def test_room_not_found_and_room_full():
     async def main():
         async with Relay(RelayLimits(max_peers_per_room=2)) as relay:
-            ws, reply = await relay.join(room_id(new_code()), create=False)
+            ws, reply = await relay.join(fresh_nameplate(), create=False)
             assert isinstance(reply, Error) and reply.code == "room-not-found"
             assert await closed_with(ws) == 4004
-            room = room_id(new_code())
-            a, _ = await relay.join(room, create=True)
+            room = fresh_nameplate()
+            a, wa = await relay.join(room, create=True)
+            assert isinstance(wa, Welcome) and wa.room == room  # the nameplate it named
             b, _ = await relay.join(room)
             c, reply = await relay.join(room)
             assert isinstance(reply, Error) and reply.code == "room-full"
@@ -95,18 +96,130 @@ def test_room_not_found_and_room_full():
     run_async(main())
 
 
-def test_version_mismatch_gets_a_clear_error_not_a_hang():
+ONE_ZERO_HELLO = {"type": "hello", "version": "1.0", "room": "0123456789abcdef0123456789abcdef", "role": "receiver"}
+
+
+def test_a_1x_xfer_is_told_to_update():
+    """A 1.0 hello (its room an id of 32 hex digits, which 2.0 would refuse as broken) gets
+    the ``version`` error that 1.0 shows as it is, and close 4001, not a protocol error."""
+
     async def main():
         async with Relay() as relay:
             ws = await relay.raw()
-            await ws.send(
-                json.dumps(
-                    {"type": "hello", "version": "2.0", "room": room_id(new_code()), "role": "peer", "name": "future"}
-                )
-            )
-            reply = await recv_message(ws)
-            assert isinstance(reply, Error) and reply.code == "version" and "2.0" in reply.message
+            await ws.send(json.dumps({**ONE_ZERO_HELLO, "name": "old laptop", "client": "xfer/0.9.0"}))
+            wire = await asyncio.wait_for(ws.recv(), 5)
             assert await closed_with(ws) == 4001
+            # What 1.0 reads: an error message of the fields it knows, code "version", whose
+            # message its CLI prints (1.0's _join_error: PeerProtocolError(error.message)).
+            assert set(json.loads(wire)) == {"type", "code", "message"}
+            reply = parse_message(wire)
+            assert isinstance(reply, Error) and reply.code == "version"
+            assert reply.message == (
+                "this relay speaks xfer protocol 2.0 and this xfer speaks 1.0: update xfer (pip install -U xfer)"
+            )
+
+    run_async(main())
+
+
+@pytest.mark.parametrize(
+    "hello, close, words",
+    [
+        ({**ONE_ZERO_HELLO, "version": "1.7", "name": "a", "create": True}, 4001, "update xfer"),
+        ({**ONE_ZERO_HELLO, "version": "3.0", "room": "7", "name": ""}, 4001, "the relay is older"),
+        ({**ONE_ZERO_HELLO, "version": "1", "name": "a"}, 4000, "version"),  # no version at all: broken
+        ({**ONE_ZERO_HELLO, "version": PROTOCOL_VERSION, "name": "a"}, 4000, "nameplate"),  # 2.0 with a 1.0 room
+    ],
+)
+def test_other_versions_and_broken_hellos(hello, close, words):
+    async def main():
+        async with Relay() as relay:
+            ws = await relay.raw()
+            await ws.send(json.dumps(hello))
+            reply = await recv_message(ws)
+            assert isinstance(reply, Error) and words in reply.message
+            assert await closed_with(ws) == close
+
+    run_async(main())
+
+
+def test_rooms_opened_without_a_nameplate_get_the_smallest_free_one():
+    async def main():
+        async with Relay() as relay:
+            one, w1 = await relay.join("", "sender", create=True)
+            two, w2 = await relay.join("", "sender", create=True)
+            assert (w1.room, w2.room) == ("1", "2") and w2.peers == ()  # two rooms, not one
+            r, wr = await relay.join("1", "receiver")
+            assert wr.room == "1" and [p.id for p in wr.peers] == [w1.peer_id]
+            await recv_message(one)  # r joined
+            await one.close(), await r.close()
+            for _ in range(50):  # room 1 closes once both are gone
+                if "1" not in relay.server.room.rooms:
+                    break
+                await asyncio.sleep(0.05)
+            three, w3 = await relay.join("", "sender", create=True)
+            assert w3.room == "1"  # given again
+            four, w4 = await relay.join("", "sender", create=True)
+            assert w4.room == "3"
+            await two.close(), await three.close(), await four.close()
+
+    run_async(main())
+
+
+def test_subscribe_and_unsubscribe_drive_the_fan_out():
+    """A chunk to everyone of a transfer reaches the receivers that subscribed to it (the
+    relay reads no sealed accept), and nobody once they all unsubscribed."""
+
+    async def main():
+        async with Relay() as relay:
+            s, ws_ = await relay.join("", "sender", create=True)
+            room = ws_.room
+            r1, w1 = await relay.join(room, "receiver")
+            r2, w2 = await relay.join(room, "receiver")
+            await recv_message(s), await recv_message(s), await recv_message(r1)  # joins
+
+            async def nothing(ws):
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(ws.recv(), 0.3)
+
+            await r1.send(serialize(Subscribe(transfer=5, to=ws_.peer_id)))
+            got = await recv_message(s)  # the sender sees it too (it is routed)
+            assert got == Subscribe(transfer=5, to=ws_.peer_id, sender=w1.peer_id)
+            await s.send(encode_chunk(ws_.peer_id, 0, 5, 0, 0, b"five"))
+            assert bytes(parse_chunk(await asyncio.wait_for(r1.recv(), 5)).payload) == b"five"
+            await nothing(r2)
+            await s.send(encode_chunk(ws_.peer_id, 0, 6, 0, 0, b"six"))  # nobody subscribed: everyone
+            for r in (r1, r2):
+                assert bytes(parse_chunk(await asyncio.wait_for(r.recv(), 5)).payload) == b"six"
+            await r2.send(serialize(Subscribe(transfer=5, to=ws_.peer_id)))
+            await r1.send(serialize(Unsubscribe(transfer=5, to=ws_.peer_id)))
+            await recv_message(s), await recv_message(s)
+            await s.send(encode_chunk(ws_.peer_id, 0, 5, 0, 1, b"again"))
+            assert bytes(parse_chunk(await asyncio.wait_for(r2.recv(), 5)).payload) == b"again"
+            await nothing(r1)
+            await r2.send(serialize(Unsubscribe(transfer=5, to=ws_.peer_id)))
+            await recv_message(s)
+            await s.send(encode_chunk(ws_.peer_id, 0, 5, 0, 2, b"late"))
+            await nothing(r1), await nothing(r2)  # emptied: to nobody, not to everyone
+            for ws in (s, r1, r2):
+                await ws.close()
+
+    run_async(main())
+
+
+def test_scanning_nameplates_is_rate_limited():
+    async def main():
+        async with Relay(RelayLimits(missed_joins_per_minute=3)) as relay:
+            owner, wo = await relay.join("", "sender", create=True)
+            for nameplate in ("500", "501", "502"):
+                ws, reply = await relay.join(nameplate, "receiver")
+                assert reply.code == "room-not-found" and await closed_with(ws) == 4004
+            ws, reply = await relay.join(wo.room, "receiver")  # the open room: refused too, nothing learnt
+            assert isinstance(reply, Error) and reply.code == "rate-limited"
+            assert "rooms that are not open" in reply.message
+            assert await closed_with(ws) == 4029
+            other, wx = await relay.join("", "sender", create=True)  # a room the relay names: no probe
+            assert wx.room == "2"
+            await owner.close(), await other.close()
 
     run_async(main())
 
@@ -114,8 +227,7 @@ def test_version_mismatch_gets_a_clear_error_not_a_hang():
 def test_healthz_and_page():
     async def main():
         async with Relay() as relay:
-            room = room_id(new_code())
-            a, _ = await relay.join(room, create=True)
+            a, _ = await relay.join("", create=True)
             base = f"http://127.0.0.1:{relay.server.port}"
 
             def get(path):
@@ -138,7 +250,7 @@ def test_serve_sigterm_closes_peers_with_come_back_later(relay_process):
     async def main():
         url = f"ws://127.0.0.1:{relay_process.port}/ws"
         ws = await connect(url, compression=None)
-        await ws.send(serialize(Hello(version="1.0", room=room_id(new_code()), role="peer", name="a", create=True)))
+        await ws.send(serialize(Hello(version=PROTOCOL_VERSION, room="", role="peer", name="", create=True)))
         assert isinstance(await recv_message(ws), Welcome)
         relay_process.proc.send_signal(signal.SIGTERM)
         assert await closed_with(ws, 10) == 1012
@@ -154,7 +266,7 @@ def test_the_relay_holds_messages_to_its_own_limits():
 
     async def main():
         async with Relay(RelayLimits(max_peer_name_chars=5, max_text_chars=8)) as relay:
-            room = room_id(new_code())
+            room = fresh_nameplate()
             ws, reply = await relay.join(room, name="toolong", create=True)
             assert isinstance(reply, Error) and reply.code == "protocol"
             assert await closed_with(ws) == 4000

@@ -15,6 +15,7 @@ from .message_fields import (
     MAX_CONTROL_FRAME,
     MAX_FILES_PER_OFFER,
     MAX_NAME_CHARS,
+    MAX_NAMEPLATE,
     MAX_PEER_NAME_CHARS,
     MAX_REASON_CHARS,
     MAX_TEXT_CHARS,
@@ -55,6 +56,13 @@ class Limits:
     max_rooms: int = 10_000
     max_rooms_per_address: int = 50
     joins_per_minute: int = 60  # per client address, a token bucket
+    # per client address, a token bucket: joins that name a room that is not open. Past it the
+    # address may not name rooms for a while, so scanning nameplates for open rooms is slow
+    missed_joins_per_minute: int = 10
+    # relays sharing Redis give a room opened without a nameplate the smallest free one among
+    # the first this many, then try this many drawn at random up to 999999 (then: relay full)
+    nameplates_in_order: int = 1000
+    nameplate_draws: int = 32
     remembered_addresses: int = 100_000  # join buckets kept; past this they are all forgotten at once
     handshake_timeout: float = 10.0  # a new connection's first HTTP request (and its TLS handshake)
     hello_timeout: float = 10.0  # to send hello once the WebSocket opened
@@ -81,6 +89,10 @@ class Limits:
             raise ValueError(f"chunk_size must be from 1 to {self.max_chunk_payload}")
         if self.window < self.chunk_size:
             raise ValueError("window must hold at least one chunk")
+        if self.joins_per_minute < 1 or self.missed_joins_per_minute < 1:
+            raise ValueError("joins_per_minute and missed_joins_per_minute must be at least 1")
+        if not 1 <= self.nameplates_in_order <= MAX_NAMEPLATE or not 0 <= self.nameplate_draws <= 1000:
+            raise ValueError(f"nameplates_in_order must be from 1 to {MAX_NAMEPLATE}, nameplate_draws 0 to 1000")
         if self.ack_every < 1:
             raise ValueError("ack_every must be at least 1")
 

@@ -6,7 +6,7 @@ Relays trust each other and their Redis, but a bug or a stray publisher must not
 a relay's channel, so every message is checked like a peer's: the size before anything
 else, then each field. The first byte says the kind:
 
-- ``D`` Deliver: room id (32 hex) + count (uint16) + that many peer ids (uint32) +
+- ``D`` Deliver: room (its nameplate, uint32) + count (uint16) + that many peer ids (uint32) +
   ``t`` or ``b`` + the frame as the relay forwards it (JSON text with ``from`` set, or a
   binary chunk). Once per relay, however many receivers it holds.
 - ``J`` / ``L`` / ``E`` + JSON: a peer joined (``room``, ``relay``, ``peer``), left
@@ -30,22 +30,28 @@ from typing import Any, ClassVar
 
 from .errors import FrameTooLarge, ProtocolError
 from .frames import MAX_BINARY_FRAME
+from .message_fields import MAX_NAMEPLATE, NAMEPLATE
 from .messages import MAX_CONTROL_FRAME, MAX_ID, MAX_NAME_CHARS, PeerInfo
 
 MAX_DELIVER_IDS = 1000  # receivers named in one Deliver (a room holds far fewer)
-MAX_RELAY_MESSAGE = 1 + 32 + 2 + 4 * MAX_DELIVER_IDS + 1 + max(MAX_BINARY_FRAME, MAX_CONTROL_FRAME)
+MAX_RELAY_MESSAGE = 1 + 4 + 2 + 4 * MAX_DELIVER_IDS + 1 + max(MAX_BINARY_FRAME, MAX_CONTROL_FRAME)
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 _IDS = struct.Struct("!I")
 _COUNT = struct.Struct("!H")
-_ROOM_CHARS = 32
+_ROOM = struct.Struct("!I")  # a nameplate, in a Deliver
 _STREAM_CHARS = 16
 
 
 def _hex(value: object, pattern: re.Pattern[str], what: str) -> None:
     if type(value) is not str or not pattern.fullmatch(value):
         raise ProtocolError(f"relay message: {what} is malformed")
+
+
+def _room(value: object) -> None:
+    if type(value) is not str or not NAMEPLATE.fullmatch(value):
+        raise ProtocolError("relay message: room nameplate is malformed")
 
 
 def _peer_id(value: object, what: str = "peer id") -> None:
@@ -68,7 +74,7 @@ class Deliver(RelayMessage):
     frame: str | bytes
 
     def __post_init__(self) -> None:
-        _hex(self.room, _HEX32, "room id")
+        _room(self.room)
         if len(self.ids) > MAX_DELIVER_IDS:
             raise ProtocolError("relay message: too many receivers")
         for i in self.ids:
@@ -85,7 +91,7 @@ class RemoteJoined(RelayMessage):
     peer: PeerInfo
 
     def __post_init__(self) -> None:
-        _hex(self.room, _HEX32, "room id")
+        _room(self.room)
         _hex(self.relay, _HEX16, "relay id")
 
 
@@ -96,7 +102,7 @@ class RemoteLeft(RelayMessage):
     id: int
 
     def __post_init__(self) -> None:
-        _hex(self.room, _HEX32, "room id")
+        _room(self.room)
         _peer_id(self.id)
 
 
@@ -110,7 +116,7 @@ class Evict(RelayMessage):
     code: int
 
     def __post_init__(self) -> None:
-        _hex(self.room, _HEX32, "room id")
+        _room(self.room)
         _peer_id(self.id)
         if type(self.code) is not int or not 1000 <= self.code <= 4999:
             raise ProtocolError("relay message: close code is out of range")
@@ -224,11 +230,14 @@ def parse_relay_message(data: bytes, *, max_size: int = MAX_RELAY_MESSAGE) -> Re
         raise FrameTooLarge(f"relay message of {len(data)} bytes is over the {max_size} byte limit")
     kind, rest = data[:1], data[1:]
     if kind == b"D":
-        head = _ROOM_CHARS + _COUNT.size
+        head = _ROOM.size + _COUNT.size
         if len(rest) < head + 1:
             raise ProtocolError("relay message: deliver is too short")
-        room = rest[:_ROOM_CHARS].decode("ascii", "replace")
-        (count,) = _COUNT.unpack_from(rest, _ROOM_CHARS)
+        (nameplate,) = _ROOM.unpack_from(rest)
+        if not 1 <= nameplate <= MAX_NAMEPLATE:
+            raise ProtocolError("relay message: room nameplate is malformed")
+        room = str(nameplate)
+        (count,) = _COUNT.unpack_from(rest, _ROOM.size)
         if count > MAX_DELIVER_IDS or len(rest) < head + 4 * count + 1:
             raise ProtocolError("relay message: deliver names more receivers than it holds")
         ids = tuple(_IDS.unpack_from(rest, head + 4 * i)[0] for i in range(count))
@@ -267,7 +276,7 @@ def serialize_relay(message: RelayMessage) -> bytes:
         ids = b"".join(_IDS.pack(i) for i in message.ids)
         frame = message.frame
         body = b"t" + frame.encode() if isinstance(frame, str) else b"b" + frame
-        return b"D" + message.room.encode("ascii") + _COUNT.pack(len(message.ids)) + ids + body
+        return b"D" + _ROOM.pack(int(message.room)) + _COUNT.pack(len(message.ids)) + ids + body
     if isinstance(message, DownloadBody):
         return b"Y" + message.s.encode("ascii") + (b"1" if message.more else b"0") + message.body
     if isinstance(message, RemoteJoined):

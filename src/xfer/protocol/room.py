@@ -95,6 +95,14 @@ class Left(Event, Generic[H]):
     forgotten: bool  # the room had nobody left here and is forgotten
 
 
+# Nameplates are small numbers: whoever can join rooms by number could look for open ones
+# and race their receivers (each try costs the sender one of its few wrong-code attempts).
+# An address that named too many rooms that were not open (``missed_joins_per_minute``,
+# creates with a nameplate count too: they would probe as well) may name none for a while,
+# whether or not the room it names is open, so a scan learns nothing more.
+MISSED = Refused(Refusal.RATE_LIMITED, "too many joins of rooms that are not open from this address; wait a minute")
+
+
 class _Bucket:
     """A token bucket: ``rate`` tokens a minute, at most ``rate`` saved up."""
 
@@ -104,10 +112,14 @@ class _Bucket:
         self.tokens = float(rate)
         self.stamp = now
 
-    def take(self, rate: int, now: float) -> bool:
+    def has(self, rate: int, now: float) -> bool:
+        """Whether a token is left, without taking it."""
         self.tokens = min(float(rate), self.tokens + max(0.0, now - self.stamp) * rate / 60.0)
         self.stamp = now
-        if self.tokens >= 1.0:
+        return self.tokens >= 1.0
+
+    def take(self, rate: int, now: float) -> bool:
+        if self.has(rate, now):
             self.tokens -= 1.0
             return True
         return False
@@ -125,6 +137,7 @@ class Room(Generic[H]):
         self.rooms: dict[str, OpenRoom[H]] = {}
         self._rooms_by_address: dict[str, int] = {}
         self._buckets: dict[str, _Bucket] = {}
+        self._misses: dict[str, _Bucket] = {}  # per address: joins that named a room not open
         self._new_id = new_id
 
     # -- what the shell reads ------------------------------------------------------------
@@ -166,13 +179,17 @@ class Room(Generic[H]):
 
     def rate_ok(self, address: str, now: float) -> bool:
         """Take one join token of ``address``."""
-        if len(self._buckets) > self.limits.remembered_addresses:  # forget old addresses rather than grow
-            self._buckets.clear()
-        rate = self.limits.joins_per_minute
-        bucket = self._buckets.get(address)
+        return self._bucket(self._buckets, address, self.limits.joins_per_minute, now).take(
+            self.limits.joins_per_minute, now
+        )
+
+    def _bucket(self, buckets: dict[str, _Bucket], address: str, rate: int, now: float) -> _Bucket:
+        if len(buckets) > self.limits.remembered_addresses:  # forget old addresses rather than grow
+            buckets.clear()
+        bucket = buckets.get(address)
         if bucket is None:
-            bucket = self._buckets[address] = _Bucket(rate, now)
-        return bucket.take(rate, now)
+            bucket = buckets[address] = _Bucket(rate, now)
+        return bucket
 
     def join(
         self,
@@ -194,6 +211,12 @@ class Room(Generic[H]):
             return Refused(Refusal.RATE_LIMITED)
         if not room_id and create:
             room_id = self.free_nameplate()
+        else:  # a nameplate named: scanning them for open rooms must be slow (see MISSED)
+            misses = self._bucket(self._misses, address, limits.missed_joins_per_minute, now)
+            if not misses.has(limits.missed_joins_per_minute, now):
+                return MISSED
+            if room_id not in self.rooms:
+                misses.take(limits.missed_joins_per_minute, now)
         room = self.rooms.get(room_id)
         if room is None:
             if not create:

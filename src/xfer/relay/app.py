@@ -8,6 +8,7 @@ checks them, asks the room whom they go to and sends them; joins go through the 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import replace
 
@@ -36,6 +37,7 @@ from ..protocol import (
 )
 from ..protocol.closes import Close
 from ..protocol.limits import LIMITS
+from ..protocol.message_fields import PROTOCOL_MAJOR, VERSION_PATTERN
 from ..protocol.room import Joined, Refused, Room
 from .buses import Bus, Handle, Inbound, LocalBus
 from .download import DownloadBridge
@@ -124,6 +126,10 @@ class Relay:
             text = first.get("text")
             if text is None:
                 raise ProtocolError("the first message must be a hello text frame")
+            other = _other_version(text, limits)
+            if other is not None:  # before parsing: a 1.x hello names its room in a way 2.0 refuses
+                await conn.close(Close.VERSION, other)
+                return False
             hello = parse_message(text, limits=limits)
             if not isinstance(hello, Hello):
                 raise ProtocolError("the first message must be a hello")
@@ -217,6 +223,27 @@ class Relay:
         message = serialize(PeerLeft(peer_id=peer_id))
         await _broadcast([m.handle for m in left.remaining if m.here], message)
         await self.bus.left(room, peer_id, left.remaining)
+
+
+def _other_version(text: str, limits: Limits) -> Error | None:
+    """The ``version`` error for a hello of another major version, in words its user can act on.
+
+    A 1.x xfer reads this error as 2.0 still writes it (same ``error`` message, close
+    4001) and shows its message. Anything that is not such a hello is left to the parser."""
+    if len(text) > limits.max_control_frame:
+        return None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    version = data.get("version") if isinstance(data, dict) and data.get("type") == "hello" else None
+    match = VERSION_PATTERN.match(version) if isinstance(version, str) else None
+    if match is None or int(match.group(1)) == PROTOCOL_MAJOR:
+        return None
+    said = f"this relay speaks xfer protocol {PROTOCOL_VERSION} and this xfer speaks {version}"
+    if int(match.group(1)) < PROTOCOL_MAJOR:
+        return Error(code="version", message=f"{said}: update xfer (pip install -U xfer)")
+    return Error(code="version", message=f"{said}: the relay is older; its owner must update it")
 
 
 def _no_such_peer(message: Message | None) -> Error:

@@ -21,9 +21,10 @@ from typing import Any
 
 from ..protocol import Hello, PeerInfo, ProtocolError
 from ..protocol.closes import Close, Refusal
+from ..protocol.message_fields import MAX_NAMEPLATE
 from ..protocol.messages import MAX_ID
 from ..protocol.relays import Evict, RemoteJoined, RemoteLeft, download_message, serialize_relay
-from ..protocol.room import Joined, Member, Refused
+from ..protocol.room import MISSED, Joined, Member, Refused
 from .buses import Handle, Members
 from .redis_channel import RemotePeer, remote_member
 from .redis_core import (
@@ -40,6 +41,14 @@ from .redis_core import (
 from .redis_upkeep import UpkeepPart
 
 __all__ = ["RedisBus", "RemotePeer"]
+
+
+def _drawn_nameplates(hello: Hello, in_order: int, draws: int) -> list[int]:
+    """Where the join script looks for a free nameplate once the first ``in_order`` are taken:
+    ``draws`` random ones above them (none when the hello names its room)."""
+    if hello.room or in_order >= MAX_NAMEPLATE:
+        return []
+    return [in_order + 1 + secrets.randbelow(MAX_NAMEPLATE - in_order) for _ in range(draws)]
 
 
 class RedisBus(UpkeepPart):
@@ -128,10 +137,11 @@ class RedisBus(UpkeepPart):
             try:
                 reply = await self._join(
                     keys=[
-                        f"{PREFIX}room:{hello.room}",
+                        f"{PREFIX}room:{hello.room}",  # with "", the script picks the room and its key
                         f"{PREFIX}rooms",
                         f"{PREFIX}addr:{address}",
                         f"{PREFIX}rate:{address}",
+                        f"{PREFIX}miss:{address}",
                     ],
                     args=[
                         int(time.time() * 1000),
@@ -146,6 +156,10 @@ class RedisBus(UpkeepPart):
                         self.room_ttl_ms,
                         hello.room,
                         address,
+                        limits.missed_joins_per_minute,
+                        f"{PREFIX}room:",
+                        limits.nameplates_in_order,
+                        *_drawn_nameplates(hello, limits.nameplates_in_order, limits.nameplate_draws),
                     ],
                 )
             except FAILURES as exc:
@@ -157,19 +171,21 @@ class RedisBus(UpkeepPart):
                 break
         else:
             return Refused(Refusal.UNAVAILABLE, "could not pick a peer id; try again")
+        if status == "missed":
+            return MISSED
         if status != "ok":
             refusal = Refusal.from_code(status)
             return (
                 Refused(refusal) if refusal is not None else Refused(Refusal.UNAVAILABLE, "the relay refused the join")
             )
-        return await self._seated(hello.room, address, info, handle, hello.session, reply)
+        return await self._seated(address, info, handle, hello.session, reply)
 
     async def _seated(
-        self, room_id: str, address: str, info: PeerInfo, handle: Handle, session: str | None, reply: list[Any]
+        self, address: str, info: PeerInfo, handle: Handle, session: str | None, reply: list[Any]
     ) -> Joined[Handle]:
         """Take Redis's answer to a join into this relay's view of the room."""
-        creator, stale_field, stale_value = text(reply[1]), text(reply[2]), reply[3]
-        others = members(dict(zip(reply[4::2], reply[5::2])))
+        room_id, creator, stale_field, stale_value = text(reply[1]), text(reply[2]), text(reply[3]), reply[4]
+        others = members(dict(zip(reply[5::2], reply[6::2])))
         # The reply is a snapshot: news that came meanwhile may be newer (a peer that joined
         # after it is in our view, one that left is in the reply). Add what we have not heard of,
         # unless we heard it left; take nothing away (news of leaving does that).
@@ -195,7 +211,7 @@ class RedisBus(UpkeepPart):
         self.room.seat(room_id, Member(info, handle, address=address, session=session), creator or address)
         room = self.room.rooms[room_id]
         seen = tuple(m.info for pid, m in room.peers.items() if pid != info.id)
-        return Joined(info, seen, stale)
+        return Joined(info, seen, stale, room_id)
 
     async def joined(self, room_id: str, info: PeerInfo) -> None:
         """Tell the other relays of the room that our peer ``info`` joined it."""

@@ -3,14 +3,15 @@ and how a Redis failure is told apart from a busy pool (by exception type).
 
 What lives in Redis (``xfer:`` keys, one Redis database, not Redis Cluster):
 
-- ``xfer:room:<room id>``: a hash, ``creator`` (the address that opened the room) and
+- ``xfer:room:<nameplate>``: a hash, ``creator`` (the address that opened the room) and
   one field ``p<peer id>`` per peer, ``{"relay", "name", "role", "client", "session"}``
   (``session`` is a digest of the peer's session secret, never the secret). Joins and
   leaves are Lua scripts, so two relays never seat the same id or overfill a room.
 - ``xfer:rooms`` and ``xfer:addr:<address>``: sorted sets of open rooms (all, and by
   creator address) with the time a relay last vouched for them: ``--max-rooms`` and
   the rooms-per-address limit hold across relays.
-- ``xfer:rate:<address>``: the join token bucket of an address, shared by all relays.
+- ``xfer:rate:<address>``: the join token bucket of an address, shared by all relays;
+  ``xfer:miss:<address>``: its bucket of joins that named a room not open.
 - ``xfer:alive:<relay id>``: each relay's heartbeat, a key that expires ``expiry``
   seconds after the relay last renewed it (every ``expiry / 4`` s).
 - ``xfer:dl:<token>``: the relay that streams a page's download.
@@ -46,36 +47,64 @@ T = TypeVar("T")
 PREFIX = "xfer:"
 FAILURES = (RedisError, OSError)  # what a command to Redis raises when Redis is slow or away
 
-# Seat a peer. KEYS: room, rooms, rooms of the address, rate bucket of the address.
+# Seat a peer. KEYS: room (none when the relay picks it), rooms, rooms of the address,
+#       rate bucket of the address, missed-joins bucket of the address.
 # ARGV: now (ms), field, peer JSON, create, session digest, max peers, max rooms,
-#       max rooms per address, joins per minute, room ttl (ms), room id, address.
-# Returns {"ok", creator, stale field, stale JSON, field, JSON, field, JSON...} or {code}.
+#       max rooms per address, joins per minute, room ttl (ms), room id ('' to pick one),
+#       address, missed joins per minute, prefix of room keys, nameplates to try in order,
+#       then nameplates drawn at random to try after them.
+# Returns {"ok", room id, creator, stale field, stale JSON, field, JSON, field, JSON...} or {code}.
+#
+# A room opened without a nameplate gets the smallest whose room key does not exist, in
+# this script, so two relays never hand out one nameplate. A nameplate that is named is
+# a possible probe: joins of rooms that are not open are counted per address, and an
+# address out of misses may name no room (as ``Room.join`` does; ``missed`` is its code).
 JOIN = """
 local now = tonumber(ARGV[1])
-local rate = tonumber(ARGV[9])
-local bucket = redis.call('HMGET', KEYS[4], 't', 's')
-local tokens = tonumber(bucket[1]) or rate
-local stamp = tonumber(bucket[2]) or now
-tokens = math.min(rate, tokens + math.max(0, now - stamp) * rate / 60000)
-local allowed = tokens >= 1
-if allowed then tokens = tokens - 1 end
-redis.call('HSET', KEYS[4], 't', tostring(tokens), 's', tostring(now))
-redis.call('PEXPIRE', KEYS[4], 120000)
-if not allowed then return {'rate-limited'} end
+local function bucket(key, rate, take)
+  local b = redis.call('HMGET', key, 't', 's')
+  local tokens = tonumber(b[1]) or rate
+  local stamp = tonumber(b[2]) or now
+  tokens = math.min(rate, tokens + math.max(0, now - stamp) * rate / 60000)
+  local allowed = tokens >= 1
+  if allowed and take then tokens = tokens - 1 end
+  redis.call('HSET', key, 't', tostring(tokens), 's', tostring(now))
+  redis.call('PEXPIRE', key, 120000)
+  return allowed
+end
+if not bucket(KEYS[4], tonumber(ARGV[9]), true) then return {'rate-limited'} end
 local ttl = tonumber(ARGV[10])
-if redis.call('EXISTS', KEYS[1]) == 0 then
+local room_id, room_key = ARGV[11], KEYS[1]
+if room_id == '' then
+  if ARGV[4] ~= '1' then return {'room-not-found'} end
+  for n = 1, tonumber(ARGV[15]) do
+    if redis.call('EXISTS', ARGV[14] .. n) == 0 then room_id = tostring(n) break end
+  end
+  if room_id == '' then
+    for i = 16, #ARGV do
+      if redis.call('EXISTS', ARGV[14] .. ARGV[i]) == 0 then room_id = ARGV[i] break end
+    end
+  end
+  if room_id == '' then return {'relay-full'} end
+  room_key = ARGV[14] .. room_id
+else
+  local misses = tonumber(ARGV[13])
+  if not bucket(KEYS[5], misses, false) then return {'missed'} end
+  if redis.call('EXISTS', room_key) == 0 then bucket(KEYS[5], misses, true) end
+end
+if redis.call('EXISTS', room_key) == 0 then
   if ARGV[4] ~= '1' then return {'room-not-found'} end
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ttl)
   if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[7]) then return {'relay-full'} end
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
   if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[8]) then return {'too-many-rooms'} end
-  redis.call('HSET', KEYS[1], 'creator', ARGV[12])
-  redis.call('ZADD', KEYS[2], now, ARGV[11])
-  redis.call('ZADD', KEYS[3], now, ARGV[11])
+  redis.call('HSET', room_key, 'creator', ARGV[12])
+  redis.call('ZADD', KEYS[2], now, room_id)
+  redis.call('ZADD', KEYS[3], now, room_id)
 end
-if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return {'retry'} end
+if redis.call('HEXISTS', room_key, ARGV[2]) == 1 then return {'retry'} end
 local stale_field, stale_value = '', ''
-local all = redis.call('HGETALL', KEYS[1])
+local all = redis.call('HGETALL', room_key)
 local creator = ''
 local others = {}
 for i = 1, #all, 2 do
@@ -90,10 +119,10 @@ for i = 1, #all, 2 do
   end
 end
 if #others / 2 >= tonumber(ARGV[6]) then return {'room-full'} end
-if stale_field ~= '' then redis.call('HDEL', KEYS[1], stale_field) end
-redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ttl)
-local reply = {'ok', creator, stale_field, stale_value}
+if stale_field ~= '' then redis.call('HDEL', room_key, stale_field) end
+redis.call('HSET', room_key, ARGV[2], ARGV[3])
+redis.call('PEXPIRE', room_key, ttl)
+local reply = {'ok', room_id, creator, stale_field, stale_value}
 for i = 1, #others do reply[#reply + 1] = others[i] end
 return reply
 """
