@@ -237,7 +237,7 @@ def test_a_chunk_moved_to_another_offset_or_file_or_rewritten_does_not_open():
     for bad in (
         dataclasses.replace(good, offset=10),
         dataclasses.replace(good, index=1),
-        dataclasses.replace(good, payload=memoryview(bytes(good.payload)[:-1] + b"\0")),
+        dataclasses.replace(good, payload=memoryview(bytes(good.payload)[:-1] + bytes([good.payload[-1] ^ 1]))),
     ):
         with pytest.raises(Tampered):
             wire.guards[RECEIVER].receive(bad)
