@@ -372,3 +372,22 @@ def test_subscribe_and_unsubscribe_are_for_the_relay_and_change_nothing_here():
     wire = pair()
     assert wire.guards[SENDER].receive(Subscribe(to=SENDER, sender=RECEIVER, transfer=5)) == []
     assert wire.guards[SENDER].receive(Unsubscribe(to=SENDER, sender=RECEIVER, transfer=5)) == []
+
+
+def test_a_peer_that_never_made_keys_cannot_stop_the_sender_with_clear_frames():
+    sender = Guard("sender", "laptop", CODE)
+    sender.joined([])
+    sender.receive(PeerJoined(peer=PeerInfo(id=OTHER, name="", role="receiver")))
+    for item in (
+        Accept(to=SENDER, sender=OTHER, transfer=5),
+        Error(to=SENDER, sender=OTHER, code="protocol", message="stop"),
+        Text(to=SENDER, sender=OTHER, text="hello"),
+    ):
+        assert sender.receive(item) == []
+    assert sender.wrong == 0 and not sender.peers
+
+
+def test_a_trusted_peer_that_sends_in_clear_is_refused_loudly():
+    wire = pair()
+    with pytest.raises(RemoteProtocolError, match="without sealing"):
+        wire.guards[SENDER].receive(Accept(to=SENDER, sender=RECEIVER, transfer=5))

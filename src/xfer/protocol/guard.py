@@ -198,21 +198,18 @@ class Guard:
             if isinstance(item, Sealed):
                 return self._on_sealed(pair, item)
             if isinstance(item, Error) and not pair.trusted:
-                raise (
-                    WrongCode(f"the other side stopped: {item.message or item.code}")
-                    if item.code
-                    in (
-                        "wrong-code",
-                        "code-spent",
-                    )
-                    else RemoteProtocolError(f"the other side stopped: {item.message or item.code}", item.code)
-                )
+                if self.side == "receiver" and pair.info.role != "peer":  # our sender gave up on us
+                    why = f"the other side stopped: {item.message or item.code}"
+                    if item.code in ("wrong-code", "code-spent"):
+                        raise WrongCode(why)
+                    raise RemoteProtocolError(why, item.code)
+                return []  # a receiver or page that gave up before the keys: nothing to undo
             if pair.relayed and pair.trusted and isinstance(item, Message) and item.type not in CLEAR_BETWEEN_PEERS:
                 return [Deliver(item)]  # a page's bridge speaks for it in clear
         except WrongCode as exc:
             return self._refuse(pair, exc)
-        if item.type in CLEAR_BETWEEN_PEERS:
-            return []  # subscribe/unsubscribe: for the relay
+        if item.type in CLEAR_BETWEEN_PEERS or not pair.trusted:
+            return []  # subscribe/unsubscribe are for the relay; a peer without keys has no say
         raise RemoteProtocolError(f"a peer sent {item.type} without sealing it", "protocol")
 
     def _on_pake(self, pair: _Pair, pake: Pake) -> list[Output]:
