@@ -5,7 +5,7 @@
 // order (opening a box may wait for WebCrypto); what goes out is sealed and sent one at a
 // time, in order, chunks included, so the channels' counters follow the wire.
 
-import { GuardError, PageGuard } from "./guard.js";
+import { GuardError, PageGuard, WrongLink } from "./guard.js";
 import { CLIENT, CLOSE, PROTOCOL_VERSION, randomHex } from "./protocol.js";
 
 const CLOSE_ROOM_NOT_FOUND = CLOSE.room_not_found;
@@ -135,14 +135,7 @@ export class RoomConnection extends EventTarget {
 
   async _message(msg) {
     if (msg.from) {
-      for (const out of await this.guard.receive(msg)) {
-        if (out.kind === "trusted") {
-          this._emit("peers", this.peers);
-          this._emit("peer-joined", out.peer);
-        } else {
-          this._emit("message", out.msg);
-        }
-      }
+      this._outputs(await this.guard.receive(msg));
       return;
     }
     switch (msg.type) { // the relay's own
@@ -177,9 +170,20 @@ export class RoomConnection extends EventTarget {
   }
 
   async _greet(peer) {
-    for (const out of await this.guard.greet(peer)) {
-      if (out.kind === "trusted") this._emit("peers", this.peers);
-      else this._emit("message", out.msg);
+    this._outputs(await this.guard.greet(peer));
+  }
+
+  _outputs(outputs) {
+    for (const out of outputs) {
+      if (out.kind === "trusted") {
+        this._emit("peers", this.peers);
+        this._emit("peer-joined", out.peer);
+      } else if (out.kind === "refused") {
+        // Another terminal may hold the link; the page is wrong only when none of them does.
+        if (this.guard.trusted.size === 0 && this.guard.pending === 0) throw new WrongLink();
+      } else {
+        this._emit("message", out.msg);
+      }
     }
   }
 

@@ -17,6 +17,8 @@
 // reject and cancel of a download, which the bridge reads.
 
 import { PairKeys, Tampered, WrongLink, randomBytes } from "./e2e.js";
+
+export { WrongLink };
 import { MAX_PEER_NAME, b64decode, b64encode } from "./protocol.js";
 
 const TERMINALS = new Set(["sender", "receiver"]);
@@ -61,6 +63,7 @@ export class PageGuard {
     this.backend = backend;
     this.pairs = new Map(); // peer id -> the pair's state
     this.early = new Map(); // peer id -> a pake that came before the relay's news of its peer
+    this.refused = 0; // terminals whose keys were not the page's
   }
 
   /** The terminals that proved the link's secret, as {id, name, role, client}, by id. */
@@ -103,9 +106,9 @@ export class PageGuard {
 
   /**
    * A message a peer sent (``from`` set by the relay). Resolves to what the page should act
-   * on: [{kind: "message", msg}] (opened, with from/to) or [{kind: "trusted", peer}], or [].
-   * Throws ``WrongLink`` (the terminal's keys are not ours), ``Tampered`` (a box did not
-   * open) or ``GuardError``.
+   * on: [{kind: "message", msg}] (opened, with from/to), [{kind: "trusted", peer}],
+   * [{kind: "refused", peer}] (its keys are not the page's: it is forgotten), or [].
+   * Throws ``Tampered`` (a box did not open) or ``GuardError``.
    */
   async receive(msg) {
     const pair = this.pairs.get(msg.from);
@@ -124,7 +127,7 @@ export class PageGuard {
       case "unsubscribe":
         return []; // for the relay
       case "error":
-        if (!pair.trusted && SPENT.has(msg.code)) throw new WrongLink(String(msg.message || msg.code));
+        if (!pair.trusted && SPENT.has(msg.code)) return this._refused(pair);
         break;
       default:
     }
@@ -143,9 +146,29 @@ export class PageGuard {
     return [];
   }
 
+  /** A terminal whose keys are not the page's: a room that is not the link's (its nameplate was
+   * given to another room since), or a terminal that joined by its code and holds no link. */
+  _refused(pair) {
+    this.pairs.delete(pair.info.id);
+    this.refused += 1;
+    return [{ kind: "refused", peer: pair.info }];
+  }
+
+  /** Handshakes still under way (not trusted, not refused). */
+  get pending() {
+    let n = 0;
+    for (const pair of this.pairs.values()) if (!pair.trusted) n += 1;
+    return n;
+  }
+
   async _confirm(pair, msg) {
     if (!pair.keys || pair.outgoing) throw new GuardError("a confirmation out of turn");
-    await pair.keys.check(field(msg, "tag", TAG_BYTES)); // WrongLink
+    try {
+      await pair.keys.check(field(msg, "tag", TAG_BYTES));
+    } catch (err) {
+      if (err instanceof WrongLink) return this._refused(pair);
+      throw err;
+    }
     pair.outgoing = await pair.keys.outgoing();
     pair.incoming = await pair.keys.incoming();
     const hi = { type: "hi", to: pair.info.id, name: this.name };
