@@ -553,7 +553,17 @@ def test_fanned_out_send_reaches_a_page_and_a_terminal(phone, relay, xfer_procs,
     room = sender.first_event()
     terminals = [
         xfer_procs(
-            ["receive", "--room", room["code"], "--relay", relay.ws, "--yes", "--json", "--dir", str(tmp_path / f"in{i}")],
+            [
+                "receive",
+                "--room",
+                room["code"],
+                "--relay",
+                relay.ws,
+                "--yes",
+                "--json",
+                "--dir",
+                str(tmp_path / f"in{i}"),
+            ],
             f"recv{i}",
         )
         for i in range(2)
