@@ -14,7 +14,7 @@ import struct
 import threading
 
 import pytest
-from pagekit import LAN_HOST, browser, on_lan, phone, playwright, relay, shot, wait_until, xfer_procs  # noqa: F401
+from pagekit import LAN_HOST, Relay, browser, on_lan, phone, playwright, relay, shot, wait_until, xfer_procs  # noqa: F401
 
 from conftest import make_file, sha256_of
 from xfer.protocol import FileInfo, Offer, PeerInfo, PeerJoined
@@ -300,3 +300,60 @@ def test_a_link_with_the_wrong_secret_is_told_so_and_the_sender_counts_it(phone,
     # the right link still works
     phone.goto(on_lan(room["url"]))
     phone.wait_for_selector(".offer button.primary")
+
+
+# -- an https origin: WebCrypto ---------------------------------------------------------------
+
+
+@pytest.fixture
+def https_relay(tmp_path):
+    """``xfer serve`` with TLS, its certificate for lan.test from a throwaway CA (trustme)."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert(LAN_HOST, "127.0.0.1")
+    paths = {k: tmp_path / f"{k}.pem" for k in ("cert", "key", "ca")}
+    cert.cert_chain_pems[0].write_to_path(paths["cert"])
+    cert.private_key_pem.write_to_path(paths["key"])
+    ca.cert_pem.write_to_path(paths["ca"])
+    relay = Relay(tmp_path, extra=("--tls-cert", str(paths["cert"]), "--tls-key", str(paths["key"])))
+    relay.ca = paths["ca"]
+    yield relay
+    relay.stop()
+
+
+def test_both_ways_at_an_https_origin(browser, playwright, https_relay, xfer_procs, tmp_path):
+    """At https://lan.test the page is a secure context and seals with WebCrypto: an upload into
+    ``xfer receive`` and a download from ``xfer send``, both through the TLS relay."""
+    wss = f"wss://127.0.0.1:{https_relay.port}/ws"
+    trust = {"SSL_CERT_FILE": str(https_relay.ca)}
+    context = browser.new_context(**playwright.devices["Pixel 7"], accept_downloads=True, ignore_https_errors=True)
+    page = context.new_page()
+    try:
+        recv = xfer_procs(
+            ["receive", "--relay", wss, "--yes", "--json", "--no-qr", "--dir", str(tmp_path / "in")], "recv", env=trust
+        )
+        url = on_lan(recv.first_event()["url"])
+        assert url.startswith("https://lan.test:")
+        page.goto(url)
+        page.wait_for_selector("#status[data-state=connected]")
+        assert page.evaluate("window.isSecureContext") is True
+        assert page.evaluate("async () => (await import('./e2e.js')).backend().name") == "webcrypto"
+        wait_until(lambda: "(xfer)" in page.inner_text("#peers"), 10, "the receiver")
+        src = make_file(tmp_path / "scan.pdf", 5_000_000, 51)
+        page.set_input_files("#pick-files", [str(src)])
+        assert recv.wait(60) == 0, recv.stderr
+        assert sha256_of(tmp_path / "in" / "scan.pdf") == sha256_of(src)
+
+        big = make_file(tmp_path / "slides.key", 8_000_000, 52)
+        sender = xfer_procs(["send", str(big), "--relay", wss, "--json", "--no-qr"], "send", env=trust)
+        page.goto(on_lan(sender.first_event()["url"]))
+        page.wait_for_selector(".offer button.primary")
+        assert "This relay can read these files" in page.inner_text(".offer")
+        with page.expect_download() as info:
+            page.click(".offer button.primary")
+        saved = tmp_path / "got.key"
+        info.value.save_as(saved)
+        assert sha256_of(saved) == sha256_of(big)
+        assert sender.wait(30) == 0, sender.stderr
+    finally:
+        context.close()
