@@ -17,6 +17,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -78,8 +79,8 @@ class Relay:
         self.log.flush()
         return Path(self.log.name).read_text(errors="replace")
 
-    def page(self, code: str = "", host: str = LAN_HOST) -> str:
-        return f"http://{host}:{self.port}/" + (f"#{code}" if code else "")
+    def page(self, fragment: str = "", host: str = LAN_HOST) -> str:
+        return f"http://{host}:{self.port}/" + (f"#{fragment}" if fragment else "")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -136,6 +137,14 @@ def xfer_procs(tmp_path):
     yield start
     for p in started:
         p.stop()
+
+
+def on_lan(url: str, host: str = LAN_HOST) -> str:
+    """The page link ``xfer`` printed (``http://127.0.0.1:PORT/#7.SECRET``), as a phone on the
+    LAN opens it: the same relay under a name that is not a secure context."""
+    parts = urlsplit(url)
+    assert parts.fragment, url
+    return urlunsplit(parts._replace(netloc=f"{host}:{parts.port}"))
 
 
 def shot(page, name: str) -> Path:
@@ -212,3 +221,27 @@ def make_png(path: Path, size: int = 96) -> Path:
         + chunk(b"IEND", b"")
     )
     return path
+
+
+class LinkSender:
+    """A sender written in the test, speaking protocol 2.0 through the real ``SecureLink`` and
+    ``Guard``, that opens a room and holds its QR link's secret (for a peer that does what
+    ``xfer send`` never would). Use inside ``asyncio.run``: ``await LinkSender.open(...)``."""
+
+    @classmethod
+    async def open(cls, ws_url: str, name: str):
+        from xfer.protocol.guard import Guard
+        from xfer.protocol.keys import link_fragment, link_secret
+        from xfer.protocol.words import parse_code
+        from xfer.transfer.connection import open_room
+        from xfer.transfer.secure import SecureLink
+
+        self = cls()
+        inner = await open_room(ws_url, "", role="sender", name="", create=True)
+        self.secret = link_secret()
+        self.nameplate = int(inner.room)
+        self.events: list[tuple[str, dict]] = []
+        guard = Guard("sender", name, parse_code(f"{inner.room}-guitar-nebula"), link=self.secret)
+        self.link = await SecureLink.open(inner, guard, lambda kind, **kw: self.events.append((kind, kw)))
+        self.fragment = link_fragment(self.nameplate, self.secret)
+        return self

@@ -10,10 +10,12 @@ import sys
 import urllib.request
 
 import pytest
-from pagekit import LAN_HOST, browser, phone, playwright, relay, wait_until, xfer_procs  # noqa: F401
+from pagekit import browser, on_lan, phone, playwright, relay, wait_until, xfer_procs  # noqa: F401
 
 from conftest import bounded, free_port, make_file, sha256_of, wait_for_port
 from xfer.protocol import HEADER_SIZE, PROTOCOL_VERSION, Limits
+from xfer.protocol.keys import TAG_BYTES, link_fragment, link_secret
+from xfer.protocol.words import MAX_NAMEPLATE
 from xfer.relay.web import page_constants
 
 pytestmark = pytest.mark.timeout(120)
@@ -32,11 +34,11 @@ server.app.state.limits = limits
 asyncio.run(server.run_until_signal())
 """
 
-READ_PAGE_CONSTANTS = """async () => {
+READ_PAGE_CONSTANTS = """async (arg) => {
   const p = await import("/protocol.js");  // the module the page itself runs (one per URL)
   return { protocol_version: p.PROTOCOL_VERSION, header_size: p.HEADER_SIZE, chunk_size: p.CHUNK_SIZE,
            window: p.WINDOW, max_peer_name_chars: p.MAX_PEER_NAME, max_text_chars: p.MAX_TEXT,
-           close_codes: p.CLOSE, code: p.parseCode("7kq2 m9xd 41tr pz8h") };
+           close_codes: p.CLOSE, builtin_relay: p.BUILTIN_RELAY, link: p.parseLink(arg)?.nameplate ?? null };
 }"""
 
 
@@ -65,9 +67,11 @@ def test_the_page_runs_on_what_xfer_serve_served(phone, relay):
     assert document == page_constants()  # from xfer.protocol and the default Limits
     assert document["protocol_version"] == PROTOCOL_VERSION and document["header_size"] == HEADER_SIZE
     phone.goto(relay.page())
-    seen = phone.evaluate(READ_PAGE_CONSTANTS)
-    assert seen.pop("code") == "7KQ2-M9XD-41TR-PZ8H"  # the served alphabet and grouping
+    seen = phone.evaluate(READ_PAGE_CONSTANTS, link_fragment(MAX_NAMEPLATE, link_secret()))
+    assert seen.pop("link") == str(MAX_NAMEPLATE)  # the served nameplate range and secret length
     assert seen == {k: document[k] for k in seen}
+    assert seen["builtin_relay"] is False  # xfer serve: the page warns before a download
+    assert phone.evaluate(READ_PAGE_CONSTANTS, link_fragment(MAX_NAMEPLATE + 1, link_secret()))["link"] is None
 
 
 def test_a_relay_with_other_limits_gets_a_page_that_sends_by_them(phone, other_relay, xfer_procs, tmp_path):
@@ -82,13 +86,13 @@ def test_a_relay_with_other_limits_gets_a_page_that_sends_by_them(phone, other_r
     room = recv.first_event()
     frames: list[bytes | str] = []
     phone.on("websocket", lambda ws: ws.on("framesent", lambda payload: frames.append(payload)))
-    phone.goto(f"http://{LAN_HOST}:{other_relay}/#{room['code']}")
+    phone.goto(on_lan(room["url"]))
     phone.wait_for_selector("#status[data-state=connected]")
-    seen = phone.evaluate(READ_PAGE_CONSTANTS)
-    seen.pop("code")
+    seen = phone.evaluate(READ_PAGE_CONSTANTS, "")
+    seen.pop("link")
     assert seen == {k: document[k] for k in seen}
 
-    # The page's name is cut to the served max_peer_name_chars before it is sent.
+    # The page's name is cut to the served max_peer_name_chars before it is sealed.
     joined = wait_until(
         lambda: [e for e in recv.events() if e["event"] == "peer-joined"], 15, "the page joining the room"
     )
@@ -101,7 +105,8 @@ def test_a_relay_with_other_limits_gets_a_page_that_sends_by_them(phone, other_r
     assert sha256_of(tmp_path / "in" / "notes.bin") == sha256_of(src)
     # Playwright hands over the page's events while it is called: wait on the page for the end too.
     phone.wait_for_selector(".transfer-card .ok", timeout=bounded(20_000))
-    chunks = [len(f) - HEADER_SIZE for f in frames if isinstance(f, bytes)]
+    # (each sealed: 16 bytes of tag more than its payload)
+    chunks = [len(f) - HEADER_SIZE - TAG_BYTES for f in frames if isinstance(f, bytes)]
     assert chunks and max(chunks) == 64 * 1024 and sum(chunks) == 300_000
-    offers = [json.loads(f) for f in frames if isinstance(f, str) and '"offer"' in f]
-    assert offers and offers[0]["window"] == 1024 * 1024
+    # the offer is sealed: its window is what the receiver's machine saw (it acked inside it)
+    assert not [f for f in frames if isinstance(f, str) and '"offer"' in f]

@@ -102,7 +102,6 @@ def test_constants_module_is_made_from_the_protocol_and_the_limits(client):
     """The page's numbers come from xfer.protocol and Limits, served as one module."""
     from xfer.protocol import HEADER_SIZE, LIMITS, PROTOCOL_VERSION
     from xfer.protocol.closes import Close
-    from xfer.protocol.codes import ALPHABET
     from xfer.relay.web import page_constants
 
     r = client.get("/constants.js")
@@ -113,13 +112,34 @@ def test_constants_module_is_made_from_the_protocol_and_the_limits(client):
     assert document == page_constants(LIMITS)
     assert document["protocol_version"] == PROTOCOL_VERSION and document["header_size"] == HEADER_SIZE
     assert document["chunk_size"] == LIMITS.chunk_size and document["window"] == LIMITS.window
-    assert document["code_alphabet"] == ALPHABET and document["close_codes"]["room_not_found"] == Close.ROOM_NOT_FOUND
+    assert document["close_codes"]["room_not_found"] == Close.ROOM_NOT_FOUND
+    assert document["link_secret_chars"] == 43 and document["builtin_relay"] is False
 
 
 def test_page_scripts_keep_no_copies_of_the_protocols_numbers(client):
     protocol_js = client.get("/protocol.js").text
     assert 'from "./constants.js"' in protocol_js
-    for copy in ("256 * 1024", "8 * 1024 * 1024", '"1.0"', "0123456789ABCDEFGHJKMNPQRSTVWXYZ", "xfer room id v1"):
+    for copy in ("256 * 1024", "8 * 1024 * 1024", '"1.0"', '"2.0"', "999999", "999_999"):
         assert copy not in protocol_js, copy
     connection_js = client.get("/connection.js").text
     assert "4004" not in connection_js and "4010" not in connection_js
+
+
+def test_the_relay_inside_xfer_send_tells_the_page_so():
+    """``RelayServer(builtin=True)`` (the relay ``xfer send``/``xfer receive`` run themselves):
+    the page then does not warn that the relay can read what it downloads."""
+    from xfer.relay import RelayServer, bind_socket
+
+    def flag(server: RelayServer) -> bool:
+        with TestClient(server.app) as c:
+            text = c.get("/constants.js").text
+        return json.loads(text[text.index("Object.freeze(") + len("Object.freeze(") : text.rindex(");")])[
+            "builtin_relay"
+        ]
+
+    for builtin in (True, False):
+        server = RelayServer(bind_socket("127.0.0.1", 0), builtin=builtin)
+        try:
+            assert flag(server) is builtin
+        finally:
+            server.sock.close()

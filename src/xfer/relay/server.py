@@ -167,14 +167,19 @@ class RelayServer:
         tls: ssl.SSLContext | None = None,
         trusted_proxies: tuple[str, ...] = (),
         bus: Bus | None = None,
+        builtin: bool = False,
     ) -> None:
         """``bus``: a ``bus.RedisBus`` to share rooms with other relays; it starts and stops with the server.
+        ``builtin``: the relay runs inside ``xfer send``/``xfer receive`` (their own room's relay), so a
+        page's downloads through its bridge never leave that machine; the page then does not warn
+        that the relay can read them (``constants.js``'s ``builtin_relay``).
         ``ping_interval``, ``ping_timeout``: WebSocket pings, by default every ``limits.keepalive`` seconds."""
         self.sock = sock
         self.tls = tls
         self.bus: Bus = bus if bus is not None else LocalBus()
         limits = limits or LIMITS
         self.app = create_app(limits, public_relay=public_relay, bus=self.bus)
+        self.app.state.builtin_relay = builtin
         self._handshake_timeout = limits.handshake_timeout
         http = type("HttpProtocol", (_HttpProtocol,), {"handshake_timeout": limits.handshake_timeout})
         config = uvicorn.Config(

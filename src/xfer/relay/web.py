@@ -25,18 +25,23 @@ from starlette.routing import Route
 
 from ..protocol import HEADER_SIZE, PROTOCOL_VERSION
 from ..protocol.closes import Close
-from ..protocol.codes import ALPHABET, CODE_CHARS, GROUP, ROOM_ID_CONTEXT
 from ..protocol.frames import CHUNK
+from ..protocol.keys import KEY_BYTES
 from ..protocol.limits import LIMITS, Limits
+from ..protocol.words import MAX_NAMEPLATE
 
 # file name -> content type; "/" serves index.html
 PAGE_FILES = {
     "index.html": "text/html; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "aes.js": "text/javascript; charset=utf-8",
     "connection.js": "text/javascript; charset=utf-8",
+    "e2e.js": "text/javascript; charset=utf-8",
+    "guard.js": "text/javascript; charset=utf-8",
     "hasher.js": "text/javascript; charset=utf-8",
     "hashing.js": "text/javascript; charset=utf-8",
+    "hkdf.js": "text/javascript; charset=utf-8",
     "protocol.js": "text/javascript; charset=utf-8",
     "sha256.js": "text/javascript; charset=utf-8",
     "transfers.js": "text/javascript; charset=utf-8",
@@ -71,11 +76,13 @@ def content_security_policy(host: str | None) -> str:
 CONSTANTS_JS = "constants.js"
 
 
-def page_constants(limits: Limits = LIMITS) -> dict[str, Any]:
+def page_constants(limits: Limits = LIMITS, *, builtin_relay: bool = False) -> dict[str, Any]:
     """What the page must agree on with the rest of xfer, from where xfer keeps it.
 
     Keys are the Python names (``Limits`` fields keep theirs), so a reader can find
-    where each value comes from.
+    where each value comes from. ``builtin_relay``: this relay runs inside the
+    ``xfer send``/``xfer receive`` whose QR code the page came from, so what the page
+    downloads through its bridge never leaves that machine (docs/page.md).
     """
     return {
         "protocol_version": PROTOCOL_VERSION,
@@ -85,10 +92,9 @@ def page_constants(limits: Limits = LIMITS) -> dict[str, Any]:
         "window": limits.window,
         "max_peer_name_chars": limits.max_peer_name_chars,
         "max_text_chars": limits.max_text_chars,
-        "code_alphabet": ALPHABET,
-        "code_chars": CODE_CHARS,
-        "code_group": GROUP,
-        "room_id_context": ROOM_ID_CONTEXT.decode("ascii"),
+        "max_nameplate": MAX_NAMEPLATE,
+        "link_secret_chars": _base64url_chars(KEY_BYTES),
+        "builtin_relay": builtin_relay,
         "close_codes": {
             "protocol": int(Close.PROTOCOL),
             "version": int(Close.VERSION),
@@ -99,10 +105,15 @@ def page_constants(limits: Limits = LIMITS) -> dict[str, Any]:
     }
 
 
+def _base64url_chars(size: int) -> int:
+    """Characters of ``size`` bytes in unpadded base64url (``keys.link_fragment``)."""
+    return (size * 8 + 5) // 6
+
+
 @functools.lru_cache(maxsize=8)
-def constants_module(limits: Limits = LIMITS) -> bytes:
+def constants_module(limits: Limits = LIMITS, builtin_relay: bool = False) -> bytes:
     """``constants.js``: the page's constants as a JavaScript module (made once per ``Limits``)."""
-    document = json.dumps(page_constants(limits), indent=2, sort_keys=True)
+    document = json.dumps(page_constants(limits, builtin_relay=builtin_relay), indent=2, sort_keys=True)
     return (
         "// Made by the relay from xfer.protocol and its Limits (xfer/relay/web.py): do not copy these.\n"
         f"export default Object.freeze({document});\n"
@@ -119,12 +130,14 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 def page_routes(limits: Limits = LIMITS) -> list[Route]:
     """The page's routes. ``constants.js`` takes ``limits`` from the app's state
-    (``app.state.limits``, set where the relay is built) when there, else from here."""
+    (``app.state.limits``, set where the relay is built) when there, else from here,
+    and ``app.state.builtin_relay`` (set by ``RelayServer(builtin=True)``)."""
     files = _load()
 
     async def constants(request: Request) -> Response:
         served = getattr(request.app.state, "limits", None)
-        body = constants_module(served if isinstance(served, Limits) else limits)
+        builtin = getattr(request.app.state, "builtin_relay", False) is True
+        body = constants_module(served if isinstance(served, Limits) else limits, builtin)
         return Response(body, media_type="text/javascript; charset=utf-8", headers=_BASE_HEADERS)
 
     def endpoint(name: str) -> Endpoint:

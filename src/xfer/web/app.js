@@ -1,7 +1,7 @@
 // The page: join the room in the URL fragment, show who is here, send and receive.
 
 import { RoomConnection } from "./connection.js";
-import { MAX_PEER_NAME, MAX_TEXT, cleanText, deviceName, humanSize, parseCode, shortCode } from "./protocol.js";
+import { BUILTIN_RELAY, MAX_PEER_NAME, MAX_TEXT, cleanText, deviceName, humanSize, parseLink } from "./protocol.js";
 import { Download, Upload } from "./transfers.js";
 import { $, copyText, el, fileName, peerLabel, transferRow } from "./ui.js";
 
@@ -24,20 +24,20 @@ function announce(text) {
 // -- joining -------------------------------------------------------------------
 
 function start() {
-  const fragment = decodeURIComponent(location.hash.replace(/^#/, ""));
-  const code = parseCode(fragment);
+  const fragment = location.hash.replace(/^#/, "");
+  const link = parseLink(fragment);
   if (conn) conn.close();
   conn = null;
-  if (!code) {
-    showJoin(fragment ? "This link has no valid room code. Check it, or type the code:" : null);
+  if (!link) {
+    // There is no code to type on the page: the link holds the room's key, so only the QR code will do.
+    showJoin(fragment ? "This link is not a whole xfer link. Scan the QR code again." : null);
     return;
   }
   $("join").hidden = true;
   $("room").hidden = false;
   $("room-line").hidden = false;
-  $("room-code").textContent = shortCode(code);
-  $("room-code").title = code;
-  conn = new RoomConnection(code, myName());
+  $("room-code").textContent = link.nameplate;
+  conn = new RoomConnection(link, myName());
   conn.addEventListener("state", (e) => showState(e.detail));
   conn.addEventListener("peers", renderPeers);
   conn.addEventListener("message", (e) => onMessage(e.detail));
@@ -57,17 +57,6 @@ function showJoin(message) {
   if (message) $("join-message").textContent = message;
   setStatus("idle", "Not in a room");
 }
-
-$("join-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const code = parseCode($("join-code").value);
-  if (!code) {
-    $("join-message").textContent = "A room code has 16 letters and digits, like 7KQ2-M9XD-41TR-PZ8H.";
-    $("join-code").focus();
-    return;
-  }
-  location.hash = code; // hashchange starts the join
-});
 
 window.addEventListener("hashchange", start);
 
@@ -105,8 +94,13 @@ function showState({ state, until, message }) {
       break;
     }
     case "not-found":
-      showJoin(`Room ${shortCode(conn.code)} is not open. It closes when everyone leaves: ask the other side to start again, or type another code.`);
+      showJoin(`Room ${conn.nameplate} is not open. It closes when everyone leaves: ask the other side to start again and scan its new QR code.`);
       setStatus("closed", "Room not open");
+      break;
+    case "wrong-link":
+      showJoin(message);
+      setStatus("closed", "Wrong link");
+      announce(message);
       break;
     case "closed":
       setStatus("closed", "Room closed", true);
@@ -116,11 +110,22 @@ function showState({ state, until, message }) {
       break;
     default:
       setStatus("closed", message || "Cannot join");
+      if (message) {
+        announce(message);
+        showFailure(message);
+      }
   }
   if (conn) renderPeers();
 }
 
 $("retry").addEventListener("click", () => conn && conn.retryNow());
+
+/** A stop for good (tampering, a broken peer): said once, plainly, above everything. */
+function showFailure(message) {
+  const box = $("failure");
+  box.textContent = message;
+  box.hidden = false;
+}
 
 // -- who is here ------------------------------------------------------------------
 
@@ -139,7 +144,7 @@ function renderPeers() {
   const hint = $("peers-hint");
   hint.textContent = conn.state !== "connected"
     ? "Offline: who is here shows again once the page is back in the room."
-    : others === 0 ? "Nobody else is here yet. Whoever opens this room's link or code will show up here." : "";
+    : others === 0 ? "Nobody else is here yet. The computer that showed this QR code will show up here." : "";
   $("text-send").disabled = others === 0;
 }
 
@@ -186,8 +191,10 @@ $("text-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const input = $("text-input");
   const text = input.value;
-  if (!text.trim() || !conn || !conn.open) return;
-  conn.send({ type: "text", text: text.slice(0, MAX_TEXT) });
+  if (!text.trim() || !conn || !conn.open || !conn.peers.size) return;
+  for (const id of conn.peers.keys()) { // sealed for each, in its own channel
+    conn.send({ type: "text", to: id, text: text.slice(0, MAX_TEXT) }).catch(() => announce("The text was not sent: the connection dropped."));
+  }
   addBubble("You", text, true);
   input.value = "";
 });
@@ -214,8 +221,7 @@ function addBubble(who, text, mine) {
 // -- sending files ---------------------------------------------------------------------
 
 function receiverFor() {
-  const peers = [...conn.peers.values()];
-  return peers.find((p) => p.role === "receiver") || peers.find((p) => p.role === "peer") || null;
+  return [...conn.peers.values()].find((p) => p.role === "receiver") || null;
 }
 
 function sendFiles(fileList) {
@@ -319,14 +325,21 @@ function showOffer(offer) {
   const accept = el("button", { type: "button", class: "primary" }, "Accept");
   const decline = el("button", { type: "button" }, "Decline");
   const buttons = el("div", { class: "row buttons" }, accept, decline);
-  card.append(title, list, buttons);
+  // Said before anything is accepted: the relay's bridge streams these files to the browser's
+  // downloader, so a relay other than the sender's own xfer could read them on the way.
+  const note = BUILTIN_RELAY
+    ? el("p", { class: "hint relay-note", text: "These files come straight from the sender's computer, which runs this relay." })
+    : el("p", { class: "warning relay-note", role: "note",
+      text: "This relay can read these files: a phone receives them through it, not end-to-end encrypted. " +
+        "To keep them from the relay, receive with xfer receive on a computer." });
+  card.append(title, list, note, buttons);
   $("incoming").hidden = false;
   $("offers").prepend(card);
   announce(`${who} wants to send ${files.length} file${files.length === 1 ? "" : "s"}`);
   accept.focus({ preventScroll: true });
 
   decline.addEventListener("click", () => {
-    if (conn.open) conn.send({ type: "reject", to: offer.from, transfer: offer.transfer, reason: "declined" });
+    if (conn.open) conn.sendClear({ type: "reject", to: offer.from, transfer: offer.transfer, reason: "declined" }).catch(() => {});
     card.replaceChildren(el("p", { class: "card-title", text: `Declined ${who}'s ${files.length === 1 ? "file" : "files"}.` }));
   });
   accept.addEventListener("click", () => {

@@ -1,7 +1,12 @@
 // The page's connection to its room: hello/welcome, peers, and reconnecting with
 // backoff to the same room (the same session secret, so the relay drops the stale one).
+// Each WebSocket gets a fresh PageGuard (guard.js): new keys with every terminal, so a
+// reconnection never reuses one. What comes in is handled one message at a time, in
+// order (opening a box may wait for WebCrypto); what goes out is sealed and sent one at a
+// time, in order, chunks included, so the channels' counters follow the wire.
 
-import { CLIENT, CLOSE, PROTOCOL_VERSION, randomHex, roomId } from "./protocol.js";
+import { GuardError, PageGuard, WrongLink } from "./guard.js";
+import { CLIENT, CLOSE, PROTOCOL_VERSION, randomHex } from "./protocol.js";
 
 const CLOSE_ROOM_NOT_FOUND = CLOSE.room_not_found;
 const CLOSE_REPLACED = CLOSE.replaced;
@@ -30,15 +35,25 @@ function sessionSecret() {
   }
 }
 
+/** Why the page stopped for good, in the words it shows. */
+export const WRONG_LINK = "This link is not for this room any more; scan the QR code again.";
+export const TAMPERED = "The connection was tampered with, so it was stopped. Nothing was saved from it.";
+
 export class RoomConnection extends EventTarget {
-  constructor(code, name) {
+  /** link: {nameplate, secret} from the URL's fragment (protocol.parseLink). */
+  constructor(link, name) {
     super();
-    this.code = code;
+    this.nameplate = link.nameplate;
+    this.secret = link.secret;
     this.name = name;
     this.session = sessionSecret();
     this.ws = null;
     this.peerId = 0;
-    this.peers = new Map(); // id -> {id, name, role, client}
+    this.guard = null; // this WebSocket's keys
+    this.members = new Map(); // everyone the relay says is in the room: id -> {id, role, client}
+    this.inbox = Promise.resolve();
+    this.outbox = Promise.resolve();
+    this.failure = null; // the message of a stop for good (a wrong link, tampering)
     this.state = "connecting";
     this.attempt = 0;
     this.failingSince = 0;
@@ -78,10 +93,17 @@ export class RoomConnection extends EventTarget {
     }
     ws.binaryType = "arraybuffer";
     this.ws = ws;
+    this.members = new Map();
+    this.guard = new PageGuard({
+      secret: this.secret, name: this.name, post: (msg, sealed) => this._post(ws, msg, sealed),
+    });
+    this.inbox = Promise.resolve();
+    this.outbox = Promise.resolve();
     ws.onopen = () => {
+      // The device name travels sealed, in hi: the relay learns the nameplate, never the name.
       ws.send(JSON.stringify({
-        type: "hello", version: PROTOCOL_VERSION, room: roomId(this.code), role: "peer",
-        name: this.name, client: CLIENT, create: false, session: this.session,
+        type: "hello", version: PROTOCOL_VERSION, room: this.nameplate, role: "peer",
+        name: "", client: CLIENT, create: false, session: this.session,
       }));
     };
     ws.onmessage = (event) => {
@@ -97,7 +119,7 @@ export class RoomConnection extends EventTarget {
         return;
       }
       if (!msg || typeof msg !== "object" || typeof msg.type !== "string") return;
-      this._message(msg);
+      this.inbox = this.inbox.then(() => (ws === this.ws ? this._message(msg) : null)).catch((err) => this._stop(ws, err));
     };
     ws.onclose = (event) => {
       if (ws !== this.ws) return;
@@ -106,29 +128,40 @@ export class RoomConnection extends EventTarget {
     };
   }
 
-  _message(msg) {
-    switch (msg.type) {
+  /** The terminals the page trusts (they proved the link's secret), with their sealed names. */
+  get peers() {
+    return this.guard ? this.guard.trusted : new Map();
+  }
+
+  async _message(msg) {
+    if (msg.from) {
+      this._outputs(await this.guard.receive(msg));
+      return;
+    }
+    switch (msg.type) { // the relay's own
       case "welcome":
         this.peerId = msg.peer_id;
-        this.peers = new Map((msg.peers || []).map((p) => [p.id, p]));
+        this.members = new Map((Array.isArray(msg.peers) ? msg.peers : []).filter((p) => p && p.id).map((p) => [p.id, p]));
         this.attempt = 0;
         this.failingSince = 0;
         this.everJoined = true;
         this._setState("connected");
         this._emit("peers", this.peers);
+        for (const peer of this.members.values()) await this._greet(peer);
         return;
       case "peer-joined":
-        if (msg.peer && msg.peer.id) this.peers.set(msg.peer.id, msg.peer);
-        this._emit("peers", this.peers);
-        this._emit("peer-joined", msg.peer);
+        if (msg.peer && msg.peer.id) {
+          this.members.set(msg.peer.id, msg.peer);
+          await this._greet(msg.peer);
+        }
         return;
       case "peer-left":
-        this.peers.delete(msg.peer_id);
-        this._emit("peers", this.peers);
+        this.members.delete(msg.peer_id);
+        if (this.guard.left(msg.peer_id)) this._emit("peers", this.peers);
         this._emit("peer-left", msg.peer_id);
         return;
       case "error":
-        if (!msg.from && !msg.transfer) this.lastError = msg;
+        if (!msg.transfer) this.lastError = msg;
         this._emit("message", msg);
         return;
       default:
@@ -136,9 +169,43 @@ export class RoomConnection extends EventTarget {
     }
   }
 
+  async _greet(peer) {
+    this._outputs(await this.guard.greet(peer));
+  }
+
+  _outputs(outputs) {
+    for (const out of outputs) {
+      if (out.kind === "trusted") {
+        this._emit("peers", this.peers);
+        this._emit("peer-joined", out.peer);
+      } else if (out.kind === "refused") {
+        // Another terminal may hold the link; the page is wrong only when none of them does.
+        if (this.guard.trusted.size === 0 && this.guard.pending === 0) throw new WrongLink();
+      } else {
+        this._emit("message", out.msg);
+      }
+    }
+  }
+
+  /** Stop for good: the link is wrong, the relay tampered, or a terminal broke the protocol. */
+  _stop(ws, err) {
+    if (ws !== this.ws) return;
+    const message = err?.name === "WrongLink" ? WRONG_LINK
+      : err?.name === "Tampered" ? TAMPERED
+      : err instanceof GuardError ? `A device in the room broke the protocol (${err.message}).`
+      : `The page failed: ${err?.message || err}`;
+    this.failure = message;
+    this.close();
+    this.guard = null;
+    this._emit("peers", this.peers);
+    this._emit("disconnected", { code: 1000 });
+    this._setState(err?.name === "WrongLink" ? "wrong-link" : "failed", { message });
+  }
+
   _closed(code) {
     const wasConnected = this.state === "connected";
-    this.peers = new Map();
+    this.guard = null;
+    this.members = new Map();
     this._emit("peers", this.peers);
     if (this.stopped) return;
     this._emit("disconnected", { code });
@@ -205,14 +272,39 @@ export class RoomConnection extends EventTarget {
     return this.ws !== null && this.ws.readyState === WebSocket.OPEN && this.state === "connected";
   }
 
-  send(msg) {
-    if (!this.open) throw new Error("not connected");
-    this.ws.send(JSON.stringify(msg));
+  /** Whether ``id`` is a terminal the page trusts on this connection. */
+  trusts(id) {
+    return this.guard !== null && this.guard.isTrusted(id);
   }
 
+  /** Put ``msg`` on the wire after everything before it: sealed for ``msg.to``, or in clear. */
+  _post(ws, msg, sealed) {
+    const step = this.outbox.then(async () => {
+      if (ws !== this.ws || ws.readyState !== WebSocket.OPEN) throw new Error("not connected");
+      const wire = sealed ? await this.guard.seal(msg) : msg;
+      if (ws !== this.ws) throw new Error("not connected");
+      ws.send(typeof wire === "string" || wire instanceof Uint8Array ? wire : JSON.stringify(wire));
+    });
+    this.outbox = step.catch(() => {});
+    return step;
+  }
+
+  /** Send ``msg`` sealed to the trusted terminal ``msg.to``; resolves once it is on the wire. */
+  send(msg) {
+    if (!this.open || !this.trusts(msg.to)) return Promise.reject(new Error("not connected"));
+    return this._post(this.ws, msg, true);
+  }
+
+  /** Send ``msg`` in clear: only what the relay's download bridge must read (a download's accept). */
+  sendClear(msg) {
+    if (!this.open) return Promise.reject(new Error("not connected"));
+    return this._post(this.ws, msg, false);
+  }
+
+  /** A binary chunk frame (its payload already sealed), in order with the messages. */
   sendFrame(frame) {
-    if (!this.open) throw new Error("not connected");
-    this.ws.send(frame);
+    if (!this.open) return Promise.reject(new Error("not connected"));
+    return this._post(this.ws, frame, false);
   }
 
   get bufferedAmount() {

@@ -9,11 +9,14 @@
 //   const okm = await deriveKey(pakeKey, "control sender", { salt });  // = keys.hkdf
 //   counterNonce(n), chunkNonce(index, offset)           // = keys.Channel's, ContentKey's
 //   const ch = await Channel.create(raw32); await ch.seal(plaintext, aad)  // = keys.Channel
+//   const keys = await PairKeys.fromLink(secret, senderNonce, pageNonce, side)  // = keys.link_keys
+//   const content = await ContentKey.create(); await content.seal(index, offset, data, header)
 //
 // Bytes are Uint8Arrays (ArrayBuffers and strings, as UTF-8, are accepted as input).
 
 import { AesGcm, TAG_BYTES } from "./aes.js";
 import { hkdf as ownHkdf } from "./hkdf.js";
+import { Sha256 } from "./sha256.js";
 
 export { TAG_BYTES };
 export const KEY_BYTES = 32;
@@ -189,5 +192,108 @@ export class Channel {
 
   open(sealed, aad) {
     return this.key.open(this._next(), sealed, aad);
+  }
+}
+
+/** A constant-time comparison of two byte strings (a tag the other side sent, and ours). */
+function equalBytes(a, b) {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
+}
+
+function fromHex(hex) {
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(2 * i, 2), 16);
+  return out;
+}
+
+/** 32 fresh random bytes (a content key) or ``n`` of them; getRandomValues exists on plain http too. */
+export function randomBytes(n = KEY_BYTES) {
+  return crypto.getRandomValues(new Uint8Array(n));
+}
+
+/** The other side's keys did not match ours: a link for another room (or an old one). */
+export class WrongLink extends Error {
+  constructor(message = "the link's key does not match this room") {
+    super(message);
+    this.name = "WrongLink";
+  }
+}
+
+const SIDES = new Set(["sender", "receiver"]);
+
+/**
+ * The keys one page shares with one terminal (keys.PairKeys): from the link's secret instead of
+ * a PAKE, ``K = SHA-256("xfer v2 link " || secret)``; every key is HKDF(K, salt = the sender's
+ * nonce || the receiver's nonce, info = "xfer v2 " + purpose). ``side``: the page's own side
+ * toward that terminal ("receiver" toward a sender, "sender" toward a receiver).
+ */
+export class PairKeys {
+  static async fromLink(secret, senderNonce, receiverNonce, side, name) {
+    const raw = bytes(secret, "a link secret");
+    if (raw.length !== KEY_BYTES) throw new TypeError("a link secret has 32 bytes");
+    const hash = new Sha256().update(new TextEncoder().encode(CONTEXT + "link ")).update(raw);
+    const salt = new Uint8Array(2 * 16);
+    const [a, b] = [bytes(senderNonce, "a nonce"), bytes(receiverNonce, "a nonce")];
+    if (a.length !== 16 || b.length !== 16) throw new TypeError("a handshake nonce has 16 bytes");
+    salt.set(a);
+    salt.set(b, 16);
+    return new PairKeys(fromHex(hash.hexdigest()), salt, side, name);
+  }
+
+  constructor(key, salt, side, name) {
+    if (!SIDES.has(side)) throw new TypeError("a side is sender or receiver");
+    this.key = key;
+    this.salt = salt;
+    this.side = side;
+    this.other = side === "sender" ? "receiver" : "sender";
+    this.backendName = name;
+  }
+
+  derive(purpose) {
+    return deriveKey(this.key, purpose, { salt: this.salt, backend: this.backendName });
+  }
+
+  /** The tag this side sends first. */
+  confirmation() {
+    return this.derive(`confirm ${this.side}`);
+  }
+
+  /** The other side's tag: ``WrongLink`` when it is not what our keys give. */
+  async check(tag) {
+    const expected = await this.derive(`confirm ${this.other}`);
+    if (!equalBytes(expected, bytes(tag, "a tag"))) throw new WrongLink();
+  }
+
+  async outgoing() {
+    return Channel.create(await this.derive(`control ${this.side}`), this.backendName);
+  }
+
+  async incoming() {
+    return Channel.create(await this.derive(`control ${this.other}`), this.backendName);
+  }
+}
+
+/** The chunks of one round (keys.ContentKey): a fresh random key, nonce = (file index, offset). */
+export class ContentKey {
+  static async create(raw = randomBytes(), name) {
+    const key = new ContentKey(raw);
+    key.aead = await importKey(raw, name);
+    return key;
+  }
+
+  constructor(raw) {
+    this.raw = checkKey(raw);
+    this.aead = null;
+  }
+
+  seal(index, offset, data, header) {
+    return this.aead.seal(chunkNonce(index, offset), data, header);
+  }
+
+  open(index, offset, sealed, header) {
+    return this.aead.open(chunkNonce(index, offset), sealed, header);
   }
 }

@@ -1,48 +1,60 @@
-// The xfer wire protocol as the page speaks it: room codes, room ids, chunk headers.
-// Its numbers and codes are not copied here: the relay serves them in constants.js,
-// made from src/xfer/protocol and its Limits, and this module imports them before
-// anything else of the page runs (and so before it connects).
+// The xfer wire protocol as the page speaks it: the link it joins by, chunk headers,
+// base64. Its numbers and codes are not copied here: the relay serves them in
+// constants.js, made from src/xfer/protocol and its Limits, and this module imports
+// them before anything else of the page runs (and so before it connects).
 
 import SERVED from "./constants.js";
-import { Sha256 } from "./sha256.js";
 
 export const PROTOCOL_VERSION = SERVED.protocol_version;
-export const CLIENT = "xfer-web/1"; // the page's own name and version, in hello
+export const CLIENT = "xfer-web/2"; // the page's own name and version, in hello
 export const HEADER_SIZE = SERVED.header_size;
 export const CHUNK_SIZE = SERVED.chunk_size;
 export const WINDOW = SERVED.window;
 export const MAX_PEER_NAME = SERVED.max_peer_name_chars;
 export const MAX_TEXT = SERVED.max_text_chars;
 export const CLOSE = SERVED.close_codes; // the relay's WebSocket close codes, by name
+export const BUILTIN_RELAY = SERVED.builtin_relay === true; // the relay runs inside the sending xfer itself
+const MAX_NAMEPLATE = SERVED.max_nameplate;
+const SECRET_CHARS = SERVED.link_secret_chars; // 32 bytes in base64url, unpadded
 
-const ALPHABET = SERVED.code_alphabet; // Crockford base32
-const CODE_CHARS = SERVED.code_chars;
-const GROUP = new RegExp(`.{${SERVED.code_group}}`, "g");
-const ROOM_ID_CONTEXT = SERVED.room_id_context;
-
-/** A typed or linked room code in its canonical grouped form, or null. */
-export function parseCode(text) {
-  if (typeof text !== "string" || text.length > 64) return null;
-  const raw = text.replace(/[\s\-_.]+/g, "").toUpperCase().replace(/O/g, "0").replace(/[IL]/g, "1");
-  if (raw.length !== CODE_CHARS) return null;
-  for (const c of raw) if (!ALPHABET.includes(c)) return null;
-  return raw.match(GROUP).join("-");
+/**
+ * The link's fragment, ``7.<43 characters of base64url>`` (keys.link_fragment): the nameplate the
+ * relay knows the room by, and the 32-byte secret the page's keys come from. Null if it is not one.
+ * Browsers never send a fragment to a server, so the secret never reaches the relay.
+ */
+export function parseLink(fragment) {
+  if (typeof fragment !== "string" || fragment.length > 64) return null;
+  const match = /^([1-9][0-9]{0,5})\.([A-Za-z0-9_-]+)$/.exec(fragment.trim());
+  if (!match || match[2].length !== SECRET_CHARS) return null;
+  const nameplate = Number(match[1]);
+  if (nameplate > MAX_NAMEPLATE) return null;
+  let secret;
+  try {
+    secret = b64decode(match[2].replace(/-/g, "+").replace(/_/g, "/") + "=");
+  } catch {
+    return null;
+  }
+  if (secret.length !== 32) return null;
+  return { nameplate: String(nameplate), secret };
 }
 
-export function shortCode(code) {
-  const groups = code.split("-");
-  return groups.length > 2 ? `${groups[0]}-…-${groups[groups.length - 1]}` : code;
+/** Standard base64 with padding, as the protocol's binary fields are (btoa's alphabet). */
+export function b64encode(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 8192) text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  return btoa(text);
 }
 
-/** What the relay sees instead of the code: SHA-256 under a context string, 32 hex digits. */
-export function roomId(code) {
-  const canonical = code.replace(/-/g, "");
-  const h = new Sha256();
-  h.update(new TextEncoder().encode(ROOM_ID_CONTEXT + canonical));
-  return h.hexdigest().slice(0, 32);
+/** Bytes of standard base64; throws on anything else. */
+export function b64decode(text) {
+  if (typeof text !== "string" || text.length % 4 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) {
+    throw new TypeError("not base64");
+  }
+  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 }
 
-/** The header of a binary chunk frame (frames.py: "!B3xIIIIQ"), written into ``frame``. */
+/** The header of a binary chunk frame (frames.py: "!B3xIIIIQ"), written into ``frame``. With
+ * ``from`` and ``to`` 0 it is a sealed chunk's associated data: what the relay may not change. */
 export function writeChunkHeader(frame, from, to, transfer, index, offset) {
   const view = new DataView(frame.buffer, frame.byteOffset, HEADER_SIZE);
   view.setUint32(0, SERVED.chunk_kind * 0x1000000); // the kind, then three reserved zero bytes

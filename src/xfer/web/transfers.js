@@ -3,12 +3,17 @@
 // Upload: the page is the sender. Files are read slice by slice (File.slice), hashed
 // as they go, and sent as binary chunk frames, paced by the receiver's acks (a credit
 // window) and by the socket's bufferedAmount, so a 2 GB video never sits in memory.
+// Every message is sealed for the receiver; each offer (each round) carries a fresh
+// content key, and each chunk's payload is sealed under it (protocol 2.0).
 //
 // Download: the page is the receiver, but the bytes never pass through it. It accepts
 // with a secret token, and for each file-start opens /download/TOKEN/INDEX, which the
-// relay streams from the sender; the relay also acknowledges and checks the hash.
+// relay streams from the sender; the relay also acknowledges and checks the hash. The
+// page asked for its transfers in clear for this (hi {download: "relay"}), so the relay
+// can read them: the page says so before anything is accepted.
 
-import { CHUNK_SIZE, HEADER_SIZE, WINDOW, randomHex, randomId, writeChunkHeader } from "./protocol.js";
+import { ContentKey } from "./e2e.js";
+import { CHUNK_SIZE, HEADER_SIZE, WINDOW, b64encode, randomHex, randomId, writeChunkHeader } from "./protocol.js";
 import { createHasher } from "./hashing.js";
 import { Sha256 } from "./sha256.js";
 
@@ -174,9 +179,14 @@ export class Upload {
     });
   }
 
-  _send(msg) {
+  /** Send ``msg`` sealed to the receiver; resolves once it is on the wire. */
+  async _send(msg) {
     if (this.broken || !this.conn.open) throw new RoundBroken();
-    this.conn.send(msg);
+    try {
+      await this.conn.send(msg);
+    } catch {
+      throw new RoundBroken();
+    }
   }
 
   async run() {
@@ -218,7 +228,7 @@ export class Upload {
       failed: () => {
         if (this.error) return this.error;
         if (this.conn.stopped || GONE_STATES.has(this.conn.state)) {
-          return new TransferError("The connection is gone; the upload cannot resume.", "relay-lost");
+          return new TransferError(this.conn.failure || "The connection is gone; the upload cannot resume.", "relay-lost");
         }
         if (Date.now() > deadline) {
           return new TransferError(
@@ -242,8 +252,11 @@ export class Upload {
     this._newRound();
     this.rounds += 1;
     const to = this.target.id;
-    this._send({
-      type: "offer", to, transfer: this.transfer, window: WINDOW,
+    // A new content key for every offer sent: chunks sent again in a later round are sealed
+    // under another key, so no key and nonce pair is ever used twice.
+    this.content = await ContentKey.create();
+    await this._send({
+      type: "offer", to, transfer: this.transfer, window: WINDOW, key: b64encode(this.content.raw),
       files: this.files.map((f) => ({
         name: f.name || "file", size: f.size,
         ...(f.type ? { mime: f.type.slice(0, 200) } : {}),
@@ -259,7 +272,7 @@ export class Upload {
     // Every file, each round: one the receiver holds whole costs a file-start at its size and a file-end.
     for (let i = 0; i < this.files.length; i++) await this._sendFile(i, to, starts.get(i));
     await this._until(() => this.roundVerified.size === this.files.length);
-    this._send({ type: "done", to, transfer: this.transfer });
+    await this._send({ type: "done", to, transfer: this.transfer });
   }
 
   /** For each resume point: hash that many bytes of our file; where they match, the file starts there. */
@@ -311,7 +324,7 @@ export class Upload {
     const hasher = this.hasher;
     hasher.start(start?.hash || null);
     this.base[index] = offset;
-    this._send({ type: "file-start", to, transfer: this.transfer, index, offset });
+    await this._send({ type: "file-start", to, transfer: this.transfer, index, offset });
     if (!this.verified.has(index)) this.hooks.onStart(index, offset);
     // One read of READ_SIZE ahead; each read goes out as CHUNK_SIZE frames, and to the hasher,
     // which (in a worker) hashes it while the page sends it and reads the next.
@@ -323,22 +336,16 @@ export class Upload {
         if (n === 0) throw new TransferError(`${file.name} could not be read.`, "read-error");
         const after = offset + n;
         next = after < file.size ? readSlice(file, after, Math.min(after + READ_SIZE, file.size)) : null;
-        const frames = [];
-        for (let at = 0; at < n; at += CHUNK_SIZE) {
-          const piece = bytes.subarray(at, Math.min(at + CHUNK_SIZE, n));
-          const frame = new Uint8Array(HEADER_SIZE + piece.length);
-          writeChunkHeader(frame, this.conn.peerId, to, this.transfer, index, offset + at);
-          frame.set(piece, HEADER_SIZE);
-          frames.push(frame);
-        }
+        const pieces = [];
+        for (let at = 0; at < n; at += CHUNK_SIZE) pieces.push([offset + at, bytes.slice(at, Math.min(at + CHUNK_SIZE, n))]);
         hasher.update(bytes); // a worker takes the buffer itself: not used here again
-        for (const frame of frames) {
-          const m = frame.length - HEADER_SIZE;
+        for (const [at, piece] of pieces) {
+          const m = piece.length;
           await this._until(() => this.sent - this.acked + m <= WINDOW && this.conn.bufferedAmount < HIGH_WATER &&
                                   (hasher.pending <= HASH_AHEAD || hasher.failed), 4);
           if (hasher.failed) throw new TransferError(String(hasher.failed.message), "hash-failed");
           if (this.broken || !this.conn.open) throw new RoundBroken();
-          this.conn.sendFrame(frame);
+          await this._sendChunk(to, index, at, piece);
           this.sent += m;
         }
         offset = after;
@@ -355,7 +362,23 @@ export class Upload {
       }
     }
     this.hashes[index] = sha256;
-    this._send({ type: "file-end", to, transfer: this.transfer, index, size: file.size, sha256 });
+    await this._send({ type: "file-end", to, transfer: this.transfer, index, size: file.size, sha256 });
+  }
+
+  /** One chunk frame: the header the relay routes on, then the payload sealed under the round's
+   * content key, nonce = (index, offset), associated data = the header with from and to 0. */
+  async _sendChunk(to, index, offset, piece) {
+    const routed = new Uint8Array(HEADER_SIZE);
+    writeChunkHeader(routed, 0, 0, this.transfer, index, offset);
+    const sealed = await this.content.seal(index, offset, piece, routed);
+    const frame = new Uint8Array(HEADER_SIZE + sealed.length);
+    writeChunkHeader(frame, this.conn.peerId, to, this.transfer, index, offset);
+    frame.set(sealed, HEADER_SIZE);
+    try {
+      await this.conn.sendFrame(frame);
+    } catch {
+      throw new RoundBroken();
+    }
   }
 }
 
@@ -385,8 +408,10 @@ export class Download {
     }
   }
 
+  /** In clear: the relay's download bridge reads the token (the page said so before). */
   accept() {
-    this.conn.send({ type: "accept", to: this.offer.from, transfer: this.offer.transfer, download: this.token });
+    this.conn.sendClear({ type: "accept", to: this.offer.from, transfer: this.offer.transfer, download: this.token })
+      .catch(() => this._end(new TransferError("The connection dropped.", "relay-lost")));
   }
 
   url(index) {
