@@ -314,9 +314,11 @@ def test_a_page_joins_with_the_links_secret_instead_of_the_code():
     out = sender.receive(Sealed(to=SENDER, sender=page_id, box=base64.b64encode(box).decode()))
     [trusted] = [o for o in out if isinstance(o, PeerTrusted)]
     assert trusted.link and trusted.peer.name == "Pixel"
-    # it asked to receive through the relay's bridge: its transfers go in clear
+    # it asked to receive through the relay's bridge: its transfers go in clear, its texts sealed
     out = sender.send(dataclasses.replace(OFFER, to=page_id))
     assert [type(o.message) for o in out if isinstance(o, Send)] == [Offer]
+    out = sender.send(Text(to=page_id, text="for the phone only"))
+    assert [type(o.message) for o in out if isinstance(o, Send)] == [Sealed]
 
 
 def test_a_wrong_link_secret_is_a_wrong_code():
@@ -391,3 +393,10 @@ def test_a_trusted_peer_that_sends_in_clear_is_refused_loudly():
     wire = pair()
     with pytest.raises(RemoteProtocolError, match="without sealing"):
         wire.guards[SENDER].receive(Accept(to=SENDER, sender=RECEIVER, transfer=5))
+
+
+def test_a_page_is_no_wrong_code_for_a_peer_that_printed_no_qr_code():
+    receiver = Guard("receiver", "desk", CODE)  # joined by the code: holds no link secret
+    receiver.joined([PeerInfo(id=44, name="", role="peer")])
+    out = receiver.receive(Pake(to=RECEIVER, sender=44, nonce=base64.b64encode(bytes(16)).decode(), link=True))
+    assert out == [] and 44 not in receiver.pairs and receiver.wrong == 0

@@ -44,7 +44,19 @@ from .message_keys import (
     b64decode,
     b64encode,
 )
-from .message_types import Accept, Cancel, Done, Error, Message, Offer, PeerInfo, PeerJoined, PeerLeft, Reject
+from .message_types import (
+    Accept,
+    Cancel,
+    Done,
+    Error,
+    Message,
+    Offer,
+    PeerInfo,
+    PeerJoined,
+    PeerLeft,
+    Reject,
+    Text,
+)
 from .message_wire import parse_message, to_dict
 from .words import SpokenCode
 
@@ -217,8 +229,9 @@ class Guard:
             raise RemoteProtocolError("a peer started the key exchange twice", "protocol")
         nonce = b64decode(pake.nonce)
         if pake.link:
-            if self.link is None:
-                raise WrongCode("a page tried a link that is not this room's")
+            if self.link is None:  # we printed no QR code: the page is for someone else in the room
+                self.pairs.pop(pair.info.id, None)
+                return []
             ours = pair.handshake.nonce
             salt = (ours, nonce) if self.side == "sender" else (nonce, ours)
             pair.keys = link_keys(self.link, salt[0], salt[1], self.side)
@@ -329,7 +342,7 @@ class Guard:
             key = None if pair.relayed else b64encode(current.key.key)
         else:
             key = None
-        if pair.relayed:
+        if pair.relayed and not isinstance(message, Text):  # texts stay sealed: the bridge needs only files
             return [Send(message)]
         return [*self._sealed(pair, message, key), *extra]
 

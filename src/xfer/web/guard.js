@@ -28,7 +28,7 @@ const MAX_EARLY = 16; // pakes kept from peers the relay has not announced yet (
 // What a terminal sender may send this page in clear: the transfers the relay's bridge reads
 // (the page asked for them so in its hi). A text is sealed by protocol 2.0; this page also
 // takes one in clear from such a sender, since xfer.protocol.guard sends a bridged page all in clear.
-const CLEAR_FROM_SENDER = new Set(["offer", "file-start", "file-end", "ack", "verified", "done", "cancel", "error", "text"]);
+const CLEAR_FROM_SENDER = new Set(["offer", "file-start", "file-end", "ack", "verified", "done", "cancel", "error"]);
 const SPENT = new Set(["wrong-code", "code-spent"]);
 
 /** The other side broke the protocol (not the relay tampering: that is ``Tampered``). */
