@@ -173,7 +173,9 @@ async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncI
 
         relay_url = public if server is None else None
         shown = str(code)
-        findable = announced is not None or (server is None and opts.relay_known)
+        # The other side finds the relay without --relay: the LAN's announcement (unless the
+        # relay is reached elsewhere, --public-url), or its own default relay.
+        findable = (announced is not None and not opts.public_url) or (server is None and opts.relay_known)
         session = Session(await secure(first), reconnect, opts, code=shown, relay_url=relay_url)
         try:
             if opening:
