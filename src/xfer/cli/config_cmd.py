@@ -40,12 +40,12 @@ def config(
                 raise UsageError("say which setting: xfer config relay URL")
             choice = choose_relay(None, env)
             path = config_path(env)
-            where = {
-                "XFER_RELAY": "from XFER_RELAY",
-                "config": f"from {path}",
-                "built-in": "none set: a relay inside each send or receive, found on the LAN",
-            }[choice.source]
-            env.stdout.write(f"relay = {choice.url or ''}    ({where})\nconfig file: {path}\n")
+            if choice.url is None:
+                said = "relay: none set (each send or receive runs a relay, that the LAN finds by the code)"
+            else:
+                where = "XFER_RELAY" if choice.source == "XFER_RELAY" else str(path)
+                said = f"relay = {choice.url}    (from {where})"
+            env.stdout.write(f"{said}\nconfig file: {path}\n")
             return
         if key not in SETTINGS:
             raise UsageError(f"no such setting: {key[:40]} (there is: {', '.join(SETTINGS)})")
