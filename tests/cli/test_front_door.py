@@ -10,9 +10,9 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_cli_inprocess import ROOM, xfer
 
 from conftest import bounded, make_file, sha256_of
-from test_cli_inprocess import ROOM, xfer
 from xfer.cli.code_input import Completer, code_to_join, given_code, prompt_code
 from xfer.cli.config import choose_relay, config_path, read_config
 from xfer.cli.context import Environment
