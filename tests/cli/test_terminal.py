@@ -169,3 +169,18 @@ def test_wrong_codes_warn_the_sender_and_the_third_spends_the_code(tmp_path, rel
     assert sender.exit_status() == 10
     assert "wrong codes were tried; the room is closed" in sender.screen()
     assert not (tmp_path / "in").exists() or not list((tmp_path / "in").iterdir())
+
+
+def test_the_prompt_stays_off_stdout_when_stdout_is_json(tmp_path, relay_process, procs, terminals):
+    relay = f"127.0.0.1:{relay_process.port}"
+    src, sender, room = sender_json(procs, tmp_path, relay)
+    out = tmp_path / "events.jsonl"
+    command = f"{shlex.join([*xfer_cmd(), 'receive', '--relay', relay, '--yes', '--json', '--dir', 'in'])} > {out}"
+    receiver = terminals("recv", ["sh", "-c", command], tmp_path)
+    receiver.wait_for("(?m)^Enter the code:$")
+    receiver.keys(room["code"], "Enter")
+    assert receiver.exit_status() == 0, receiver.screen()
+    events = [json.loads(line) for line in out.read_text().splitlines()]  # nothing but JSON
+    assert events[0]["event"] == "joined" and events[-1]["event"] == "done"
+    assert sender.wait() == 0
+    assert sha256_of(tmp_path / "in" / "a.bin") == sha256_of(src)

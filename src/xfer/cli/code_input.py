@@ -78,8 +78,12 @@ def prompt_code(env: Environment, read: Callable[[str], str] | None = None, *, e
 
 def _reader(env: Environment) -> Callable[[str], str]:
     """``input`` with readline's Tab completion on this process's own terminal; else a
-    line from ``env.stdin`` (a test's pseudo-terminal), prompting on stderr."""
-    if env.stdin is sys.stdin:
+    line from ``env.stdin`` (a test's pseudo-terminal), prompting on stderr.
+
+    ``input`` uses readline only when stdout is a terminal too, and otherwise writes its
+    prompt to stdout: with ``--json`` or ``--stdout`` piped, the prompt goes to stderr
+    and the line is read without Tab (the terminal still edits it)."""
+    if env.stdin is sys.stdin and env.stdout_isatty:
         _complete_with_readline()
 
         def read_stdin(prompt: str) -> str:
