@@ -47,7 +47,8 @@ def test_send_and_receive_through_xfer_serve(tmp_path, procs, relay_process):
     room = receiver.first_event()
     assert list(room) == ["event", "code", "url", "relay"] and room["event"] == "room"
     assert room["relay"] == f"ws://127.0.0.1:{relay_process.port}/ws"
-    assert room["url"] == f"http://127.0.0.1:{relay_process.port}/#{room['code']}"
+    nameplate = room["code"].split("-")[0]
+    assert re.fullmatch(rf"http://127\.0\.0\.1:{relay_process.port}/#{nameplate}\.[A-Za-z0-9_-]{{43}}", room["url"])
     sender = procs(
         ["send", *map(str, files), "--room", room["code"].lower(), "--relay", room["relay"], "--json"], tmp_path, "send"
     )
@@ -106,7 +107,7 @@ def test_receiver_hosts_and_prints_the_other_command(tmp_path, procs):
     text = receiver.stderr
     code = text.split("Room", 1)[1].split()[0]
     assert f"xfer send FILE --room {code} --relay ws://relay.test:9999/ws" in text
-    assert f"http://relay.test:9999/#{code}" in text
+    assert f"http://relay.test:9999/#{code.split('-')[0]}." in text
     assert "█" in text or "▀" in text  # the QR code
     src = make_file(tmp_path / "a.txt", 100)
     result = xfer("send", str(src), "--room", code, "--relay", f"ws://127.0.0.1:{port}", cwd=tmp_path)
@@ -129,7 +130,7 @@ def test_relay_from_environment(tmp_path, relay_process):
         "send",
         str(src),
         "--room",
-        "7KQ2-M9XD-41TR-PZ8H",
+        "7-guitar-nebula",
         cwd=tmp_path,
         env={"XFER_RELAY": f"127.0.0.1:{relay_process.port}"},
     )
@@ -142,7 +143,7 @@ def test_room_not_found_json(tmp_path, relay_process):
         "send",
         str(src),
         "--room",
-        "7KQ2-M9XD-41TR-PZ8H",
+        "7-guitar-nebula",
         "--relay",
         f"127.0.0.1:{relay_process.port}",
         "--json",
@@ -156,12 +157,17 @@ def test_room_not_found_json(tmp_path, relay_process):
 def test_bad_inputs_get_usage_errors(tmp_path, relay_process):
     src = make_file(tmp_path / "a.txt", 10)
     assert_one_clear_line(
-        xfer("send", str(src), "--room", "nope", "--relay", "127.0.0.1:1", cwd=tmp_path), 2, "not a room code"
+        xfer("send", str(src), "--room", "nope", "--relay", "127.0.0.1:1", cwd=tmp_path),
+        2,
+        "a code starts with a number",
+    )
+    # a typo is caught before any network (the relay at port 1 would refuse), with the likely code
+    assert_one_clear_line(
+        xfer("receive", "7-gitar-nebula", "--relay", "127.0.0.1:1", "--yes", cwd=tmp_path),
+        2,
+        "no such word in a code: gitar. Did you mean 7-guitar-nebula?",
     )
     assert_one_clear_line(xfer("send", str(src), "--relay", "ftp://x", cwd=tmp_path), 2, "ws://")
-    assert_one_clear_line(
-        xfer("send", str(src), "--room", "7KQ2-M9XD-41TR-PZ8H", cwd=tmp_path), 2, "--room needs --relay"
-    )
     assert_one_clear_line(xfer("send", str(tmp_path / "missing.bin"), cwd=tmp_path), 8, "no such file")
     # receive cannot ask without a terminal, and says what to do instead.
     assert_one_clear_line(xfer("receive", "--relay", f"127.0.0.1:{relay_process.port}", cwd=tmp_path), 2, "--yes")
@@ -176,7 +182,7 @@ def test_receiver_declines_when_told_no_on_a_terminal(tmp_path, relay_process):
     env = {**os.environ, "NO_COLOR": "1"}
     env.pop("XFER_RELAY", None)
     receiver = subprocess.Popen(
-        xfer_cmd() + ["receive", "--relay", relay, "--dir", str(tmp_path / "in"), "--no-qr"],
+        xfer_cmd() + ["receive", "--open", "--relay", relay, "--dir", str(tmp_path / "in"), "--no-qr"],
         cwd=tmp_path,
         stdin=slave,
         stdout=slave,
@@ -196,7 +202,7 @@ def test_receiver_declines_when_told_no_on_a_terminal(tmp_path, relay_process):
                 seen += os.read(master, 4096)
             text = seen.decode(errors="replace")
             if sender is None and "Room" in text and "On another computer" in text:
-                code = re.search(r"[0-9A-Z]{4}(-[0-9A-Z]{4}){3}", text).group(0)
+                code = re.search(r"\b[0-9]{1,6}(-[a-z]+){2}\b", text).group(0)
                 sender = subprocess.Popen(
                     xfer_cmd() + ["send", str(src), "--room", code, "--relay", relay],
                     cwd=tmp_path,

@@ -141,3 +141,88 @@ def test_two_relays_never_hold_one_nameplate(lan):
 def test_nothing_announced_means_nothing_found(lan):
     _, b = lan
     assert find_from(b, 7, timeout=1.0)["found"] is None
+
+
+# -- the commands: `xfer send` announces, `xfer receive CODE` finds it ------------------
+
+
+def xfer_in(ns: str, args: list[str], cwd, name: str) -> subprocess.Popen[str]:
+    """``xfer ARGS`` in namespace ``ns``; stdout and stderr go to files in ``cwd``."""
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160"}
+    env.pop("XFER_RELAY", None)
+    env.pop("XFER_CODE", None)
+    env["XFER_CONFIG"] = str(cwd / "no-config.json")  # no default relay from this machine's config
+    return subprocess.Popen(
+        ["ip", "netns", "exec", ns, sys.executable, "-m", "xfer", *args],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=open(cwd / f"{name}.out", "w"),
+        stderr=open(cwd / f"{name}.err", "w"),
+        text=True,
+        env=env,
+    )
+
+
+def test_xfer_receive_finds_the_sender_on_the_lan_by_its_code(lan, tmp_path):
+    import hashlib
+    import re
+    import time
+
+    a, b = lan
+    src = tmp_path / "photo.jpg"
+    src.write_bytes(os.urandom(200_000))
+    sender = xfer_in(a, ["send", str(src), "--no-qr"], tmp_path, "send")
+    try:
+        deadline = time.monotonic() + bounded(20)
+        said = ""
+        while not (found := re.search(r"On another computer:\s+(.*)", said)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            said = (tmp_path / "send.err").read_text()
+        assert found, said
+        command = found.group(1).strip().split()
+        # just the code: the receiver finds the relay on the LAN
+        assert command[:2] == ["xfer", "receive"] and len(command) == 3, said
+        code = command[2]
+        assert re.fullmatch(r"[1-9][0-9]{0,2}-[a-z]+-[a-z]+", code)
+        receiver = xfer_in(b, ["receive", code, "--yes", "--json", "--dir", str(tmp_path / "in")], tmp_path, "recv")
+        assert receiver.wait(bounded(30)) == 0, (tmp_path / "recv.out").read_text()
+        assert sender.wait(bounded(30)) == 0, (tmp_path / "send.err").read_text()
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
+    got = (tmp_path / "in" / "photo.jpg").read_bytes()
+    assert hashlib.sha256(got).digest() == hashlib.sha256(src.read_bytes()).digest()
+
+
+def test_xfer_receive_says_when_no_sender_has_the_code(lan, tmp_path):
+    import json
+
+    _, b = lan
+    receiver = xfer_in(b, ["receive", "5-guitar-nebula", "--yes", "--json"], tmp_path, "recv")
+    assert receiver.wait(bounded(30)) == 4
+    error = json.loads((tmp_path / "recv.out").read_text().splitlines()[-1])
+    assert error["code"] == "room-not-found"
+    assert error["message"] == (
+        "no sender with code 5-guitar-nebula found on this network; give --relay if it is elsewhere"
+    )
+
+
+def test_a_chosen_nameplate_that_the_lan_holds_is_refused(lan, tmp_path):
+    """Two senders on two machines, the second given the first's nameplate with ``--code``:
+    the LAN's probe refuses it, and it says so (a drawn nameplate would be drawn again)."""
+    a, b = lan
+    first = xfer_in(a, ["send", "--text", "hi", "--code", "9-guitar-nebula", "--no-qr", "--json"], tmp_path, "one")
+    try:
+        import time
+
+        deadline = time.monotonic() + bounded(20)
+        while "room" not in (tmp_path / "one.out").read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert '"code":"9-guitar-nebula"' in (tmp_path / "one.out").read_text()
+        second = xfer_in(b, ["send", "--text", "hi", "--code", "9-lubricant-kamikaze", "--json"], tmp_path, "two")
+        assert second.wait(bounded(30)) == 4
+        assert "nameplate 9 is already used by another xfer on this network" in (tmp_path / "two.out").read_text()
+    finally:
+        first.kill()
+        first.wait()

@@ -14,6 +14,7 @@ import typer
 
 from .. import __version__
 from .coerce import install as _plain_coercion
+from .config_cmd import config
 from .context import Environment
 from .options import Command
 from .receive import receive
@@ -26,8 +27,9 @@ app = typer.Typer(
     name="xfer",
     help="Move files and text between devices: terminals, and phones that scan a QR code.",
     epilog=(
-        "Examples:  xfer send photo.jpg  ·  xfer receive  ·  "
-        "xfer receive --room 7KQ2-M9XD-41TR-PZ8H --relay ws://192.168.1.20:8765  ·  xfer serve"
+        "Examples:  xfer send photo.jpg  ·  xfer receive 7-guitar-nebula  ·  "
+        "xfer receive 7-guitar-nebula --relay ws://192.168.1.20:8765  ·  xfer serve  ·  "
+        "xfer config relay wss://relay.example"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -54,6 +56,7 @@ def _root(
 app.command(cls=Command)(send)
 app.command(cls=Command)(receive)
 app.command(cls=Command)(serve)
+app.command(cls=Command)(config)
 
 
 def run(args: Sequence[str], env: Environment) -> int:

@@ -57,16 +57,36 @@ RoomOpt = typer.Option(
     "--room",
     "-r",
     metavar="CODE",
-    help="Join this room (the code the other side printed) instead of opening one.",
+    help="Join this room (the code the other side printed) instead of opening one; '-' asks for it. "
+    "XFER_CODE does the same, unseen by other users of this machine.",
 )
+# XFER_RELAY and the config file are read by config.choose_relay, which knows where the
+# relay came from (the command printed for the other side depends on it).
 RelayOpt = typer.Option(
     None,
     "--relay",
-    envvar="XFER_RELAY",
-    show_envvar=True,
     metavar="URL",
-    help="Relay address: ws://host:port, wss://host, https://host or host:port. "
-    "Without it, xfer runs a relay inside this process.",
+    help="Relay address: ws://host:port, wss://host, https://host or host:port "
+    "(default: XFER_RELAY, else `xfer config relay`, else a relay inside this process that the LAN finds).",
+)
+CodeOpt = typer.Option(
+    None,
+    "--code",
+    metavar="CODE",
+    help="Open the room with this whole code (like 7-guitar-nebula) instead of drawing one.",
+)
+CodeWordsOpt = typer.Option(
+    2,
+    "--code-words",
+    min=1,
+    max=8,
+    metavar="N",
+    help="Words in the code of a room we open (each adds about 10 bits against guessing).",
+)
+VerifyOpt = typer.Option(
+    False,
+    "--verify",
+    help="Show three words from the key agreed with each peer, and go on only when you say they match.",
 )
 PortOpt = typer.Option(None, "--port", "-p", metavar="PORT", help="Port for the embedded relay (default: a free one).")
 HostOpt = typer.Option(

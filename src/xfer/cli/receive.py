@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from .options import (
+    CodeOpt,
+    CodeWordsOpt,
     DebugOpt,
     HostOpt,
     JsonOpt,
@@ -20,6 +22,7 @@ from .options import (
     QuietOpt,
     RelayOpt,
     RoomOpt,
+    VerifyOpt,
     environment,
 )
 
@@ -30,6 +33,9 @@ if TYPE_CHECKING:
 
 def receive(
     ctx: typer.Context,
+    code: str | None = typer.Argument(
+        None, metavar="[CODE]", help="The code the sender printed, like 7-guitar-nebula.", show_default=False
+    ),
     room: str | None = RoomOpt,
     relay: str | None = RelayOpt,
     folder: Path = typer.Option(
@@ -56,6 +62,12 @@ def receive(
     ),
     output: str | None = typer.Option(None, "--output", "-o", metavar="-", help="'-' is the same as --stdout."),
     keep_open: bool = typer.Option(False, "--keep-open", help="Stay in the room for more offers, until Ctrl-C."),
+    verify: bool = VerifyOpt,
+    open_room: bool = typer.Option(
+        False, "--open", help="Open a room (for a phone, or a sender given its code) without asking for a code."
+    ),
+    chosen_code: str | None = CodeOpt,
+    code_words: int = CodeWordsOpt,
     port: int | None = PortOpt,
     host: str | None = HostOpt,
     public_url: str | None = PublicOpt,
@@ -70,11 +82,17 @@ def receive(
     """Receive files into a folder: join a room, or open one and wait for a sender.
 
     \b
+    The code comes from the command line, else XFER_CODE, else a prompt (Tab completes
+    its words). A code on the command line is visible to other users of this machine.
+
+    \b
     Examples:
-      xfer receive                         open a room; a phone scans the QR code
-      xfer receive --room CODE --relay ws://192.168.1.20:8765 --dir ~/Downloads
-      xfer receive --room CODE --relay wss://relay.example --yes --json
-      xfer receive --room CODE --relay HOST:8765 --yes --stdout | tar x
+      xfer receive 7-guitar-nebula         join the sender on this network
+      xfer receive                         ask for the code (Enter alone: open a room for a phone)
+      xfer receive --open                  open a room; a phone scans the QR code
+      xfer receive CODE --relay ws://192.168.1.20:8765 --dir ~/Downloads
+      xfer receive CODE --relay wss://relay.example --yes --json
+      xfer receive CODE --relay HOST:8765 --yes --stdout | tar x
     """
     import asyncio
 
@@ -87,9 +105,11 @@ def receive(
 
     async def main(display: Display) -> None:
         from ..errors import Declined, IntegrityFailure, PeerGone, RoomError, UsageError
-        from ..protocol import LIMITS, ProtocolError, parse_code, room_id
+        from ..protocol import LIMITS
         from ..transfer import receipts
         from ..transfer.receiver import Receiver
+        from .code_input import code_to_join, parse
+        from .config import choose_relay
 
         to_stdout = stdout or output is not None
         if output not in (None, "-"):
@@ -100,10 +120,17 @@ def receive(
             raise UsageError(
                 "stdin is not a terminal, so xfer cannot ask before accepting; add --yes to accept without asking"
             )
+        if verify and not env.stdin_isatty:
+            raise UsageError("--verify asks whether the words match, but stdin is not a terminal")
+        opening = open_room or chosen_code is not None
+        if opening and (code is not None or room is not None):
+            raise UsageError("give a code to join, or --open / --code to open a room, not both")
+        joining = None if opening else code_to_join(code, room, env, ask=True)
         target = Path.cwd() if to_stdout else target_folder(folder)
+        where = choose_relay(relay, env)
         opts = RoomOptions(
-            room,
-            relay,
+            joining,
+            where.url,
             port,
             host,
             public_url,
@@ -112,6 +139,10 @@ def receive(
             keepalive=keepalive,
             reconnect_for=peer_timeout,
             peer_timeout=peer_timeout,
+            code_words=code_words,
+            code=parse(chosen_code) if chosen_code is not None else None,
+            relay_known=where.source in ("XFER_RELAY", "config"),
+            ask=(lambda question: ask(question, env, default=False)) if verify else None,
         )
 
         async def decide(event: dict[str, Any]) -> bool:
@@ -120,12 +151,7 @@ def receive(
         # A room joined by its code is remembered once finished (transfer/receipts.py):
         # a rerun after the room closed then says the files are already here.
         remembered = receipts.receipts_folder(env.variables)
-        room_key = None
-        if room is not None and not to_stdout:
-            try:
-                room_key = room_id(parse_code(room))
-            except ProtocolError:
-                pass  # not a code: room_session says so
+        room_key = str(joining) if joining is not None and not to_stdout else None
         try:
             async with room_session(opts, "receiver", display) as session:
                 while True:
@@ -184,7 +210,7 @@ def target_folder(folder: Path) -> Path:
     return folder.resolve()
 
 
-async def ask(question: str, env: Environment) -> bool:
+async def ask(question: str, env: Environment, *, default: bool = True) -> bool:
     """Ask on the terminal without blocking the event loop (and without hanging Ctrl-C)."""
     import asyncio
     import sys
@@ -205,7 +231,7 @@ async def ask(question: str, env: Environment) -> bool:
 
     def run() -> None:
         try:
-            result = Confirm.ask(question, console=console(env), default=True, stream=stream)
+            result = Confirm.ask(question, console=console(env), default=default, stream=stream)
         except (EOFError, KeyboardInterrupt):
             result = False
         loop.call_soon_threadsafe(settle, result)

@@ -139,6 +139,14 @@ class RichDisplay(_Emits):
     def on_warning(self, message: str) -> None:
         self.say(f"[yellow]{display_name(message, 300)}[/yellow]")
 
+    def on_wrong_code(self, attempts: int, limit: int, **f: Any) -> None:
+        # ``secured`` has no line here: --verify asks its question, and --json carries it.
+        left = limit - attempts
+        self.say(
+            f"[yellow]Someone tried a wrong code ({attempts} of {limit}); "
+            f"after {left} more the code is spent and the room closes[/yellow]"
+        )
+
     def on_waiting(self, reason: str, **f: Any) -> None:
         if reason == "receiver-back":
             count = f.get("receivers", 1)

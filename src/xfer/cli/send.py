@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from .options import (
+    CodeOpt,
+    CodeWordsOpt,
     DebugOpt,
     HostOpt,
     JsonOpt,
@@ -19,6 +21,7 @@ from .options import (
     QuietOpt,
     RelayOpt,
     RoomOpt,
+    VerifyOpt,
     environment,
 )
 
@@ -62,6 +65,9 @@ def send(
     keep_open: bool = typer.Option(
         False, "--keep-open", help="After each transfer, stay and send again to whoever joins next, until Ctrl-C."
     ),
+    verify: bool = VerifyOpt,
+    chosen_code: str | None = CodeOpt,
+    code_words: int = CodeWordsOpt,
     keepalive: float = KeepaliveOpt,
     peer_timeout: float = PeerTimeoutOpt,
     debug: bool = DebugOpt,
@@ -71,12 +77,14 @@ def send(
     \b
     Examples:
       xfer send photo.jpg                  open a room, print its code and a QR code
-      xfer send a.pdf b.zip --room CODE --relay ws://192.168.1.20:8765
+      xfer send a.pdf b.zip --room CODE    join a receiver's room (found on this network)
+      xfer send a.pdf --room CODE --relay ws://192.168.1.20:8765
       xfer send report.pdf --json          events as JSON lines, for scripts
       xfer send photos/                    a folder, file by file, with its empty folders
       tar c project | xfer send -          standard input (no resume for streams)
       xfer send talk.pdf --receivers 3     wait for three receivers; the data leaves once
       xfer send --text "see you at 5" --room CODE --relay ws://192.168.1.20:8765
+      xfer send notes.txt --verify         compare three words with the receiver first
     """
     import asyncio
 
@@ -90,11 +98,20 @@ def send(
     async def main(display: Display) -> None:
         from ..errors import Declined, Interrupted, PeerGone, UsageError
         from ..transfer.sender import Sender, check_sources
+        from .code_input import code_to_join, parse
+        from .config import choose_relay
+        from .receive import ask
         from .session import Session
 
+        if verify and not env.stdin_isatty:
+            raise UsageError("--verify asks whether the words match, but stdin is not a terminal")
+        if chosen_code is not None and room is not None:
+            raise UsageError("give --room to join a room, or --code to open one, not both")
+        joining = None if chosen_code is not None else code_to_join(None, room, env, ask=False)
+        where = choose_relay(relay, env)
         opts = RoomOptions(
-            room,
-            relay,
+            joining,
+            where.url,
             port,
             host,
             public_url,
@@ -103,6 +120,10 @@ def send(
             keepalive=keepalive,
             reconnect_for=peer_timeout,
             peer_timeout=peer_timeout,
+            code_words=code_words,
+            code=parse(chosen_code) if chosen_code is not None else None,
+            relay_known=where.source in ("XFER_RELAY", "config"),
+            ask=(lambda question: ask(question, env, default=False)) if verify else None,
         )
         if text is not None:
             from ..transfer.text import TextSender, check_text
@@ -112,7 +133,7 @@ def send(
             message = check_text(env.stdin.read() if text == "-" else text)
             async with room_session(opts, "sender", display) as session:
                 session.task = TextSender(
-                    session.conn, message, display.emit, wait_forever=room is None, **session.task_options()
+                    session.conn, message, display.emit, wait_forever=joining is None, **session.task_options()
                 )
                 await session.task.run()  # people see "Sent the text to ..."; --json the "text-sent" event
             return
@@ -165,7 +186,7 @@ def send(
             # (an empty room closes; when the relay or the receiver gave up, nobody waits); running
             # the same command again would open another room, so say how to come back to this one.
             engaged = opened is not None and isinstance(opened.task, Sender) and opened.task.machine.engaged
-            if room is None and opened and opened.relay_url and engaged and not any(f.stream for f in files):
+            if joining is None and opened and opened.relay_url and engaged and not any(f.stream for f in files):
                 display.emit("resume", command=resume_command(paths, opened.code, opened.relay_url, extra))
             waits = "; the receiver keeps what it has for a while" if engaged else ""
             raise Interrupted(f"stopped by {signalled[0]}{waits}") from None

@@ -1,4 +1,5 @@
-"""Open or join a room, with the relay given by --relay or one embedded in this process."""
+"""Open or join a room: on the relay given (--relay, XFER_RELAY, the config file), or on
+one inside this process that the LAN finds by its nameplate."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from ..addresses import lan_address, page_url, relay_ws_url, ws_url_for
 from ..errors import RelayUnreachable, UsageError
 from ..protocol.guard import Guard
 from ..protocol.keys import link_fragment, link_secret
-from ..protocol.words import DEFAULT_WORDS, CodeError, SpokenCode, new_code, parse_code
+from ..protocol.words import DEFAULT_WORDS, SpokenCode, new_code
 from ..transfer.connection import open_room
 from ..transfer.secure import SecureLink
 from ..transfer.sender import peer_dict
 from .display import RoomOpened
+from .lan import Announced, announce, find_relay
+from .verify import Ask, Verifier, VerifyingLink
 
 if TYPE_CHECKING:
     from ..protocol.keys import Side
@@ -28,8 +31,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RoomOptions:
-    room: str | None
-    relay: str | None
+    room: SpokenCode | None  # the room to join (parsed by code_input); None: open one
+    relay: str | None  # None: a relay inside this process
     port: int | None
     host: str | None
     public_url: str | None
@@ -39,6 +42,9 @@ class RoomOptions:
     reconnect_for: float = 60.0
     peer_timeout: float = 60.0
     code_words: int = DEFAULT_WORDS
+    code: SpokenCode | None = None  # --code: the whole code of the room we open
+    relay_known: bool = False  # the other side finds the relay without --relay (XFER_RELAY, config)
+    ask: Ask | None = None  # --verify: how to ask whether the words match
 
 
 @dataclass
@@ -68,36 +74,45 @@ def default_name() -> str:
     return (socket.gethostname() or "xfer").split(".")[0][:64]
 
 
-def relay_command(role: str, code: str, relay: str) -> str:
-    other = "receive" if role == "sender" else "send FILE --room"
-    return f"xfer {other} {code} --relay {relay}"
+def relay_command(role: str, code: str, relay: str | None) -> str:
+    """What the other side types: with ``relay`` None, it finds the relay itself (the
+    LAN's announcement, or its own default relay)."""
+    other = f"xfer receive {code}" if role == "sender" else f"xfer send FILE --room {code}"
+    return other if relay is None else f"{other} --relay {relay}"
 
 
 @asynccontextmanager
 async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncIterator[Session]:
     """Yield a session in the room; print the room's code and QR when we opened it.
 
-    Opening a room, the relay picks its nameplate and we pick the words; the page that
-    scans the QR proves the link's secret instead. Each connection (the first, and each
-    after a reconnection) makes new keys with every peer: ``SecureLink`` over the link.
+    Opening a room, we pick the words and the nameplate comes from: ``--code``; else,
+    on a relay in this process, one free on the LAN that we announce (lan.py); else the
+    relay picks it. The page that scans the QR proves the link's secret instead of the
+    code. Joining without a relay, the LAN says which relay holds the nameplate. Each
+    connection (the first, and each after a reconnection) makes new keys with every
+    peer: ``SecureLink`` over the link.
     """
-    given = _code(opts.room)
+    given = opts.room
     opening = given is None
     server: RelayServer | None = None
+    announced: Announced | None = None
+    other = "receiver" if role == "sender" else "sender"
     try:
         if opts.relay:
-            connect_url = public = relay_ws_url(opts.relay)
+            candidates = [relay_ws_url(opts.relay)]
+        elif given is not None:
+            candidates = await find_relay(str(given), given.nameplate, who=other)
         else:
-            if opts.room:
-                raise UsageError(
-                    "--room needs --relay (or XFER_RELAY): the room lives on the relay of the side that opened it"
-                )
-            server, connect_url, public = await _embedded_relay(opts)
+            server, local, public = await _embedded_relay(opts)
+            candidates = [local]
+        if server is None:
+            public = candidates[0]
         if opts.public_url:
             public = relay_ws_url(opts.public_url)
         name = opts.name or default_name()
         secret = secrets.token_hex(16)  # the same on every reconnect: the relay drops our stale connection
         link = link_secret() if opening else None  # for the page that scans our QR code
+        connect_url = candidates[0]
 
         async def join(room: str, create: bool) -> Link:
             # The relay learns no name: ours travels sealed, to the peers that proved the code.
@@ -117,12 +132,40 @@ async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncI
                 ping_timeout=opts.keepalive,
             )
 
-        first = await join("" if given is None else str(given.nameplate), opening)
-        code = given or new_code(int(first.room), opts.code_words)
+        async def first_join(room: str, create: bool) -> Link:
+            # The LAN may name several addresses of the relay: the first that answers.
+            nonlocal connect_url
+            for url in candidates[:-1]:
+                connect_url = url
+                try:
+                    return await join(room, create)
+                except RelayUnreachable:
+                    continue
+            connect_url = candidates[-1]
+            return await join(room, create)
+
+        nameplate = ""
+        if given is not None:
+            nameplate = str(given.nameplate)
+        elif opts.code is not None:
+            nameplate = str(opts.code.nameplate)
+            if server is not None:
+                if nameplate in server.room.rooms:
+                    raise UsageError(f"nameplate {nameplate} is in use on this relay; choose another code")
+                announced = await announce(server.port, opts.host, nameplate=opts.code.nameplate)
+        elif server is not None:
+            announced = await announce(server.port, opts.host, taken=frozenset(map(int, server.room.rooms)))
+            nameplate = str(announced.nameplate) if announced is not None else ""
+        first = await first_join(nameplate, opening)
+        if server is None and not opts.public_url:
+            public = connect_url  # the address of the LAN's relay that answered
+        code = given or opts.code or new_code(int(first.room), opts.code_words)
         side: Side = "sender" if role == "sender" else "receiver"
+        verifier = Verifier(display.emit, opts.ask)
 
         async def secure(inner: Link) -> Link:
-            return await SecureLink.open(inner, Guard(side, name, code, link=link), display.emit)
+            secured = await SecureLink.open(inner, Guard(side, name, code, link=link), verifier.emit)
+            return secured if opts.ask is None else VerifyingLink(secured, verifier)
 
         async def reconnect() -> Link:
             # A peer coming back opens the room again if the relay lost it (a restart).
@@ -130,12 +173,16 @@ async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncI
 
         relay_url = public if server is None else None
         shown = str(code)
+        # The other side finds the relay without --relay: the LAN's announcement (unless the
+        # relay is reached elsewhere, --public-url), or its own default relay.
+        findable = (announced is not None and not opts.public_url) or (server is None and opts.relay_known)
         session = Session(await secure(first), reconnect, opts, code=shown, relay_url=relay_url)
         try:
             if opening:
                 assert link is not None
                 url = page_url(public, link_fragment(code.nameplate, link))
-                display.show(RoomOpened(shown, url, public, relay_command(role, shown, public), opts.qr))
+                command = relay_command(role, shown, None if findable else public)
+                display.show(RoomOpened(shown, url, public, command, opts.qr))
             else:
                 display.emit("joined", code=shown, peers=[peer_dict(p) for p in session.conn.peers.values()])
             yield session
@@ -146,6 +193,8 @@ async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncI
                 except Exception:
                     pass
     finally:
+        if announced is not None:
+            await announced.close()
         if server is not None:
             await _drain(server)
             await server.stop()
@@ -159,15 +208,6 @@ async def _drain(server: RelayServer, timeout: float = 3.0) -> None:
     deadline = loop.time() + timeout
     while server.hub.peer_count > 0 and loop.time() < deadline:
         await asyncio.sleep(0.05)
-
-
-def _code(room: str | None) -> SpokenCode | None:
-    if room is None:
-        return None
-    try:
-        return parse_code(room)
-    except CodeError as exc:
-        raise UsageError(str(exc)) from None
 
 
 async def _embedded_relay(opts: RoomOptions) -> tuple[RelayServer, str, str]:

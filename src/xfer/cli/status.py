@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_BUG = 1  # anything we did not foresee: a bug, shown in one line (the traceback with --debug)
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+EXIT_CODE = 10  # the code: it did not match, too many wrong ones were tried, or --verify's words differed
 
 # What Ctrl-C means for each side, so that a person knows what is left behind.
 INTERRUPTED = {
@@ -45,6 +46,13 @@ class Failure:
 
 def failure(exc: BaseException, role: str) -> Failure:
     """What ``exc`` means to the person who ran ``xfer ROLE``."""
+    from ..protocol.guard import CodeSpent
+    from ..protocol.keys import WrongCode
+
+    if isinstance(exc, CodeSpent):  # the sender: someone kept guessing
+        return Failure(str(exc), exc.code, EXIT_CODE)
+    if isinstance(exc, WrongCode):  # a receiver: its code and the sender's differ
+        return Failure("the code did not match: check it with the sender", exc.code, EXIT_CODE)
     if isinstance(exc, XferError):
         return Failure(str(exc), exc.code, exc.exit_code)
     if isinstance(exc, KeyboardInterrupt):
