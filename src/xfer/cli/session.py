@@ -222,7 +222,7 @@ async def _embedded_relay(opts: RoomOptions) -> tuple[RelayServer, str, str]:
         raise RelayUnreachable(
             f"cannot listen on {host or '*'}:{opts.port or 0} for the embedded relay: {exc.strerror or exc}"
         ) from None
-    server = RelayServer(sock, ping_interval=opts.keepalive, ping_timeout=opts.keepalive)
+    server = RelayServer(sock, ping_interval=opts.keepalive, ping_timeout=opts.keepalive, builtin=True)
     await server.start()
     bound = sock.getsockname()[0]
     local = "127.0.0.1" if bound in ("0.0.0.0", "") else ("::1" if bound == "::" else bound)
