@@ -580,3 +580,21 @@ def test_fanned_out_send_reaches_a_page_and_a_terminal(phone, relay, xfer_procs,
     assert sha256_of(saved) == sha256_of(src)
     for i in range(2):
         assert sha256_of(tmp_path / f"in{i}" / "talk.pdf") == sha256_of(src)
+
+
+def test_a_download_from_the_senders_own_relay_says_it_comes_straight_from_it(phone, xfer_procs, tmp_path):
+    """``xfer send`` with its built-in relay: the page's files never pass a third party, and
+    the offer says so instead of the warning a hosted relay gets."""
+    doc = make_file(tmp_path / "doc.bin", 300_000, 8)
+    sender = xfer_procs(["send", str(doc), "--host", "127.0.0.1", "--json", "--no-qr", "--name", "laptop"], "send")
+    room = sender.first_event()
+    open_room(phone, on_lan(room["url"]))
+    phone.wait_for_selector(".offer button.primary")
+    note = phone.inner_text(".offer .relay-note")
+    assert "straight from the sender's computer" in note and "can read" not in note
+    with phone.expect_download(timeout=bounded(30_000)) as info:
+        phone.click(".offer button.primary")
+    saved = tmp_path / "saved.bin"
+    info.value.save_as(saved)
+    assert sha256_of(saved) == sha256_of(doc)
+    assert sender.wait(60) == 0, sender.stderr
