@@ -220,13 +220,14 @@ class Observer:
 
 def ws_payloads(stream: bytes) -> list[bytes]:
     """The payloads of the WebSocket frames after an HTTP upgrade in one direction of a
-    connection (RFC 6455), unmasked; nothing for a plain HTTP exchange."""
+    connection (RFC 6455), unmasked, fragments joined (Chromium cuts large messages), close
+    and ping frames left out; nothing for a plain HTTP exchange."""
     head = stream.find(b"\r\n\r\n")
     if head < 0 or b"websocket" not in stream[:head].lower():
         return []
     at, out = head + 4, []
     while at + 2 <= len(stream):
-        b1 = stream[at + 1]
+        opcode, b1 = stream[at] & 0x0F, stream[at + 1]
         n, at = b1 & 0x7F, at + 2
         if n == 126:
             (n,), at = struct.unpack("!H", stream[at : at + 2]), at + 2
@@ -239,7 +240,12 @@ def ws_payloads(stream: bytes) -> list[bytes]:
         at += n
         if mask:
             payload = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
-        out.append(payload)
+        if len(payload) < n:
+            break  # cut short when the connection ended
+        if opcode in (1, 2):  # a text or binary message (or its first fragment)
+            out.append(payload)
+        elif opcode == 0 and out:  # a continuation: the rest of the message before it
+            out[-1] += payload
     return out
 
 
