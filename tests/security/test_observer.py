@@ -7,9 +7,10 @@ from __future__ import annotations
 import base64
 import json
 
-from conftest import make_file, sha256_of
 from through import RECEIVER_NAME, SENDER_NAME, receive, send, tapped_relay, wait_event
 from wiretap import Frame, blocks_of, holds_a_block, readings
+
+from conftest import make_file, sha256_of
 
 FILE_NAME = "Quarterly-Merger-Plans-Xylophone.bin"
 PHRASE = "the eagle lands at Pier 39 — bring the umbrella"

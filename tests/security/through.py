@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import free_port, serve
 from wiretap import Tamper, Wiretap
+
+from conftest import free_port, serve
 
 SENDER_NAME = "Zorblax-Laptop-7731"
 RECEIVER_NAME = "Quuxmoor-Desk-4410"
