@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""What protocol 2.0's encryption costs: xfer now against xfer 1.0 (no encryption), side by side.
+
+Issue 12's targets: encryption costs at most 10 % of the relayed throughput of 1 GiB, and
+the handshake at most 50 ms of the 1 KiB fixed cost. Both trees run in one run, taking
+turns, so a busy machine slows them alike:
+
+- ``throughput``: ``run_all.py``'s relayed case (``xfer serve``, ``xfer receive`` that
+  opens the room, ``xfer send --room CODE``, SHA-256 checked), each tree with its own
+  relay (a 2.0 relay refuses a 1.0 peer). The cost is ``1 - now / baseline`` of the
+  median MB/s; CPU seconds per GB (sender + relay + receiver) are reported beside it.
+- ``fixed-cost``: the same with a 1 KiB file through a relay already running (one per
+  tree), from the receiver's start until both have exited; the cost is the difference
+  of the medians.
+
+The baseline is xfer at ``f9faf55`` (the last 1.0 commit), taken out of this checkout's
+git history with ``git archive`` into a temporary folder (no worktree is registered, so
+an interrupted run leaves nothing in the repository), or a tree given with
+``--baseline SRC``. Each tree runs with itself first on ``sys.path`` (``tree_cmd``).
+``--self-check`` runs the baseline against itself: the method is sound if that gives
+about 1.0 and 0 ms.
+
+    python bench/compare_encryption.py                     # 1 GiB x 3, 1 KiB x 9
+    python bench/compare_encryption.py --self-check --size 200MB
+    python bench/compare_encryption.py --quick             # tiny: checks the script works
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import json
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from common import RESULTS_DIR, Child, log, make_source, start_relay, target
+from compare_fixed_cost import tree_cmd
+from transfer import run_xfer
+from xfer.units import parse_size
+
+BASELINE_COMMIT = "f9faf55"  # the last commit of protocol 1.0, before any encryption
+REPO = Path(__file__).resolve().parent.parent
+MAX_THROUGHPUT_COST = 0.10  # issue 12: at most 10 % of the relayed throughput
+MAX_HANDSHAKE_SECONDS = 0.050  # issue 12: at most 50 ms of the 1 KiB fixed cost
+
+
+def baseline_tree(into: Path, commit: str = BASELINE_COMMIT) -> Path:
+    """This checkout's ``src`` at ``commit``, written under ``into``; its path."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", commit, "src"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "src"
+
+
+def throughput(trees: dict[str, list[str]], work: Path, size: int, repeat: int, failures: list[str]) -> dict:
+    source = work / "source.bin"
+    digest = make_source(source, size)
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    try:
+        for i in range(1, repeat + 1):
+            for name, cmd in trees.items():
+                try:
+                    r = run_xfer(cmd, source, digest, work, 60 + size / 5e6)
+                except Exception as exc:  # noqa: BLE001 -- recorded; the exit status becomes 1
+                    failures.append(f"throughput {name} run {i}: {exc}")
+                    log(f"  throughput {name} run {i}: FAILED: {exc}")
+                    continue
+                runs[name].append(r)
+                cpu = sum(r["cpu_s"].values()) / (size / 1e9)
+                log(f"  throughput {name} run {i}: {r['mb_s']:.1f} MB/s, {cpu:.2f} CPU s/GB")
+    finally:
+        source.unlink(missing_ok=True)
+    return {
+        name: {
+            "mb_s": [r["mb_s"] for r in rs],
+            "median_mb_s": statistics.median(r["mb_s"] for r in rs) if rs else None,
+            "cpu_s_per_gb": {
+                role: statistics.median(r["cpu_s"][role] / (size / 1e9) for r in rs) for role in rs[0]["cpu_s"]
+            }
+            if rs
+            else {},
+        }
+        for name, rs in runs.items()
+    }
+
+
+def fixed_cost(trees: dict[str, list[str]], work: Path, repeat: int, failures: list[str]) -> dict:
+    source = work / "small.bin"
+    digest = make_source(source, 1024)
+    relays: dict[str, tuple[Child, int]] = {}
+    runs: dict[str, list[float]] = {name: [] for name in trees}
+    try:
+        for name, cmd in trees.items():
+            relays[name] = start_relay(cmd, work, name=f"relay-{name}")
+        for i in range(1, repeat + 1):
+            for name, cmd in trees.items():
+                try:
+                    r = run_xfer(cmd, source, digest, work, 60, relay_port=relays[name][1])
+                except Exception as exc:  # noqa: BLE001
+                    failures.append(f"fixed-cost {name} run {i}: {exc}")
+                    log(f"  fixed-cost {name} run {i}: FAILED: {exc}")
+                    continue
+                runs[name].append(r["total_seconds"])
+                log(f"  fixed-cost {name} run {i}: {r['total_seconds']:.3f} s")
+    finally:
+        for relay, _port in relays.values():
+            relay.kill()
+    return {name: {"seconds": s, "median_seconds": statistics.median(s) if s else None} for name, s in runs.items()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--baseline", metavar="SRC", help=f"a 1.0 source tree (default: {BASELINE_COMMIT} from git)")
+    ap.add_argument("--now", metavar="SRC", default=str(REPO / "src"), help="the tree to measure (default: this one)")
+    ap.add_argument("--self-check", action="store_true", help="the baseline against itself (expect ~1.0 and ~0 ms)")
+    ap.add_argument("--size", default="1GiB")
+    ap.add_argument("--repeat", type=int, default=3, help="throughput runs of each tree")
+    ap.add_argument("--fixed-repeat", type=int, default=9, help="1 KiB runs of each tree")
+    ap.add_argument("--quick", action="store_true", help="1 MB, one run each: checks that the script works")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    if args.quick:
+        args.size, args.repeat, args.fixed_repeat = "1MB", 1, 1
+    size = parse_size(args.size)
+    work = Path(tempfile.mkdtemp(prefix="xfer-encryption-"))
+    failures: list[str] = []
+    try:
+        base_src = Path(args.baseline) if args.baseline else baseline_tree(work)
+        now_src = base_src if args.self_check else Path(args.now)
+        names = ("baseline", "baseline-again") if args.self_check else ("baseline", "now")
+        trees = {}
+        for name, src in zip(names, (base_src, now_src)):
+            compileall.compile_dir(str(src / "xfer"), quiet=1)  # as pip install does: no compiling at each start
+            trees[name] = tree_cmd(str(src))
+        log(f"throughput: {args.size} x {args.repeat}, trees interleaved")
+        speed = throughput(trees, work, size, args.repeat, failures)
+        log(f"fixed cost: 1 KiB x {args.fixed_repeat}, trees interleaved")
+        fixed = fixed_cost(trees, work, args.fixed_repeat, failures)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    base, other = names
+    report: dict = {
+        "size": size,
+        "repeat": args.repeat,
+        "fixed_repeat": args.fixed_repeat,
+        "self_check": args.self_check,
+    }
+    report.update(throughput=speed, fixed_cost=fixed, failures=failures, load_average=list(_load()))
+    cost = handshake = None
+    if speed[base]["median_mb_s"] and speed[other]["median_mb_s"]:
+        cost = 1 - speed[other]["median_mb_s"] / speed[base]["median_mb_s"]
+    if fixed[base]["median_seconds"] is not None and fixed[other]["median_seconds"] is not None:
+        handshake = fixed[other]["median_seconds"] - fixed[base]["median_seconds"]
+    report["targets"] = [
+        target("encryption's share of relayed throughput", cost, MAX_THROUGHPUT_COST, "<="),
+        target("handshake's share of the 1 KiB fixed cost (s)", handshake, MAX_HANDSHAKE_SECONDS, "<="),
+    ]
+    for name in names:
+        s, f = speed[name], fixed[name]
+        cpu = s["cpu_s_per_gb"]
+        split = " + ".join(f"{role} {v:.2f}" for role, v in cpu.items())
+        log(
+            f"{name:>15}: {s['median_mb_s'] or 0:.1f} MB/s ({', '.join(f'{x:.1f}' for x in s['mb_s'])}), "
+            f"{sum(cpu.values()):.2f} CPU s/GB ({split}); 1 KiB {f['median_seconds'] or 0:.3f} s"
+        )
+    for t in report["targets"]:
+        verdict = {True: "met", False: "NOT MET", None: "not measured"}[t["met"]]
+        measured = "-" if t["measured"] is None else f"{t['measured']:.3f}"
+        log(f"  {t['target']}: {measured} (target {t['limit']}): {verdict}")
+    out = args.out or RESULTS_DIR / f"encryption-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    log(f"results: {out}")
+    return 1 if failures else 0
+
+
+def _load() -> tuple[float, ...]:
+    import os
+
+    return os.getloadavg()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
