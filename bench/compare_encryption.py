@@ -21,7 +21,7 @@ an interrupted run leaves nothing in the repository), or a tree given with
 ``--self-check`` runs the baseline against itself: the method is sound if that gives
 about 1.0 and 0 ms.
 
-    python bench/compare_encryption.py                     # 1 GiB x 5, 1 KiB x 15
+    python bench/compare_encryption.py                     # 1 GiB x 5, 1 KiB x 25
     python bench/compare_encryption.py --self-check --size 200MB
     python bench/compare_encryption.py --quick             # tiny: checks the script works
 """
@@ -111,6 +111,7 @@ def fixed_cost(trees: dict[str, list[str]], work: Path, repeat: int, failures: l
     digest = make_source(source, 1024)
     relays: dict[str, tuple[Child, int]] = {}
     runs: dict[str, list[float | None]] = {name: [] for name in trees}
+    cpu: dict[str, list[float | None]] = {name: [] for name in trees}  # sender + receiver, seconds
     try:
         for name, cmd in trees.items():
             relays[name] = start_relay(cmd, work, name=f"relay-{name}")
@@ -122,9 +123,11 @@ def fixed_cost(trees: dict[str, list[str]], work: Path, repeat: int, failures: l
                     failures.append(f"fixed-cost {name} run {i}: {exc}")
                     log(f"  fixed-cost {name} run {i}: FAILED: {exc}")
                     runs[name].append(None)
+                    cpu[name].append(None)
                     continue
                 runs[name].append(r["total_seconds"])
-                log(f"  fixed-cost {name} run {i}: {r['total_seconds']:.3f} s")
+                cpu[name].append(sum(r["cpu_s"].values()))
+                log(f"  fixed-cost {name} run {i}: {r['total_seconds']:.3f} s, {cpu[name][-1]:.3f} CPU s")
     finally:
         for relay, _port in relays.values():
             relay.kill()
@@ -138,7 +141,7 @@ def main() -> int:
     ap.add_argument("--self-check", action="store_true", help="the baseline against itself (expect ~1.0 and ~0 ms)")
     ap.add_argument("--size", default="1GiB")
     ap.add_argument("--repeat", type=int, default=5, help="throughput runs of each tree")
-    ap.add_argument("--fixed-repeat", type=int, default=15, help="1 KiB runs of each tree")
+    ap.add_argument("--fixed-repeat", type=int, default=25, help="1 KiB runs of each tree")
     ap.add_argument("--quick", action="store_true", help="1 MB, one run each: checks that the script works")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -174,6 +177,7 @@ def main() -> int:
     ratios = paired(speed[other]["mb_s"], speed[base]["mb_s"], lambda x, y: x / y)
     cpu_ratios = paired(speed[other]["cpu_s_per_gb_total"], speed[base]["cpu_s_per_gb_total"], lambda x, y: x / y)
     deltas = paired(fixed[other]["seconds"], fixed[base]["seconds"], lambda x, y: x - y)
+    cpu_deltas = paired(fixed[other]["cpu_seconds"], fixed[base]["cpu_seconds"], lambda x, y: x - y)
     cost = 1 - statistics.median(ratios) if ratios else None
     handshake = statistics.median(deltas) if deltas else None
     report["paired"] = {
@@ -181,6 +185,8 @@ def main() -> int:
         "cpu_per_gb_ratios": cpu_ratios,
         "cpu_per_gb_ratio_median": statistics.median(cpu_ratios) if cpu_ratios else None,
         "fixed_cost_deltas": deltas,
+        "fixed_cost_cpu_deltas": cpu_deltas,
+        "fixed_cost_cpu_delta_median": statistics.median(cpu_deltas) if cpu_deltas else None,
     }
     report["targets"] = [
         target("encryption's share of relayed throughput", cost, MAX_THROUGHPUT_COST, "<="),
@@ -192,13 +198,18 @@ def main() -> int:
         split = " + ".join(f"{role} {v:.2f}" for role, v in cpu.items())
         log(
             f"{name:>15}: {s['median_mb_s'] or 0:.1f} MB/s ({', '.join(f'{x or 0:.1f}' for x in s['mb_s'])}), "
-            f"{sum(cpu.values()):.2f} CPU s/GB ({split}); 1 KiB {f['median_seconds'] or 0:.3f} s"
+            f"{sum(cpu.values()):.2f} CPU s/GB ({split}); 1 KiB {f['median_seconds'] or 0:.3f} s, "
+            f"{f['median_cpu_seconds'] or 0:.3f} CPU s"
         )
     if ratios:
         log(f"  paired throughput ratios {other}/{base}: {', '.join(f'{x:.3f}' for x in ratios)}")
         log(f"  paired CPU-per-GB ratios {other}/{base}: {', '.join(f'{x:.3f}' for x in cpu_ratios)}")
     if deltas:
         log(f"  paired 1 KiB differences {other}-{base} (ms): {', '.join(f'{x * 1000:.0f}' for x in deltas)}")
+        log(
+            f"  paired 1 KiB CPU differences (sender + receiver, ms): {', '.join(f'{x * 1000:.0f}' for x in cpu_deltas)}"
+            f"; median {statistics.median(cpu_deltas) * 1000:.0f}"
+        )
     for t in report["targets"]:
         verdict = {True: "met", False: "NOT MET", None: "not measured"}[t["met"]]
         measured = "-" if t["measured"] is None else f"{t['measured']:.3f}"
