@@ -131,7 +131,20 @@ def fixed_cost(trees: dict[str, list[str]], work: Path, repeat: int, failures: l
     finally:
         for relay, _port in relays.values():
             relay.kill()
-    return {name: {"seconds": s, "median_seconds": statistics.median(s) if s else None} for name, s in runs.items()}
+    return {
+        name: {
+            "seconds": s,
+            "cpu_seconds": cpu[name],
+            "median_seconds": _median(s),
+            "median_cpu_seconds": _median(cpu[name]),
+        }
+        for name, s in runs.items()
+    }
+
+
+def _median(values: list[float | None]) -> float | None:
+    ran = [v for v in values if v is not None]
+    return statistics.median(ran) if ran else None
 
 
 def main() -> int:
