@@ -128,3 +128,23 @@ def test_cpu_per_gb_skips_runs_too_short_to_measure():
     cpu = cpu_per_gb(runs, 10**8)
     assert "raw-forwarder" not in cpu
     assert cpu["xfer-relayed"] == {"sender": 2.0, "relay": 1.0, "receiver": 3.0, "total": 6.0}
+
+
+def test_encryption_comparison_smoke(tmp_path):
+    """bench/compare_encryption.py tiny: xfer 1.0 (taken from git) against this tree, each
+    with its own relay; both targets measured."""
+    out = tmp_path / "enc.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "compare_encryption.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=bounded(120),
+        check=False,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    report = json.loads(out.read_text())
+    assert report["failures"] == []
+    for name in ("baseline", "now"):
+        assert report["throughput"][name]["median_mb_s"] > 0
+        assert report["fixed_cost"][name]["median_seconds"] > 0
+    assert [t["measured"] is not None for t in report["targets"]] == [True, True]

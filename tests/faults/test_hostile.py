@@ -23,6 +23,7 @@ from peers import (
     Room,
     _sha,
     closed_with,
+    fresh_nameplate,
     listing,
     next_of,
     recv_message,
@@ -42,8 +43,6 @@ from xfer.protocol import (
     Verified,
     Welcome,
     encode_chunk,
-    new_code,
-    room_id,
     serialize,
 )
 from xfer.relay import RelayLimits
@@ -71,7 +70,7 @@ def test_bad_first_message_closes_with_protocol_error(first):
             assert isinstance(reply, Error)
             assert await closed_with(ws) == 4000
             # The relay still serves others.
-            other, welcome = await relay.join(room_id(new_code()), create=True)
+            other, welcome = await relay.join(fresh_nameplate(), create=True)
             assert isinstance(welcome, Welcome)
             await other.close()
 
@@ -80,7 +79,7 @@ def test_bad_first_message_closes_with_protocol_error(first):
 
 def test_peer_breaking_the_protocol_is_dropped_others_go_on():
     async def main():
-        room = room_id(new_code())
+        room = fresh_nameplate()
         async with Relay() as relay:
             a, wa = await relay.join(room, create=True)
             b, wb = await relay.join(room)
@@ -101,7 +100,7 @@ def test_peer_breaking_the_protocol_is_dropped_others_go_on():
 
 def test_oversize_frames_are_refused():
     async def main():
-        room = room_id(new_code())
+        room = fresh_nameplate()
         async with Relay() as relay:
             a, wa = await relay.join(room, create=True)
             b, _ = await relay.join(room)
@@ -120,7 +119,7 @@ def test_hello_timeout_and_join_rate_limit():
             assert await closed_with(silent) == 4008
             codes = []
             for _ in range(5):
-                ws, reply = await relay.join(room_id(new_code()), create=True)
+                ws, reply = await relay.join(fresh_nameplate(), create=True)
                 codes.append(reply.code if isinstance(reply, Error) else "ok")
                 await ws.close()
             assert codes[:3] == ["ok"] * 3 and codes[3:] == ["rate-limited"] * 2
@@ -133,14 +132,14 @@ def test_rooms_per_address_cap():
         async with Relay(RelayLimits(max_rooms_per_address=2)) as relay:
             held = []
             for _ in range(2):
-                ws, reply = await relay.join(room_id(new_code()), create=True)
+                ws, reply = await relay.join(fresh_nameplate(), create=True)
                 assert isinstance(reply, Welcome)
                 held.append(ws)
-            ws, reply = await relay.join(room_id(new_code()), create=True)
+            ws, reply = await relay.join(fresh_nameplate(), create=True)
             assert isinstance(reply, Error) and reply.code == "too-many-rooms"
             await held[0].close()
             await asyncio.sleep(0.2)
-            ws, reply = await relay.join(room_id(new_code()), create=True)
+            ws, reply = await relay.join(fresh_nameplate(), create=True)
             assert isinstance(reply, Welcome)  # the closed room freed its place
 
     run_async(main())
@@ -148,7 +147,7 @@ def test_rooms_per_address_cap():
 
 def test_unknown_message_type_after_hello_drops_only_that_peer():
     async def main():
-        room = room_id(new_code())
+        room = fresh_nameplate()
         async with Relay() as relay:
             a, _ = await relay.join(room, create=True)
             b, _ = await relay.join(room)
@@ -166,8 +165,8 @@ def test_unknown_message_type_after_hello_drops_only_that_peer():
 def test_peers_cannot_reach_other_rooms():
     async def main():
         async with Relay() as relay:
-            a, wa = await relay.join(room_id(new_code()), create=True)
-            b, wb = await relay.join(room_id(new_code()), create=True)
+            a, wa = await relay.join(fresh_nameplate(), create=True)
+            b, wb = await relay.join(fresh_nameplate(), create=True)
             await b.send(serialize(Text(text="psst", to=wa.peer_id)))
             reply = await recv_message(b)
             assert isinstance(reply, Error) and reply.code == "no-such-peer"
@@ -183,7 +182,7 @@ def test_peers_cannot_reach_other_rooms():
 @pytest.mark.parametrize("files", [10_001, 100_000])
 def test_offer_of_too_many_files_is_refused_by_the_relay(files):
     async def main():
-        room = room_id(new_code())
+        room = fresh_nameplate()
         async with Relay() as relay:
             a, _ = await relay.join(room, create=True)
             b, wb = await relay.join(room)
@@ -212,7 +211,7 @@ def test_connections_that_never_finish_the_handshake_are_closed():
             for reader, _ in (silent, slow):
                 assert await asyncio.wait_for(reader.read(100), 5) == b""  # closed by the relay
             assert len(relay.server.server.server_state.connections) == 0
-            ws, welcome = await relay.join(room_id(new_code()), create=True)
+            ws, welcome = await relay.join(fresh_nameplate(), create=True)
             assert isinstance(welcome, Welcome)
             await ws.close()
 
@@ -225,11 +224,11 @@ def test_a_peer_that_stops_reading_is_dropped_and_others_go_on():
 
     async def main():
         async with Relay(RelayLimits(send_timeout=1.0)) as relay:
-            room = room_id(new_code())
+            room = fresh_nameplate()
             sender, ws_ = await relay.join(room, create=True)
             stuck, w_stuck = await relay.join(room)  # never reads again
             await recv_message(sender)
-            other_room = room_id(new_code())
+            other_room = fresh_nameplate()
             x, _ = await relay.join(other_room, create=True)
             y, wy = await relay.join(other_room)
             await recv_message(x)
@@ -290,7 +289,6 @@ def test_hash_mismatch_leaves_no_file(tmp_path):
         "unknown-file",
         "fewer-than-offered",
         "chunk-before-start",
-        "unknown-transfer",
         "file-start-at-an-offset-never-offered",
     ],
 )
@@ -317,8 +315,6 @@ def test_lying_sizes_and_offsets_are_refused(tmp_path, case):
                 await h.end(0, 8, _sha(b"xxxx"))
             elif case == "chunk-before-start":
                 await h.chunk(0, 0, b"xxxx")
-            elif case == "unknown-transfer":
-                await h.conn.send_frame(encode_chunk(h.conn.peer_id, h.to, 78, 0, 0, b"xxxx"))
             error = await next_of(h.conn, Error)
             return error, await h.outcome()
 
@@ -389,8 +385,9 @@ def test_offer_larger_than_free_space_is_refused(tmp_path):
     assert listing(tmp_path) == []
 
 
-def test_chunks_from_a_third_peer_are_ignored(tmp_path):
-    """Only the peer whose offer was accepted may write into the receiver's files."""
+def test_chunks_from_a_third_peer_or_of_an_unoffered_transfer_are_ignored(tmp_path):
+    """Only the peer whose offer was accepted may write into the receiver's files, and
+    only chunks of a transfer it offered (protocol 2.0: no content key, nothing opens)."""
 
     async def main():
         async with Room() as room:
@@ -398,7 +395,10 @@ def test_chunks_from_a_third_peer_are_ignored(tmp_path):
             await h.offer([("a.txt", 4)], tmp_path)
             await h.start(0)
             intruder = await room.join("sender")
-            await intruder.send_frame(encode_chunk(intruder.peer_id, h.to, 77, 0, 0, b"EVIL"))
+            # in clear, as no sealed chunk of its own could be: no key of 77 is its
+            await intruder.inner.send_frame(encode_chunk(intruder.peer_id, h.to, 77, 0, 0, b"EVIL"))
+            # and the sender's own link, for a transfer never offered: no key to open it
+            await h.conn.inner.send_frame(encode_chunk(h.conn.peer_id, h.to, 78, 0, 0, b"EVIL"))
             await asyncio.sleep(0.2)
             await h.chunk(0, 0, b"good")
             await h.end(0, 4, _sha(b"good"))
@@ -488,7 +488,7 @@ def test_a_peer_closed_by_the_relay_hears_why_and_does_not_reconnect():
     async def main():
         async with Room() as room:
             conn = await room.join("sender")
-            await conn.ws.send("this is not JSON")
+            await conn.inner.ws.send("this is not JSON")
             with pytest.raises(PeerProtocolError, match="the relay closed the connection"):
                 while True:
                     await asyncio.wait_for(conn.recv(), 5)

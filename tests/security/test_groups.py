@@ -1,0 +1,55 @@
+"""A group room through the wiretap: ``xfer send --receivers 2`` and two receivers. Each
+receiver makes its own keys with the sender (two handshakes), both get the file, and
+each chunk leaves the sender once, sealed, for the relay to fan out."""
+
+from __future__ import annotations
+
+import math
+
+from through import receive, send, tapped_relay
+from wiretap import DOWN, UP
+
+from conftest import make_file, sha256_of
+from xfer.protocol.frames import DEFAULT_CHUNK_SIZE
+
+SIZE = 1_500_000
+
+
+def test_two_receivers_each_make_keys_and_chunks_leave_the_sender_once(tmp_path, procs):
+    source = make_file(tmp_path / "talk.mp4", SIZE, 12)
+    outs = [tmp_path / "out0", tmp_path / "out1"]
+    tap = tapped_relay(procs, tmp_path)
+    try:
+        sender = send(procs, tmp_path, tap.url, str(source), extra=("--receivers", "2"))
+        code = sender.first_event()["code"]
+        receivers = [receive(procs, tmp_path, tap.url, code, out, name=f"recv{i}") for i, out in enumerate(outs)]
+        for r in receivers:
+            assert r.wait(60) == 0, r.stderr
+        assert sender.wait(30) == 0, sender.stderr
+        frames = tap.seen()
+    finally:
+        tap.__exit__()
+    for out in outs:
+        assert sha256_of(out / "talk.mp4") == sha256_of(source)
+
+    mine = [f for f in frames if f.role == "sender" and f.direction == UP]
+    pakes = [f.json()["to"] for f in mine if f.kind == "pake"]
+    confirms = [f.json()["to"] for f in mine if f.kind == "confirm"]
+    ids = {f.json()["peer_id"] for f in frames if f.kind == "welcome" and f.role == "receiver"}
+    assert sorted(pakes) == sorted(ids) == sorted(confirms) and len(ids) == 2  # one handshake with each
+    nonces = {f.json()["nonce"] for f in frames if f.kind == "pake" and f.direction == UP}
+    assert len(nonces) == 4  # fresh on both sides of both
+
+    # Each receiver's keys are its own: the verify words differ, and each box is different.
+    verifiers = [[e["verifier"] for e in r.events() if e["event"] == "secured"] for r in receivers]
+    assert len(verifiers[0]) == len(verifiers[1]) == 1 and verifiers[0] != verifiers[1]
+    boxes = [f.json()["box"] for f in mine if f.kind == "sealed"]
+    assert len(set(boxes)) == len(boxes)
+
+    chunks = math.ceil(SIZE / DEFAULT_CHUNK_SIZE)
+    sent = [f for f in mine if f.kind == "chunk"]
+    assert len(sent) == chunks  # once, for everyone
+    assert all(int.from_bytes(f.data[8:12], "big") == 0 for f in sent)  # to 0: the relay fans it out
+    for conn in {f.conn for f in frames if f.role == "receiver"}:
+        got = [f for f in frames if f.conn == conn and f.direction == DOWN and f.kind == "chunk"]
+        assert [g.data[28:] for g in got] == [s.data[28:] for s in sent]  # the same sealed bytes
