@@ -203,12 +203,6 @@ def test_killed_at_each_step_of_placing_a_file(tmp_path, procs, step):
     assert sorted(e["name"] for e in saved) == ["a.bin", "b.bin"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: cli/receive.py keys receipts on 1.0's room_id(parse_code(room)) from protocol/codes.py, "
-    "which refuses a 2.0 code (1-upkeep-mortuary), so no receipt is written; and a nameplate alone is "
-    "reused at once by the relay, so a receipt must be keyed on the whole spoken code",
-)
 def test_a_receiver_run_again_after_it_finished_says_the_files_are_here(tmp_path, procs):
     """The room closed when both finished; the same receive command again finds the room
     gone, and its receipt says the files are already here (exit 0). A folder without

@@ -8,7 +8,6 @@ import asyncio
 import json
 import time
 
-import pytest
 from through import SENDER_NAME, receive, send
 from websockets.asyncio.client import connect
 
@@ -73,13 +72,6 @@ def test_a_nameplate_only_join_gets_no_offer_no_name_no_chunk(tmp_path, procs):
     assert "offer" not in kinds and "sealed" not in kinds
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: protocol/guard.py's _guarded raises RemoteProtocolError('a peer sent hi without sealing "
-    "it') for a clear message from a peer that never made keys, and that ends the sender (exit 9): anyone "
-    "who knows the nameplate can stop a waiting sender with one frame. For an untrusted peer it should "
-    "refuse that peer (as a wrong code does) or ignore the message, not end the run",
-)
 def test_the_sender_outlives_an_intruder_and_the_right_receiver_still_gets_the_file(tmp_path, procs):
     """Clear messages from a peer that never made keys are that peer's fault: the sender
     ignores them (or drops that peer) and keeps waiting for the code's owner."""

@@ -162,11 +162,6 @@ def test_in_memory_no_key_and_nonce_is_sealed_with_twice(monkeypatch):
     assert _reused(seals) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: protocol/guard.py's _round() keeps the round (and its content key) for an offer to a "
-    "peer id that had none of it, such as a receiver run again (a new connection, a new id)",
-)
 def test_in_memory_a_receiver_back_under_a_new_id_gets_a_new_content_key(monkeypatch):
     seals = Seals()
     monkeypatch.setattr(keys, "AESGCM", seals.aesgcm())
@@ -210,23 +205,13 @@ def _read(folder: Path) -> list[list[tuple[str, ...]]]:
     return sorted(each, key=len, reverse=True)
 
 
-CONTENT_KEY_KEPT = pytest.mark.xfail(
-    strict=True,
-    reason="src bug: protocol/guard.py's _round() starts a new round (a new content key) only when the "
-    "offer goes to a peer id that had the last one; a receiver run again comes back with a new peer id, "
-    "so the sender's second round reuses the first round's content key, and every offset sent again "
-    "(a partial file that lost its tail) is sealed with the same key and nonce. docs/protocol-2.md "
-    "promises a new content key per round",
-)
-
-
 @pytest.mark.parametrize(
     "case",
     [
         "group",
         "relay-killed",
-        pytest.param("receiver-killed", marks=CONTENT_KEY_KEPT),
-        pytest.param("receiver-lost-its-tail", marks=CONTENT_KEY_KEPT),
+        "receiver-killed",
+        "receiver-lost-its-tail",
     ],
 )
 def test_real_processes_never_seal_with_a_key_and_nonce_twice(tmp_path, procs, case):

@@ -116,6 +116,7 @@ class _Round:
     key: ContentKey = field(default_factory=ContentKey)
     sealed: set[int] = field(default_factory=set)
     relayed: set[int] = field(default_factory=set)
+    chunks: bool = False  # a chunk was sealed under its key: the round's offers are all out
 
 
 class Guard:
@@ -146,10 +147,8 @@ class Guard:
         self.wrong = 0
         self.pairs: dict[int, _Pair] = {}
         self.peers: dict[int, PeerInfo] = {}  # trusted peers, as the machine knows them
-        self._rounds: dict[int, _Round] = {}
-        self._early: dict[
-            int, Pake
-        ] = {}  # pakes from peers the relay has not announced yet  # a sender's transfers: the current round of each
+        self._rounds: dict[int, _Round] = {}  # a sender's transfers: the current round of each
+        self._early: dict[int, Pake] = {}  # pakes from peers the relay has not announced yet
 
     # -- who to talk to -----------------------------------------------------------------
 
@@ -347,10 +346,11 @@ class Guard:
         return [*self._sealed(pair, message, key), *extra]
 
     def _round(self, to: int, transfer: int) -> _Round:
-        """The current round of ``transfer``: a new one (a new content key) when ``to`` had
-        an offer of the last one, so that no key seals two rounds' chunks."""
+        """The current round of ``transfer``: a new one (a new content key) once a chunk was
+        sealed under the last one, or ``to`` had an offer of it, so that no key seals two
+        rounds' chunks (a receiver that comes back has a new peer id: that is not enough)."""
         current = self._rounds.get(transfer)
-        if current is None or to in current.sealed or to in current.relayed:
+        if current is None or current.chunks or to in current.sealed or to in current.relayed:
             current = self._rounds[transfer] = _Round()
         return current
 
@@ -372,6 +372,7 @@ class Guard:
         current = self._rounds.get(chunk.transfer)
         if current is None:
             raise LocalProtocolError("a chunk of a transfer never offered")
+        current.chunks = True
         payload = chunk.payload  # sealed without a copy
         routed = HEADER.pack(1, 0, 0, chunk.transfer, chunk.index, chunk.offset)
         sealed = current.key.seal(chunk.index, chunk.offset, payload, routed)

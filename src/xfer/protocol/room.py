@@ -313,9 +313,10 @@ class Room(Generic[H]):
         if isinstance(message, Unsubscribe):  # either side of a pair says its part is over
             room = self.rooms.get(room_id)
             if room is not None and (to, message.transfer) in room.fanout:
-                self.finished(room_id, to, message.transfer, sender)  # a receiver, of its sender's transfer
+                # A receiver leaves its sender's transfer: an emptied list stays (its chunks go to nobody)
+                self.subscribe(room_id, to, message.transfer, sender, False)
             else:
-                self.finished(room_id, sender, message.transfer, to)  # a sender, done with a receiver
+                self.finished(room_id, sender, message.transfer, to)  # a sender, done with a receiver: forgotten
         elif isinstance(message, (Accept, Reject, Cancel, Subscribe)):
             self.subscribe(room_id, to, message.transfer, sender, isinstance(message, (Accept, Subscribe)))
         elif isinstance(message, Done):
