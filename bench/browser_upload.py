@@ -35,6 +35,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from common import free_port, make_source, sha256_of, wait_for_port, xfer_cmd
 from xfer.units import parse_size
@@ -145,9 +146,9 @@ def page_upload(browser, port: int, workdir: Path, source: Path, digest: str, ti
     events = Events(events_path, proc)
     context = browser.new_context()
     try:
-        code = events.wait("room", 15)["code"]
+        link = urlsplit(events.wait("room", 15)["url"])  # the QR code's link: the nameplate and its secret
         page = context.new_page()
-        page.goto(f"http://lan.test:{port}/#{code}", timeout=15_000)
+        page.goto(f"http://lan.test:{port}/#{link.fragment}", timeout=15_000)
         events.wait("peer-joined", 15)
         start = time.monotonic()
         page.locator("input[type=file][multiple]").first.set_input_files(str(source))

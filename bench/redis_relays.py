@@ -63,7 +63,7 @@ from common import (
     xfer_cmd,
 )
 from transfer import _finish, room_code, run_xfer
-from xfer.protocol import PeerJoined, new_code, parse_message, room_id
+from xfer.protocol import PeerJoined, parse_message
 from xfer.units import parse_size
 
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -365,14 +365,15 @@ async def idle_clients(
     result: dict = {}
     lost_before: list[str] = []
     try:
-        warm_room = room_id(new_code())  # one room across both relays, so the bus path is warm
+        warm_room = ""  # one room across both relays, so the bus path is warm (the first names it)
         for i, port in enumerate(ports):
-            ws, _ = await relay_load.join(port, warm_room, "peer", i == 0, ping=False)
+            ws, welcome = await relay_load.join(port, warm_room, "peer", i == 0, ping=False)
+            warm_room = welcome.room or ""
             conns.append(ws)
         await asyncio.sleep(1.0)
         before = [rss_kib(pid) for pid in pids]
         redis_before = int(server.info("memory")["used_memory"])
-        rooms = [room_id(new_code()) for _ in range((n + PER_ROOM - 1) // PER_ROOM)]
+        rooms = ["" for _ in range((n + PER_ROOM - 1) // PER_ROOM)]  # "": the relay names each when it opens
         gate = asyncio.Semaphore(concurrency)
         per_relay = [0, 0]
 
@@ -383,6 +384,8 @@ async def idle_clients(
                 ws, welcome = await relay_load.join(
                     ports[side], rooms[r], "peer", j == 0, relay_load.source_address(r), ping=False
                 )
+            if j == 0:
+                rooms[r] = welcome.room or ""
             per_relay[side] += 1
             return ws
 

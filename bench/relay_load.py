@@ -40,10 +40,8 @@ from xfer.protocol import (
     Verified,
     Welcome,
     chunk_header,
-    new_code,
     parse_chunk,
     parse_message,
-    room_id,
     serialize,
 )
 
@@ -133,8 +131,8 @@ async def _ping_pong(a, b, n: int, warmup: int) -> list[float]:
 
 async def round_trip(port: int, n: int = 1000, warmup: int = 50) -> dict:
     """p50/p99 (seconds) of ``n`` text round trips through the relay, and through a bare echo server."""
-    room = room_id(new_code())
-    a, _ = await join(port, room, "receiver", True)
+    a, opened = await join(port, "", "receiver", True)  # the relay names the room (its nameplate)
+    room = opened.room or ""
     try:
         b, _ = await join(port, room, "sender", False)
         try:
@@ -219,17 +217,20 @@ async def idle_connections(port: int, relay_pid: int, n: int = 1000, per_room: i
     """Relay RSS (KiB) with one warm-up peer, then with ``n`` more idle peers in rooms of ``per_room``."""
     conns = []
     try:
-        warm, _ = await join(port, room_id(new_code()), "receiver", True, ping=False)
+        warm, _ = await join(port, "", "receiver", True, ping=False)
         conns.append(warm)
         await asyncio.sleep(1.0)
         before = _status_kib(relay_pid, "VmRSS")
-        rooms = [room_id(new_code()) for _ in range((n + per_room - 1) // per_room)]
+        rooms = ["" for _ in range((n + per_room - 1) // per_room)]  # "": the relay names each when it opens
         gate = asyncio.Semaphore(50)
 
         async def one(i: int):
             async with gate:
                 r = i // per_room
-                ws, _ = await join(port, rooms[r], "peer", i % per_room == 0, source_address(r), ping=False)
+                first = i % per_room == 0
+                ws, welcome = await join(port, rooms[r], "peer", first, source_address(r), ping=False)
+                if first:
+                    rooms[r] = welcome.room or ""
                 return ws
 
         # the first peer of each room creates it, before the others join
@@ -305,9 +306,8 @@ async def rooms(port: int, relay_pid: int, n: int = 200, size: int = 4 << 20, ti
 
     async def setup(i: int):
         async with gate:
-            room = room_id(new_code())
-            rws, rwel = await join(port, room, "receiver", True, source_address(i))
-            sws, swel = await join(port, room, "sender", False, source_address(i))
+            rws, rwel = await join(port, "", "receiver", True, source_address(i))
+            sws, swel = await join(port, rwel.room or "", "sender", False, source_address(i))
             return rws, sws, swel.peer_id, rwel.peer_id
 
     results = await asyncio.gather(*(setup(i) for i in range(n)), return_exceptions=True)

@@ -58,7 +58,7 @@ from xfer.transfer.sender import Sender, check_sources
         "not json",
         '{"type":"text","text":"no hello"}',
         "{}",
-        '{"type":"hello","version":"1.0","room":"7KQ2-M9XD-41TR-PZ8H","role":"peer","name":"x"}',
+        '{"type":"hello","version":"2.0","room":"7KQ2-M9XD-41TR-PZ8H","role":"peer","name":"x"}',
     ],
 )
 def test_bad_first_message_closes_with_protocol_error(first):

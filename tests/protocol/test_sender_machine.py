@@ -562,7 +562,8 @@ def test_random_inputs_keep_the_machine_on_its_table(receivers, steps, stream, a
             assert before is state and TRANSITIONS.table[(before, trigger)] is after, d.moves
             state = after
         assert d.m.state is state
-        assert d.m.sent - d.m.acked <= SMALL.window
+        if not d.m.finished:  # (a failed sender owes nobody: its last receiver may be gone, acks and all)
+            assert d.m.sent - d.m.acked <= SMALL.window
         assert sum(r.epoch == d.m.epoch for r in d.reads) <= 1  # one read at a time
         if d.m.finished:
             assert d.m.deadline() is None
