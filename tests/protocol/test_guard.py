@@ -307,8 +307,9 @@ def test_a_page_joins_with_the_links_secret_instead_of_the_code():
     page_nonce = bytes(range(16))
     keys = link_keys(secret, base64.b64decode(ours.nonce), page_nonce, "receiver")
     out = sender.receive(Pake(to=SENDER, sender=page_id, nonce=base64.b64encode(page_nonce).decode(), link=True))
-    [confirm] = [o.message for o in out if isinstance(o, Send)]
+    confirm, hi = [o.message for o in out if isinstance(o, Send)]  # its hi comes right behind its tag
     keys.check(base64.b64decode(confirm.tag))
+    assert json.loads(keys.incoming().open(base64.b64decode(hi.box))) == {"type": "hi", "name": "laptop"}
     sender.receive(Confirm(to=SENDER, sender=page_id, tag=base64.b64encode(keys.confirmation()).decode()))
     box = keys.outgoing().seal(json.dumps({"type": "hi", "name": "Pixel", "download": "relay"}).encode())
     out = sender.receive(Sealed(to=SENDER, sender=page_id, box=base64.b64encode(box).decode()))

@@ -183,6 +183,8 @@ async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncI
                 url = page_url(public, link_fragment(code.nameplate, link))
                 command = relay_command(role, shown, None if findable else public)
                 display.show(RoomOpened(shown, url, public, command, opts.qr))
+                if isinstance(session.conn, SecureLink):  # while the other side types the code
+                    session.conn.guard.prepare()
             else:
                 display.emit("joined", code=shown, peers=[peer_dict(p) for p in session.conn.peers.values()])
             yield session

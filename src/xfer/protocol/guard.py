@@ -103,7 +103,8 @@ class _Pair:
     link: bool = False
     trusted: bool = False  # its sealed ``hi`` came: the machine knows it
     relayed: bool = False  # a page receiving through the relay's bridge
-    outgoing: Channel | None = None  # after its confirmation checked out
+    confirmed: bool = False  # its tag checked out: the code matches
+    outgoing: Channel | None = None  # once we have the key
     incoming: Channel | None = None
     held: list[Message] = field(default_factory=list)
     contents: dict[int, ContentKey] = field(default_factory=dict)  # its transfers' keys (it sends)
@@ -149,6 +150,7 @@ class Guard:
         self.peers: dict[int, PeerInfo] = {}  # trusted peers, as the machine knows them
         self._rounds: dict[int, _Round] = {}  # a sender's transfers: the current round of each
         self._early: dict[int, Pake] = {}  # pakes from peers the relay has not announced yet
+        self._spare: Handshake | None = None  # a handshake started ahead (``prepare``)
 
     # -- who to talk to -----------------------------------------------------------------
 
@@ -167,13 +169,22 @@ class Guard:
     def _greet(self, peer: PeerInfo) -> list[Output]:
         if not self.counterpart(peer) or peer.id in self.pairs:
             return []
-        password = self.code.password if self.code is not None else b""
-        nameplate = self.code.nameplate if self.code is not None else 0
-        handshake = Handshake(password, nameplate, self.side, entropy=self.entropy)
+        handshake, self._spare = self._spare or self._handshake(), None
         pair = self.pairs[peer.id] = _Pair(peer, handshake)
         out: list[Output] = [Send(Pake(to=peer.id, msg=b64encode(handshake.message), nonce=b64encode(handshake.nonce)))]
         early = self._early.pop(peer.id, None)  # its pake overtook the relay's news of it (another relay)
         return out + (self._guarded(pair, early) if early is not None else [])
+
+    def _handshake(self) -> Handshake:
+        password = self.code.password if self.code is not None else b""
+        nameplate = self.code.nameplate if self.code is not None else 0
+        return Handshake(password, nameplate, self.side, entropy=self.entropy)
+
+    def prepare(self) -> None:
+        """Start the next handshake ahead (SPAKE2's first step costs milliseconds of CPU):
+        for a peer that waits for the other side, so that the wait hides it."""
+        if self._spare is None:
+            self._spare = self._handshake()
 
     # -- from the link ------------------------------------------------------------------
 
@@ -238,17 +249,21 @@ class Guard:
         else:
             assert pake.msg is not None
             pair.keys = pair.handshake.finish(b64decode(pake.msg), nonce)
-        return [Send(Confirm(to=pair.info.id, tag=b64encode(pair.keys.confirmation())))]
+        # Our hi goes right behind our tag, without waiting for theirs: a peer with another
+        # key cannot open it, and learns nothing it could not from the tag (one online guess).
+        pair.outgoing, pair.incoming = pair.keys.outgoing(), pair.keys.incoming()
+        confirm = Confirm(to=pair.info.id, tag=b64encode(pair.keys.confirmation()))
+        return [Send(confirm), *self._sealed(pair, Hi(name=self.name))]
 
     def _on_confirm(self, pair: _Pair, confirm: Confirm) -> list[Output]:
-        if pair.keys is None or pair.outgoing is not None:
+        if pair.keys is None or pair.confirmed:
             raise RemoteProtocolError("a confirmation out of turn", "protocol")
         pair.keys.check(b64decode(confirm.tag))
-        pair.outgoing, pair.incoming = pair.keys.outgoing(), pair.keys.incoming()
-        return self._sealed(pair, Hi(name=self.name))
+        pair.confirmed = True
+        return []
 
     def _on_sealed(self, pair: _Pair, sealed: Sealed) -> list[Output]:
-        if pair.incoming is None:
+        if pair.incoming is None or not pair.confirmed:
             raise RemoteProtocolError("a sealed message before the key exchange", "protocol")
         plain = pair.incoming.open(b64decode(sealed.box))  # Tampered when it does not open
         try:

@@ -37,7 +37,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from spake2 import SPAKE2_A, SPAKE2_B, SPAKEError
 
 from .errors import RemoteProtocolError
 from .words import wordlist
@@ -76,6 +75,8 @@ class Handshake:
     def __init__(
         self, password: bytes, nameplate: int, side: Side, *, entropy: Callable[[int], bytes] | None = None
     ) -> None:
+        from spake2 import SPAKE2_A, SPAKE2_B  # here: importing it costs ~20 ms, which a waiting peer hides
+
         ids = {"idA": _CONTEXT + b"sender %d" % nameplate, "idB": _CONTEXT + b"receiver %d" % nameplate}
         kind = SPAKE2_A if side == "sender" else SPAKE2_B
         extra = {} if entropy is None else {"entropy_f": entropy}
@@ -88,6 +89,8 @@ class Handshake:
         """The keys, from the other side's PAKE message and nonce. A message that is not a
         PAKE message raises ``RemoteProtocolError``; a wrong code shows only later, when
         the confirmation tags differ (``PairKeys.check``)."""
+        from spake2 import SPAKEError
+
         if len(message) != PAKE_MESSAGE_BYTES or len(nonce) != NONCE_BYTES:
             raise RemoteProtocolError("the peer's key exchange message has the wrong size", "protocol")
         try:
