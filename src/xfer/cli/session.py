@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..addresses import lan_address, page_url, relay_ws_url, ws_url_for
 from ..errors import RelayUnreachable, UsageError
 from ..protocol.guard import Guard
-from ..protocol.keys import link_fragment, link_secret
+from ..protocol.keys import link_fragment, link_secret, warm_up
 from ..protocol.words import DEFAULT_WORDS, SpokenCode, new_code
 from ..transfer.connection import open_room
 from ..transfer.secure import SecureLink
@@ -94,6 +95,8 @@ async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncI
     """
     given = opts.room
     opening = given is None
+    if not opening:  # we make keys as soon as we are in: SPAKE2's import rides on the lookup and connection
+        threading.Thread(target=warm_up, daemon=True).start()
     server: RelayServer | None = None
     announced: Announced | None = None
     other = "receiver" if role == "sender" else "sender"

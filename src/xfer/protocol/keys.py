@@ -69,6 +69,12 @@ def hkdf(key: bytes, info: bytes, *, salt: bytes | None = None, length: int = KE
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=_CONTEXT + info).derive(key)
 
 
+def warm_up() -> None:
+    """Import SPAKE2 now (its module computes constants in pure Python for ~20 ms): a shell
+    runs this in a thread while it connects to the relay, so that the wait hides it."""
+    import spake2  # noqa: F401
+
+
 class Handshake:
     """One side of the PAKE between the sender and one receiver."""
 
