@@ -388,7 +388,7 @@ class Guard:
         if current is None:
             raise LocalProtocolError("a chunk of a transfer never offered")
         current.chunks = True
-        payload = chunk.payload  # sealed without a copy
+        payload = chunk.payload  # sealed without a copy first
         routed = HEADER.pack(1, 0, 0, chunk.transfer, chunk.index, chunk.offset)
         sealed = current.key.seal(chunk.index, chunk.offset, payload, routed)
         mixed = chunk.to == 0 and bool(current.relayed)

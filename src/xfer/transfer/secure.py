@@ -62,7 +62,11 @@ class SecureLink:
             await self._act(outputs)
 
     async def send_frame(self, frame: bytes) -> None:
-        for sealed in self.guard.seal_chunk(parse_chunk(frame)):
+        await self.send_chunk(parse_chunk(frame))
+
+    async def send_chunk(self, chunk: Chunk) -> None:
+        """A chunk's frames, sealed from its payload as read (no clear frame made first)."""
+        for sealed in self.guard.seal_chunk(chunk):
             await self.inner.send_frame(sealed)
 
     async def recv(self) -> Message | Chunk:

@@ -26,6 +26,7 @@ from aiofiles.threadpool.binary import AsyncBufferedReader
 
 from ..errors import LocalFileError, RelayGone, XferError
 from ..protocol import DEFAULT_CHUNK_SIZE, LIMITS, MAX_CHUNK_PAYLOAD, FileInfo, PeerInfo, chunk_header
+from ..protocol.frames import Chunk
 from ..protocol.machine import Event, Output, Send, SendChunk
 from ..protocol.messages import MAX_ID, Cancel, Done, Message
 from ..protocol.sender import SenderMachine
@@ -54,6 +55,7 @@ from ..protocol.sender_events import (
 from ..units import human_size
 from .base import PeerTask, SourceFile, peer_label
 from .link import Link
+from .secure import SecureLink
 from .sources import check_sources
 
 
@@ -182,9 +184,12 @@ class Sender(PeerTask):
     async def _act(self, action: Output) -> None:
         if isinstance(action, SendChunk):
             c = action.chunk
-            await self._send(
-                self.conn.send_frame, chunk_header(c.sender, c.to, c.transfer, c.index, c.offset) + c.payload
-            )
+            if isinstance(self.conn, SecureLink):  # sealed straight into its frame
+                await self._send(self.conn.send_chunk, c)
+            else:
+                await self._send(
+                    self.conn.send_frame, chunk_header(c.sender, c.to, c.transfer, c.index, c.offset) + c.payload
+                )
         elif isinstance(action, Send):
             if isinstance(action.message, (Done, Cancel)):
                 await self.send_quietly(action.message)  # the receiver may be gone, and that is fine
@@ -195,7 +200,7 @@ class Sender(PeerTask):
         elif isinstance(action, CheckPrefix):
             await self._check_prefix(action)
 
-    async def _send(self, send: Callable[[Any], Awaitable[None]], what: bytes | Message) -> None:
+    async def _send(self, send: Callable[[Any], Awaitable[None]], what: bytes | Message | Chunk) -> None:
         conn = self.conn
         try:
             await send(what)
