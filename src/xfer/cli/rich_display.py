@@ -130,11 +130,10 @@ class RichDisplay(_Emits):
         self.console.print()
 
     def on_joined(self, code: str, peers: list[dict[str, Any]]) -> None:
-        from ..protocol import short_code
-
-        names = ", ".join(self._peer(p) for p in peers) or "nobody yet"
-        count = f"{len(peers)} peer" if len(peers) == 1 else f"{len(peers)} peers"
-        self.say(f"Joined room {short_code(code)} · {count}: {names}")
+        # Peers count once they proved the code (their own "joined" line follows), so this
+        # line says what happens meanwhile rather than "nobody".
+        names = ", ".join(self._peer(p) for p in peers)
+        self.say(f"Joined room {code} · {names or 'checking the code with the other side…'}")
 
     def on_warning(self, message: str) -> None:
         self.say(f"[yellow]{display_name(message, 300)}[/yellow]")

@@ -5,7 +5,6 @@ No sockets, files or asyncio here. Every byte from the network passes through
 frames) first, and those raise nothing but ``ProtocolError``.
 """
 
-from .codes import new_code, parse_code, room_id, short_code
 from .errors import (
     FrameTooLarge,
     LocalProtocolError,
@@ -92,13 +91,9 @@ __all__ = [
     "check_version",
     "chunk_header",
     "encode_chunk",
-    "new_code",
     "parse_chunk",
-    "parse_code",
     "parse_header",
     "parse_message",
-    "room_id",
     "serialize",
-    "short_code",
     "to_dict",
 ]
