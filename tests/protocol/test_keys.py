@@ -173,3 +173,32 @@ def test_a_link_secret_pairs_a_page_without_a_pake():
     assert p.incoming().open(s.outgoing().seal(b"hi")) == b"hi"
     with pytest.raises(WrongCode):
         link_keys(link_secret(), b"s" * 16, b"p" * 16, "receiver").check(s.confirmation())
+
+
+def test_a_links_fragment_carries_the_nameplate_and_the_secret():
+    from xfer.protocol.keys import link_fragment, parse_link_fragment
+
+    secret = link_secret()
+    fragment = link_fragment(7, secret)
+    assert fragment.startswith("7.") and len(fragment) == 2 + 43 and "=" not in fragment
+    assert parse_link_fragment(fragment) == (7, secret)
+    for bad in (
+        "0." + fragment[2:],
+        "7." + "!" * 43,
+        "7." + fragment[2:-1],
+        "٣." + fragment[2:],
+        "7" + fragment[1:] + "A",
+    ):
+        with pytest.raises(ValueError):
+            parse_link_fragment(bad)
+
+
+@given(st.text(max_size=80))
+def test_any_fragment_is_a_link_or_a_value_error(text):
+    from xfer.protocol.keys import parse_link_fragment
+
+    try:
+        nameplate, secret = parse_link_fragment(text)
+    except ValueError:
+        return
+    assert 1 <= nameplate <= 999_999 and len(secret) == 32

@@ -28,6 +28,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ _CONTEXT = b"xfer v2 "
 _COUNTER = struct.Struct("!4xQ")  # 12-byte GCM nonce: zeros, then a 64-bit counter
 _CHUNK_NONCE = struct.Struct("!IQ")  # 12-byte GCM nonce: file index, offset
 MAX_COUNTER = 2**64 - 1
+_NAMEPLATE_TEXT = re.compile(r"^[1-9][0-9]{0,5}$")
+_LINK_SECRET = re.compile(r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")  # 32 bytes in base64url, no padding
 
 
 class WrongCode(RemoteProtocolError):
@@ -206,7 +209,7 @@ def link_fragment(nameplate: int, secret: bytes) -> str:
 def parse_link_fragment(fragment: str) -> tuple[int, bytes]:
     """The nameplate and secret of a page link's fragment; ``ValueError`` if it is none."""
     number, _, text = fragment.partition(".")
-    if not number.isdigit() or not 1 <= int(number) <= 999_999 or len(text) != 43:
+    if not _NAMEPLATE_TEXT.match(number) or not 1 <= int(number) <= 999_999 or not _LINK_SECRET.match(text):
         raise ValueError("not an xfer link")
     secret = base64.urlsafe_b64decode(text + "=")
     return int(number), secret
