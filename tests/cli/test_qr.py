@@ -107,7 +107,7 @@ def test_qr_printed_by_send_scans_to_its_page_url(tmp_path, procs):
         time.sleep(0.1)
     time.sleep(0.3)
     err = p.stderr
-    url = re.search(r"open (http://\S+)", err).group(1)
+    url = re.search(r"open\s+(http://\S+)", err).group(1)
     block = [
         line for line in err.splitlines() if set(line.strip()) and set(line.strip()) <= {"█", "▀", "▄", "\xa0", " "}
     ]

@@ -120,7 +120,10 @@ class RichDisplay(_Emits):
         self.console.print(f"Room  [bold]{room.code}[/bold]        [dim](expires when everyone leaves)[/dim]")
         self.console.print()
         self.console.print(f"On another computer:  [bold]{room.command}[/bold]")
-        self.console.print(f"On a phone: scan this, or open {room.url}")
+        self.console.print("On a phone: scan this, or open" if room.qr else "On a phone, open")
+        # The link on a line of its own, never folded by us: a terminal's own wrap keeps it one
+        # line to copy (it is long: the secret after # is 43 characters)
+        self.console.print(f"  {room.url}", soft_wrap=True, highlight=False, markup=False)
         if room.qr:
             from .qr import qr_text
 
