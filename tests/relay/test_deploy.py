@@ -414,3 +414,22 @@ def test_dockerfile_copies_enough_to_build(tmp_path):
         names = sdist.getnames()
     assert any(n.endswith("src/xfer/cli/app.py") for n in names)
     assert any("src/xfer/web/" in n for n in names)
+
+
+def test_serve_takes_a_limit_on_joins_to_rooms_that_are_not_open(tmp_path, procs):
+    """``xfer serve --missed-joins-per-minute 2``: the third probe of a closed nameplate is
+    refused as rate-limited, not answered "not open"."""
+    port = free_port()
+    procs(["serve", "--host", "127.0.0.1", "--port", str(port), "--missed-joins-per-minute", "2"], tmp_path, "serve")
+    wait_for_port(port)
+
+    async def probe(nameplate: str) -> str:
+        async with connect(f"ws://127.0.0.1:{port}/ws", compression=None) as ws:
+            hello = {"type": "hello", "version": "2.0", "room": nameplate, "role": "receiver", "name": ""}
+            await ws.send(json.dumps(hello))
+            return json.loads(await asyncio.wait_for(ws.recv(), 5))["code"]
+
+    async def main():
+        return [await probe(str(n)) for n in (700, 701, 702)]
+
+    assert run_async(main()) == ["room-not-found", "room-not-found", "rate-limited"]

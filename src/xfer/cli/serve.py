@@ -33,6 +33,13 @@ def serve(
     joins_per_minute: int = typer.Option(
         60, "--joins-per-minute", metavar="N", help="Joins one address may make a minute."
     ),
+    missed_joins_per_minute: int = typer.Option(
+        10,
+        "--missed-joins-per-minute",
+        min=1,
+        metavar="N",
+        help="Joins to rooms that are not open one address may make a minute (so scanning codes is slow).",
+    ),
     keepalive: float = typer.Option(
         20.0,
         "--keepalive",
@@ -115,7 +122,12 @@ def serve(
 
         if not debug:
             quiet_uvicorn()
-        limits = RelayLimits(max_peers_per_room=max_peers, max_rooms=max_rooms, joins_per_minute=joins_per_minute)
+        limits = RelayLimits(
+            max_peers_per_room=max_peers,
+            max_rooms=max_rooms,
+            joins_per_minute=joins_per_minute,
+            missed_joins_per_minute=missed_joins_per_minute,
+        )
         proxies = trusted_proxies(trust_proxy)
         if bool(tls_cert) != bool(tls_key):
             raise UsageError("--tls-cert and --tls-key go together: give both, or neither")
