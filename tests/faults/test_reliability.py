@@ -127,6 +127,10 @@ def test_connections_reset_every_few_seconds(tmp_path, procs):
         delays = [2.5, 2.0, 3.0, 2.2]
         i = 0
         while not stop.wait(delays[i % len(delays)]):
+            if receiver.proc.poll() is not None:
+                # The transfer is over: a cut now would hit the sender's wait for the last
+                # verified, the known gap that test_pair.py's strict xfail keeps in view
+                break
             if proxy.reset_all():
                 cuts.append(time.monotonic())
             i += 1
