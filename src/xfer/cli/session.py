@@ -96,7 +96,8 @@ async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncI
     given = opts.room
     opening = given is None
     if not opening:  # we make keys as soon as we are in: SPAKE2's import rides on the lookup and connection
-        threading.Thread(target=warm_up, daemon=True).start()
+        # (not a daemon: one stopped at exit in the middle of an import can abort the process)
+        threading.Thread(target=warm_up, name="xfer-warm-up").start()
     server: RelayServer | None = None
     announced: Announced | None = None
     other = "receiver" if role == "sender" else "sender"
