@@ -21,7 +21,7 @@ from ..transfer.secure import SecureLink
 from ..transfer.sender import peer_dict
 from .display import RoomOpened
 from .lan import Announced, announce, find_relay
-from .verify import Ask, Verifier, VerifyingLink
+from .verify import Ask, Verifier
 
 if TYPE_CHECKING:
     from ..protocol.keys import Side
@@ -168,8 +168,8 @@ async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncI
         verifier = Verifier(display.emit, opts.ask)
 
         async def secure(inner: Link) -> Link:
-            secured = await SecureLink.open(inner, Guard(side, name, code, link=link), verifier.emit)
-            return secured if opts.ask is None else VerifyingLink(secured, verifier)
+            admit = verifier.check if opts.ask is not None else None
+            return await SecureLink.open(inner, Guard(side, name, code, link=link), verifier.emit, admit)
 
         async def reconnect() -> Link:
             # A peer coming back opens the room again if the relay lost it (a restart).

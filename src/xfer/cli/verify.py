@@ -3,8 +3,9 @@
 ``SecureLink`` emits ``secured`` (peer, name, verifier, page) when a peer proved the
 code; right after, it hands up that peer's ``peer-joined``, and the sender offers
 nothing to a peer before it saw that, nor does a receiver see an offer from a sender
-before it. So holding the ``peer-joined`` until the person said yes holds the offer
-(sender) and the acceptance (receiver), with no change to either machine.
+before it. So ``Verifier.check``, the link's ``admit``, holds the ``peer-joined`` until
+the person said yes: that holds the offer (sender) and the acceptance (receiver), with
+no change to either machine.
 
 The words come from the pair's key: a relay in the middle that ran two handshakes
 (it would have had to guess the code) has two keys, and the words differ. A page
@@ -18,8 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..errors import XferError
-from ..protocol import Chunk, Message, PeerInfo, PeerJoined
-from ..transfer.link import Link
+from ..protocol import PeerInfo
 from .status import EXIT_CODE
 
 Emit = Callable[..., None]
@@ -61,50 +61,3 @@ class Verifier:
                 "the verification words did not match: someone may be between you; "
                 "nothing was sent. Start again with a new code"
             )
-
-
-class VerifyingLink:
-    """A ``Link`` that hands up a secured peer's ``peer-joined`` only after its words were confirmed."""
-
-    def __init__(self, inner: Link, verifier: Verifier) -> None:
-        self.inner = inner
-        self.verifier = verifier
-
-    @property
-    def peer_id(self) -> int:
-        return self.inner.peer_id
-
-    @property
-    def room(self) -> str:
-        return self.inner.room
-
-    @property
-    def peers(self) -> dict[int, PeerInfo]:
-        return self.inner.peers
-
-    @peers.setter
-    def peers(self, value: dict[int, PeerInfo]) -> None:
-        self.inner.peers = value
-
-    @property
-    def lost(self) -> bool:
-        return self.inner.lost
-
-    @lost.setter
-    def lost(self, value: bool) -> None:
-        self.inner.lost = value
-
-    async def send(self, message: Message) -> None:
-        await self.inner.send(message)
-
-    async def send_frame(self, frame: bytes) -> None:
-        await self.inner.send_frame(frame)
-
-    async def recv(self) -> Message | Chunk:
-        item = await self.inner.recv()
-        if isinstance(item, PeerJoined) and item.sender is None:
-            await self.verifier.check(item.peer)
-        return item
-
-    async def close(self) -> None:
-        await self.inner.close()

@@ -11,32 +11,34 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from ..protocol import Chunk, Message, PeerInfo
+from ..protocol import Chunk, Message, PeerInfo, PeerJoined
 from ..protocol.frames import parse_chunk
 from ..protocol.guard import Deliver, Guard, PeerRefused, PeerTrusted
 from ..protocol.machine import Output, Send
 from .link import Link
 
 Emit = Callable[..., None]
+Admit = Callable[[PeerInfo], Awaitable[None]]  # raises to refuse a peer (``--verify``: the person said no)
 
 
 class SecureLink:
     """Fits ``Link``: ``inner`` carries the frames, ``guard`` seals and opens them."""
 
-    def __init__(self, inner: Link, guard: Guard, emit: Emit) -> None:
+    def __init__(self, inner: Link, guard: Guard, emit: Emit, admit: Admit | None = None) -> None:
         self.inner = inner
         self.guard = guard
         self.emit = emit
+        self.admit = admit  # awaited before a trusted peer's peer-joined goes up
         self.peers: dict[int, PeerInfo] = guard.peers
         self._ready: deque[Message | Chunk] = deque()
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, inner: Link, guard: Guard, emit: Emit) -> SecureLink:
+    async def open(cls, inner: Link, guard: Guard, emit: Emit, admit: Admit | None = None) -> SecureLink:
         """Wrap a link that just joined its room: greet the counterparts already there."""
-        link = cls(inner, guard, emit)
+        link = cls(inner, guard, emit, admit)
         await link._do(guard.joined(list(inner.peers.values())))
         return link
 
@@ -73,7 +75,10 @@ class SecureLink:
         while not self._ready:
             item = await self.inner.recv()
             await self._do(self.guard.receive(item))
-        return self._ready.popleft()
+        item = self._ready.popleft()
+        if self.admit is not None and isinstance(item, PeerJoined) and item.sender is None:
+            await self.admit(item.peer)  # nothing moves to or from it before: the machine does not know it
+        return item
 
     async def close(self) -> None:
         await self.inner.close()
