@@ -50,18 +50,25 @@ def redis_missing() -> str | None:
     return missing()
 
 
-def test_suite_quick(tmp_path):
-    out = tmp_path / "suite.json"
+def run_bench(script: str, *args: str, out: Path, timeout: float) -> tuple[dict, str]:
+    """Run ``bench/SCRIPT ARGS --out OUT``; its report and what it printed, once it exited 0
+    with no failure."""
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "run_all.py"), "--quick", "--out", str(out)],
+        [sys.executable, str(BENCH / script), *args, "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=bounded(240),
+        timeout=bounded(timeout),
         check=False,
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     report = json.loads(out.read_text())
     assert report["failures"] == []
+    return report, proc.stdout
+
+
+def test_suite_quick(tmp_path):
+    out = tmp_path / "suite.json"
+    report, printed = run_bench("run_all.py", "--quick", out=out, timeout=240)
     assert list(report["benchmarks"]) == list(NAMES)
     for name, result in report["benchmarks"].items():
         assert "error" not in result, (name, result.get("error"))
@@ -84,7 +91,7 @@ def test_suite_quick(tmp_path):
         assert throughput["mb_s"]["wormhole-relayed"]["median"] > 0
         assert throughput["mb_s"]["wormhole-direct"]["median"] > 0
     else:
-        assert "magic-wormhole is not installed" in proc.stdout
+        assert "magic-wormhole is not installed" in printed
     if not redis_missing():
         redis = report["benchmarks"]["redis-throughput"]
         assert redis["mb_s"]["cross-relay"]["median"] > 0 and redis["mb_s"]["one-relay"]["median"] > 0
@@ -95,16 +102,7 @@ def test_suite_quick(tmp_path):
 
 def test_transfer_script_smoke(tmp_path):
     out = tmp_path / "r.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "transfer.py"), "--smoke", "--size", "1MB", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=bounded(120),
-        check=False,
-    )
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    report = json.loads(out.read_text())
-    assert report["failures"] == []
+    report, _ = run_bench("transfer.py", "--smoke", "--size", "1MB", out=out, timeout=120)
     summary = report["results"][0]["summary"]
     assert summary["xfer_mb_s"]["median"] > 0 and summary["raw_mb_s"]["median"] > 0
     for role in ("sender", "relay", "receiver"):
@@ -134,16 +132,7 @@ def test_encryption_comparison_smoke(tmp_path):
     """bench/compare_encryption.py tiny: xfer 1.0 (taken from git) against this tree, each
     with its own relay; both targets measured."""
     out = tmp_path / "enc.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "compare_encryption.py"), "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=bounded(120),
-        check=False,
-    )
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    report = json.loads(out.read_text())
-    assert report["failures"] == []
+    report, _ = run_bench("compare_encryption.py", "--quick", out=out, timeout=120)
     for name in ("baseline", "now"):
         assert report["throughput"][name]["median_mb_s"] > 0
         assert report["fixed_cost"][name]["median_seconds"] > 0
