@@ -401,3 +401,15 @@ def test_a_page_is_no_wrong_code_for_a_peer_that_printed_no_qr_code():
     receiver.joined([PeerInfo(id=44, name="", role="peer")])
     out = receiver.receive(Pake(to=RECEIVER, sender=44, nonce=base64.b64encode(bytes(16)).decode(), link=True))
     assert out == [] and 44 not in receiver.pairs and receiver.wrong == 0
+
+
+def test_the_number_of_wrong_codes_a_sender_takes_is_a_limit():
+    from xfer.protocol.limits import Limits
+
+    guards = {
+        SENDER: Guard("sender", "laptop", CODE, limits=Limits(wrong_codes=1)),
+        RECEIVER: Guard("receiver", "x", parse_code("7-atlas-attic")),
+    }
+    wire = Wire(guards, {SENDER: "sender", RECEIVER: "receiver"})
+    wire.start()
+    assert isinstance(wire.errors[SENDER], CodeSpent) and "a wrong code was tried" in str(wire.errors[SENDER])

@@ -16,7 +16,7 @@ handshake with each counterpart, and sealing and opening everything after it
   its transfers in clear, as the page told its user before (docs/page.md).
 
 Errors: on a receiver, anything wrong with its sender's handshake or boxes raises. On
-a sender, a wrong code drops that peer (``PeerRefused``) and counts; at ``max_wrong``
+a sender, a wrong code drops that peer (``PeerRefused``) and counts; at ``Limits.wrong_codes``
 the code is spent (``CodeSpent``) and the room must close, so that guessing online
 cannot win. A box that does not open raises on both sides: the relay tampered.
 """
@@ -60,7 +60,6 @@ from .message_types import (
 from .message_wire import parse_message, to_dict
 from .words import SpokenCode
 
-MAX_WRONG_CODES = 3
 RELAYED = "relay"  # ``hi.download``: this page receives through the relay's bridge, in clear
 
 
@@ -134,7 +133,6 @@ class Guard:
         code: SpokenCode | None,
         *,
         link: bytes | None = None,
-        max_wrong: int = MAX_WRONG_CODES,
         limits: Limits = LIMITS,
         entropy: Callable[[int], bytes] | None = None,
     ) -> None:
@@ -142,7 +140,6 @@ class Guard:
         self.name = name
         self.code = code
         self.link = link
-        self.max_wrong = max_wrong
         self.limits = limits
         self.entropy = entropy
         self.wrong = 0
@@ -323,9 +320,9 @@ class Guard:
             raise error
         self.pairs.pop(pair.info.id, None)
         self.wrong += 1
-        if self.wrong >= self.max_wrong:
+        if self.wrong >= self.limits.wrong_codes:
             raise CodeSpent(
-                f"{self.wrong} wrong codes were tried; the room is closed so that nobody can keep guessing. "
+                f"{_tried(self.wrong)}; the room is closed so that nobody can keep guessing. "
                 "Start again for a new code."
             )
         tell = Error(to=pair.info.id, code="wrong-code", message="the code did not match")
@@ -398,3 +395,7 @@ class Guard:
             header = HEADER.pack(1, chunk.sender, to, chunk.transfer, chunk.index, chunk.offset)
             frames.append(header + (bytes(payload) if to in current.relayed else sealed))
         return frames
+
+
+def _tried(wrong: int) -> str:
+    return "a wrong code was tried" if wrong == 1 else f"{wrong} wrong codes were tried"

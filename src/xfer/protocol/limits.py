@@ -50,6 +50,7 @@ class Limits:
     backoff_cap: float = 5.0  # ...up to this, each wait times a random 0.5 to 1.5
     keepalive: float = 20.0  # WebSocket pings: every this many seconds, and as long to answer
     receipts_for: float = 30 * 86400.0  # seconds a receiver remembers a finished room (for a rerun)
+    wrong_codes: int = 3  # wrong codes a sender takes before it closes the room (the code is spent)
 
     # -- the relay --
     max_peers_per_room: int = 20
@@ -95,6 +96,8 @@ class Limits:
             raise ValueError(f"nameplates_in_order must be from 1 to {MAX_NAMEPLATE}, nameplate_draws 0 to 1000")
         if self.ack_every < 1:
             raise ValueError("ack_every must be at least 1")
+        if self.wrong_codes < 1:
+            raise ValueError("wrong_codes must be at least 1")
 
 
 _CEILINGS = {

@@ -141,4 +141,3 @@ KEY_MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.type: cls for cls in (Pake, Confirm, Sealed, Subscribe, Unsubscribe, Hi)
 }
 CLEAR_BETWEEN_PEERS = frozenset({"pake", "confirm", "subscribe", "unsubscribe"})  # routed, never sealed
-SEALED_ONLY = frozenset({"hi"})  # a clear one is a protocol error

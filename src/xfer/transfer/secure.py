@@ -96,4 +96,4 @@ class SecureLink:
             elif isinstance(out, PeerTrusted):
                 self.emit("secured", peer=out.peer.id, name=out.peer.name, verifier=out.verifier, page=out.link)
             elif isinstance(out, PeerRefused):
-                self.emit("wrong-code", peer=out.peer_id, attempts=out.wrong, limit=self.guard.max_wrong)
+                self.emit("wrong-code", peer=out.peer_id, attempts=out.wrong, limit=self.guard.limits.wrong_codes)
