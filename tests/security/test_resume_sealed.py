@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import signal
 
-from xfer.protocol.frames import HEADER, HEADER_SIZE
-
 from through import receive, send, tapped_relay
 from wiretap import UP
 
 from conftest import leftovers, make_file, sha256_of, wait_progress
+from xfer.protocol.frames import HEADER, HEADER_SIZE
 
 SIZE = 16 * 1000 * 1000
 RATE = "4MB"  # about 4 s: the kill lands mid-transfer
