@@ -1,0 +1,45 @@
+"""The terminal as a new user meets it (issue 16): what people see when they pipe
+--json, how a command ends, and ordinary stops that must not look like failures.
+Each test runs the installed command, most in a real terminal (tmux)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+
+import pytest
+from test_terminal import terminals  # noqa: F401  (the fixture)
+
+from conftest import make_file, sha256_of, xfer_cmd
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+def test_json_into_a_pipe_still_shows_the_room_and_ctrl_c_exits_130(tmp_path, relay_process, terminals):
+    relay = f"127.0.0.1:{relay_process.port}"
+    make_file(tmp_path / "data.csv", 50_000, 1)
+    send = shlex.join([*xfer_cmd(), "send", "data.csv", "--relay", relay, "--json"])
+    line = f"{send} | cat > events.jsonl; exit ${{PIPESTATUS[0]}}"
+    sender = terminals("send", ["bash", "-c", line], tmp_path)
+    code = sender.wait_for(r"Room\s+([0-9]+-[a-z]+-[a-z]+)").group(1)
+    sender.wait_for("On another computer:  xfer receive " + code)
+    sender.wait_for("Waiting for a receiver")
+    events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert events[0]["event"] == "room" and events[0]["code"] == code  # the script gets its events too
+    sender.keys("C-c")  # the whole pipeline: `cat` goes too, and with it stdout
+    assert sender.exit_status() == 130, sender.screen()
+    assert "xfer: " in sender.screen()
+
+
+def test_json_on_the_terminal_itself_is_only_json(tmp_path, relay_process, procs, terminals):
+    relay = f"127.0.0.1:{relay_process.port}"
+    src = make_file(tmp_path / "a.bin", 20_000, 2)
+    sender = terminals("send", [*xfer_cmd(), "send", "a.bin", "--relay", relay, "--json"], tmp_path)
+    room = json.loads(sender.wait_for(r'\{"event":"room".*\}').group(0))
+    receiver = procs(["receive", room["code"], "--relay", relay, "--yes", "--dir", "in"], tmp_path, "recv")
+    assert receiver.wait() == 0, receiver.stderr
+    assert sender.exit_status() == 0
+    lines = [x for x in sender.screen().splitlines() if x.strip()]
+    assert all(x.startswith("{") for x in lines), sender.screen()
+    assert sha256_of(tmp_path / "in" / "a.bin") == sha256_of(src)
