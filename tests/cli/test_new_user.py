@@ -5,13 +5,15 @@ Each test runs the installed command, most in a real terminal (tmux)."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
+import time
 
 import pytest
 from test_terminal import terminals  # noqa: F401  (the fixture)
 
-from conftest import make_file, sha256_of, xfer_cmd
+from conftest import bounded, make_file, sha256_of, xfer_cmd
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -43,3 +45,29 @@ def test_json_on_the_terminal_itself_is_only_json(tmp_path, relay_process, procs
     lines = [x for x in sender.screen().splitlines() if x.strip()]
     assert all(x.startswith("{") for x in lines), sender.screen()
     assert sha256_of(tmp_path / "in" / "a.bin") == sha256_of(src)
+
+
+def test_a_text_from_a_sender_with_its_own_relay_ends_when_it_leaves(tmp_path, procs, terminals):
+    sender = procs(["send", "--text", "see you at 5", "--host", "127.0.0.1", "--json"], tmp_path, "send")
+    room = sender.first_event()
+    started = time.monotonic()
+    receiver = terminals("recv", [*xfer_cmd(), "receive", room["code"], "--relay", room["relay"]], tmp_path)
+    receiver.wait_for(r"see you at 5")
+    assert receiver.exit_status(timeout=10) == 0, receiver.screen()
+    assert time.monotonic() - started < bounded(8)  # not a minute of reconnecting
+    screen = receiver.screen()
+    assert re.search(r"sent 1 text and left", screen), screen
+    assert "Reconnecting" not in screen and "xfer:" not in screen
+    assert sender.wait() == 0
+
+
+def test_a_text_through_xfer_serve_ends_with_done_in_json(tmp_path, relay_process, procs):
+    relay = f"127.0.0.1:{relay_process.port}"
+    sender = procs(["send", "--text", "hello", "--relay", relay, "--json"], tmp_path, "send")
+    room = sender.first_event()
+    receiver = procs(["receive", room["code"], "--relay", relay, "--yes", "--json"], tmp_path, "recv")
+    assert sender.wait() == 0, sender.stderr
+    assert receiver.wait(bounded(10)) == 0, receiver.stderr
+    events = receiver.events()
+    assert [e["event"] for e in events][-1] == "done"
+    assert events[-1]["texts"] == 1 and events[-1]["files"] == 0

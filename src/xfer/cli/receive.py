@@ -163,6 +163,7 @@ def receive(
                         overwrite=overwrite,
                         resume=not no_resume,
                         stdout=to_stdout,
+                        texts_end=joining is not None,  # we joined: a sender that only had texts, then left
                         **session.task_options(),
                     )
                     try:
@@ -172,7 +173,7 @@ def receive(
                             raise
                         display.emit("warning", message=f"{exc}; waiting for the next offer")
                         continue
-                    if room_key is not None:
+                    if room_key is not None and "texts" not in summary:  # (texts leave nothing to find)
                         receipts.record(
                             room_key, target, summary["saved"], keep_for=LIMITS.receipts_for, where=remembered
                         )

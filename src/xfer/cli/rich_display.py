@@ -273,6 +273,8 @@ class RichDisplay(_Emits):
         if self.role == "send":
             who = ", ".join(self._peer(p) for p in (f.get("peers") or [f.get("peer") or {}]))
             self.say(f"Sent {_count(files)} ({human_size(bytes)}) to {who} in {seconds:.1f} s · SHA-256 verified")
+        elif "texts" in f:  # texts and no offer, and the sender left: it had nothing more
+            self.say(f"{display_name(f['from'], 60)} sent {_count(f['texts'], 'text')} and left")
         elif [s.get("path") for s in f.get("saved", [])] == ["-"]:
             name = display_name(f["saved"][0]["name"], 60)
             self.say(f"Wrote {name} to standard output ({human_size(bytes)}) · SHA-256 verified")
@@ -308,8 +310,8 @@ def _describe(files: list[dict[str, Any]], total: int) -> str:
     return f"{text}, {human_size(total)}"
 
 
-def _count(n: int) -> str:
-    return f"{n} file" if n == 1 else f"{n} files"
+def _count(n: int, what: str = "file") -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
 class SpeedColumn(TransferSpeedColumn):

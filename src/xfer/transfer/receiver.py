@@ -71,6 +71,7 @@ class Receiver(PeerTask):
         overwrite: bool = False,
         resume: bool = True,
         stdout: bool = False,
+        texts_end: bool = False,
         ack_every: int | None = None,
         limits: Limits = LIMITS,
         **options: Any,
@@ -93,6 +94,10 @@ class Receiver(PeerTask):
         self.left = "the transfer"  # where the last interruption broke off
         self.away_since: float | None = None  # when the sender (or our link) went away mid-transfer
         self._decision: asyncio.Task[None] | None = None
+        self.texts_end = texts_end  # we joined the room: its owner's texts, then its leaving, end the run
+        self.texts: dict[int | None, str] = {}  # who sent us texts before any offer: id -> name
+        self.text_count = 0
+        self.texted_and_left = False  # a peer sent texts and left, no offer under way: the end
 
     # -- from the link: the machine decides, this carries it out -------------------------
 
@@ -107,8 +112,15 @@ class Receiver(PeerTask):
             self.away_since = None  # the sender is back while the person still decides
 
     def on_disconnect(self) -> None:
+        self._left_after_text(None)  # a text's sender with a relay of its own takes it with it
         for output in self.machine.link_lost():
             self._react(output)
+
+    def _left_after_text(self, peer_id: int | None) -> None:
+        """A peer that sent texts and no offer went (``None``: the relay went): it finished."""
+        if self.texts and self.machine.offer is None and (peer_id is None or peer_id in self.texts):
+            self.texted_and_left = True
+            self._notify()
 
     async def _carry(self, outputs: list[Output]) -> None:
         """Do what the machine asks, in order (an action may feed the machine more)."""
@@ -141,7 +153,11 @@ class Receiver(PeerTask):
             self.emit("peer-joined", peer=peer_dict(output.peer))
         elif isinstance(output, PeerDeparted):
             self.emit("peer-left", peer={"id": output.peer_id})
+            self._left_after_text(output.peer_id)
         elif isinstance(output, TextReceived):
+            if machine.offer is None and self.texts_end:
+                self.texts[output.sender] = self._name_of(output.sender)
+                self.text_count += 1
             self.emit("text", text=output.text, **{"from": self._name_of(output.sender)})
         elif isinstance(output, Accepted):
             self.away_since = None
@@ -358,7 +374,7 @@ class Receiver(PeerTask):
             )
 
         def complete() -> bool:
-            return self.machine.complete
+            return self.machine.complete or self.texted_and_left
 
         try:
             if self.machine.offer is None:
@@ -393,13 +409,17 @@ class Receiver(PeerTask):
         seconds = time.monotonic() - self.started
         saved = [self.saved[i] for i in sorted(self.saved)]
         files = [e for e in saved if e.get("kind") != "dir"]
-        summary = {
+        summary: dict[str, Any] = {
             "files": len(files),
             "bytes": sum(e["size"] for e in files),
             "seconds": round(seconds, 3),
             "folder": str(self.folder),
             "saved": saved,
         }
+        if self.texted_and_left:  # the sender sent what it had to say and left: the normal end
+            summary["seconds"] = 0.0
+            summary["texts"] = self.text_count
+            summary["from"] = next(iter(self.texts.values()))
         self.emit("done", **summary)
         return summary
 
