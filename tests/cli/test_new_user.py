@@ -13,7 +13,7 @@ import time
 import pytest
 from test_terminal import terminals  # noqa: F401  (the fixture)
 
-from conftest import bounded, make_file, sha256_of, xfer_cmd
+from conftest import bounded, make_file, sha256_of, wait_progress, xfer_cmd
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -71,3 +71,23 @@ def test_a_text_through_xfer_serve_ends_with_done_in_json(tmp_path, relay_proces
     events = receiver.events()
     assert [e["event"] for e in events][-1] == "done"
     assert events[-1]["texts"] == 1 and events[-1]["files"] == 0
+
+
+def test_a_built_in_relay_gone_with_its_sender_is_named_as_such(tmp_path, procs):
+    make_file(tmp_path / "big.bin", 3_000_000, 3)
+    args = ["send", "big.bin", "--host", "127.0.0.1", "--limit-rate", "200KB", "--json"]
+    sender = procs(args, tmp_path, "send")
+    room = sender.first_event()
+    receiver = procs(
+        ["receive", room["code"], "--relay", room["relay"], "--yes", "--json", "--dir", "in", "--peer-timeout", "4"],
+        tmp_path,
+        "recv",
+    )
+    wait_progress(receiver, 100_000)
+    sender.proc.terminate()  # SIGTERM: the sender leaves the room, then its relay stops
+    assert receiver.wait(bounded(20)) == 5, receiver.stderr
+    error = receiver.events()[-1]
+    assert error["event"] == "error" and error["code"] == "peer-left"
+    assert "reconnecting" in [e["event"] for e in receiver.events()]  # its relay had gone too
+    assert "the sender's xfer has quit" in error["message"], error
+    assert "xfer serve" not in error["message"]

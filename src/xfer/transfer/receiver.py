@@ -61,6 +61,8 @@ Decide = Callable[[dict[str, Any]], Awaitable[bool]]
 
 
 class Receiver(PeerTask):
+    other = "sender"
+
     def __init__(
         self,
         conn: Link,
@@ -369,6 +371,11 @@ class Receiver(PeerTask):
 
     async def main(self) -> dict[str, Any]:
         def gone() -> BaseException:
+            if self.quit_with_relay:  # the room went with it: the same command cannot come back to it
+                return PeerGone(
+                    f"the sender's xfer has quit during {self.left}, and the relay in it. What arrived is kept: "
+                    "receive from it again (a new code) to resume."
+                )
             return PeerGone(
                 f"the sender left during {self.left} and did not come back. Run the same command again to resume."
             )

@@ -64,6 +64,8 @@ def peer_dict(info: PeerInfo) -> dict[str, Any]:
 
 
 class Sender(PeerTask):
+    other = "receiver"
+
     def __init__(
         self,
         conn: Link,
