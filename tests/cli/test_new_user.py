@@ -27,8 +27,11 @@ def test_json_into_a_pipe_still_shows_the_room_and_ctrl_c_exits_130(tmp_path, re
     code = sender.wait_for(r"Room\s+([0-9]+-[a-z]+-[a-z]+)").group(1)
     sender.wait_for("On another computer:  xfer receive " + code)
     sender.wait_for("Waiting for a receiver")
-    events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
-    assert events[0]["event"] == "room" and events[0]["code"] == code  # the script gets its events too
+    deadline = time.monotonic() + bounded(10)  # (`cat` writes what it reads a moment later)
+    while time.monotonic() < deadline and "\n" not in (tmp_path / "events.jsonl").read_text():
+        time.sleep(0.05)
+    first = json.loads((tmp_path / "events.jsonl").read_text().splitlines()[0])
+    assert first["event"] == "room" and first["code"] == code  # the script gets its events too
     sender.keys("C-c")  # the whole pipeline: `cat` goes too, and with it stdout
     assert sender.exit_status() == 130, sender.screen()
     assert "xfer: " in sender.screen()
@@ -91,3 +94,34 @@ def test_a_built_in_relay_gone_with_its_sender_is_named_as_such(tmp_path, procs)
     assert "reconnecting" in [e["event"] for e in receiver.events()]  # its relay had gone too
     assert "the sender's xfer has quit" in error["message"], error
     assert "xfer serve" not in error["message"]
+
+
+def test_ctrl_c_on_a_sender_nobody_joined_is_a_calm_stop(tmp_path, relay_process, terminals):
+    relay = f"127.0.0.1:{relay_process.port}"
+    make_file(tmp_path / "a.bin", 1000, 4)
+    command = [*xfer_cmd(), "send", "a.bin", "--relay", relay, "--no-qr"]
+    sender = terminals("send", command, tmp_path, {"NO_COLOR": "-", "TERM": "xterm-256color"})
+    sender.wait_for("Waiting for a receiver")
+    sender.keys("C-c")
+    assert sender.exit_status() == 130
+    assert "xfer: stopped; nobody had joined the room" in sender.screen()
+    coloured = sender.screen(escapes=True)
+    line = next(x for x in coloured.splitlines() if "nobody had joined" in x)
+    assert "\x1b[31m" not in line and "\x1b[1;31m" not in line, repr(line)  # not red: nothing went wrong
+
+
+def test_ctrl_c_at_accept_is_a_decline_both_sides_hear_at_once(tmp_path, relay_process, procs, terminals):
+    relay = f"127.0.0.1:{relay_process.port}"
+    make_file(tmp_path / "a.bin", 1000, 5)
+    sender = procs(["send", "a.bin", "--relay", relay, "--json"], tmp_path, "send")
+    room = sender.first_event()
+    receiver = terminals("recv", [*xfer_cmd(), "receive", room["code"], "--relay", relay, "--dir", "in"], tmp_path)
+    receiver.wait_for(r"Accept\?")
+    started = time.monotonic()
+    receiver.keys("C-c")
+    assert receiver.exit_status() == 130, receiver.screen()
+    assert "you declined the offer (Ctrl-C); the sender was told" in receiver.screen()
+    assert sender.wait(bounded(10)) == 6, sender.stderr  # at once, not after a minute
+    assert time.monotonic() - started < bounded(5)
+    assert sender.events()[-1]["code"] == "declined"
+    assert not (tmp_path / "in" / "a.bin").exists()

@@ -39,10 +39,10 @@ class Terminal:
             env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
         )
 
-    def screen(self) -> str:
-        got = subprocess.run(
-            ["tmux", "capture-pane", "-p", "-J", "-S", "-200", "-t", self.name], capture_output=True, text=True
-        )
+    def screen(self, *, escapes: bool = False) -> str:
+        """What the screen shows (``escapes``: with the colours, as escape sequences)."""
+        flags = ["-p", "-J", "-S", "-200", *(["-e"] if escapes else [])]
+        got = subprocess.run(["tmux", "capture-pane", *flags, "-t", self.name], capture_output=True, text=True)
         return "\n".join(line.rstrip() for line in got.stdout.splitlines())
 
     def wait_for(self, pattern: str, timeout: float = 15) -> re.Match[str]:

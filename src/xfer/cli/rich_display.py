@@ -41,8 +41,10 @@ def console(env: Environment) -> Console:
 
 
 def error_line(failure: Failure) -> str:
-    """``xfer: message``, one line, with whatever a peer wrote in it escaped."""
-    return f"[bold red]xfer:[/bold red] {display_name(failure.message, ERROR_CHARS)}"
+    """``xfer: message``, one line, with whatever a peer wrote in it escaped; red only for
+    what went wrong, not for an ordinary stop."""
+    style = "bold" if failure.calm else "bold red"
+    return f"[{style}]xfer:[/{style}] {display_name(failure.message, ERROR_CHARS)}"
 
 
 class RichDisplay(_Emits):

@@ -180,6 +180,8 @@ def send(
                         break
                     served.update(p["id"] for p in summary["peers"])
         except asyncio.CancelledError:
+            if not signalled and (opened is None or not opened.current().peers):
+                raise Interrupted("stopped; nobody had joined the room") from None
             if not signalled:
                 raise  # Ctrl-C: the receivers were told to stop, nothing waits to be resumed
             # A room we opened on a relay outlives us while a receiver that accepted waits in it

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Declined, IntegrityFailure, LocalFileError, PeerGone, XferError
+from ..errors import Interrupted as Stopped
 from ..protocol import LIMITS, Limits, Message, Offer, RemoteProtocolError
 from ..protocol.machine import Output, Send
 from ..protocol.messages import Error
@@ -398,6 +399,13 @@ class Receiver(PeerTask):
                     )
         except BaseException as exc:
             self._close_all()
+            if isinstance(exc, asyncio.CancelledError) and self.machine.state is ReceiverState.DECIDING:
+                # Ctrl-C at "Accept?": a decline, which the sender hears at once (not a receiver gone)
+                try:
+                    await asyncio.wait_for(self._refuse("declined (Ctrl-C)", "declined"), 2)
+                except (Exception, asyncio.TimeoutError):
+                    pass
+                raise Stopped("you declined the offer (Ctrl-C); the sender was told") from None
             if not self.resume or isinstance(exc, RemoteProtocolError):  # nothing kept from a peer that broke the rules
                 self._discard_partials()
             raise
