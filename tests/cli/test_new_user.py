@@ -5,9 +5,11 @@ Each test runs the installed command, most in a real terminal (tmux)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -125,3 +127,31 @@ def test_ctrl_c_at_accept_is_a_decline_both_sides_hear_at_once(tmp_path, relay_p
     assert time.monotonic() - started < bounded(5)
     assert sender.events()[-1]["code"] == "declined"
     assert not (tmp_path / "in" / "a.bin").exists()
+
+
+def test_a_failed_receiver_does_not_stop_a_keep_open_sender(tmp_path, relay_process, procs):
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root and must be able to mount a tmpfs for this test")
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        relay = f"127.0.0.1:{relay_process.port}"
+        src = make_file(tmp_path / "a.bin", 30_000, 6)
+        sender = procs(["send", "a.bin", "--relay", relay, "--keep-open", "--json"], tmp_path, "send")
+        code = sender.first_event()["code"]
+        short = procs(["receive", code, "--relay", relay, "--yes", "--json", "--dir", str(disk)], tmp_path, "short")
+        assert short.wait() == 8, short.stderr  # less free space than the margin xfer leaves
+        assert short.events()[-1]["code"] == "no-space"
+        time.sleep(0.3 * bounded(1))
+        assert sender.proc.poll() is None, sender.stderr  # still serving
+        warning = [e for e in sender.events() if e["event"] == "warning"]
+        assert warning and "no room" in warning[-1]["message"], sender.events()
+        fine = procs(["receive", code, "--relay", relay, "--yes", "--json", "--dir", "in"], tmp_path, "fine")
+        assert fine.wait() == 0, fine.stderr
+        assert sha256_of(tmp_path / "in" / "a.bin") == sha256_of(src)
+        assert sender.proc.poll() is None
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

@@ -96,7 +96,7 @@ def send(
     display = choose_display(env, json_mode=json_mode, quiet=quiet, role="send")
 
     async def main(display: Display) -> None:
-        from ..errors import Declined, Interrupted, PeerGone, UsageError
+        from ..errors import Declined, Interrupted, PeerGone, UsageError, XferError
         from ..transfer.sender import Sender, check_sources
         from .code_input import code_to_join, parse
         from .config import choose_relay
@@ -170,8 +170,10 @@ def send(
                         if not signalled:
                             await asyncio.wait_for(sender.cancel("the sender stopped (Ctrl-C)"), 2)
                         raise
-                    except (Declined, PeerGone) as exc:
-                        if not keep_open:
+                    except XferError as exc:
+                        # With --keep-open, a receiver that declined, left or failed (its disk,
+                        # its checks) is a line in the log: the others and newcomers go on.
+                        if not keep_open or not (isinstance(exc, (Declined, PeerGone)) or exc.from_peer):
                             raise
                         display.emit("warning", message=f"{exc}; waiting for the next receiver")
                         served.update(sender.chosen)  # do not offer again to whoever declined or left
