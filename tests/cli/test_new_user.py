@@ -155,3 +155,49 @@ def test_a_failed_receiver_does_not_stop_a_keep_open_sender(tmp_path, relay_proc
         assert sender.proc.poll() is None
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def _too_wide(screen: str, width: int) -> list[str]:
+    """Lines wider than the terminal (capture-pane -J joins what the terminal wrapped), but
+    the command and the link, which xfer never folds so that a copy gets one line."""
+    return [x for x in screen.splitlines() if len(x) > width and not x.startswith(("  xfer receive", "  http"))]
+
+
+@pytest.mark.parametrize("width", [40, 80, 200])
+def test_the_screens_of_a_transfer_fit_the_terminal(width, tmp_path, relay_process, terminals):
+    relay = f"127.0.0.1:{relay_process.port}"
+    make_file(tmp_path / "a-rather-long-file-name-for-a-narrow-screen.bin", 300_000, 7)
+    make_file(tmp_path / "note.txt", 6, 8)
+    names = ["a-rather-long-file-name-for-a-narrow-screen.bin", "note.txt"]
+    command = [*xfer_cmd(), "send", *names, "--relay", relay, "--no-qr", "--name", "laptop"]
+    sender = terminals(f"send{width}", command, tmp_path, width=width)
+    code = sender.wait_for(r"Room\s+([0-9]+-[a-z]+-[a-z]+)").group(1)
+    receive = [*xfer_cmd(), "receive", code, "--relay", relay, "--yes", "--dir", "in", "--name", "desk"]
+    receiver = terminals(f"recv{width}", receive, tmp_path, width=width)
+    assert receiver.exit_status() == 0, receiver.screen()
+    assert sender.exit_status() == 0, sender.screen()
+    for screen in (sender.screen(), receiver.screen()):
+        assert _too_wide(screen, width) == [], screen
+        bars = [x for x in screen.splitlines() if "━" in x]
+        assert len(bars) == 3, screen  # one line for each file and the total
+        assert bars[-1].startswith("Total") and bars[1].startswith("note.txt")
+    assert "(expires when everyone leaves)" in sender.screen()  # whole, never cut in two
+
+
+@pytest.mark.parametrize("command", [[], ["send"], ["receive"], ["serve"], ["config"]])
+def test_help_fits_40_80_and_200_columns_without_cutting_words(command):
+    def help_at(width: int) -> str:
+        env = {**os.environ, "COLUMNS": str(width)}
+        done = subprocess.run([*xfer_cmd(), *command, "--help"], capture_output=True, text=True, env=env, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def words(text: str) -> list[str]:  # (click may fold after a hyphen)
+        return sorted(w for w in re.split(r"\s+|(?<=-)", text) if w)
+
+    wide = words(help_at(200))
+    for width in (40, 80, 200):
+        text = help_at(width)
+        assert [x for x in text.splitlines() if len(x) > width] == [], text
+        if command:  # (the list of commands shortens each one's help at a word, with "...")
+            assert words(text) == wide  # folded between words only

@@ -77,7 +77,9 @@ def run(args: Sequence[str], env: Environment) -> int:
     command = typer.main.get_command(app)
     with contextlib.redirect_stdout(env.stdout), contextlib.redirect_stderr(env.stderr):
         try:
-            result = command.main(list(args), prog_name="xfer", standalone_mode=False, obj=env)
+            # --help at the width of the terminal (click's own never goes under 50 columns)
+            width = max(min(env.width, 80) - 2, 30)
+            result = command.main(list(args), prog_name="xfer", standalone_mode=False, obj=env, terminal_width=width)
         except ClickException as exc:
             exc.show(file=env.stderr)
             return exc.exit_code

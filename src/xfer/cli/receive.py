@@ -81,7 +81,6 @@ def receive(
 ) -> None:
     """Receive files into a folder: join a room, or open one and wait for a sender.
 
-    \b
     The code comes from the command line, else XFER_CODE, else a prompt (Tab completes
     its words). A code on the command line is visible to other users of this machine.
 

@@ -35,7 +35,8 @@ def console(env: Environment) -> Console:
         no_color=not env.colour,
         width=env.width,
         highlight=False,
-        soft_wrap=True,  # a line stays one line
+        # On a terminal, lines fold between words to its width; elsewhere (a log) a line stays one line
+        soft_wrap=not env.stderr_isatty,
         _environ=dict(env.variables),
     )
 
@@ -88,18 +89,24 @@ class RichDisplay(_Emits):
         if self.progress is not None:
             return
         from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn
+        from rich.table import Column
 
-        self.progress = Progress(
-            TextColumn("{task.description}", justify="left"),
-            BarColumn(bar_width=None),
-            DownloadColumn(),
-            speed_column(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        )
+        # One line per bar at any width from 40 columns: narrower, the names get shorter and
+        # the speed and time columns go (the bar keeps at least 10 cells).
+        cols = self.console.width
+        columns: list[str | ProgressColumn] = [
+            TextColumn("{task.description}", justify="left", table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=10)),
+            DownloadColumn(table_column=Column(no_wrap=True)),
+        ]
+        if cols >= 64:
+            columns.append(speed_column())
+        if cols >= 76:
+            columns.append(TimeRemainingColumn(table_column=Column(no_wrap=True)))
+        self.progress = Progress(*columns, console=self.console, transient=False)
         self.progress.start()
-        width = self._width = min(max(len(f["name"]) for f in files), 28) if files else 10
+        longest = 28 if cols >= 80 else max(6, cols - 27)  # the rest: " ✓", the bar, "3.0/3.0 MB"
+        width = self._width = min(max(len(f["name"]) for f in files), longest) if files else 10
         for f in files:
             label = display_name(f["name"], width).ljust(width)
             if f.get("kind") == "dir":
@@ -119,12 +126,17 @@ class RichDisplay(_Emits):
             handler(**event.fields)
 
     def on_room(self, room: RoomOpened) -> None:
-        self.console.print(f"Room  [bold]{room.code}[/bold]        [dim](expires when everyone leaves)[/dim]")
+        wide = self.console.width >= 64
+        gap = "        " if wide else "\n"
+        self.console.print(f"Room  [bold]{room.code}[/bold]{gap}[dim](expires when everyone leaves)[/dim]")
         self.console.print()
-        self.console.print(f"On another computer:  [bold]{room.command}[/bold]")
+        # The command and the link are never folded by us: a terminal's own wrap keeps each one
+        # line to copy (the link is long: the secret after # is 43 characters)
+        if wide and len(room.command) + 22 <= self.console.width:
+            self.console.print(f"On another computer:  [bold]{room.command}[/bold]", soft_wrap=True)
+        else:
+            self.console.print(f"On another computer:\n  [bold]{room.command}[/bold]", soft_wrap=True)
         self.console.print("On a phone: scan this, or open" if room.qr else "On a phone, open")
-        # The link on a line of its own, never folded by us: a terminal's own wrap keeps it one
-        # line to copy (it is long: the secret after # is 43 characters)
         self.console.print(f"  {room.url}", soft_wrap=True, highlight=False, markup=False)
         if room.qr:
             from .qr import qr_text
@@ -178,10 +190,11 @@ class RichDisplay(_Emits):
         who = self._peer(f.get("from") or {})
         self.console.print(f"{who} offers {_describe(files, total)}:")
         shown = [x for x in files if x.get("kind") != "dir"] or files
-        width = min(max(len(x["name"]) for x in shown), 40)
+        most = max(6, min(40, self.console.width - 14))  # "  NAME  SIZE" in one line
+        width = min(max(len(x["name"]) for x in shown), most)
         for x in shown[:20]:
             size = "folder" if x.get("kind") == "dir" else ("stream" if x["size"] is None else human_size(x["size"]))
-            self.console.print(f"  {display_name(x['name'], 40).ljust(width)}  {size:>9}")
+            self.console.print(f"  {display_name(x['name'], most).ljust(width)}  {size:>9}")
         if len(shown) > 20:
             self.console.print(f"  … and {len(shown) - 20} more")
 
@@ -246,7 +259,7 @@ class RichDisplay(_Emits):
             if task is None:
                 name = self.peers.get(int(peer_id), "a receiver")
                 task = self.peer_tasks[int(peer_id)] = self.progress.add_task(
-                    ("→ " + name)[:28].ljust(self._width), total=f.get("total_size") or None
+                    display_name("→ " + name, max(self._width, 6)).ljust(self._width), total=f.get("total_size") or None
                 )
             self.progress.update(task, completed=held)
         if index in self.tasks and index not in self.finished:  # sent again to a receiver that came back
