@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PeerProtocolError, RelayGone, RelayUnreachable, RoomError, XferError
+from ..protocol import PeerLeft
 from ..protocol.limits import LIMITS
 from .link import Link
 
@@ -63,7 +64,8 @@ class PeerTask:
     ) -> None:
         self.conn = conn
         self.peers_relay = peers_relay  # the relay runs inside the other side's xfer (the LAN found it)
-        self.alone_at_loss = False  # nobody else was in the room when the link to the relay was lost
+        self.emptied_at: float | None = None  # when the last other peer left the room
+        self.alone_at_loss = False  # the last other peer had just left when the link to the relay was lost
         self.emit = emit
         self.reconnect = reconnect
         self.reconnect_for = reconnect_for
@@ -139,6 +141,8 @@ class PeerTask:
                     await self._reconnect(exc)
                     continue
                 await self.handle(item)
+                if isinstance(item, PeerLeft) and not self.conn.peers:
+                    self.emptied_at = asyncio.get_running_loop().time()
                 self._notify()
         except XferError as exc:
             self.fail(exc)
@@ -150,7 +154,9 @@ class PeerTask:
     async def _reconnect(self, cause: XferError) -> None:
         """Reach the relay again with backoff, bounded by ``reconnect_for`` seconds."""
         assert self.reconnect is not None
-        self.alone_at_loss = not self.conn.peers
+        now = asyncio.get_running_loop().time()
+        # (a relay in the other side's xfer waits a few seconds for the peers still in its rooms)
+        self.alone_at_loss = not self.conn.peers and self.emptied_at is not None and now - self.emptied_at < 6
         self._up = False
         self.on_disconnect()
         self.break_round()
