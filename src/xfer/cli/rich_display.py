@@ -54,6 +54,9 @@ class RichDisplay(_Emits):
     def __init__(self, env: Environment, *, role: str = "send") -> None:
         self.console = console(env)
         self.colour = env.colour
+        # The QR code carries its own colours unless NO_COLOR: they make it scan on light and dark
+        # terminals alike, also when stderr reaches the terminal through a pipe (`2>&1 | tee log`).
+        self.qr_colour = not env.get("NO_COLOR") and env.get("TERM") != "dumb"
         self.role = role
         self.peers: dict[int, str] = {}
         self.progress: Progress | None = None
@@ -142,7 +145,7 @@ class RichDisplay(_Emits):
             from .qr import qr_text
 
             self.console.print()
-            self.console.file.write(qr_text(room.url, colour=self.colour))
+            self.console.file.write(qr_text(room.url, colour=self.qr_colour))
             self.console.file.flush()
         self.console.print()
 
