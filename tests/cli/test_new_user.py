@@ -184,7 +184,7 @@ def test_the_screens_of_a_transfer_fit_the_terminal(width, tmp_path, relay_proce
     assert "(expires when everyone leaves)" in sender.screen()  # whole, never cut in two
 
 
-@pytest.mark.parametrize("command", [[], ["send"], ["receive"], ["serve"], ["config"]])
+@pytest.mark.parametrize("command", [[], ["send"], ["receive"], ["serve"], ["config"], ["completion"]])
 def test_help_fits_40_80_and_200_columns_without_cutting_words(command):
     def help_at(width: int) -> str:
         env = {**os.environ, "COLUMNS": str(width)}
