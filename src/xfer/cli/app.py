@@ -69,9 +69,9 @@ def completion(
 
     \b
     Examples:
-      xfer completion bash > ~/.local/share/bash-completion/completions/xfer
-      xfer completion zsh > "${fpath[1]}/_xfer"
-      xfer completion fish > ~/.config/fish/completions/xfer.fish
+      xfer --install-completion      install it for the shell it runs from
+      xfer completion bash > xfer.bash
+      xfer completion zsh > _xfer    for a folder in zsh's $fpath
     """
     from typer.completion import completion_init  # type: ignore[attr-defined]
 

@@ -91,9 +91,13 @@ def fit_blocks(text: str, width: int) -> str:
             indent = line[: len(line) - len(line.lstrip())]
             example = re.match(r"(\s*\S.*?)\s{2,}(\S.*)$", line)
             parts = [example.group(1).strip(), example.group(2)] if example else [line.strip()]
-            out += textwrap.wrap(parts[0], width, initial_indent=indent, subsequent_indent=indent + "    ") or [line]
+            out += textwrap.wrap(
+                parts[0], width, initial_indent=indent, subsequent_indent=indent + "    ", break_long_words=False
+            ) or [line]
             for part in parts[1:]:  # what the example does, under it
-                out += textwrap.wrap(part, width, initial_indent=indent + "  ", subsequent_indent=indent + "  ")
+                out += textwrap.wrap(
+                    part, width, initial_indent=indent + "  ", subsequent_indent=indent + "  ", break_long_words=False
+                )
     return "\n".join(out)
 
 
