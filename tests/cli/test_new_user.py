@@ -166,7 +166,7 @@ def _too_wide(screen: str, width: int) -> list[str]:
 @pytest.mark.parametrize("width", [40, 80, 200])
 def test_the_screens_of_a_transfer_fit_the_terminal(width, tmp_path, relay_process, terminals):
     relay = f"127.0.0.1:{relay_process.port}"
-    make_file(tmp_path / "a-rather-long-file-name-for-a-narrow-screen.bin", 300_000, 7)
+    make_file(tmp_path / "a-rather-long-file-name-for-a-narrow-screen.bin", 999_999, 7)
     make_file(tmp_path / "note.txt", 6, 8)
     names = ["a-rather-long-file-name-for-a-narrow-screen.bin", "note.txt"]
     command = [*xfer_cmd(), "send", *names, "--relay", relay, "--no-qr", "--name", "laptop"]
@@ -182,6 +182,11 @@ def test_the_screens_of_a_transfer_fit_the_terminal(width, tmp_path, relay_proce
         assert len(bars) == 3, screen  # one line for each file and the total
         assert bars[-1].startswith("Total") and bars[1].startswith("note.txt")
     assert "(expires when everyone leaves)" in sender.screen()  # whole, never cut in two
+    # sizes as the offer shows them, in the bars too; 999,999 bytes is 1.0 MB
+    assert re.search(r"(?m)^  note\.txt +6 B$", receiver.screen()), receiver.screen()
+    assert re.search(r"(?m)^  a-\S+ +1\.0 MB$", receiver.screen()), receiver.screen()
+    assert "6/6 B" in sender.screen() and "1.0/1.0 MB" in sender.screen()
+    assert "bytes" not in sender.screen() + receiver.screen() and "1000.0" not in sender.screen()
 
 
 @pytest.mark.parametrize("command", [[], ["send"], ["receive"], ["serve"], ["config"], ["completion"]])
@@ -201,3 +206,50 @@ def test_help_fits_40_80_and_200_columns_without_cutting_words(command):
         assert [x for x in text.splitlines() if len(x) > width] == [], text
         if command:  # (the list of commands shortens each one's help at a word, with "...")
             assert words(text) == wide  # folded between words only
+
+
+def run_xfer(*args: str, cwd, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    variables = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    return subprocess.run([*xfer_cmd(), *args], cwd=cwd, capture_output=True, text=True, env=variables, timeout=30)
+
+
+def test_a_rate_may_say_per_second(tmp_path):
+    make_file(tmp_path / "a.bin", 10)
+    done = run_xfer("send", "a.bin", "--limit-rate", "20MB/s", "--relay", "127.0.0.1:1", cwd=tmp_path)
+    assert done.returncode == 3, done.stderr  # taken: on to the relay, which is not there
+    assert "limit-rate" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "relay, message",
+    [
+        ("host:0", "the port is not a number from 1 to 65535"),
+        ("ws:/h:1", "write it as ws://HOST:PORT (two slashes)"),
+    ],
+)
+def test_relay_addresses_that_do_not_say_what_they_seem_are_refused(relay, message, tmp_path):
+    done = run_xfer("receive", "--open", "--yes", "--relay", relay, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"xfer: cannot use relay address {relay!r}: {message}"
+
+
+def test_a_read_only_file_system_is_named(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root and must be able to mount a tmpfs for this test")
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        done = run_xfer("receive", "--open", "--yes", "--dir", str(folder), "--relay", "127.0.0.1:1", cwd=tmp_path)
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+    assert done.returncode == 8, done.stderr
+    assert done.stderr.strip() == f"xfer: cannot write in {folder}: it is on a read-only file system"
+
+
+def test_stdout_onto_the_terminal_is_refused(tmp_path, terminals):
+    receiver = terminals("recv", [*xfer_cmd(), "receive", "--open", "--stdout", "--relay", "127.0.0.1:1"], tmp_path)
+    assert receiver.exit_status() == 2, receiver.screen()
+    assert "xfer: --stdout writes the file to standard output, which is this terminal" in receiver.screen()

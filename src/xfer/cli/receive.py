@@ -115,6 +115,10 @@ def receive(
             raise UsageError("-o takes '-' (standard output); to save into a folder use --dir")
         if to_stdout and json_mode:
             raise UsageError("--stdout and --json both want standard output; pick one")
+        if to_stdout and env.stdout_isatty:
+            raise UsageError(
+                "--stdout writes the file to standard output, which is this terminal: add > FILE or | COMMAND"
+            )
         if not yes and not env.stdin_isatty:
             raise UsageError(
                 "stdin is not a terminal, so xfer cannot ask before accepting; add --yes to accept without asking"
@@ -205,6 +209,8 @@ def target_folder(folder: Path) -> Path:
         raise LocalFileError(f"cannot create {folder}: {exc.strerror or exc}") from None
     if not folder.is_dir():
         raise LocalFileError(f"{folder} is not a folder")
+    if hasattr(os, "statvfs") and os.statvfs(folder).f_flag & os.ST_RDONLY:
+        raise LocalFileError(f"cannot write in {folder}: it is on a read-only file system", "read-only")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise LocalFileError(f"permission denied: cannot write in {folder}", "permission-denied")
     return folder.resolve()

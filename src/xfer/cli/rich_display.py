@@ -91,7 +91,7 @@ class RichDisplay(_Emits):
     def _bars(self, files: list[dict[str, Any]], total: int) -> None:
         if self.progress is not None:
             return
-        from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
         from rich.table import Column
 
         # One line per bar at any width from 40 columns: narrower, the names get shorter and
@@ -100,7 +100,7 @@ class RichDisplay(_Emits):
         columns: list[str | ProgressColumn] = [
             TextColumn("{task.description}", justify="left", table_column=Column(no_wrap=True)),
             BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=10)),
-            DownloadColumn(table_column=Column(no_wrap=True)),
+            SizeColumn(table_column=Column(no_wrap=True)),
         ]
         if cols >= 64:
             columns.append(speed_column())
@@ -340,6 +340,20 @@ class SpeedColumn(TransferSpeedColumn):
         if (task.finished_speed or task.speed) is None:
             return Text("")
         return super().render(task)
+
+
+class SizeColumn(ProgressColumn):
+    """``1.5/3.0 MB``, ``6/6 B``: the sizes as the offer shows them (``human_size``)."""
+
+    def render(self, task: Task) -> Text:
+        done = human_size(task.completed)
+        if task.total is None:
+            return Text(done, style="progress.download")
+        total = human_size(task.total)
+        number, unit = done.split(" ")
+        if total.endswith(" " + unit):
+            return Text(f"{number}/{total}", style="progress.download")
+        return Text(f"{done}/{total}", style="progress.download")
 
 
 def speed_column() -> ProgressColumn:

@@ -339,7 +339,7 @@ class SenderMachine:
             return IntegrityFailure(
                 f"the receiver found a SHA-256 mismatch{what}; nothing was saved under its name"
             ).of_peer()
-        if error.code in ("no-space", "disk-full", "permission-denied", "io-error"):
+        if error.code in ("no-space", "disk-full", "permission-denied", "read-only", "io-error"):
             return LocalFileError(f"the receiver could not write{what}: {error.message}", error.code).of_peer()
         return RemoteProtocolError(f"the receiver stopped{what}: {error.message or error.code}", error.code).of_peer()
 
