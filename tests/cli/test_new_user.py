@@ -253,3 +253,22 @@ def test_stdout_onto_the_terminal_is_refused(tmp_path, terminals):
     receiver = terminals("recv", [*xfer_cmd(), "receive", "--open", "--stdout", "--relay", "127.0.0.1:1"], tmp_path)
     assert receiver.exit_status() == 2, receiver.screen()
     assert "xfer: --stdout writes the file to standard output, which is this terminal" in receiver.screen()
+
+
+@pytest.mark.parametrize("after", [500_000])
+def test_ctrl_c_on_the_sender_leaves_no_hidden_files_at_the_receiver(after, tmp_path, relay_process, procs, terminals):
+    relay = f"127.0.0.1:{relay_process.port}"
+    make_file(tmp_path / "big.bin", 3_000_000, 9)
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    make_file(tmp_path / "d" / "sub" / "x.bin", 200_000, 10)
+    receiver = procs(["receive", "--open", "--relay", relay, "--yes", "--json", "--dir", "out"], tmp_path, "recv")
+    code = receiver.first_event()["code"]
+    command = [*xfer_cmd(), "send", "big.bin", "d", "--room", code, "--relay", relay, "--limit-rate", "500KB"]
+    sender = terminals("send", command, tmp_path)
+    wait_progress(receiver, after)
+    sender.keys("C-c")
+    assert sender.exit_status() == 130, sender.screen()
+    assert receiver.wait(bounded(15)) == 5, receiver.stderr
+    out = tmp_path / "out"
+    hidden = [str(p.relative_to(out)) for p in out.rglob(".*")]
+    assert hidden == [], hidden  # the partial file and its state: both gone
