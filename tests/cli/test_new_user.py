@@ -272,3 +272,19 @@ def test_ctrl_c_on_the_sender_leaves_no_hidden_files_at_the_receiver(after, tmp_
     out = tmp_path / "out"
     hidden = [str(p.relative_to(out)) for p in out.rglob(".*")]
     assert hidden == [], hidden  # the partial file and its state: both gone
+
+
+def test_receivers_2_counts_the_receivers_as_they_join(tmp_path, relay_process, procs, terminals):
+    relay = f"127.0.0.1:{relay_process.port}"
+    src = make_file(tmp_path / "a.bin", 20_000, 11)
+    command = [*xfer_cmd(), "send", "a.bin", "--relay", relay, "--receivers", "2", "--no-qr"]
+    sender = terminals("send", command, tmp_path)
+    code = sender.wait_for(r"Room\s+([0-9]+-[a-z]+-[a-z]+)").group(1)
+    sender.wait_for("Waiting for 2 receivers")
+    one = procs(["receive", code, "--relay", relay, "--yes", "--dir", "one", "--name", "r1"], tmp_path, "r1")
+    sender.wait_for(r"✓ r1 \(xfer\) joined \(1 of 2\)")
+    two = procs(["receive", code, "--relay", relay, "--yes", "--dir", "two", "--name", "r2"], tmp_path, "r2")
+    sender.wait_for(r"✓ r2 \(xfer\) joined \(2 of 2\)")
+    assert one.wait() == 0 and two.wait() == 0
+    assert sender.exit_status() == 0, sender.screen()
+    assert sha256_of(tmp_path / "two" / "a.bin") == sha256_of(src)

@@ -66,6 +66,8 @@ class RichDisplay(_Emits):
         self._width = 10
         self.total_task: TaskID | None = None
         self._pending: tuple[list[dict[str, Any]], int] = ([], 0)  # the offer shown, until accepted
+        self.wanted = 1  # send --receivers N: the receivers it waits for
+        self.joined = 0
 
     # -- helpers ------------------------------------------------------------------
 
@@ -172,10 +174,18 @@ class RichDisplay(_Emits):
             who = "the receiver" if count == 1 else f"the {count} receivers"
             self.say(f"[dim]Waiting up to {f.get('seconds', 0):.0f} s for {who} that left to come back…[/dim]")
             return
+        if reason == "receiver" and f.get("receivers", 1) > 1:  # --receivers N: joins count up to N
+            self.wanted = f["receivers"]
+            self.say(f"[dim]Waiting for {self.wanted} receivers…[/dim]")
+            return
         self.say("[dim]Waiting for a receiver…[/dim]" if reason == "receiver" else "[dim]Waiting for an offer…[/dim]")
 
     def on_peer_joined(self, peer: dict[str, Any]) -> None:
-        self.say(f"[green]✓[/green] {self._peer(peer)} joined")
+        count = ""
+        if self.wanted > 1 and self.progress is None and peer.get("role") != "sender":
+            self.joined += 1
+            count = f" ({min(self.joined, self.wanted)} of {self.wanted})"
+        self.say(f"[green]✓[/green] {self._peer(peer)} joined{count}")
 
     def on_peer_left(self, peer: dict[str, Any]) -> None:
         if peer.get("id") in self.peers:
