@@ -288,3 +288,31 @@ def test_receivers_2_counts_the_receivers_as_they_join(tmp_path, relay_process, 
     assert one.wait() == 0 and two.wait() == 0
     assert sender.exit_status() == 0, sender.screen()
     assert sha256_of(tmp_path / "two" / "a.bin") == sha256_of(src)
+
+
+def test_the_sender_names_a_stream_from_stdin(tmp_path, relay_process, procs):
+    relay = f"127.0.0.1:{relay_process.port}"
+    (tmp_path / "in.txt").write_bytes(b"hello from a pipe\n")
+    with open(tmp_path / "in.txt", "rb") as stdin:
+        args = ["send", "-", "--stdin-name", "note.txt", "--relay", relay, "--json"]
+        sender = procs(args, tmp_path, "send", stdin=stdin)
+        code = sender.first_event()["code"]
+    receiver = procs(["receive", code, "--relay", relay, "--yes", "--json", "--dir", "in"], tmp_path, "recv")
+    assert receiver.wait() == 0, receiver.stderr
+    assert sender.wait() == 0, sender.stderr
+    assert (tmp_path / "in" / "note.txt").read_bytes() == b"hello from a pipe\n"
+    assert not (tmp_path / "in" / "stdin").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-", "--stdin-name", "../x"], "--stdin-name takes a plain file name, like backup.tar (not '../x')"),
+        (["a.bin", "--stdin-name", "x"], "--stdin-name names standard input: give - among the paths"),
+    ],
+)
+def test_a_stdin_name_that_is_not_a_plain_name_is_a_usage_error(args, message, tmp_path):
+    make_file(tmp_path / "a.bin", 10)
+    done = run_xfer("send", *args, "--relay", "127.0.0.1:1", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"xfer: {message}"
