@@ -4,6 +4,7 @@ Each test runs the installed command, most in a real terminal (tmux)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,6 +12,8 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from test_terminal import terminals  # noqa: F401  (the fixture)
@@ -129,15 +132,24 @@ def test_ctrl_c_at_accept_is_a_decline_both_sides_hear_at_once(tmp_path, relay_p
     assert not (tmp_path / "in" / "a.bin").exists()
 
 
-def test_a_failed_receiver_does_not_stop_a_keep_open_sender(tmp_path, relay_process, procs):
-    disk = tmp_path / "small-disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True)
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str) -> Iterator[Path]:
+    """A small file system of its own at ``folder`` (root only), unmounted at the end."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
     if mounted.returncode != 0:
         if os.environ.get("CI"):
             pytest.fail("CI runs as root and must be able to mount a tmpfs for this test")
         pytest.skip("cannot mount a tmpfs here (not root)")
     try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_a_failed_receiver_does_not_stop_a_keep_open_sender(tmp_path, relay_process, procs):
+    disk = tmp_path / "small-disk"
+    with tmpfs(disk, "size=4m"):
         relay = f"127.0.0.1:{relay_process.port}"
         src = make_file(tmp_path / "a.bin", 30_000, 6)
         sender = procs(["send", "a.bin", "--relay", relay, "--keep-open", "--json"], tmp_path, "send")
@@ -153,8 +165,6 @@ def test_a_failed_receiver_does_not_stop_a_keep_open_sender(tmp_path, relay_proc
         assert fine.wait() == 0, fine.stderr
         assert sha256_of(tmp_path / "in" / "a.bin") == sha256_of(src)
         assert sender.proc.poll() is None
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
 def _too_wide(screen: str, width: int) -> list[str]:
@@ -235,16 +245,8 @@ def test_relay_addresses_that_do_not_say_what_they_seem_are_refused(relay, messa
 
 def test_a_read_only_file_system_is_named(tmp_path):
     folder = tmp_path / "ro"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail("CI runs as root and must be able to mount a tmpfs for this test")
-        pytest.skip("cannot mount a tmpfs here (not root)")
-    try:
+    with tmpfs(folder, "ro,size=1m"):
         done = run_xfer("receive", "--open", "--yes", "--dir", str(folder), "--relay", "127.0.0.1:1", cwd=tmp_path)
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
     assert done.returncode == 8, done.stderr
     assert done.stderr.strip() == f"xfer: cannot write in {folder}: it is on a read-only file system"
 
