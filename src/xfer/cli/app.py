@@ -65,7 +65,9 @@ def completion(
     ctx: typer.Context,
     shell: str = typer.Argument(..., metavar="SHELL", help="bash, zsh or fish.", show_default=False),
 ) -> None:
-    """Print the shell completion script for SHELL (xfer --install-completion installs it).
+    """Print the completion script for SHELL: bash, zsh or fish.
+
+    xfer --install-completion installs it for the shell it runs from.
 
     \b
     Examples:
