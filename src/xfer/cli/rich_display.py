@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import Progress, ProgressColumn, TaskID, TransferSpeedColumn
+from rich.progress import Progress, ProgressColumn, TaskID
 from rich.text import Text
 
 from ..transfer.names import display_name
@@ -342,14 +342,15 @@ def _count(n: int, what: str = "file") -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
-class SpeedColumn(TransferSpeedColumn):
-    """rich's speed column, blank instead of "?" where there is no speed to show: a small
-    file sent in one chunk is done before rich has measured any."""
+class SpeedColumn(ProgressColumn):
+    """The speed in the units of the sizes (``41.2 MB/s``, ``362 B/s``); blank where there is
+    none to show: a small file sent in one chunk is done before rich has measured any."""
 
     def render(self, task: Task) -> Text:
-        if (task.finished_speed or task.speed) is None:
+        speed = task.finished_speed or task.speed
+        if speed is None:
             return Text("")
-        return super().render(task)
+        return Text(f"{human_size(speed)}/s", style="progress.data.speed")
 
 
 class SizeColumn(ProgressColumn):
