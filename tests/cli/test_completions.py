@@ -48,9 +48,10 @@ def test_xfer_completion_of_an_unknown_shell_is_a_usage_error():
 
 def test_install_completion_puts_the_script_where_bash_reads_it(tmp_path):
     env = {**os.environ, "HOME": str(tmp_path), "SHELL": "/bin/bash"}
-    # (the shell is found from the processes above: run it from bash, as a person would)
+    # (typer finds the shell among the processes above: run it from bash, as a person would,
+    # and keep bash there: `bash -c CMD` alone would replace itself with CMD)
     done = subprocess.run(
-        ["bash", "-c", shlex.join([*xfer_cmd(), "--install-completion"])],
+        ["bash", "-c", shlex.join([*xfer_cmd(), "--install-completion"]) + "; exit $?"],
         capture_output=True,
         text=True,
         timeout=30,
