@@ -113,8 +113,8 @@ def serve(
     console = display.console
 
     def body() -> None:
-        import asyncio
 
+        from .. import loops
         from ..addresses import lan_address, relay_ws_url, ws_url_for
         from ..errors import UsageError
         from ..relay import RelayLimits, RelayServer, bind_socket
@@ -167,7 +167,7 @@ def serve(
             console.print(f"[dim]X-Forwarded-For believed from {', '.join(proxies)}[/dim]")
         console.print(f"Others use it with:  [bold]xfer send FILE --relay {public}[/bold]")
         console.print("[dim]Ctrl-C stops it.[/dim]")
-        asyncio.run(_serve(server, bus, console))
+        loops.run(_serve(server, bus, console))
         console.print("Relay stopped.")
 
     status = run_command(body, display, env, role="serve", debug=debug, close=display.close)
