@@ -114,7 +114,7 @@ def serve(
 
     def body() -> None:
 
-        from .. import loops
+        from .. import loops, memory
         from ..addresses import lan_address, relay_ws_url, ws_url_for
         from ..errors import UsageError
         from ..relay import RelayLimits, RelayServer, bind_socket
@@ -167,6 +167,7 @@ def serve(
             console.print(f"[dim]X-Forwarded-For believed from {', '.join(proxies)}[/dim]")
         console.print(f"Others use it with:  [bold]xfer send FILE --relay {public}[/bold]")
         console.print("[dim]Ctrl-C stops it.[/dim]")
+        memory.keep_big_blocks()  # a relay moves frames for hours: never a fresh mapping per frame
         loops.run(_serve(server, bus, console))
         console.print("Relay stopped.")
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import memory
 from ..errors import LocalFileError, RelayGone, XferError
 from ..protocol import DEFAULT_CHUNK_SIZE, LIMITS, MAX_CHUNK_PAYLOAD, FileInfo, PeerInfo, chunk_header
 from ..protocol.frames import Chunk
@@ -211,6 +212,8 @@ class Sender(PeerTask):
 
     async def _read(self, read: Read) -> None:
         f = self.files[read.index]
+        if self._source is None:
+            memory.for_size(f.size)
         try:
             if f.stream:
                 data: bytes | memoryview = await asyncio.to_thread(_read_some, read.n)
