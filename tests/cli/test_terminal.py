@@ -23,22 +23,26 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 class Terminal:
     """One tmux session running one command; the screen is read with capture-pane."""
 
-    def __init__(self, name: str, command: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, command: list[str], cwd: Path, env: dict[str, str] | None = None, *, width: int = 160
+    ) -> None:
+        """``env`` adds to (or replaces) NO_COLOR=1 and COLUMNS; a value of "-" unsets one."""
         self.name = f"xfer-{os.getpid()}-{name}"
         self.status = cwd / f"{name}.status"
-        variables = {"NO_COLOR": "1", "COLUMNS": "160", **(env or {})}
-        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in variables.items())
-        line = f"cd {shlex.quote(str(cwd))} && env {exports} {shlex.join(command)}; echo $? > {self.status}; sleep 60"
+        variables = {"NO_COLOR": "1", "COLUMNS": str(width), **(env or {})}
+        unset = " ".join(f"-u {k}" for k, v in variables.items() if v == "-")
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in variables.items() if v != "-")
+        line = f"cd {shlex.quote(str(cwd))} && env {unset} {exports} {shlex.join(command)}; echo $? > {self.status}; sleep 60"
         subprocess.run(
-            ["tmux", "new-session", "-d", "-s", self.name, "-x", "160", "-y", "50", line],
+            ["tmux", "new-session", "-d", "-s", self.name, "-x", str(width), "-y", "50", line],
             check=True,
             env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
         )
 
-    def screen(self) -> str:
-        got = subprocess.run(
-            ["tmux", "capture-pane", "-p", "-J", "-S", "-200", "-t", self.name], capture_output=True, text=True
-        )
+    def screen(self, *, escapes: bool = False) -> str:
+        """What the screen shows (``escapes``: with the colours, as escape sequences)."""
+        flags = ["-p", "-J", "-S", "-200", *(["-e"] if escapes else [])]
+        got = subprocess.run(["tmux", "capture-pane", *flags, "-t", self.name], capture_output=True, text=True)
         return "\n".join(line.rstrip() for line in got.stdout.splitlines())
 
     def wait_for(self, pattern: str, timeout: float = 15) -> re.Match[str]:

@@ -81,7 +81,6 @@ def receive(
 ) -> None:
     """Receive files into a folder: join a room, or open one and wait for a sender.
 
-    \b
     The code comes from the command line, else XFER_CODE, else a prompt (Tab completes
     its words). A code on the command line is visible to other users of this machine.
 
@@ -115,6 +114,10 @@ def receive(
             raise UsageError("-o takes '-' (standard output); to save into a folder use --dir")
         if to_stdout and json_mode:
             raise UsageError("--stdout and --json both want standard output; pick one")
+        if to_stdout and env.stdout_isatty:
+            raise UsageError(
+                "--stdout writes the file to standard output, which is this terminal: add > FILE or | COMMAND"
+            )
         if not yes and not env.stdin_isatty:
             raise UsageError(
                 "stdin is not a terminal, so xfer cannot ask before accepting; add --yes to accept without asking"
@@ -162,6 +165,7 @@ def receive(
                         overwrite=overwrite,
                         resume=not no_resume,
                         stdout=to_stdout,
+                        texts_end=joining is not None,  # we joined: a sender that only had texts, then left
                         **session.task_options(),
                     )
                     try:
@@ -171,7 +175,7 @@ def receive(
                             raise
                         display.emit("warning", message=f"{exc}; waiting for the next offer")
                         continue
-                    if room_key is not None:
+                    if room_key is not None and "texts" not in summary:  # (texts leave nothing to find)
                         receipts.record(
                             room_key, target, summary["saved"], keep_for=LIMITS.receipts_for, where=remembered
                         )
@@ -204,6 +208,8 @@ def target_folder(folder: Path) -> Path:
         raise LocalFileError(f"cannot create {folder}: {exc.strerror or exc}") from None
     if not folder.is_dir():
         raise LocalFileError(f"{folder} is not a folder")
+    if hasattr(os, "statvfs") and os.statvfs(folder).f_flag & os.ST_RDONLY:
+        raise LocalFileError(f"cannot write in {folder}: it is on a read-only file system", "read-only")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise LocalFileError(f"permission denied: cannot write in {folder}", "permission-denied")
     return folder.resolve()

@@ -64,6 +64,7 @@ class Session:
             "reconnect": self.reconnect,
             "reconnect_for": self.options.reconnect_for,
             "peer_timeout": self.options.peer_timeout,
+            "peers_relay": self.options.room is not None and self.options.relay is None,  # found on the LAN
         }
 
     def current(self) -> Link:

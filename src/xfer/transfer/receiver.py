@@ -25,6 +25,7 @@ from typing import Any
 
 from .. import memory
 from ..errors import Declined, IntegrityFailure, LocalFileError, PeerGone, XferError
+from ..errors import Interrupted as Stopped
 from ..protocol import LIMITS, Limits, Message, Offer, RemoteProtocolError
 from ..protocol.machine import Output, Send
 from ..protocol.messages import Error
@@ -62,6 +63,8 @@ Decide = Callable[[dict[str, Any]], Awaitable[bool]]
 
 
 class Receiver(PeerTask):
+    other = "sender"
+
     def __init__(
         self,
         conn: Link,
@@ -72,6 +75,7 @@ class Receiver(PeerTask):
         overwrite: bool = False,
         resume: bool = True,
         stdout: bool = False,
+        texts_end: bool = False,
         ack_every: int | None = None,
         limits: Limits = LIMITS,
         **options: Any,
@@ -94,6 +98,10 @@ class Receiver(PeerTask):
         self.left = "the transfer"  # where the last interruption broke off
         self.away_since: float | None = None  # when the sender (or our link) went away mid-transfer
         self._decision: asyncio.Task[None] | None = None
+        self.texts_end = texts_end  # we joined the room: its owner's texts, then its leaving, end the run
+        self.texts: dict[int | None, str] = {}  # who sent us texts before any offer: id -> name
+        self.text_count = 0
+        self.texted_and_left = False  # a peer sent texts and left, no offer under way: the end
 
     # -- from the link: the machine decides, this carries it out -------------------------
 
@@ -108,8 +116,15 @@ class Receiver(PeerTask):
             self.away_since = None  # the sender is back while the person still decides
 
     def on_disconnect(self) -> None:
+        self._left_after_text(None)  # a text's sender with a relay of its own takes it with it
         for output in self.machine.link_lost():
             self._react(output)
+
+    def _left_after_text(self, peer_id: int | None) -> None:
+        """A peer that sent texts and no offer went (``None``: the relay went): it finished."""
+        if self.texts and self.machine.offer is None and (peer_id is None or peer_id in self.texts):
+            self.texted_and_left = True
+            self._notify()
 
     async def _carry(self, outputs: list[Output]) -> None:
         """Do what the machine asks, in order (an action may feed the machine more)."""
@@ -142,7 +157,11 @@ class Receiver(PeerTask):
             self.emit("peer-joined", peer=peer_dict(output.peer))
         elif isinstance(output, PeerDeparted):
             self.emit("peer-left", peer={"id": output.peer_id})
+            self._left_after_text(output.peer_id)
         elif isinstance(output, TextReceived):
+            if machine.offer is None and self.texts_end:
+                self.texts[output.sender] = self._name_of(output.sender)
+                self.text_count += 1
             self.emit("text", text=output.text, **{"from": self._name_of(output.sender)})
         elif isinstance(output, Accepted):
             self.away_since = None
@@ -355,12 +374,17 @@ class Receiver(PeerTask):
 
     async def main(self) -> dict[str, Any]:
         def gone() -> BaseException:
+            if self.quit_with_relay:  # the room went with it: the same command cannot come back to it
+                return PeerGone(
+                    f"the sender's xfer has quit during {self.left}, and the relay in it. What arrived is kept: "
+                    "receive from it again (a new code) to resume."
+                )
             return PeerGone(
                 f"the sender left during {self.left} and did not come back. Run the same command again to resume."
             )
 
         def complete() -> bool:
-            return self.machine.complete
+            return self.machine.complete or self.texted_and_left
 
         try:
             if self.machine.offer is None:
@@ -377,6 +401,13 @@ class Receiver(PeerTask):
                     )
         except BaseException as exc:
             self._close_all()
+            if isinstance(exc, asyncio.CancelledError) and self.machine.state is ReceiverState.DECIDING:
+                # Ctrl-C at "Accept?": a decline, which the sender hears at once (not a receiver gone)
+                try:
+                    await asyncio.wait_for(self._refuse("declined (Ctrl-C)", "declined"), 2)
+                except (Exception, asyncio.TimeoutError):
+                    pass
+                raise Stopped("you declined the offer (Ctrl-C); the sender was told") from None
             if not self.resume or isinstance(exc, RemoteProtocolError):  # nothing kept from a peer that broke the rules
                 self._discard_partials()
             raise
@@ -395,13 +426,17 @@ class Receiver(PeerTask):
         seconds = time.monotonic() - self.started
         saved = [self.saved[i] for i in sorted(self.saved)]
         files = [e for e in saved if e.get("kind") != "dir"]
-        summary = {
+        summary: dict[str, Any] = {
             "files": len(files),
             "bytes": sum(e["size"] for e in files),
             "seconds": round(seconds, 3),
             "folder": str(self.folder),
             "saved": saved,
         }
+        if self.texted_and_left:  # the sender sent what it had to say and left: the normal end
+            summary["seconds"] = 0.0
+            summary["texts"] = self.text_count
+            summary["from"] = next(iter(self.texts.values()))
         self.emit("done", **summary)
         return summary
 

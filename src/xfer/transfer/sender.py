@@ -63,6 +63,8 @@ def peer_dict(info: PeerInfo) -> dict[str, Any]:
 
 
 class Sender(PeerTask):
+    other = "receiver"
+
     def __init__(
         self,
         conn: Link,
@@ -299,6 +301,8 @@ class Sender(PeerTask):
             emit("text", text=event.text, **{"from": peer_label(event.sender) if event.sender else "a peer"})
         elif isinstance(event, Waiting):
             fields: dict[str, Any] = {"receivers": event.receivers, "seconds": event.seconds}
+            if event.reason == "receiver" and self.machine.take > 1:  # --receivers N: how many it waits for
+                fields["receivers"] = self.machine.take
             emit("waiting", reason=event.reason, **{k: v for k, v in fields.items() if v is not None})
         elif isinstance(event, OfferSent):
             emit(

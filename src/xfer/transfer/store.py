@@ -314,7 +314,9 @@ def write_error(exc: OSError, name: str, folder: Path) -> LocalFileError:
     """What a failed write means for the person (and its code for the sender)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return LocalFileError(f"the disk is full; could not write {name} in {folder}", "disk-full")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if exc.errno == errno.EROFS:
+        return LocalFileError(f"{folder} is on a read-only file system; could not write {name}", "read-only")
+    if exc.errno in (errno.EACCES, errno.EPERM):
         return LocalFileError(f"permission denied writing {name} in {folder}", "permission-denied")
     return LocalFileError(f"could not write {name} in {folder}: {exc.strerror or exc}", "io-error")
 
