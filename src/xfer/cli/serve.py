@@ -40,6 +40,27 @@ def serve(
         metavar="N",
         help="Joins to rooms that are not open one address may make a minute (so scanning codes is slow).",
     ),
+    peer_messages: int = typer.Option(
+        500,
+        "--peer-messages-per-second",
+        min=1,
+        metavar="N",
+        help="Control messages one connection may send a second; past it the relay reads it more slowly.",
+    ),
+    peer_control_bytes: int = typer.Option(
+        512 * 1024,
+        "--peer-control-bytes-per-second",
+        min=1,
+        metavar="BYTES",
+        help="Bytes of control messages (offers, texts) one connection may send a second, likewise.",
+    ),
+    peer_bytes: int = typer.Option(
+        0,
+        "--peer-bytes-per-second",
+        min=0,
+        metavar="BYTES",
+        help="Bytes of everything, files included, one connection may send a second (0: no bound).",
+    ),
     keepalive: float = typer.Option(
         20.0,
         "--keepalive",
@@ -127,6 +148,9 @@ def serve(
             max_rooms=max_rooms,
             joins_per_minute=joins_per_minute,
             missed_joins_per_minute=missed_joins_per_minute,
+            control_messages_per_second=peer_messages,
+            control_bytes_per_second=peer_control_bytes,
+            peer_bytes_per_second=peer_bytes,
         )
         proxies = trusted_proxies(trust_proxy)
         if bool(tls_cert) != bool(tls_key):

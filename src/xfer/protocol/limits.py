@@ -68,6 +68,12 @@ class Limits:
     handshake_timeout: float = 10.0  # a new connection's first HTTP request (and its TLS handshake)
     hello_timeout: float = 10.0  # to send hello once the WebSocket opened
     send_timeout: float = 30.0  # a peer that takes longer to accept one frame is dropped
+    # What one connection may send the relay each second (relay/budget.py); past it the relay
+    # reads the connection's socket no faster (it waits, TCP slows the peer), nothing is dropped.
+    # A burst always holds one frame of the largest size.
+    control_messages_per_second: int = 500  # JSON messages (a receiver acks about 4 times a window)
+    control_bytes_per_second: int = 512 * KiB  # bytes of JSON: offers of many files cost the most to check
+    peer_bytes_per_second: int = 0  # every frame, chunks included; 0: no bound
     local_queue_frames: int = 16  # frames waiting for a peer in the relay's own process
     outbox_bytes: int = 64 * MiB  # queued for one peer through Redis before it counts as stalled
     redis_expiry: float = 10.0  # a relay silent this long is dead and its peers leave (it beats 4 times as often)
@@ -96,6 +102,10 @@ class Limits:
             raise ValueError(f"nameplates_in_order must be from 1 to {MAX_NAMEPLATE}, nameplate_draws 0 to 1000")
         if self.ack_every < 1:
             raise ValueError("ack_every must be at least 1")
+        if self.control_messages_per_second < 1 or self.control_bytes_per_second < 1:
+            raise ValueError("control_messages_per_second and control_bytes_per_second must be at least 1")
+        if self.peer_bytes_per_second < 0:
+            raise ValueError("peer_bytes_per_second must be 0 (no bound) or more")
         if self.wrong_codes < 1:
             raise ValueError("wrong_codes must be at least 1")
 

@@ -39,6 +39,7 @@ from ..protocol.closes import Close
 from ..protocol.limits import LIMITS
 from ..protocol.message_fields import PROTOCOL_MAJOR, VERSION_PATTERN
 from ..protocol.room import Joined, Refused, Room
+from .budget import Budget
 from .buses import Bus, Handle, Inbound, LocalBus
 from .download import DownloadBridge
 from .peer import PeerConnection
@@ -174,11 +175,17 @@ class Relay:
         await self.bus.joined(peer.room, peer.info)
 
     async def _serve_peer(self, conn: PeerConnection) -> None:
+        loop = asyncio.get_running_loop()
+        budget = Budget(self.limits, loop.time())
         while True:
             event = await conn.ws.receive()
             if event["type"] == "websocket.disconnect":
                 return
-            if not await self.route(conn, event.get("text"), event.get("bytes")):
+            text, data = event.get("text"), event.get("bytes")
+            wait = budget.charge(text, data, loop.time())
+            if wait > 0:  # over its budget: its socket is not read meanwhile (uvicorn reads on when we do)
+                await asyncio.sleep(wait)
+            if not await self.route(conn, text, data):
                 return
 
     async def route(self, conn: Handle, text: str | None, data: bytes | None) -> bool:

@@ -1,0 +1,157 @@
+"""What one connection, one address or a crowd can do to a relay: measured against a real
+``xfer serve`` on loopback with real WebSocket clients (issue 13, relays; issue 14, memory)."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+
+from websockets.asyncio.client import connect
+
+from conftest import bounded, run_async
+from peers import fresh_nameplate
+from xfer.protocol import MAX_BINARY_FRAME, PROTOCOL_VERSION, Hello, Welcome, encode_chunk, parse_message, serialize
+from xfer.relay import RelayLimits
+from xfer.relay.budget import Budget
+
+# An abuser alone in its room: it sends valid offers of 1,000 files (about 230 KB of JSON each)
+# as fast as the relay reads them. Run as its own process, so that it competes with the relay
+# for the CPU as a client elsewhere would, and not with the test's own clients for one GIL.
+ABUSER = r"""
+import json, sys
+from websockets.sync.client import connect
+files = [{"name": f"folder/file-{i:05d}-" + "x" * 200, "size": i + 1, "kind": "file"} for i in range(1000)]
+offer = json.dumps({"type": "offer", "transfer": 1, "files": files})
+with connect(sys.argv[1], compression=None, max_size=None) as ws:
+    ws.send(sys.argv[2])
+    ws.recv()
+    print(len(offer), flush=True)
+    sys.stdin.readline()
+    while True:
+        ws.send(offer)
+"""
+
+
+def hello(room: str, role: str, create: bool = False) -> str:
+    return serialize(Hello(version=PROTOCOL_VERSION, room=room, role=role, name=role, create=create))
+
+
+async def join(url: str, room: str, role: str, create: bool = False, **kw):
+    ws = await connect(url, compression=None, max_size=MAX_BINARY_FRAME, **kw)
+    await ws.send(hello(room, role, create))
+    welcome = parse_message(await asyncio.wait_for(ws.recv(), bounded(5)))
+    assert isinstance(welcome, Welcome), welcome
+    return ws, welcome
+
+
+async def healthz_ms(port: int) -> float:
+    """Milliseconds for one GET /healthz, on a new connection."""
+    start = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    body = await asyncio.wait_for(reader.read(), bounded(10))
+    writer.close()
+    assert body.startswith(b"HTTP/1.1 200")
+    return (time.perf_counter() - start) * 1000
+
+
+def test_an_abuser_alone_in_its_room_slows_no_other_room(relay_process, tmp_path):
+    """Another room's transfer keeps at least 80 % of its rate, and /healthz stays quick,
+    while one connection sends large valid offers in a loop (the relay reads it no faster
+    than its budget). Rates are bytes moved in fixed rounds: phases without an abuser and
+    with one (a new one each time) take turns, and the medians of each kind are compared,
+    so that what else the machine does weighs on both alike."""
+    port = relay_process.port
+    url = f"ws://127.0.0.1:{port}/ws"
+
+    async def main():
+        room = fresh_nameplate()
+        sender, welcome = await join(url, room, "sender", create=True)
+        receiver, joined = await join(url, room, "receiver")
+        frame = encode_chunk(welcome.peer_id, joined.peer_id, 1, 0, 0, bytes(256 * 1024))
+        received = 0
+
+        async def send():
+            while True:
+                await sender.send(frame)
+
+        async def receive():
+            nonlocal received
+            while True:
+                received += len(await receiver.recv())
+
+        async def rounds(rates: list[float], pings: list[float]) -> None:
+            await asyncio.sleep(0.2)
+            for _ in range(2):
+                before, start = received, time.perf_counter()
+                pings.append(await healthz_ms(port))
+                await asyncio.sleep(0.4)
+                rates.append((received - before) / (time.perf_counter() - start))
+
+        abusers = [
+            subprocess.Popen(
+                [sys.executable, "-c", ABUSER, url, hello(fresh_nameplate(), "sender", create=True)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        tasks = [asyncio.create_task(send()), asyncio.create_task(receive())]
+        calm: list[float] = []
+        abused: list[float] = []
+        calm_pings: list[float] = []
+        abused_pings: list[float] = []
+        try:
+            for abuser in abusers:  # each joined its room and made its offer
+                assert int(await asyncio.to_thread(abuser.stdout.readline)) > 200_000
+            await rounds([], [])  # warm up
+            for abuser in abusers:
+                await rounds(calm, calm_pings)
+                abuser.stdin.write("go\n")
+                abuser.stdin.flush()
+                await rounds(abused, abused_pings)
+                assert abuser.poll() is None  # slowed, not dropped
+                abuser.kill()
+                abuser.wait(5)
+            await rounds(calm, calm_pings)
+        finally:
+            for abuser in abusers:
+                if abuser.poll() is None:
+                    abuser.kill()
+                    abuser.wait(5)
+            for task in tasks:
+                task.cancel()
+        mib = 1024 * 1024
+        shown = (
+            f"alone {[round(r / mib) for r in calm]} MiB/s, with the abuser {[round(r / mib) for r in abused]} MiB/s"
+        )
+        assert statistics.median(abused) >= 0.8 * statistics.median(calm), shown
+        assert statistics.median(abused_pings) <= statistics.median(calm_pings) + bounded(50), (
+            abused_pings,
+            calm_pings,
+        )
+        for ws in (sender, receiver):
+            ws.transport.abort()  # a close handshake would wait behind the chunks in flight
+
+    run_async(main(), 60)
+
+
+def test_a_budget_lets_an_honest_burst_through_and_makes_a_flood_wait():
+    """The largest offer and chunk pass at once on an idle budget; a flood waits as long
+    as its bytes take at the budget's rate; an idle second refills it."""
+    limits = RelayLimits(control_messages_per_second=10, control_bytes_per_second=1000, peer_bytes_per_second=5000)
+    budget = Budget(limits, now=0.0)
+    assert budget.charge("x" * limits.max_control_frame, None, 0.0) == 0.0  # one offer of the largest size
+    assert budget.charge("x" * 2000, None, 0.0) == 2.0  # the next waits for its bytes
+    chunks = Budget(limits, now=0.0)  # chunks count toward every byte, not the control bytes
+    assert chunks.charge(None, bytes(limits.max_binary_frame), 0.0) == 0.0  # a chunk of the largest size
+    assert chunks.charge(None, bytes(5000), 0.0) == 1.0
+    assert chunks.charge("{}", None, 0.0) > 1.0  # a message too, once every byte is spent
+    fresh = Budget(limits, now=0.0)
+    waits = [fresh.charge("{}", None, 0.0) for _ in range(12)]
+    assert waits[:9] == [0.0] * 9 and waits[10:] == [0.1, 0.2]  # the 11th message is one too many
+    assert fresh.charge("{}", None, 10.0) == 0.0
