@@ -13,8 +13,18 @@ from websockets.asyncio.client import connect
 
 from conftest import bounded, run_async
 from peers import fresh_nameplate
-from xfer.protocol import MAX_BINARY_FRAME, PROTOCOL_VERSION, Hello, Welcome, encode_chunk, parse_message, serialize
-from xfer.relay import RelayLimits
+from xfer.protocol import (
+    MAX_BINARY_FRAME,
+    PROTOCOL_VERSION,
+    Error,
+    Hello,
+    Welcome,
+    encode_chunk,
+    parse_message,
+    serialize,
+)
+from xfer.protocol.room import Joined, Refused, Room, address_key
+from xfer.relay import RelayLimits, RelayServer, bind_socket
 from xfer.relay.budget import Budget
 
 # An abuser alone in its room: it sends valid offers of 1,000 files (about 230 KB of JSON each)
@@ -155,3 +165,59 @@ def test_a_budget_lets_an_honest_burst_through_and_makes_a_flood_wait():
     waits = [fresh.charge("{}", None, 0.0) for _ in range(12)]
     assert waits[:9] == [0.0] * 9 and waits[10:] == [0.1, 0.2]  # the 11th message is one too many
     assert fresh.charge("{}", None, 10.0) == 0.0
+
+
+def test_per_address_limits_count_ipv6_by_its_64():
+    """Every address of one IPv6 /64 is one client to the limits (one subscriber holds
+    2^64 of them); other /64s, IPv4 addresses and IPv4 written as IPv6 are counted apart."""
+    assert address_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == "2001:db8:1:2::/64"
+    assert address_key("2001:DB8:1:2::1") == address_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") == "2001:db8:1:3::/64"
+    assert address_key("::1") == "::/64"
+    assert address_key("fe80::1%eth0") == "fe80::/64"
+    assert address_key("::ffff:192.0.2.7") == "192.0.2.7" == address_key("192.0.2.7")
+    assert address_key("unknown") == "unknown" and address_key("local") == "local"
+
+    limits = RelayLimits(max_rooms_per_address=50, max_rooms=10_000, joins_per_minute=10_000)
+    room: Room[object] = Room(limits)
+    opened = [
+        room.join(
+            "",
+            create=True,
+            address=address_key(f"2001:db8:1:2::{n:x}"),  # 200 addresses of one /64
+            name="",
+            role="sender",
+            client="",
+            handle=object(),
+            now=0.0,
+        )
+        for n in range(1, 201)
+    ]
+    assert sum(isinstance(r, Joined) for r in opened) == 50  # as one address would
+    assert {r.code for r in opened if isinstance(r, Refused)} == {"too-many-rooms"}
+    other = room.join(
+        "", create=True, address=address_key("2001:db8:1:3::1"), name="", role="sender", client="", handle=0, now=0.0
+    )
+    assert isinstance(other, Joined)  # the next /64 is someone else
+
+
+def test_a_relay_on_ipv6_counts_its_clients_by_64():
+    """The same, over a real socket: a client on ::1 is counted as ::/64."""
+
+    async def main():
+        server = RelayServer(bind_socket("::1", 0), limits=RelayLimits(max_rooms_per_address=1))
+        await server.start()
+        try:
+            url = f"ws://[::1]:{server.port}/ws"
+            first, _ = await join(url, fresh_nameplate(), "sender", create=True)
+            assert server.room.rooms_of("::/64") == 1
+            second = await connect(url, compression=None)
+            await second.send(hello(fresh_nameplate(), "sender", create=True))
+            refused = parse_message(await asyncio.wait_for(second.recv(), bounded(5)))
+            assert isinstance(refused, Error) and refused.code == "too-many-rooms"
+            await first.close()
+            await second.close()
+        finally:
+            await server.stop()
+
+    run_async(main())

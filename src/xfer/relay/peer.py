@@ -12,6 +12,7 @@ from starlette.websockets import WebSocket
 
 from ..protocol import Error, PeerInfo, serialize
 from ..protocol.closes import Close
+from ..protocol.room import address_key
 
 log = logging.getLogger("xfer.relay")
 
@@ -38,7 +39,7 @@ class PeerConnection:
     ) -> None:
         self.ws = ws
         self.evict = evict  # the relay's way to remove a peer: (peer, close code)
-        self.address = ws.client.host if ws.client else "unknown"
+        self.address = address_key(ws.client.host) if ws.client else "unknown"  # what the per-address limits count
         self.info: PeerInfo | None = None
         self.room: str | None = None
         self.dead = False
