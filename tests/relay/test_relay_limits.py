@@ -4,14 +4,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import time
 
+import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from conftest import bounded, run_async
+from conftest import bounded, free_port, run_async, wait_for_port, xfer_cmd
 from peers import fresh_nameplate
 from xfer.protocol import (
     MAX_BINARY_FRAME,
@@ -221,3 +226,74 @@ def test_a_relay_on_ipv6_counts_its_clients_by_64():
             await server.stop()
 
     run_async(main())
+
+
+def _refused(sock: socket.socket) -> bool:
+    """Whether the relay closed this connection of ours without a word."""
+    sock.settimeout(bounded(5))
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_past_its_connection_cap_the_relay_refuses_the_newest_and_says_so_once(procs, tmp_path):
+    """Idle connections past ``--max-connections`` are closed at once, those already open
+    are kept, and the relay says so in one line, not one per connection; once idle ones go
+    (closed here; the relay closes them itself after ``handshake_timeout``), people join again."""
+    port = free_port()
+    relay = procs(["serve", "--host", "127.0.0.1", "--port", str(port), "--max-connections", "20"], tmp_path, "serve")
+    wait_for_port(port)
+    time.sleep(0.3)  # the relay is done with wait_for_port's connection
+    url = f"ws://127.0.0.1:{port}/ws"
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+    try:
+        time.sleep(0.3)
+        newest = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]
+        assert all(_refused(sock) for sock in newest)
+        for sock in idle:  # the oldest are kept
+            sock.settimeout(0.05)
+            with pytest.raises(TimeoutError):
+                sock.recv(1)
+
+        async def try_join():
+            try:
+                ws, welcome = await join(url, fresh_nameplate(), "sender", create=True)
+            except (OSError, InvalidHandshake, ConnectionClosed):
+                return None
+            await ws.close()
+            return welcome
+
+        assert run_async(try_join()) is None  # a join too, while the relay is full
+        for sock in idle[:5]:
+            sock.close()
+        time.sleep(0.3)
+        assert isinstance(run_async(try_join()), Welcome)
+    finally:
+        for sock in idle:
+            sock.close()
+    relay.proc.send_signal(signal.SIGINT)
+    relay.wait(10)
+    said = relay.stderr + relay.stdout
+    assert "Up to 20 connections at once" in said
+    assert said.count("refusing new connections") == 1, said
+    assert said.count("taking new connections again") == 1, said
+
+
+def test_the_relay_raises_its_limit_of_open_files_and_stays_below_it(procs, tmp_path):
+    """Started with a soft limit of 100 open files and a hard one of 150, ``xfer serve``
+    raises the soft limit to 150 and takes at most 150 - 32 connections."""
+    port = free_port()
+    relay = subprocess.Popen(
+        ["prlimit", "--nofile=100:150", *xfer_cmd(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    try:
+        wait_for_port(port)
+    finally:
+        relay.send_signal(signal.SIGINT)
+        said = relay.communicate(timeout=bounded(10))[0]
+    assert "Up to 118 connections at once (limit of open files: 150)" in said, said

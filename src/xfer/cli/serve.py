@@ -40,6 +40,14 @@ def serve(
         metavar="N",
         help="Joins to rooms that are not open one address may make a minute (so scanning codes is slow).",
     ),
+    max_connections: int = typer.Option(
+        10_000,
+        "--max-connections",
+        min=1,
+        metavar="N",
+        help="Connections open at once at most (fewer if the limit of open files is lower); "
+        "past it the newest are refused.",
+    ),
     peer_messages: int = typer.Option(
         500,
         "--peer-messages-per-second",
@@ -139,15 +147,18 @@ def serve(
         from ..addresses import lan_address, relay_ws_url, ws_url_for
         from ..errors import UsageError
         from ..relay import RelayLimits, RelayServer, bind_socket
+        from ..relay.gate import raise_descriptor_limit
         from ..relay.server import quiet_uvicorn, tls_context, trusted_proxies
 
         if not debug:
             quiet_uvicorn()
+        descriptors = raise_descriptor_limit()
         limits = RelayLimits(
             max_peers_per_room=max_peers,
             max_rooms=max_rooms,
             joins_per_minute=joins_per_minute,
             missed_joins_per_minute=missed_joins_per_minute,
+            max_connections=max_connections,
             control_messages_per_second=peer_messages,
             control_bytes_per_second=peer_control_bytes,
             peer_bytes_per_second=peer_bytes,
@@ -189,6 +200,8 @@ def serve(
         )
         if proxies:
             console.print(f"[dim]X-Forwarded-For believed from {', '.join(proxies)}[/dim]")
+        files = f" (limit of open files: {descriptors})" if descriptors is not None else ""
+        console.print(f"[dim]Up to {server.gate.cap} connections at once{files}.[/dim]")
         console.print(f"Others use it with:  [bold]xfer send FILE --relay {public}[/bold]")
         console.print("[dim]Ctrl-C stops it.[/dim]")
         asyncio.run(_serve(server, bus, console))
@@ -200,17 +213,18 @@ def serve(
 
 
 async def _serve(server: Any, bus: Any, console: Console) -> None:
-    if bus is not None:
-        import logging
+    import logging
 
-        class Say(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                style = "yellow" if record.levelno >= logging.WARNING else ""
-                console.print(record.getMessage(), style=style, markup=False)
+    class Say(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            style = "yellow" if record.levelno >= logging.WARNING else ""
+            console.print(record.getMessage(), style=style, markup=False)
 
-        # The bus says when Redis answers, goes and comes back: one line each.
-        handler = Say()
-        logger = logging.getLogger("xfer.relay.bus")
+    # One line each: the bus says when Redis answers, goes and comes back; the relay,
+    # when it starts and stops refusing connections for having as many as it takes.
+    handler = Say()
+    for name in ("xfer.relay.bus", "xfer.relay.connections") if bus is not None else ("xfer.relay.connections",):
+        logger = logging.getLogger(name)
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     await server.run_until_signal()

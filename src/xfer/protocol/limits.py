@@ -65,6 +65,9 @@ class Limits:
     nameplates_in_order: int = 1000
     nameplate_draws: int = 32
     remembered_addresses: int = 100_000  # join buckets kept; past this they are all forgotten at once
+    # connections open at once; the relay also keeps below its descriptor limit (relay/gate.py)
+    # and refuses the newest past it, so an idle crowd cannot make it fail to accept at all
+    max_connections: int = 10_000
     handshake_timeout: float = 10.0  # a new connection's first HTTP request (and its TLS handshake)
     hello_timeout: float = 10.0  # to send hello once the WebSocket opened
     send_timeout: float = 30.0  # a peer that takes longer to accept one frame is dropped
@@ -104,6 +107,8 @@ class Limits:
             raise ValueError("ack_every must be at least 1")
         if self.control_messages_per_second < 1 or self.control_bytes_per_second < 1:
             raise ValueError("control_messages_per_second and control_bytes_per_second must be at least 1")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         if self.peer_bytes_per_second < 0:
             raise ValueError("peer_bytes_per_second must be 0 (no bound) or more")
         if self.wrong_codes < 1:
