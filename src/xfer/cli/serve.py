@@ -84,6 +84,14 @@ def serve(
         "(repeatable), e.g. https://xfer.example behind a reverse proxy "
         "that rewrites Host.",
     ),
+    allow_host: list[str] = typer.Option(
+        [],
+        "--allow-host",
+        metavar="NAME",
+        help="Also answer pages and browsers that reach this relay by this host name (repeatable), "
+        "e.g. relay.lan. It answers IP addresses, localhost, this machine's name and the names "
+        "in --public-url and --allow-origin by itself.",
+    ),
     tls_cert: str | None = typer.Option(
         None,
         "--tls-cert",
@@ -195,6 +203,7 @@ def serve(
             bus=bus,
         )
         server.app.state.allowed_origins = origins
+        server.app.state.allowed_hosts = allowed_hosts([*allow_host, host])
         console.print(
             f"xfer relay {__version__} listening on {host}:{server.port}" + (" (HTTPS and WSS)" if tls else "")
         )
@@ -246,6 +255,29 @@ def redis_bus(url: str, expiry: float) -> Any:
         return RedisBus(url, expiry=expiry)
     except ValueError as exc:
         raise UsageError(f"--redis: {exc}") from None
+
+
+def allowed_hosts(names: list[str]) -> tuple[str, ...]:
+    """``--allow-host`` values (and ``--host`` when it is a name) as the relay matches
+    ``Host``: lower case, no port; addresses need no entry."""
+    import ipaddress
+
+    from ..errors import UsageError
+
+    hosts = []
+    for name in names:
+        name = name.strip().lower().rstrip(".")
+        try:
+            ipaddress.ip_address(name.strip("[]"))
+            continue
+        except ValueError:
+            pass
+        if not name:
+            continue
+        if not all(part and len(part) <= 63 and part.replace("-", "").isalnum() for part in name.split(".")):
+            raise UsageError(f"--allow-host {name!r}: give a host name like relay.lan, without a port")
+        hosts.append(name)
+    return tuple(hosts)
 
 
 def allowed_origins(urls: list[str]) -> tuple[str, ...]:

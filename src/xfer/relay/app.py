@@ -13,6 +13,7 @@ import logging
 from dataclasses import replace
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -43,11 +44,12 @@ from .budget import Budget
 from .buses import Bus, Handle, Inbound, LocalBus
 from .download import DownloadBridge
 from .peer import PeerConnection
-from .web import origin_allowed, page_routes
+from .web import HostCheck, env_hosts, origin_allowed, own_names, page_routes
 
 log = logging.getLogger("xfer.relay")
 
 WS_PATH = "/ws"
+PLACEHOLDER_RELAY = "ws://HOST:PORT"  # a relay's public address when nobody gave one
 CLOSE_NORMAL = Close.NORMAL
 
 
@@ -261,12 +263,15 @@ def _no_such_peer(message: Message | None) -> Error:
 def create_app(
     limits: Limits | None = None,
     *,
-    public_relay: str = "ws://HOST:PORT",
+    public_relay: str = PLACEHOLDER_RELAY,
     allowed_origins: tuple[str, ...] = (),
+    allowed_hosts: tuple[str, ...] = (),
     bus: Bus | None = None,
 ) -> Starlette:
     """``allowed_origins``: page origins besides the relay's own that may open WebSockets
     (a reverse proxy that rewrites Host); also settable later as ``app.state.allowed_origins``.
+    ``allowed_hosts``: host names the relay answers to besides its own (``web.HostCheck``);
+    also settable later as ``app.state.allowed_hosts``.
     ``bus``: a ``bus.RedisBus`` to share rooms with other relays (started by the server);
     by default the relay is on its own (``buses.LocalBus``)."""
     room: Room[Handle] = Room(limits or LIMITS)
@@ -295,18 +300,25 @@ def create_app(
         except WebSocketDisconnect:
             pass
 
+    def names() -> frozenset[str]:
+        state = app.state
+        public = (public_relay,) if public_relay != PLACEHOLDER_RELAY else ()
+        return own_names((*public, *state.allowed_origins), (*state.allowed_hosts, *env_hosts()))
+
     app = Starlette(
         routes=[
             *page_routes(),
             relay.downloads.route(),
             Route("/healthz", healthz),
             WebSocketRoute(WS_PATH, websocket),
-        ]
+        ],
+        middleware=[Middleware(HostCheck, names=names)],
     )
     app.state.room = room
     app.state.hub = room  # the name tests and the CLI have used
     app.state.relay = relay
     app.state.allowed_origins = tuple(allowed_origins)
+    app.state.allowed_hosts = tuple(allowed_hosts)
     app.state.limits = room.limits  # what the page's constants.js serves
     return app
 
