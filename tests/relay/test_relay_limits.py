@@ -16,6 +16,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+import relay_load  # bench/, on the path through conftest
 from conftest import bounded, free_port, run_async, wait_for_port, xfer_cmd
 from peers import fresh_nameplate
 from xfer.protocol import (
@@ -297,3 +298,77 @@ def test_the_relay_raises_its_limit_of_open_files_and_stays_below_it(procs, tmp_
         relay.send_signal(signal.SIGINT)
         said = relay.communicate(timeout=bounded(10))[0]
     assert "Up to 118 connections at once (limit of open files: 150)" in said, said
+
+
+def _rss_kib(pid: int, field: str = "VmRSS") -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def test_memory_returns_near_idle_after_many_rooms(procs, tmp_path):
+    """Hundreds of busy rooms (each sender sends a megabyte at once to its receiver through
+    ``xfer serve``) raise the relay's memory; once they closed it goes back near its idle
+    level within seconds, instead of staying at most of its peak (glibc keeps freed memory
+    unless asked to give it back)."""
+    port = free_port()
+    relay = procs(["serve", "--host", "127.0.0.1", "--port", str(port), "--joins-per-minute", "1000000"], tmp_path, "s")
+    wait_for_port(port)
+    pid = relay.proc.pid
+
+    async def main():
+        gate = asyncio.Semaphore(50)
+
+        async def room(i: int):
+            async with gate:
+                where = relay_load.source_address(i)  # rooms per address are limited: spread them
+                receiver, welcome = await relay_load.join(port, "", "receiver", True, where, ping=False)
+                sender, joined = await relay_load.join(port, welcome.room, "sender", False, where, ping=False)
+            return sender, receiver, encode_chunk(joined.peer_id, welcome.peer_id, 1, 0, 0, bytes(256 * 1024))
+
+        async def busy(sender, receiver, frame):
+            await asyncio.gather(*(sender.send(frame) for _ in range(4)))
+            for _ in range(4):
+                await receiver.recv()
+
+        await asyncio.sleep(0.5)
+        idle = _rss_kib(pid)
+        rooms = await asyncio.gather(*(room(i) for i in range(300)))
+        await asyncio.gather(*(busy(*r) for r in rooms))
+        peak = _rss_kib(pid, "VmHWM")
+        await asyncio.gather(*(ws.close() for r in rooms for ws in r[:2]))
+        deadline = time.monotonic() + bounded(10)
+        while (after := _rss_kib(pid)) - idle > (peak - idle) // 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+        return idle, peak, after
+
+    idle, peak, after = run_async(main(), 90)
+    shown = f"idle {idle // 1024} MiB, peak {peak // 1024} MiB, after {after // 1024} MiB"
+    assert peak - idle > 60 * 1024, shown  # the load did take memory
+    assert after - idle <= (peak - idle) // 3, shown
+
+
+def test_past_its_memory_bound_the_relay_opens_no_new_rooms():
+    """Over ``max_memory`` of resident memory a new room is refused with a clear error;
+    rooms already open go on and people still join them."""
+
+    async def main():
+        server = RelayServer(bind_socket("127.0.0.1", 0))
+        await server.start()
+        try:
+            url = f"ws://127.0.0.1:{server.port}/ws"
+            room = fresh_nameplate()
+            sender, _ = await join(url, room, "sender", create=True)
+            server.app.state.relay.memory.limit = 1  # any process is past one byte
+            refused = await connect(url, compression=None)
+            await refused.send(hello(fresh_nameplate(), "sender", create=True))
+            error = parse_message(await asyncio.wait_for(refused.recv(), bounded(5)))
+            assert isinstance(error, Error) and error.code == "relay-full", error
+            assert "memory" in error.message and "try again later" in error.message
+            receiver, welcome = await join(url, room, "receiver")  # the open room is still joined
+            assert welcome.peers and welcome.room == room
+            for ws in (sender, refused, receiver):
+                await ws.close()
+        finally:
+            await server.stop()
+
+    run_async(main())

@@ -30,6 +30,13 @@ def serve(
     ),
     max_peers: int = typer.Option(20, "--max-peers", metavar="N", help="Peers in one room at most."),
     max_rooms: int = typer.Option(10_000, "--max-rooms", metavar="N", help="Rooms open at once at most."),
+    max_memory: int = typer.Option(
+        1024,
+        "--max-memory",
+        min=0,
+        metavar="MIB",
+        help="Resident memory (MiB) past which the relay opens no new rooms; rooms open go on (0: no bound).",
+    ),
     joins_per_minute: int = typer.Option(
         60, "--joins-per-minute", metavar="N", help="Joins one address may make a minute."
     ),
@@ -167,6 +174,7 @@ def serve(
             joins_per_minute=joins_per_minute,
             missed_joins_per_minute=missed_joins_per_minute,
             max_connections=max_connections,
+            max_memory=max_memory * 1024 * 1024,
             control_messages_per_second=peer_messages,
             control_bytes_per_second=peer_control_bytes,
             peer_bytes_per_second=peer_bytes,

@@ -56,6 +56,7 @@ class Limits:
     max_peers_per_room: int = 20
     max_rooms: int = 10_000
     max_rooms_per_address: int = 50
+    max_memory: int = 1024 * MiB  # resident memory past which the relay opens no new rooms (0: no bound)
     joins_per_minute: int = 60  # per client address, a token bucket
     # per client address, a token bucket: joins that name a room that is not open. Past it the
     # address may not name rooms for a while, so scanning nameplates for open rooms is slow
@@ -107,6 +108,8 @@ class Limits:
             raise ValueError("ack_every must be at least 1")
         if self.control_messages_per_second < 1 or self.control_bytes_per_second < 1:
             raise ValueError("control_messages_per_second and control_bytes_per_second must be at least 1")
+        if self.max_memory < 0:
+            raise ValueError("max_memory must be 0 (no bound) or more")
         if self.max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         if self.peer_bytes_per_second < 0:

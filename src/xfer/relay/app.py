@@ -36,13 +36,14 @@ from ..protocol import (
     parse_message,
     serialize,
 )
-from ..protocol.closes import Close
+from ..protocol.closes import Close, Refusal
 from ..protocol.limits import LIMITS
 from ..protocol.message_fields import PROTOCOL_MAJOR, VERSION_PATTERN
 from ..protocol.room import Joined, Refused, Room
 from .budget import Budget
 from .buses import Bus, Handle, Inbound, LocalBus
 from .download import DownloadBridge
+from .memory import Memory
 from .peer import PeerConnection
 from .web import HostCheck, env_hosts, origin_allowed, own_names, page_routes
 
@@ -51,6 +52,11 @@ log = logging.getLogger("xfer.relay")
 WS_PATH = "/ws"
 PLACEHOLDER_RELAY = "ws://HOST:PORT"  # a relay's public address when nobody gave one
 CLOSE_NORMAL = Close.NORMAL
+
+
+MEMORY_FULL = Refused(
+    Refusal.RELAY_FULL, "this relay is using all the memory it may (--max-memory); try again later or use another relay"
+)
 
 
 async def _broadcast(peers: list[Handle], data: str | bytes) -> None:
@@ -65,6 +71,7 @@ class Relay:
         self.room = room
         self.bus = bus
         self.downloads = DownloadBridge(room, bus)  # files to browser pages leave as HTTP downloads
+        self.memory = Memory(room.limits.max_memory)
         bus.bind(
             room,
             Inbound(
@@ -155,6 +162,8 @@ class Relay:
     async def join(self, peer: Handle, hello: Hello, address: str) -> Joined[Handle] | Refused:
         """Seat ``peer`` (sets its ``info`` and ``room``); a stale connection it replaces is
         taken out and its room told. The caller welcomes the peer, then ``announce``s it."""
+        if hello.create and hello.room not in self.room.rooms and self.memory.full():
+            return MEMORY_FULL
         result = await self.bus.join(hello, peer, address)
         if isinstance(result, Refused):
             return result

@@ -213,6 +213,7 @@ class RelayServer:
         config.ssl = tls  # what uvicorn's own ssl_certfile would have built, with our errors and no prompt
         self.server = uvicorn.Server(config)
         self.server.lifespan = config.lifespan_class(config)
+        self._upkeep: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -231,6 +232,10 @@ class RelayServer:
 
     async def start(self) -> None:
         await self.bus.start()
+        connections = self.server.server_state.connections
+        self._upkeep = asyncio.get_running_loop().create_task(
+            self.app.state.relay.memory.upkeep(lambda: len(connections))
+        )
         if self.tls is None:
             await self.server.startup(sockets=[self.sock])
             return
@@ -278,6 +283,8 @@ class RelayServer:
             except asyncio.TimeoutError:
                 pass
         await self.app.state.relay.downloads.close()
+        if self._upkeep is not None:
+            self._upkeep.cancel()
         await self.bus.stop()
 
     async def run_until_signal(self) -> int:
