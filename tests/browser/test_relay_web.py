@@ -144,3 +144,12 @@ def test_the_relay_inside_xfer_send_tells_the_page_so():
             assert flag(server) is builtin
         finally:
             server.sock.close()
+
+
+def test_the_page_marks_its_browser_once(client):
+    """Serving the page sets the cookie that download links are bound to (``browser_of``):
+    HttpOnly, same-site, kept while the browser has one (another tab's links still work)."""
+    first = client.get("/").headers["set-cookie"]
+    assert first.startswith("xfer-browser=") and "HttpOnly" in first and "SameSite=lax" in first and "Path=/" in first
+    assert "set-cookie" not in client.get("/").headers  # the client sends it back: kept
+    assert "set-cookie" not in client.get("/app.js").headers

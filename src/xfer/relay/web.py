@@ -16,6 +16,7 @@ import ipaddress
 import json
 import os
 import re
+import secrets
 import socket
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -34,6 +35,7 @@ from ..protocol.frames import CHUNK
 from ..protocol.keys import KEY_BYTES
 from ..protocol.limits import LIMITS, Limits
 from ..protocol.words import MAX_NAMEPLATE
+from .download_http import BROWSER_COOKIE, browser_of
 
 # file name -> content type; "/" serves index.html
 PAGE_FILES = {
@@ -152,7 +154,18 @@ def page_routes(limits: Limits = LIMITS) -> list[Route]:
             headers = dict(_BASE_HEADERS)
             if name == "index.html":
                 headers["Content-Security-Policy"] = content_security_policy(request.headers.get("host"))
-            return Response(body, media_type=media_type, headers=headers)
+            response = Response(body, media_type=media_type, headers=headers)
+            if name == "index.html" and browser_of(request.cookies) is None:
+                # The page's download links work for this browser only (download_http.browser_of).
+                response.set_cookie(
+                    BROWSER_COOKIE,
+                    secrets.token_hex(16),
+                    path="/",
+                    httponly=True,
+                    samesite="lax",
+                    secure=request.url.scheme == "https",
+                )
+            return response
 
         return serve
 
