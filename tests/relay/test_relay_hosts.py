@@ -101,3 +101,18 @@ def test_host_allowed():
         assert host_allowed(host, names), host
     for host in (None, "", "attacker.example", "relay.example.attacker.example", "localhost.attacker.example", "a b"):
         assert not host_allowed(host, names), host
+
+
+def test_the_relay_inside_xfer_receive_answers_its_public_name(procs, tmp_path):
+    """``xfer receive --public-url`` prints a page link with that name: its own relay answers
+    it (and addresses), and still refuses a foreign name."""
+    port = free_port()
+    procs(
+        ["receive", "--yes", "--port", str(port), "--dir", "in", "--public-url", f"http://relay.test:{port}"],
+        tmp_path,
+        "recv",
+    )
+    wait_for_port(port)
+    assert get(port, "/", f"relay.test:{port}") == 200
+    assert get(port, "/", f"127.0.0.1:{port}") == 200
+    assert get(port, "/", f"rebind.attacker.example:{port}") == 421

@@ -115,7 +115,7 @@ async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncI
         if opts.public_url:
             public = relay_ws_url(opts.public_url)
             if server is not None:  # pages reach our relay by that name: it answers to it
-                server.app.state.allowed_hosts = (urlsplit(opts.public_url).hostname or "",)
+                server.app.state.allowed_hosts = (urlsplit(public).hostname or "",)
         name = opts.name or default_name()
         secret = secrets.token_hex(16)  # the same on every reconnect: the relay drops our stale connection
         link = link_secret() if opening else None  # for the page that scans our QR code
