@@ -956,3 +956,47 @@ def test_a_big_transfer_across_relays_stays_inside_redis_buffers(redis, tmp_path
     assert int(stats["total_net_output_bytes"]) > size  # the data did cross Redis
     for relay in (relay_a, relay_b):
         assert "lost Redis" not in relay.stderr
+
+
+def test_a_redis_outage_longer_than_peer_timeout_ends_the_transfer_and_a_rerun_resumes(redis, tmp_path, procs):
+    """The bound docs/redis.md states: ``--peer-timeout`` bounds a Redis outage as it bounds a
+    relay's. Past it both sides stop (exit 5) with the partial file kept and nothing under the
+    final name; once Redis is back, the same commands run again resume from what was held."""
+    relay_a = _serve(procs, tmp_path, redis, "serve-a")
+    relay_b = _serve(procs, tmp_path, redis, "serve-b")
+    src = make_file(tmp_path / "data.bin", 30_000_000, seed=12)
+    into = tmp_path / "in"
+    into.mkdir()
+    timeout = ("--peer-timeout", "2")
+
+    def receive(name: str):
+        args = ["receive", "--relay", f"127.0.0.1:{relay_b.port}", "--yes", "--json", "--no-qr", "--dir", str(into)]
+        return procs([*args, *timeout], tmp_path, name)
+
+    def send(code: str, name: str):
+        args = ["send", str(src), "--room", code, "--relay", f"127.0.0.1:{relay_a.port}", "--json"]
+        return procs([*args, "--limit-rate", "6MB", *timeout], tmp_path, name)
+
+    receiver = receive("receive")
+    sender = send(receiver.first_event()["code"], "send")
+    wait_progress(receiver, 6_000_000, 30)
+    redis.stop()
+    try:
+        for p in (sender, receiver):
+            assert p.wait(30) == 5, p.stderr
+    finally:
+        redis.start()
+    assert not (into / "data.bin").exists()
+    partial = [p for p in into.iterdir() if p.name.endswith(".xfer-part")]
+    assert len(partial) == 1 and partial[0].stat().st_size >= 6_000_000
+    for p in (sender, receiver):
+        assert "Traceback" not in p.stderr
+        last = p.events()[-1]
+        assert last["event"] == "error" and last["code"] == "peer-left" and "again to resume" in last["message"]
+
+    again = receive("receive-again")  # Redis is back (the relays may take a beat to see it)
+    resend = send(again.first_event(timeout=30)["code"], "send-again")
+    for p in (resend, again):
+        assert p.wait(60) == 0, p.stderr
+    assert sha256_of(into / "data.bin") == sha256_of(src)
+    assert [e for e in again.events() if e["event"] == "accepted"][-1]["resumed"] >= 6_000_000

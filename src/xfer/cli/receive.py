@@ -94,8 +94,7 @@ def receive(
       xfer receive CODE --relay wss://relay.example --yes --json
       xfer receive CODE --relay HOST:8765 --yes --stdout | tar x
     """
-    import asyncio
-
+    from .. import loops
     from .display import choose_display
     from .session import RoomOptions, room_session
     from .status import run_command
@@ -185,7 +184,7 @@ def receive(
             display.emit("already-received", folder=str(target), files=here)
 
     status = run_command(
-        lambda: asyncio.run(main(display)), display, env, role="receive", debug=debug, close=display.close
+        lambda: loops.run(main(display)), display, env, role="receive", debug=debug, close=display.close
     )
     if status:
         raise typer.Exit(status)

@@ -157,8 +157,8 @@ def serve(
     console = display.console
 
     def body() -> None:
-        import asyncio
 
+        from .. import loops, memory
         from ..addresses import lan_address, relay_ws_url, ws_url_for
         from ..errors import UsageError
         from ..relay import RelayLimits, RelayServer, bind_socket
@@ -221,7 +221,8 @@ def serve(
         console.print(f"[dim]Up to {server.gate.cap} connections at once{files}.[/dim]")
         console.print(f"Others use it with:  [bold]xfer send FILE --relay {public}[/bold]")
         console.print("[dim]Ctrl-C stops it.[/dim]")
-        asyncio.run(_serve(server, bus, console))
+        memory.keep_big_blocks()  # a relay moves frames for hours: never a fresh mapping per frame
+        loops.run(_serve(server, bus, console))
         console.print("Relay stopped.")
 
     status = run_command(body, display, env, role="serve", debug=debug, close=display.close)

@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .. import memory
 from ..errors import Declined, IntegrityFailure, LocalFileError, PeerGone, XferError
 from ..protocol import LIMITS, Limits, Message, Offer, RemoteProtocolError
 from ..protocol.machine import Output, Send
@@ -304,6 +305,7 @@ class Receiver(PeerTask):
 
     async def _open(self, action: OpenPartial) -> None:
         slot = self.slots[action.index]
+        memory.for_size(slot.info.size)
         try:
             if self.sink_fd is not None:
                 fd, digest = self.sink_fd, None
