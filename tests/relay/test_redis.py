@@ -395,17 +395,20 @@ def test_a_peer_that_reconnects_through_another_relay_replaces_its_old_connectio
 
 
 TOKEN = "ab" * 16  # the page's download token in these tests
+BROWSER = "bc" * 16  # the cookie the relay set in the page's browser (download_http.browser_of)
 CHUNK = 256 * 1024
 
 
-async def _offer_to_page(relays, page_relay: int, laptop_relay: int, size: int):
+async def _offer_to_page(relays, page_relay: int, laptop_relay: int, size: int, browser: str | None = None):
     """A laptop offers one file of ``size`` bytes to a page (client ``xfer-web/``), which accepts
-    it as a download with ``TOKEN``. Returns the raw sockets and the two welcomes."""
+    it as a download with ``TOKEN``. Returns the raw sockets and the two welcomes. ``browser``:
+    the page's WebSocket carries that cookie, as a page the relay served does."""
     from xfer.protocol import Accept, FileInfo, Offer
 
     room = fresh_nameplate()
     laptop, w_laptop = await relays.join(laptop_relay, room, role="sender", create=True, name="laptop")
-    page = await connect(relays.url(page_relay), compression=None)
+    cookie = {"Cookie": f"xfer-browser={browser}"} if browser else None
+    page = await connect(relays.url(page_relay), compression=None, additional_headers=cookie)
     await page.send(
         serialize(Hello(version=PROTOCOL_VERSION, room=room, role="peer", name="phone", client="xfer-web/1"))
     )
@@ -495,7 +498,8 @@ def test_a_download_asked_for_on_another_relay_streams_from_the_pages_relay(redi
     """A load balancer that does not keep a client on one relay: the page's WebSocket is on
     relay 0, the laptop on relay 1, and the page's download request reaches relay 2. Relay 2
     finds the page's relay in Redis and streams what relay 0's bridge hands it; the laptop's
-    acknowledgements still count bytes written to the phone, and the link works once."""
+    acknowledgements still count bytes written to the phone, and the link works once, and
+    only for the page's browser."""
     import os
 
     from xfer.protocol import Ack, Verified
@@ -504,9 +508,12 @@ def test_a_download_asked_for_on_another_relay_streams_from_the_pages_relay(redi
 
     async def main():
         async with Relays(redis.url, 3) as relays:
-            laptop, page, w_laptop, w_page = await _offer_to_page(relays, 0, 1, len(data))
+            laptop, page, w_laptop, w_page = await _offer_to_page(relays, 0, 1, len(data), BROWSER)
             base = [f"http://127.0.0.1:{server.port}/download/{TOKEN}/0" for server in relays.servers]
-            async with httpx2.AsyncClient(timeout=bounded(20)) as client:
+            async with httpx2.AsyncClient(timeout=bounded(20), cookies={"xfer-browser": "cd" * 16}) as stranger:
+                for url in base:  # another browser: nothing, and the link is not used up
+                    assert (await stranger.get(url)).status_code == 404
+            async with httpx2.AsyncClient(timeout=bounded(20), cookies={"xfer-browser": BROWSER}) as client:
                 for url in (base[0], base[2]):  # a HEAD does not use the link up, on any relay
                     assert (await client.head(url)).status_code == 405
                 async with client.stream("GET", base[2]) as response:
