@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import gc
 import logging
 import os
@@ -33,9 +32,10 @@ AT_MOST_EVERY = 5.0  # seconds between two give-backs when the bound is reached
 
 
 def _trimmer() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
+    # The process's own symbols (CDLL(None)), not find_library("c"): that runs ldconfig in a
+    # subprocess, tens of milliseconds at every start of a relay, built-in ones included.
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim if name else None  # type: ignore[assignment]
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
         return None
     return trim
