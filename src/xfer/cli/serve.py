@@ -179,10 +179,12 @@ async def _serve(server: Any, bus: Any, console: Console) -> None:
     if bus is not None:
         import logging
 
+        from ..protocol.names import escape_hostile
+
         class Say(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
                 style = "yellow" if record.levelno >= logging.WARNING else ""
-                console.print(record.getMessage(), style=style, markup=False)
+                console.print(escape_hostile(record.getMessage()), style=style, markup=False)
 
         # The bus says when Redis answers, goes and comes back: one line each.
         handler = Say()

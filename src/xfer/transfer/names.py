@@ -47,9 +47,9 @@ from ..protocol.names import (
     STATE_SUFFIX,
     _blen,
     _check_component,
-    _hostile,
     _numbered,
     _truncate,
+    escape_hostile,
     safe_name,
     safe_relpath,
 )
@@ -101,16 +101,7 @@ def display_name(raw: str, limit: int = 200) -> str:
     limit = max(int(limit), 1)
     if len(s) > 2 * limit + 2:  # every char shows as >= 1 char: the middle is never shown
         s = s[: limit + 1] + s[-(limit + 1) :]
-    tokens = [
-        ch
-        if not _hostile(ch)
-        else f"\\x{ord(ch):02x}"
-        if ord(ch) < 0x100
-        else f"\\u{ord(ch):04x}"
-        if ord(ch) < 0x10000
-        else f"\\U{ord(ch):08x}"
-        for ch in s
-    ]
+    tokens = [escape_hostile(ch) for ch in s]  # one token per character, for the ellipsis
     if tokens and tokens[-1] == "\\":  # would escape whatever tag the caller puts next
         tokens[-1] = "\\x5c"
     # rich turns ":smile:" into an emoji. Escape the opening colon of *every* ":code:"
