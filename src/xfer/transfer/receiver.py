@@ -71,6 +71,7 @@ class Receiver(PeerTask):
         overwrite: bool = False,
         resume: bool = True,
         stdout: bool = False,
+        dotfiles: bool = False,
         ack_every: int | None = None,
         limits: Limits = LIMITS,
         **options: Any,
@@ -81,6 +82,10 @@ class Receiver(PeerTask):
         self.overwrite = overwrite
         self.resume = resume and not stdout
         self.sink_fd = 1 if stdout else None  # --stdout: the one file goes to standard output
+        # Entries named with a leading dot at any depth (.bashrc, .ssh/authorized_keys) run code
+        # or grant access when they land in a home folder: taken only when the person agreed to
+        # them by name (the question lists them all) or with --allow-dotfiles, else refused
+        self.dotfiles = dotfiles or stdout
         self.space_margin = limits.space_margin
         self.machine = ReceiverMachine(
             replace(limits, ack_every=ack_every) if ack_every else limits, rewindable=not stdout
@@ -226,18 +231,31 @@ class Receiver(PeerTask):
             {"index": i, "name": slot.name, "size": slot.info.size, "kind": slot.info.kind}
             for i, slot in enumerate(self.slots)
         ]
+        hidden = [slot.name for slot in self.slots if store.hidden(slot.parts)]
         sender = self.conn.peers.get(offer.sender or 0)
         details = {
             "transfer": offer.transfer,
             "from": peer_dict(sender) if sender else {"id": offer.sender},
             "files": files,
             "total": offer.total,
+            "hidden": hidden,
         }
         self.emit("offer", **details)
         if self.sink_fd is not None and (len(self.slots) != 1 or self.slots[0].info.kind == "dir"):
             reason = "the receiver writes to standard output: one file or stream only"
             await self._refuse(reason, "one-file-only")
             self.fail(LocalFileError(f"--stdout takes one file or stream; this offer has {len(self.slots)} entries"))
+            return
+        if hidden and not self.dotfiles:
+            await self._refuse("the receiver takes no hidden entries (names starting with a dot)", "hidden-entries")
+            names = ", ".join(hidden[:5]) + (f" and {len(hidden) - 5} more" if len(hidden) > 5 else "")
+            self.fail(
+                Declined(
+                    f"the offer holds {len(hidden)} hidden entr{'y' if len(hidden) == 1 else 'ies'} ({names}); "
+                    "nothing was saved. To take them too, run again with --allow-dotfiles",
+                    "hidden-entries",
+                )
+            )
             return
         self._decision = asyncio.create_task(self._answer(offer, details))
 

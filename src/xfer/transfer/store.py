@@ -63,6 +63,11 @@ class Slot:
         return None
 
 
+def hidden(parts: list[str]) -> bool:
+    """An entry named with a leading dot at any depth (``.bashrc``, ``.ssh/authorized_keys``)."""
+    return any(part.startswith(".") for part in parts)
+
+
 def slot_for(folder: Path, info: FileInfo, parts: list[str]) -> Slot:
     partial = partial_path(folder, parts[-1], file_key(info))
     return Slot(info, parts, partial, partial.with_name(partial.name[: -len(".xfer-part")] + STATE_SUFFIX))
