@@ -116,6 +116,21 @@ def safe_relpath(raw: str) -> list[str]:
     return safe or ["file"]
 
 
+def recorded_relpath(raw: object) -> list[str] | None:
+    """A relative path read back from the receiver's own state file (``.xfer-state``), as
+    components, trusted no more than a peer's name: only a path that ``safe_relpath`` would
+    make, every component already safe (no ``..``, nothing absolute, no ``\\``); ``"."``
+    is the target folder itself (``[]``). Anything else: ``None``."""
+    if not isinstance(raw, str):
+        return None
+    if raw == ".":
+        return []
+    parts = raw.split("/")
+    if len(parts) > MAX_DEPTH or any(part != safe_name(part) for part in parts):
+        return None
+    return parts
+
+
 def _check_component(name: str) -> None:
     if not name or name in (".", "..") or _SEPARATORS.search(name) or "\0" in name:
         raise ValueError(f"not a single safe path component: {name!r}")
