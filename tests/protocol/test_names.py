@@ -325,7 +325,7 @@ def test_partial_path_format(tmp_path: Path) -> None:
     p = partial_path(tmp_path, "report.pdf", "0123456789abcdef")
     assert p == tmp_path / ".report.pdf.0123456789abcdef.xfer-part"
     long = partial_path(tmp_path, "é" * 127, "0123456789abcdef")
-    assert len(long.name.encode()) <= 254  # room for the state file's longer suffix
+    assert len(long.name.encode()) <= 100  # room for the state file's longer suffixes, on any file system
     assert long.name.startswith(".é") and long.name.endswith(".0123456789abcdef.xfer-part")
     long.write_bytes(b"ok")  # the filesystem accepts it
 

@@ -45,7 +45,6 @@ from ..protocol.names import (
     NAME_MAX,
     PARTIAL_SUFFIX,
     STATE_SUFFIX,
-    _blen,
     _check_component,
     _numbered,
     _truncate,
@@ -117,17 +116,21 @@ def display_name(raw: str, limit: int = 200) -> str:
     return escape("".join("…" if i is None else tokens[i] for i in _ellipsize(tokens, limit)))
 
 
-def partial_path(folder: Path, name: str, key: str) -> Path:
-    """Hidden in-progress file ``.NAME.KEY.xfer-part`` for *name*.
+# How much of a name the hidden files beside it show. Every name up to NAME_MAX must
+# arrive, so these files cannot hold a whole name and their suffixes too: they take its
+# first bytes (to tell a person what they are) and the key (which keeps them apart),
+# about 100 bytes in all, whatever the name's length and within what any file system takes.
+TEMP_NAME_BYTES = 64
 
-    The name is cut so that this and the state file beside it (``.xfer-state``,
-    one byte longer) both stay within 255 bytes.
-    """
+
+def partial_path(folder: Path, name: str, key: str) -> Path:
+    """Hidden in-progress file ``.NAME.KEY.xfer-part`` for *name*, ``NAME`` cut to its
+    first ``TEMP_NAME_BYTES`` bytes (whole characters): with its state file beside it
+    (``.xfer-state``, and ``.xfer-state.tmp`` while it is rewritten) far below 255 bytes."""
     _check_component(name)
-    if not key or not key.isalnum():
+    if not key or not key.isalnum() or len(key) > 32:
         raise ValueError(f"not a partial-file key: {key!r}")
-    room = NAME_MAX - 1 - _blen(f".{key}{STATE_SUFFIX}")
-    return Path(folder) / f".{_truncate(name, room)}.{key}{PARTIAL_SUFFIX}"
+    return Path(folder) / f".{_truncate(name, TEMP_NAME_BYTES)}.{key}{PARTIAL_SUFFIX}"
 
 
 def _place(partial: Path, folder: Path, name: str, *, link: bool = True, max_numbered: int = MAX_NUMBERED) -> Path:
