@@ -87,6 +87,8 @@ class Receiver(PeerTask):
         # them by name (the question lists them all) or with --allow-dotfiles, else refused
         self.dotfiles = dotfiles or stdout
         self.space_margin = limits.space_margin
+        self.max_folders = limits.max_offer_folders
+        self.inode_margin = limits.inode_margin
         self.machine = ReceiverMachine(
             replace(limits, ack_every=ack_every) if ack_every else limits, rewindable=not stdout
         )
@@ -246,6 +248,15 @@ class Receiver(PeerTask):
             await self._refuse(reason, "one-file-only")
             self.fail(LocalFileError(f"--stdout takes one file or stream; this offer has {len(self.slots)} entries"))
             return
+        if self.sink_fd is None and store.folders_of(self.slots, past=self.max_folders) > self.max_folders:
+            await self._refuse(f"more than {self.max_folders} folders", "too-many-folders")
+            self.fail(
+                LocalFileError(
+                    f"the offer would make more than {self.max_folders} folders; nothing was saved",
+                    "too-many-folders",
+                )
+            )
+            return
         if hidden and not self.dotfiles:
             await self._refuse("the receiver takes no hidden entries (names starting with a dot)", "hidden-entries")
             names = ", ".join(hidden[:5]) + (f" and {len(hidden) - 5} more" if len(hidden) > 5 else "")
@@ -290,14 +301,17 @@ class Receiver(PeerTask):
         held = sum(p.offset for p in points.values())
         free = shutil.disk_usage(self.folder).free
         needed = offer.total - held
+        inodes = store.free_inodes(self.folder)
+        entries = len(self.slots) + store.folders_of(self.slots, past=self.max_folders)
         if needed + self.space_margin > free:
-            await self._refuse(f"needs {human_size(needed)}, {human_size(free)} free", "no-space")
-            self.fail(
-                LocalFileError(
-                    f"not enough space in {self.folder}: offer needs {human_size(needed)}, {human_size(free)} free",
-                    "no-space",
-                )
-            )
+            short = f"needs {human_size(needed)}, {human_size(free)} free"
+        elif inodes is not None and entries + self.inode_margin > inodes:
+            short = f"needs {entries} new files and folders, room for {max(inodes - self.inode_margin, 0)}"
+        else:
+            short = ""
+        if short:
+            await self._refuse(short, "no-space")
+            self.fail(LocalFileError(f"not enough space in {self.folder}: offer {short}", "no-space"))
             return
         try:
             folders = await asyncio.to_thread(self._make_folders)
@@ -335,6 +349,17 @@ class Receiver(PeerTask):
             await self._carry(self.machine.opened(action.index, digest))
 
     async def _write(self, action: Write) -> None:
+        slot = self.slots[action.index]
+        if slot.info.size is None and self.sink_fd is None:  # a stream: no space check could come first
+            free = shutil.disk_usage(self.folder).free
+            if free - len(action.data) < self.space_margin:
+                error = LocalFileError(
+                    f"stopped receiving {slot.name}: {self.folder} is down to {human_size(free)} free, and xfer "
+                    f"leaves {human_size(self.space_margin)}; nothing was kept (a stream cannot resume)",
+                    "disk-full",
+                )
+                await self._carry(self.machine.fail(error))
+                raise error
         try:
             # In this thread: a trip to a worker thread per chunk cost more CPU (two context
             # switches) than the ~0.2 ms that writing 256 KiB blocks the loop.
@@ -395,6 +420,8 @@ class Receiver(PeerTask):
             self._close_all()
             if not self.resume or isinstance(exc, RemoteProtocolError):  # nothing kept from a peer that broke the rules
                 self._discard_partials()
+            else:  # a stream cannot resume: what it wrote would stay for ever
+                self._discard_partials(streams_only=True)
             raise
         finally:
             if self._decision is not None and not self._decision.done():
@@ -433,9 +460,11 @@ class Receiver(PeerTask):
         for index in list(self.fds):
             self._close(index)
 
-    def _discard_partials(self) -> None:
+    def _discard_partials(self, *, streams_only: bool = False) -> None:
+        if self.sink_fd is not None:
+            return
         for index, slot in enumerate(self.slots):
-            if index not in self.saved:
+            if index not in self.saved and (slot.info.size is None or not streams_only):
                 store.discard(slot)
 
 

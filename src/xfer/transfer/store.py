@@ -70,6 +70,32 @@ def hidden(parts: list[str]) -> bool:
     return any(part.startswith(".") for part in parts)
 
 
+def folders_of(slots: list[Slot], *, past: int) -> int:
+    """How many folders the offer's paths make (every entry's parents, and its folders),
+    counted up to ``past + 1``: a tree of them, as long as the limit and no longer."""
+    tree: dict[str, Any] = {}
+    count = 0
+    for slot in slots:
+        node = tree
+        for part in slot.parts if slot.info.kind == "dir" else slot.parts[:-1]:
+            if part not in node:
+                node[part] = {}
+                count += 1
+                if count > past:
+                    return count
+            node = node[part]
+    return count
+
+
+def free_inodes(folder: Path) -> int | None:
+    """Inodes left for us where the file system counts them (None: it does not, as btrfs)."""
+    try:
+        found = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    return found.f_favail if found.f_files else None
+
+
 def slot_for(folder: Path, info: FileInfo, parts: list[str]) -> Slot:
     partial = partial_path(folder, parts[-1], file_key(info))
     return Slot(info, parts, partial, partial.with_name(partial.name[: -len(".xfer-part")] + STATE_SUFFIX))
