@@ -47,7 +47,7 @@ class Limits:
     # folders an offer's paths would make (each entry's parents, and its folders): each costs an
     # inode, and 1,000 entries 64 levels deep would make 64,000. An offer past it is refused
     max_offer_folders: int = 10_000
-    inode_margin: int = 10_000  # free inodes a receiver leaves, where the file system counts them
+    inode_margin: int = 1_000  # free inodes a receiver leaves, where the file system counts them
     peer_timeout: float = 60.0  # how long a peer that left (or the relay) may take to come back
     reconnect_for: float = 60.0  # how long to keep trying to reach the relay again
     backoff_first: float = 0.2  # the first wait before reaching the relay again; it doubles...
