@@ -49,6 +49,11 @@ def receive(
     yes: bool = typer.Option(
         False, "--yes", "-y", help="Accept the offer without asking (needed when stdin is not a terminal)."
     ),
+    allow_dotfiles: bool = typer.Option(
+        False,
+        "--allow-dotfiles",
+        help="Also save entries whose names start with a dot (.bashrc, .ssh/...), which --yes alone refuses.",
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace existing files instead of saving as 'name (1).ext'."
     ),
@@ -92,6 +97,7 @@ def receive(
       xfer receive CODE --relay ws://192.168.1.20:8765 --dir ~/Downloads
       xfer receive CODE --relay wss://relay.example --yes --json
       xfer receive CODE --relay HOST:8765 --yes --stdout | tar x
+      xfer receive CODE --yes --allow-dotfiles   also save .bashrc, .config/... without asking
     """
     from .. import loops
     from .display import choose_display
@@ -148,7 +154,15 @@ def receive(
         )
 
         async def decide(event: dict[str, Any]) -> bool:
-            return True if yes else await ask("Accept?", env)
+            if yes:
+                return True
+            hidden = len(event.get("hidden") or [])
+            if not hidden or allow_dotfiles:
+                return await ask("Accept?", env)
+            # the offer listed every hidden entry by name: a yes here agrees to them
+            return await ask(
+                f"Accept, with the {hidden} hidden entr{'y' if hidden == 1 else 'ies'} listed?", env, default=False
+            )
 
         # A room joined by its code is remembered once finished (transfer/receipts.py):
         # a rerun after the room closed then says the files are already here.
@@ -166,6 +180,7 @@ def receive(
                         resume=not no_resume,
                         stdout=to_stdout,
                         texts_end=joining is not None,  # we joined: a sender that only had texts, then left
+                        dotfiles=allow_dotfiles or not yes,
                         **session.task_options(),
                     )
                     try:

@@ -202,14 +202,20 @@ class RichDisplay(_Emits):
         self._pending = (files, total)
         who = self._peer(f.get("from") or {})
         self.console.print(f"{who} offers {_describe(files, total)}:")
-        shown = [x for x in files if x.get("kind") != "dir"] or files
+        hidden = set(f.get("hidden") or ())
+        shown = [x for x in files if x.get("kind") != "dir" and x["name"] not in hidden]
+        shown = shown or [x for x in files if x["name"] not in hidden]
         most = max(6, min(40, self.console.width - 14))  # "  NAME  SIZE" in one line
-        width = min(max(len(x["name"]) for x in shown), most)
+        width = min(max((len(x["name"]) for x in files), default=1), most)
         for x in shown[:20]:
-            size = "folder" if x.get("kind") == "dir" else ("stream" if x["size"] is None else human_size(x["size"]))
-            self.console.print(f"  {display_name(x['name'], most).ljust(width)}  {size:>9}")
+            self.console.print(f"  {display_name(x['name'], most).ljust(width)}  {_size(x):>9}")
         if len(shown) > 20:
             self.console.print(f"  … and {len(shown) - 20} more")
+        if hidden:  # every one by name, never behind "and N more": they run code in a home folder
+            self.console.print(f"[yellow]  Hidden entries (names starting with a dot), {len(hidden)}:[/yellow]")
+            for x in files:
+                if x["name"] in hidden:
+                    self.console.print(f"  {display_name(x['name'], 1000).ljust(width)}  {_size(x):>9}")
 
     def on_accepted(self, resumed: int = 0, **f: Any) -> None:
         if self.role == "receive":
@@ -336,6 +342,12 @@ def _describe(files: list[dict[str, Any]], total: int) -> str:
     if any(f.get("size") is None for f in files):
         return text + (f", {human_size(total)} and a stream" if total else ", a stream")
     return f"{text}, {human_size(total)}"
+
+
+def _size(entry: dict[str, Any]) -> str:
+    if entry.get("kind") == "dir":
+        return "folder"
+    return "stream" if entry["size"] is None else human_size(entry["size"])
 
 
 def _count(n: int, what: str = "file") -> str:

@@ -233,10 +233,12 @@ def serve(
 async def _serve(server: Any, bus: Any, console: Console) -> None:
     import logging
 
+    from ..protocol.names import escape_hostile
+
     class Say(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             style = "yellow" if record.levelno >= logging.WARNING else ""
-            console.print(record.getMessage(), style=style, markup=False)
+            console.print(escape_hostile(record.getMessage()), style=style, markup=False)
 
     # One line each: the bus says when Redis answers, goes and comes back; the relay,
     # when it starts and stops refusing connections for having as many as it takes.

@@ -43,7 +43,11 @@ class Limits:
     chunk_size: int = DEFAULT_CHUNK_SIZE  # bytes of file data in one chunk frame
     window: int = 8 * MiB  # unacknowledged bytes a sender may have in flight (its credit)
     ack_every: int = 1 * MiB  # a receiver acknowledges at least this often (and 4 times a window)
-    space_margin: int = 16 * MiB  # free space a receiver leaves for the rest of the system
+    space_margin: int = 16 * MiB  # free space a receiver leaves for the rest of the system (a stream stops there)
+    # folders an offer's paths would make (each entry's parents, and its folders): each costs an
+    # inode, and 1,000 entries 64 levels deep would make 64,000. An offer past it is refused
+    max_offer_folders: int = 10_000
+    inode_margin: int = 1_000  # free inodes a receiver leaves, where the file system counts them
     peer_timeout: float = 60.0  # how long a peer that left (or the relay) may take to come back
     reconnect_for: float = 60.0  # how long to keep trying to reach the relay again
     backoff_first: float = 0.2  # the first wait before reaching the relay again; it doubles...

@@ -76,6 +76,7 @@ class Receiver(PeerTask):
         resume: bool = True,
         stdout: bool = False,
         texts_end: bool = False,
+        dotfiles: bool = False,
         ack_every: int | None = None,
         limits: Limits = LIMITS,
         **options: Any,
@@ -86,7 +87,13 @@ class Receiver(PeerTask):
         self.overwrite = overwrite
         self.resume = resume and not stdout
         self.sink_fd = 1 if stdout else None  # --stdout: the one file goes to standard output
+        # Entries named with a leading dot at any depth (.bashrc, .ssh/authorized_keys) run code
+        # or grant access when they land in a home folder: taken only when the person agreed to
+        # them by name (the question lists them all) or with --allow-dotfiles, else refused
+        self.dotfiles = dotfiles or stdout
         self.space_margin = limits.space_margin
+        self.max_folders = limits.max_offer_folders
+        self.inode_margin = limits.inode_margin
         self.machine = ReceiverMachine(
             replace(limits, ack_every=ack_every) if ack_every else limits, rewindable=not stdout
         )
@@ -246,18 +253,40 @@ class Receiver(PeerTask):
             {"index": i, "name": slot.name, "size": slot.info.size, "kind": slot.info.kind}
             for i, slot in enumerate(self.slots)
         ]
+        hidden = [slot.name for slot in self.slots if store.hidden(slot.parts)]
         sender = self.conn.peers.get(offer.sender or 0)
         details = {
             "transfer": offer.transfer,
             "from": peer_dict(sender) if sender else {"id": offer.sender},
             "files": files,
             "total": offer.total,
+            "hidden": hidden,
         }
         self.emit("offer", **details)
         if self.sink_fd is not None and (len(self.slots) != 1 or self.slots[0].info.kind == "dir"):
             reason = "the receiver writes to standard output: one file or stream only"
             await self._refuse(reason, "one-file-only")
             self.fail(LocalFileError(f"--stdout takes one file or stream; this offer has {len(self.slots)} entries"))
+            return
+        if self.sink_fd is None and store.folders_of(self.slots, past=self.max_folders) > self.max_folders:
+            await self._refuse(f"more than {self.max_folders} folders", "too-many-folders")
+            self.fail(
+                LocalFileError(
+                    f"the offer would make more than {self.max_folders} folders; nothing was saved",
+                    "too-many-folders",
+                )
+            )
+            return
+        if hidden and not self.dotfiles:
+            await self._refuse("the receiver takes no hidden entries (names starting with a dot)", "hidden-entries")
+            names = ", ".join(hidden[:5]) + (f" and {len(hidden) - 5} more" if len(hidden) > 5 else "")
+            self.fail(
+                Declined(
+                    f"the offer holds {len(hidden)} hidden entr{'y' if len(hidden) == 1 else 'ies'} ({names}); "
+                    "nothing was saved. To take them too, run again with --allow-dotfiles",
+                    "hidden-entries",
+                )
+            )
             return
         self._decision = asyncio.create_task(self._answer(offer, details))
 
@@ -292,14 +321,17 @@ class Receiver(PeerTask):
         held = sum(p.offset for p in points.values())
         free = shutil.disk_usage(self.folder).free
         needed = offer.total - held
+        inodes = store.free_inodes(self.folder)
+        entries = len(self.slots) + store.folders_of(self.slots, past=self.max_folders)
         if needed + self.space_margin > free:
-            await self._refuse(f"needs {human_size(needed)}, {human_size(free)} free", "no-space")
-            self.fail(
-                LocalFileError(
-                    f"not enough space in {self.folder}: offer needs {human_size(needed)}, {human_size(free)} free",
-                    "no-space",
-                )
-            )
+            short = f"needs {human_size(needed)}, {human_size(free)} free"
+        elif inodes is not None and entries + self.inode_margin > inodes:
+            short = f"needs {entries} new files and folders, room for {max(inodes - self.inode_margin, 0)}"
+        else:
+            short = ""
+        if short:
+            await self._refuse(short, "no-space")
+            self.fail(LocalFileError(f"not enough space in {self.folder}: offer {short}", "no-space"))
             return
         try:
             folders = await asyncio.to_thread(self._make_folders)
@@ -338,6 +370,17 @@ class Receiver(PeerTask):
             await self._carry(self.machine.opened(action.index, digest))
 
     async def _write(self, action: Write) -> None:
+        slot = self.slots[action.index]
+        if slot.info.size is None and self.sink_fd is None:  # a stream: no space check could come first
+            free = shutil.disk_usage(self.folder).free
+            if free - len(action.data) < self.space_margin:
+                error = LocalFileError(
+                    f"stopped receiving {slot.name}: {self.folder} is down to {human_size(free)} free, and xfer "
+                    f"leaves {human_size(self.space_margin)}; nothing was kept (a stream cannot resume)",
+                    "disk-full",
+                )
+                await self._carry(self.machine.fail(error))
+                raise error
         try:
             # In this thread: a trip to a worker thread per chunk cost more CPU (two context
             # switches) than the ~0.2 ms that writing 256 KiB blocks the loop.
@@ -410,6 +453,8 @@ class Receiver(PeerTask):
                 raise Stopped("you declined the offer (Ctrl-C); the sender was told") from None
             if not self.resume or isinstance(exc, RemoteProtocolError):  # nothing kept from a peer that broke the rules
                 self._discard_partials()
+            else:  # a stream cannot resume: what it wrote would stay for ever
+                self._discard_partials(streams_only=True)
             raise
         finally:
             if self._decision is not None and not self._decision.done():
@@ -452,9 +497,11 @@ class Receiver(PeerTask):
         for index in list(self.fds):
             self._close(index)
 
-    def _discard_partials(self) -> None:
+    def _discard_partials(self, *, streams_only: bool = False) -> None:
+        if self.sink_fd is not None:
+            return
         for index, slot in enumerate(self.slots):
-            if index not in self.saved:
+            if index not in self.saved and (slot.info.size is None or not streams_only):
                 store.discard(slot)
 
 
