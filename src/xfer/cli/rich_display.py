@@ -355,13 +355,15 @@ def _count(n: int, what: str = "file") -> str:
 
 
 class SpeedColumn(TransferSpeedColumn):
-    """rich's speed column, blank instead of "?" where there is no speed to show: a small
-    file sent in one chunk is done before rich has measured any."""
+    """rich's speed column in the units of ``human_size`` (rich's says "404 bytes/s"), blank
+    instead of "?" where there is no speed to show: a small file sent in one chunk is done
+    before rich has measured any."""
 
     def render(self, task: Task) -> Text:
-        if (task.finished_speed or task.speed) is None:
+        speed = task.finished_speed or task.speed
+        if speed is None:
             return Text("")
-        return super().render(task)
+        return Text(f"{human_size(speed)}/s", style="progress.data.speed")  # "404 B/s", as sizes are shown
 
 
 class SizeColumn(ProgressColumn):
