@@ -183,6 +183,15 @@ class RichDisplay(_Emits):
         if len(shown) > 20:
             self.console.print(f"  … and {len(shown) - 20} more")
 
+    def on_other_sender(self, asking: bool, **f: Any) -> None:
+        who, began = self._peer(f.get("from") or {}), self._peer(f.get("began_with") or {})
+        self.say(
+            f"[yellow]{who} offers the same files, but it is a different sender than the one "
+            f"this transfer began with ({began})[/yellow]"
+        )
+        if not asking:
+            self.say(f"[yellow]Refused {who}: the files come only from {began}[/yellow]")
+
     def on_accepted(self, resumed: int = 0, **f: Any) -> None:
         if self.role == "receive":
             self._bars(*self._pending)

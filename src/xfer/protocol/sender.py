@@ -329,6 +329,8 @@ class SenderMachine:
     def declined_error(self, reject: Reject) -> XferError:
         if reject.code == "no-space":
             return LocalFileError(f"the receiver has no room for this: {reject.reason}", "no-space")
+        if reject.code == "other-sender":  # our own words: the receiver's are its to choose
+            return Declined("the receiver refused: it takes these files only from the sender it began with")
         reason = f": {reject.reason}" if reject.reason and reject.reason != "declined" else ""
         return Declined(f"the receiver declined the offer{reason}")
 

@@ -42,6 +42,7 @@ from ..protocol.receiver_outputs import (
     OfferReceived,
     OfferRenewed,
     OpenPartial,
+    OtherSender,
     PeerArrived,
     PeerDeparted,
     Place,
@@ -68,6 +69,7 @@ class Receiver(PeerTask):
         emit: Emit,
         decide: Decide,
         *,
+        decide_other: Decide | None = None,
         overwrite: bool = False,
         resume: bool = True,
         stdout: bool = False,
@@ -78,12 +80,15 @@ class Receiver(PeerTask):
         super().__init__(conn, emit, **options)
         self.folder = folder
         self.decide = decide
+        self.decide_other = decide_other  # None: a different sender is refused without asking
         self.overwrite = overwrite
         self.resume = resume and not stdout
         self.sink_fd = 1 if stdout else None  # --stdout: the one file goes to standard output
         self.space_margin = limits.space_margin
         self.machine = ReceiverMachine(
-            replace(limits, ack_every=ack_every) if ack_every else limits, rewindable=not stdout
+            replace(limits, ack_every=ack_every) if ack_every else limits,
+            rewindable=not stdout,
+            ask_other=decide_other is not None,
         )
         self.placement: Placement | None = None
         self.slots: list[store.Slot] = []
@@ -93,6 +98,8 @@ class Receiver(PeerTask):
         self.left = "the transfer"  # where the last interruption broke off
         self.away_since: float | None = None  # when the sender (or our link) went away mid-transfer
         self._decision: asyncio.Task[None] | None = None
+        self._other: asyncio.Task[None] | None = None  # the person asked about a different sender
+        self.began_with: dict[str, Any] = {}  # the sender of the offer taken, as it was then
 
     # -- from the link: the machine decides, this carries it out -------------------------
 
@@ -125,6 +132,8 @@ class Receiver(PeerTask):
                 await self._on_offer(output)
             elif isinstance(output, OfferRenewed):
                 await self._accept(output.offer)
+            elif isinstance(output, OtherSender):
+                self._on_other_sender(output)
             else:
                 self._react(output)
 
@@ -226,13 +235,8 @@ class Receiver(PeerTask):
             {"index": i, "name": slot.name, "size": slot.info.size, "kind": slot.info.kind}
             for i, slot in enumerate(self.slots)
         ]
-        sender = self.conn.peers.get(offer.sender or 0)
-        details = {
-            "transfer": offer.transfer,
-            "from": peer_dict(sender) if sender else {"id": offer.sender},
-            "files": files,
-            "total": offer.total,
-        }
+        self.began_with = self._peer(offer.sender)
+        details = {"transfer": offer.transfer, "from": self.began_with, "files": files, "total": offer.total}
         self.emit("offer", **details)
         if self.sink_fd is not None and (len(self.slots) != 1 or self.slots[0].info.kind == "dir"):
             reason = "the receiver writes to standard output: one file or stream only"
@@ -240,6 +244,40 @@ class Receiver(PeerTask):
             self.fail(LocalFileError(f"--stdout takes one file or stream; this offer has {len(self.slots)} entries"))
             return
         self._decision = asyncio.create_task(self._answer(offer, details))
+
+    def _on_other_sender(self, event: OtherSender) -> None:
+        """Someone other than the sender we began with offers the same files: the person
+        sees it, and is asked when it can be (never under ``--yes``)."""
+        offer = event.offer
+        details = {
+            "transfer": offer.transfer,
+            "from": self._peer(offer.sender),
+            "began_with": self.began_with,
+            "asking": event.asking,
+            "files": [{"index": i, "name": slot.name, "size": slot.info.size} for i, slot in enumerate(self.slots)],
+            "total": offer.total,
+        }
+        self.emit("other-sender", **details)
+        if event.asking and self.decide_other is not None:
+            self._other = asyncio.create_task(self._answer_other(offer, details))
+
+    async def _answer_other(self, offer: Offer, details: dict[str, Any]) -> None:
+        assert self.decide_other is not None
+        try:
+            yes = await self.decide_other(details)
+        except XferError:
+            yes = False
+        if yes:
+            self.began_with = details["from"]
+        try:
+            await self._carry(self.machine.switch(offer) if yes else self.machine.refuse_other(offer))
+        except XferError as exc:
+            self.fail(exc)
+        self._notify()
+
+    def _peer(self, peer_id: int | None) -> dict[str, Any]:
+        info = self.conn.peers.get(peer_id or 0)
+        return peer_dict(info) if info else {"id": peer_id}
 
     async def _refuse(self, reason: str, code: str) -> None:
         await self._carry(self.machine.reject(reason, code))
@@ -379,8 +417,9 @@ class Receiver(PeerTask):
                 self._discard_partials()
             raise
         finally:
-            if self._decision is not None and not self._decision.done():
-                self._decision.cancel()
+            for task in (self._decision, self._other):
+                if task is not None and not task.done():
+                    task.cancel()
         for slot in self.slots:  # a finished offer leaves no state behind
             store.discard(slot)
         store.set_folder_times(
