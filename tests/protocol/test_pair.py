@@ -361,9 +361,17 @@ def honest_faults(draw: st.DrawFn, receivers: int) -> list[tuple[int, object]]:
             continue  # a fan-out sender back after one receiver finished and left waits for it in vain
         if draw(st.booleans()):
             schedule += [(at + d, f) for d, f in _bounce(who, draw(st.integers(0, 60)))]
+        elif who == "sender":  # a new sender process is a different sender: its receivers run again too
+            schedule.append((at, _restart_all))
         else:
             schedule.append((at, lambda p, who=who: p.restart(who)))
     return schedule
+
+
+def _restart_all(pair: Pair) -> None:
+    for r in pair.receivers:
+        pair.restart(r.name)
+    pair.restart("sender")
 
 
 def _picker(picks: list[int]) -> object:
