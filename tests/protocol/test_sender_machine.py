@@ -20,6 +20,7 @@ from xfer.protocol.errors import (
     LocalFileError,
     LocalProtocolError,
     PeerGone,
+    ProtocolError,
     RelayGone,
     RemoteProtocolError,
 )
@@ -316,8 +317,9 @@ def test_a_stream_ends_when_its_input_does_and_counts_then():
 def test_resume_points_are_checked_once_per_file_and_ignored_when_impossible():
     d = SenderDriver([DATA, DATA[:100]], auto=False)
     d.start()
-    points = [(0, n, sha(DATA[:n])) for n in range(1, 500)]  # a hostile receiver: hash my file 499 times
-    points += [(1, 101, "a" * 64), (7, 1, "b" * 64)]  # past the end, past the offer
+    with pytest.raises(ProtocolError, match="more than 1 point"):  # a hostile receiver: hash my file 499 times
+        d.accept(resume=[(0, n, sha(DATA[:n])) for n in range(1, 500)])
+    points = [(0, 499, sha(DATA[:499])), (1, 101, "a" * 64), (7, 1, "b" * 64)]  # past the end, past the offer
     d.accept(resume=points)
     assert list(d.checks) == [CheckPrefix(d.m.epoch, 0, 499, sha(DATA[:499]))]
     d.answer_check()
