@@ -48,7 +48,7 @@ from xfer.protocol import (
     Text,
     Verified,
 )
-from xfer.protocol.errors import IntegrityFailure, LocalFileError, PeerGone
+from xfer.protocol.errors import IntegrityFailure, LocalFileError, PeerGone, RoomError
 from xfer.protocol.receiver import TRANSITIONS, ReceiverMachine, ReceiverState
 from xfer.protocol.receiver_outputs import (
     Accepted,
@@ -475,6 +475,15 @@ def test_a_yes_for_a_different_sender_that_left_meanwhile_changes_nothing():
     other = offer(("a", 8), sender=OTHER, transfer=TRANSFER + 1)
     d.feed(other, left(OTHER))
     assert d.carry(d.machine.switch(other)) == [] and d.machine.sender == SENDER
+
+
+def test_a_sender_that_turns_us_away_ends_the_wait_in_our_words():
+    d = Driver()
+    out = d.feed(Error(to=ME, sender=OTHER, code="room-closed", message="\x1b]0;pwned\x07"))
+    [failed] = [o for o in out if isinstance(o, Failed)]
+    assert isinstance(failed.error, RoomError) and failed.error.code == "room-closed"
+    assert str(failed.error) == "the sender already has its receiver and takes nobody else"
+    assert d.machine.state is S.FAILED and d.sent == []
 
 
 def test_a_link_lost_keeps_what_is_written():

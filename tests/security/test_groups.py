@@ -88,3 +88,37 @@ def test_a_member_offering_the_same_names_mid_transfer_is_refused(tmp_path, proc
         [seen] = [e for e in r.events() if e["event"] == "other-sender"]
         assert seen["asking"] is False and seen["from"]["id"] != seen["began_with"]["id"]
     assert sender.wait(30) == 0, sender.stderr
+
+
+def test_one_receiver_closes_the_room_and_the_sender_says_who_received(tmp_path, procs, relay_process):
+    """Issue 13: a second receiver with the right code, after the first joined, is turned
+    away with a clear message; the sender names who received (the name from its sealed hi)."""
+    import json
+
+    from conftest import wait_progress
+
+    size = 8_000_000
+    source = make_file(tmp_path / "movie.mkv", size, 5)
+    relay = f"127.0.0.1:{relay_process.port}"
+    sender = procs(["send", str(source), "--relay", relay, "--json", "--limit-rate", "4MB"], tmp_path, "send")
+    code = sender.first_event()["code"]
+
+    def receive(name: str, *extra: str):
+        args = ["receive", code, "--relay", relay, "--yes", "--name", name, "--dir", str(tmp_path / name), *extra]
+        return procs(args, tmp_path, name)
+
+    first = receive("kitchen", "--json")
+    wait_progress(first, 1_000_000)
+    second = receive("intruder")
+    assert second.wait(30) == 4, second.stderr
+    assert "the sender already has its receiver and takes nobody else" in second.stderr
+    assert not (tmp_path / "intruder" / "movie.mkv").exists()
+    assert first.wait(60) == 0, first.stderr
+    assert sender.wait(30) == 0, sender.stderr
+    assert sha256_of(tmp_path / "kitchen" / "movie.mkv") == sha256_of(source)
+    events = [json.loads(line) for line in sender.stdout.splitlines()]
+    [accepted] = [e for e in events if e["event"] == "accepted"]
+    [away] = [e for e in events if e["event"] == "turned-away"]
+    [done] = [e for e in events if e["event"] == "done"]
+    assert accepted["peer"]["name"] == "kitchen" and away["peer"]["name"] == "intruder"
+    assert [p["name"] for p in done["peers"]] == ["kitchen"]

@@ -183,6 +183,9 @@ class RichDisplay(_Emits):
         if len(shown) > 20:
             self.console.print(f"  … and {len(shown) - 20} more")
 
+    def on_turned_away(self, peer: dict[str, Any], **f: Any) -> None:
+        self.say(f"[yellow]Turned away {self._peer(peer)}: this room already has its receiver[/yellow]")
+
     def on_other_sender(self, asking: bool, **f: Any) -> None:
         who, began = self._peer(f.get("from") or {}), self._peer(f.get("began_with") or {})
         self.say(
@@ -195,6 +198,8 @@ class RichDisplay(_Emits):
     def on_accepted(self, resumed: int = 0, **f: Any) -> None:
         if self.role == "receive":
             self._bars(*self._pending)
+        elif f.get("peer"):  # who receives: the name its sealed hi gave, after it proved the code
+            self.say(f"{self._peer(f['peer'])} accepted")
         if resumed:
             self.say(f"Resuming: {human_size(resumed)} already there")
 

@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .errors import LocalProtocolError, PeerGone, RemoteProtocolError, XferError
+from .errors import LocalProtocolError, PeerGone, RemoteProtocolError, RoomError, XferError
 from .frames import Chunk
 from .limits import LIMITS, Limits
 from .machine import Output, Send
@@ -66,6 +66,7 @@ from .receiver_outputs import (
     Write,
 )
 from .receiver_states import TRANSITIONS, Digest, ReceiverState
+from .sender_events import ROOM_CLOSED
 
 
 @dataclass
@@ -155,6 +156,9 @@ class ReceiverMachine:
             return []
         if isinstance(item, Offer):
             return self._on_offer(item)
+        if isinstance(item, Error) and item.code == ROOM_CLOSED and self.state is ReceiverState.WAITING:
+            self._move("fail", remote=False)  # a sender that proved the code turned us away: in our words
+            return [Failed(RoomError("the sender already has its receiver and takes nobody else", ROOM_CLOSED))]
         if self.offer is None or item.sender != self.offer.sender or self.state is ReceiverState.DONE:
             return []  # only the peer whose offer we took may drive the transfer
         if isinstance(item, Chunk):
