@@ -265,6 +265,28 @@ def test_text_both_ways(phone, relay, xfer_procs, tmp_path):
         other.close()
 
 
+def test_an_offer_that_arrives_while_typing_leaves_the_focus_where_it_was(phone, relay, xfer_procs, tmp_path):
+    """Issue 13: the offer moved the focus to Accept, and the Enter that ended the line
+    accepted the files. The focus stays in the text box; Enter sends the text."""
+    src = make_file(tmp_path / "offered.bin", 100_000, 3)
+    args = ["send", str(src), "--relay", relay.ws, "--receivers", "2", "--json", "--no-qr", "--name", "desk"]
+    sender = xfer_procs(args, "send")  # offers once a terminal joins too: while the page types
+    room = sender.first_event()
+    open_room(phone, on_lan(room["url"]))
+    wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the sender")
+    phone.click("#text-input")
+    phone.keyboard.type("typing a li")
+    terminal = ["receive", room["code"], "--relay", relay.ws, "--yes", "--json", "--dir", str(tmp_path / "in")]
+    xfer_procs(terminal, "recv")
+    phone.wait_for_selector(".offer button.primary")
+    assert phone.evaluate("document.activeElement && document.activeElement.id") == "text-input"
+    phone.keyboard.type("ne")
+    phone.keyboard.press("Enter")
+    got = wait_until(lambda: events_of(sender, "text"), 10, "the text at xfer send")
+    assert got[0]["text"] == "typing a line"
+    assert phone.locator(".offer button.primary").count() == 1  # still asking: nothing was accepted
+
+
 # -- staying in the room -----------------------------------------------------------------
 
 

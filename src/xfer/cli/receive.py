@@ -164,6 +164,9 @@ def receive(
                 f"Accept, with the {hidden} hidden entr{'y' if hidden == 1 else 'ies'} listed?", env, default=False
             )
 
+        async def decide_other(event: dict[str, Any]) -> bool:
+            return await ask("Take the files from this different sender instead?", env, default=False)
+
         # A room joined by its code is remembered once finished (transfer/receipts.py):
         # a rerun after the room closed then says the files are already here.
         remembered = receipts.receipts_folder(env.variables)
@@ -176,6 +179,7 @@ def receive(
                         target,
                         display.emit,
                         decide,
+                        decide_other=None if yes else decide_other,  # --yes never covers another sender
                         overwrite=overwrite,
                         resume=not no_resume,
                         stdout=to_stdout,

@@ -217,9 +217,23 @@ class RichDisplay(_Emits):
                 if x["name"] in hidden:
                     self.console.print(f"  {display_name(x['name'], 1000).ljust(width)}  {_size(x):>9}")
 
+    def on_turned_away(self, peer: dict[str, Any], **f: Any) -> None:
+        self.say(f"[yellow]Turned away {self._peer(peer)}: this room already has its receiver[/yellow]")
+
+    def on_other_sender(self, asking: bool, **f: Any) -> None:
+        who, began = self._peer(f.get("from") or {}), self._peer(f.get("began_with") or {})
+        self.say(
+            f"[yellow]{who} offers the same files, but it is a different sender than the one "
+            f"this transfer began with ({began})[/yellow]"
+        )
+        if not asking:
+            self.say(f"[yellow]Refused {who}: the files come only from {began}[/yellow]")
+
     def on_accepted(self, resumed: int = 0, **f: Any) -> None:
         if self.role == "receive":
             self._bars(*self._pending)
+        elif f.get("peer"):  # who receives: the name its sealed hi gave, after it proved the code
+            self.say(f"{self._peer(f['peer'])} accepted")
         if resumed:
             self.say(f"Resuming: {human_size(resumed)} already there")
 

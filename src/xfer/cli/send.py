@@ -175,6 +175,7 @@ def send(
                         rate=rate,
                         receivers=receivers,
                         exclude=served,
+                        keep_open=keep_open,
                         **session.task_options(),
                     )
                     try:

@@ -44,6 +44,7 @@ from ..protocol.receiver_outputs import (
     OfferReceived,
     OfferRenewed,
     OpenPartial,
+    OtherSender,
     PeerArrived,
     PeerDeparted,
     Place,
@@ -72,6 +73,7 @@ class Receiver(PeerTask):
         emit: Emit,
         decide: Decide,
         *,
+        decide_other: Decide | None = None,
         overwrite: bool = False,
         resume: bool = True,
         stdout: bool = False,
@@ -84,6 +86,7 @@ class Receiver(PeerTask):
         super().__init__(conn, emit, **options)
         self.folder = folder
         self.decide = decide
+        self.decide_other = decide_other  # None: a different sender is refused without asking
         self.overwrite = overwrite
         self.resume = resume and not stdout
         self.sink_fd = 1 if stdout else None  # --stdout: the one file goes to standard output
@@ -95,7 +98,9 @@ class Receiver(PeerTask):
         self.max_folders = limits.max_offer_folders
         self.inode_margin = limits.inode_margin
         self.machine = ReceiverMachine(
-            replace(limits, ack_every=ack_every) if ack_every else limits, rewindable=not stdout
+            replace(limits, ack_every=ack_every) if ack_every else limits,
+            rewindable=not stdout,
+            ask_other=decide_other is not None,
         )
         self.placement: Placement | None = None
         self.slots: list[store.Slot] = []
@@ -109,6 +114,8 @@ class Receiver(PeerTask):
         self.texts: dict[int | None, str] = {}  # who sent us texts before any offer: id -> name
         self.text_count = 0
         self.texted_and_left = False  # a peer sent texts and left, no offer under way: the end
+        self._other: asyncio.Task[None] | None = None  # the person asked about a different sender
+        self.began_with: dict[str, Any] = {}  # the sender of the offer taken, as it was then
 
     # -- from the link: the machine decides, this carries it out -------------------------
 
@@ -148,6 +155,8 @@ class Receiver(PeerTask):
                 await self._on_offer(output)
             elif isinstance(output, OfferRenewed):
                 await self._accept(output.offer)
+            elif isinstance(output, OtherSender):
+                self._on_other_sender(output)
             else:
                 self._react(output)
 
@@ -254,10 +263,10 @@ class Receiver(PeerTask):
             for i, slot in enumerate(self.slots)
         ]
         hidden = [slot.name for slot in self.slots if store.hidden(slot.parts)]
-        sender = self.conn.peers.get(offer.sender or 0)
+        self.began_with = self._peer(offer.sender)
         details = {
             "transfer": offer.transfer,
-            "from": peer_dict(sender) if sender else {"id": offer.sender},
+            "from": self.began_with,
             "files": files,
             "total": offer.total,
             "hidden": hidden,
@@ -289,6 +298,40 @@ class Receiver(PeerTask):
             )
             return
         self._decision = asyncio.create_task(self._answer(offer, details))
+
+    def _on_other_sender(self, event: OtherSender) -> None:
+        """Someone other than the sender we began with offers the same files: the person
+        sees it, and is asked when it can be (never under ``--yes``)."""
+        offer = event.offer
+        details = {
+            "transfer": offer.transfer,
+            "from": self._peer(offer.sender),
+            "began_with": self.began_with,
+            "asking": event.asking,
+            "files": [{"index": i, "name": slot.name, "size": slot.info.size} for i, slot in enumerate(self.slots)],
+            "total": offer.total,
+        }
+        self.emit("other-sender", **details)
+        if event.asking and self.decide_other is not None:
+            self._other = asyncio.create_task(self._answer_other(offer, details))
+
+    async def _answer_other(self, offer: Offer, details: dict[str, Any]) -> None:
+        assert self.decide_other is not None
+        try:
+            yes = await self.decide_other(details)
+        except XferError:
+            yes = False
+        if yes:
+            self.began_with = details["from"]
+        try:
+            await self._carry(self.machine.switch(offer) if yes else self.machine.refuse_other(offer))
+        except XferError as exc:
+            self.fail(exc)
+        self._notify()
+
+    def _peer(self, peer_id: int | None) -> dict[str, Any]:
+        info = self.conn.peers.get(peer_id or 0)
+        return peer_dict(info) if info else {"id": peer_id}
 
     async def _refuse(self, reason: str, code: str) -> None:
         await self._carry(self.machine.reject(reason, code))
@@ -457,8 +500,9 @@ class Receiver(PeerTask):
                 self._discard_partials(streams_only=True)
             raise
         finally:
-            if self._decision is not None and not self._decision.done():
-                self._decision.cancel()
+            for task in (self._decision, self._other):
+                if task is not None and not task.done():
+                    task.cancel()
         for slot in self.slots:  # a finished offer leaves no state behind
             store.discard(slot)
         store.set_folder_times(

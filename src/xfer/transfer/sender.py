@@ -48,6 +48,7 @@ from ..protocol.sender_events import (
     ResumeMismatch,
     RunningHash,
     TextReceived,
+    TurnedAway,
     Waiting,
     Warning,
 )
@@ -76,6 +77,7 @@ class Sender(PeerTask):
         rate: int | None = None,
         receivers: int = 1,
         exclude: set[int] | None = None,
+        keep_open: bool = False,
         **options: Any,
     ) -> None:
         super().__init__(conn, emit, **options)
@@ -100,6 +102,7 @@ class Sender(PeerTask):
             peers=conn.peers,
             receivers=receivers,
             exclude=exclude or (),
+            turn_away=not keep_open,  # --keep-open serves a newcomer next; else the room is closed to it
             limits=limits,
             size_text=human_size,
         )
@@ -332,6 +335,8 @@ class Sender(PeerTask):
             emit("receiver-failed", peer=peer, reason=event.reason)
         elif isinstance(event, Interrupted):
             emit("interrupted", reason=event.reason, at=event.at)
+        elif isinstance(event, TurnedAway):
+            emit("turned-away", peer=peer_dict(event.peer))
         elif isinstance(event, Warning):
             emit("warning", message=event.message)
 
