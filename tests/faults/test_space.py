@@ -8,35 +8,19 @@ file system's free inodes (less ``Limits.inode_margin``), checked before anythin
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from conftest import free_port, make_file, run_async, serve
+from conftest import free_port, make_file, run_async, serve, tmpfs
 from peers import HostileSender, Room, listing
 from xfer.errors import LocalFileError
 from xfer.protocol import LIMITS, Reject
 
 
-def _tmpfs(path: Path, options: str):
-    path.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
-    if done.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail("CI runs as root and must be able to mount a tmpfs for this test")
-        pytest.skip("cannot mount a tmpfs here (not root)")
-
-
-def _umount(path: Path) -> None:
-    subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
 def test_a_stream_stops_at_the_margin_of_free_space_and_leaves_nothing(tmp_path, procs):
     disk = tmp_path / "small-disk"
-    _tmpfs(disk, "size=40m")
-    try:
+    with tmpfs(disk, "size=40m"):
         stream = make_file(tmp_path / "stream.bin", 60 * 1000 * 1000, 5)  # more than the disk holds
         port = free_port()
         serve(procs, tmp_path, port)
@@ -53,8 +37,6 @@ def test_a_stream_stops_at_the_margin_of_free_space_and_leaves_nothing(tmp_path,
         assert listing(disk) == []  # no partial, no state
         free = os.statvfs(disk)
         assert free.f_bavail * free.f_frsize >= LIMITS.space_margin - (1 << 20)  # it stopped short of the margin
-    finally:
-        _umount(disk)
 
 
 DEEP = 64
@@ -97,8 +79,7 @@ def test_the_folder_limit_is_a_keyword(tmp_path, folders, taken):
 
 def test_an_offer_of_more_entries_than_free_inodes_is_refused(tmp_path):
     disk = tmp_path / "few-inodes"
-    _tmpfs(disk, "size=64m,nr_inodes=600")
-    try:
+    with tmpfs(disk, "size=64m,nr_inodes=600"):
 
         async def main():
             async with Room() as room:
@@ -112,5 +93,3 @@ def test_an_offer_of_more_entries_than_free_inodes_is_refused(tmp_path):
         assert isinstance(answer, Reject) and answer.code == "no-space"
         assert isinstance(result, LocalFileError) and "new files and folders" in str(result)
         assert listing(disk) == []
-    finally:
-        _umount(disk)
