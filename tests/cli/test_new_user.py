@@ -4,7 +4,6 @@ Each test runs the installed command, most in a real terminal (tmux)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -12,13 +11,11 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from test_terminal import terminals  # noqa: F401  (the fixture)
 
-from conftest import bounded, make_file, sha256_of, wait_progress, xfer_cmd
+from conftest import bounded, make_file, sha256_of, tmpfs, wait_progress, xfer_cmd
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -130,21 +127,6 @@ def test_ctrl_c_at_accept_is_a_decline_both_sides_hear_at_once(tmp_path, relay_p
     assert time.monotonic() - started < bounded(5)
     assert sender.events()[-1]["code"] == "declined"
     assert not (tmp_path / "in" / "a.bin").exists()
-
-
-@contextlib.contextmanager
-def tmpfs(folder: Path, options: str) -> Iterator[Path]:
-    """A small file system of its own at ``folder`` (root only), unmounted at the end."""
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail("CI runs as root and must be able to mount a tmpfs for this test")
-        pytest.skip("cannot mount a tmpfs here (not root)")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
 def test_a_failed_receiver_does_not_stop_a_keep_open_sender(tmp_path, relay_process, procs):

@@ -101,12 +101,14 @@ def test_receiver_killed_and_started_again_resumes(tmp_path, procs, source):
 
 
 def test_sender_killed_and_started_again_resumes(tmp_path, procs, source):
+    """A new sender process is a different sender (a new transfer id; it cannot be told
+    from another member of the room): the waiting receiver refuses it and says so, and
+    both run again resume from what the receiver holds."""
     port = free_port()
     serve(procs, tmp_path, port)
     out = tmp_path / "out"
-    receiver = procs(
-        ["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out), *FAST], tmp_path, "recv"
-    )
+    receive = ["receive", "--relay", f"127.0.0.1:{port}", "--yes", "--json", "--dir", str(out), *FAST]
+    receiver = procs(receive, tmp_path, "recv")
     code = receiver.first_event()["code"]
     args = ["send", str(source), "--room", code, "--relay", f"127.0.0.1:{port}", "--json", *FAST]
     first = procs(args + ["--limit-rate", RATE], tmp_path, "send1")
@@ -114,12 +116,20 @@ def test_sender_killed_and_started_again_resumes(tmp_path, procs, source):
     first.proc.send_signal(signal.SIGKILL)
     first.wait(10)
     second = procs(args, tmp_path, "send2")
-    assert second.wait(60) == 0, second.stderr
-    assert receiver.wait(30) == 0, receiver.stderr
+    assert second.wait(60) != 0
+    assert "only from the sender it began with" in second.stdout
+    assert [e["asking"] for e in receiver.events() if e["event"] == "other-sender"] == [False]
+    receiver.proc.send_signal(signal.SIGTERM)
+    receiver.wait(10)
+    again = procs(receive, tmp_path, "recv2")
+    code = again.first_event()["code"]
+    third = procs([*args[:3], code, *args[4:]], tmp_path, "send3")
+    assert third.wait(60) == 0, third.stderr
+    assert again.wait(30) == 0, again.stderr
     assert 0 < before < SIZE
     assert sha256_of(out / "movie.mkv") == sha256_of(source)
     assert leftovers(out) == []
-    accepted = [e for e in second.events() if e["event"] == "accepted"]
+    accepted = [e for e in third.events() if e["event"] == "accepted"]
     assert accepted and accepted[0]["resumed"] > 0
 
 

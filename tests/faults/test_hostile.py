@@ -470,6 +470,35 @@ def test_sender_hears_that_the_receiver_has_no_space(tmp_path):
     assert isinstance(result, LocalFileError) and result.code == "no-space" and "0 B free" in str(result)
 
 
+def test_thousands_of_resume_points_for_one_file_end_that_receiver_at_once(tmp_path):
+    """Issue 13: 9,000 resume points in one accept made the sender hash its file's prefixes
+    for minutes. An accept names each file once at most: the sender refuses this one as a
+    broken protocol before it reads a byte of its file. (5,000: sealed, 9,000 no longer fit
+    in one control frame, which the relay refuses by itself.)"""
+    import time
+
+    from xfer.protocol import ResumePoint
+
+    src = make_file(tmp_path / "a.bin", 64_000_000, 3)
+    points = tuple(ResumePoint(index=0, offset=n * 7_000, sha256="a" * 64) for n in range(1, 5_001))
+
+    async def reply(r, offer):
+        accept = Accept(to=offer.sender, transfer=offer.transfer)
+        object.__setattr__(accept, "resume", points)  # past the checks of our own messages
+        await r.send(accept)
+
+    async def main():
+        async with Room() as room:
+            started = time.monotonic()
+            result = await _sender_against(room, src, reply)
+            return result, time.monotonic() - started
+
+    result, seconds = run_async(main())
+    assert isinstance(result, PeerProtocolError), result
+    assert "accept.resume: more than 1 point(s) for file 0" in str(result)
+    assert seconds < 5
+
+
 def test_sender_rejects_acks_for_bytes_never_sent(tmp_path):
     src = make_file(tmp_path / "a.bin", 10)
 

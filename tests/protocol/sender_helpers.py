@@ -57,6 +57,7 @@ class SenderDriver:
         auto: bool = True,
         auto_checks: bool | None = None,
         exclude: Iterable[int] = (),
+        turn_away: bool = True,
     ) -> None:
         self.contents = list(contents)
         streams = set(streams)
@@ -74,6 +75,7 @@ class SenderDriver:
             receivers=receivers,
             limits=limits,
             exclude=exclude,
+            turn_away=turn_away,
         )
         self.now = 0.0
         self.auto = auto  # answer reads at once

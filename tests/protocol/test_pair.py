@@ -22,7 +22,9 @@ from xfer.protocol.errors import (
     RelayGone,
     RemoteProtocolError,
 )
+from xfer.protocol.messages import Reject
 from xfer.protocol.receiver import ReceiverState
+from xfer.protocol.receiver_outputs import Accepted as ReceiverAccepted
 from xfer.protocol.receiver_outputs import HashMismatch, Unresumable
 from xfer.protocol.sender import SenderState
 from xfer.protocol.sender_events import Accepted, Failed, OfferSent, ReceiverDeclined, ReceiverFailed
@@ -137,13 +139,25 @@ def test_the_senders_link_lost_and_back_resumes() -> None:
     holds_all(pair, entries)
 
 
-def test_a_sender_started_again_is_taken_as_the_same_files() -> None:
+def test_a_sender_started_again_is_a_different_sender_until_the_receiver_starts_again() -> None:
+    """A new sender process (a new transfer id) cannot be told from another member of the
+    room offering the same names: the receiver refuses it. Started again, the receiver
+    takes it as a new offer and resumes from what it holds."""
     entries: list[tuple[str, bytes | None]] = [("a", blob(12_000, 7)), ("b", b"")]
     pair = _midway(Pair(entries).start(), 40)
     pair.restart("sender")
     pair.run()
+    assert [m.code for m in pair.receivers[0].disk.sent if isinstance(m, Reject)] == ["other-sender"]
+    assert "only from the sender it began with" in str(sender_error(pair))
+    assert isinstance(pair.receivers[0].error, PeerGone)  # it waited for its own sender, in vain
+    held = len(pair.receivers[0].disk.partials.get(0, b""))
+    pair.restart("r0")
+    pair.sender.exit()
+    pair.sender.start()  # run again by its person, as the receiver was
+    pair.run()
     holds_all(pair, entries)
-    assert pair.sender.transfer == 2
+    assert pair.sender.transfer == 3 and held > 0
+    assert [e.resumed for e in pair.events("r0", ReceiverAccepted)][-1] == held
 
 
 def test_a_sender_that_never_comes_back_ends_both_sides() -> None:
@@ -347,9 +361,17 @@ def honest_faults(draw: st.DrawFn, receivers: int) -> list[tuple[int, object]]:
             continue  # a fan-out sender back after one receiver finished and left waits for it in vain
         if draw(st.booleans()):
             schedule += [(at + d, f) for d, f in _bounce(who, draw(st.integers(0, 60)))]
+        elif who == "sender":  # a new sender process is a different sender: its receivers run again too
+            schedule.append((at, _restart_all))
         else:
             schedule.append((at, lambda p, who=who: p.restart(who)))
     return schedule
+
+
+def _restart_all(pair: Pair) -> None:
+    for r in pair.receivers:
+        pair.restart(r.name)
+    pair.restart("sender")
 
 
 def _picker(picks: list[int]) -> object:

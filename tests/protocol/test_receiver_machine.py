@@ -48,7 +48,7 @@ from xfer.protocol import (
     Text,
     Verified,
 )
-from xfer.protocol.errors import IntegrityFailure, LocalFileError, PeerGone
+from xfer.protocol.errors import IntegrityFailure, LocalFileError, PeerGone, RoomError
 from xfer.protocol.receiver import TRANSITIONS, ReceiverMachine, ReceiverState
 from xfer.protocol.receiver_outputs import (
     Accepted,
@@ -64,6 +64,7 @@ from xfer.protocol.receiver_outputs import (
     OfferReceived,
     OfferRenewed,
     OpenPartial,
+    OtherSender,
     PeerArrived,
     PeerDeparted,
     Progress,
@@ -402,13 +403,87 @@ def test_another_offer_while_busy_is_rejected_busy():
     assert d.machine.state is S.AWAY and d.machine.sender == SENDER
 
 
-def test_the_same_files_from_a_new_peer_replace_the_old_sender():
+def test_the_sender_back_under_a_new_peer_id_takes_over_its_own_transfer():
+    """A sender that reconnected (a new peer id, its transfer id kept) before we noticed it had gone."""
     d = accepted(Driver(), ("a", 8))
     d.feed(start(0), chunk(0, 0, b"abcd"))
     d.feed(offer(("a", 8), sender=OTHER))
     assert d.events_of(Interrupted)[0].reason == "sender-replaced"
     assert d.feed(chunk(0, 4, b"efgh")) == []  # the old connection's chunks are ignored
     assert d.machine.state is S.RESUMING
+
+
+def test_a_different_sender_with_the_same_files_is_refused_not_followed():
+    """Another member of the room offers the same names under its own transfer id: the
+    receiver goes on with the sender it began with and tells the other why it is refused."""
+    d = accepted(Driver(), ("a", 8))
+    d.feed(start(0), chunk(0, 0, b"abcd"))
+    other = offer(("a", 8), sender=OTHER, transfer=TRANSFER + 1)
+    d.feed(other)
+    [reject] = d.sent_of(Reject)
+    assert (reject.to, reject.transfer, reject.code) == (OTHER, TRANSFER + 1, "other-sender")
+    assert "only from the sender it began with" in reject.reason
+    assert not d.events_of(Interrupted) and not d.events_of(OfferRenewed)
+    assert d.events_of(OtherSender) == [OtherSender(other, asking=False)]  # for the person to see
+    assert d.feed(start(0, 4, sender=OTHER), chunk(0, 4, b"EFGH", sender=OTHER)) == []  # nothing of it is taken
+    assert d.machine.sender == SENDER and d.machine.state is S.RECEIVING
+    d.feed(chunk(0, 4, b"efgh"), end(0, 8, sha(b"abcdefgh")))
+    assert d.final == {0: b"abcdefgh"}
+
+
+def test_a_different_sender_after_ours_left_is_refused_too():
+    d = accepted(Driver(), ("a", 8))
+    d.feed(start(0), chunk(0, 0, b"abcd"), left())
+    d.feed(offer(("a", 8), sender=OTHER, transfer=TRANSFER + 1))
+    assert [(r.to, r.code) for r in d.sent_of(Reject)] == [(OTHER, "other-sender")]
+    assert d.machine.state is S.AWAY and d.machine.sender == SENDER
+    d.feed(offer(("a", 8)))  # ours comes back: it goes on from what is written
+    assert d.events_of(OfferRenewed) and d.machine.sender == SENDER
+
+
+def test_the_person_is_asked_about_a_different_sender_and_may_say_yes():
+    d = Driver(ReceiverMachine(ask_other=True))
+    accepted(d, ("a", 8))
+    d.feed(start(0), chunk(0, 0, b"abcd"), left())
+    other = offer(("a", 8), sender=OTHER, transfer=TRANSFER + 1)
+    d.feed(other)
+    assert d.events_of(OtherSender) == [OtherSender(other, asking=True)] and not d.sent_of(Reject)
+    assert d.machine.sender == SENDER  # nothing changes before the person says yes
+    d.carry(d.machine.switch(other))
+    assert d.events_of(OfferRenewed) == [OfferRenewed(other)] and d.machine.sender == OTHER
+    assert d.machine.state is S.RESUMING
+
+
+def test_the_person_asked_about_a_different_sender_may_say_no():
+    d = Driver(ReceiverMachine(ask_other=True))
+    accepted(d, ("a", 8))
+    d.feed(start(0), chunk(0, 0, b"abcd"))
+    other = offer(("a", 8), sender=OTHER, transfer=TRANSFER + 1)
+    d.feed(other)
+    third = offer(("a", 8), sender=OTHER + 1, transfer=TRANSFER + 2)
+    d.feed(third)  # one question at a time: a third is refused at once
+    d.carry(d.machine.refuse_other(other))
+    assert [(r.to, r.code) for r in d.sent_of(Reject)] == [(OTHER + 1, "other-sender"), (OTHER, "other-sender")]
+    assert d.machine.sender == SENDER and d.machine.state is S.RECEIVING
+    d.feed(chunk(0, 4, b"efgh"), end(0, 8, sha(b"abcdefgh")))
+    assert d.final == {0: b"abcdefgh"}
+
+
+def test_a_yes_for_a_different_sender_that_left_meanwhile_changes_nothing():
+    d = Driver(ReceiverMachine(ask_other=True))
+    accepted(d, ("a", 8))
+    other = offer(("a", 8), sender=OTHER, transfer=TRANSFER + 1)
+    d.feed(other, left(OTHER))
+    assert d.carry(d.machine.switch(other)) == [] and d.machine.sender == SENDER
+
+
+def test_a_sender_that_turns_us_away_ends_the_wait_in_our_words():
+    d = Driver()
+    out = d.feed(Error(to=ME, sender=OTHER, code="room-closed", message="\x1b]0;pwned\x07"))
+    [failed] = [o for o in out if isinstance(o, Failed)]
+    assert isinstance(failed.error, RoomError) and failed.error.code == "room-closed"
+    assert str(failed.error) == "the sender already has its receiver and takes nobody else"
+    assert d.machine.state is S.FAILED and d.sent == []
 
 
 def test_a_link_lost_keeps_what_is_written():

@@ -20,10 +20,11 @@ from xfer.protocol.errors import (
     LocalFileError,
     LocalProtocolError,
     PeerGone,
+    ProtocolError,
     RelayGone,
     RemoteProtocolError,
 )
-from xfer.protocol.messages import Cancel, Done, FileEnd, FileStart, Offer
+from xfer.protocol.messages import Cancel, Done, Error, FileEnd, FileStart, Offer
 from xfer.protocol.sender import TRANSITIONS, SenderState
 from xfer.protocol.sender_events import (
     Accepted,
@@ -38,6 +39,7 @@ from xfer.protocol.sender_events import (
     ReceiverDeclined,
     ReceiverFailed,
     ResumeMismatch,
+    TurnedAway,
     Waiting,
     Warning,
 )
@@ -193,6 +195,43 @@ def test_reading_what_was_not_asked_for_is_our_own_bug():
         d.m.data_read(Read(d.m.epoch, 0, 5000, 10), b"x" * 10, 0.0)
 
 
+# -- a room closed to newcomers --------------------------------------------------------
+
+
+def test_a_receiver_that_comes_once_the_round_has_its_receiver_is_turned_away():
+    """Issue 13: once the receiver it takes has joined (and proved the code), the room is
+    closed: a second one with the right code is told so and never offered anything."""
+    d = SenderDriver([DATA])
+    d.start()
+    d.join(3)  # before any answer: the offer went to 2 already
+    d.accept()
+    d.join(4)  # mid-transfer
+    assert [(e.to, e.code) for e in d.sent_of(Error)] == [(3, "room-closed"), (4, "room-closed")]
+    assert [e.peer.id for e in d.events_of(TurnedAway)] == [3, 4]  # type: ignore[attr-defined]
+    assert [o.to for o in d.sent_of(Offer)] == [2]
+    d.leave(2)  # our receiver goes: the turned-away are not offered to in its place
+    assert [o.to for o in d.sent_of(Offer)] == [2] and d.m.state is SenderState.WAITING
+    d.join(5)  # perhaps ours, back under a new id: the room is open to it
+    assert [o.to for o in d.sent_of(Offer)] == [2, 5] and len(d.sent_of(Error)) == 2
+
+
+def test_keep_open_lets_a_newcomer_wait_for_the_next_run():
+    d = SenderDriver([DATA], turn_away=False)
+    d.start()
+    d.accept()
+    d.join(3)
+    assert d.sent_of(Error) == [] and d.events_of(TurnedAway) == []
+
+
+def test_a_fanout_closes_the_room_once_it_has_its_receivers():
+    d = SenderDriver([DATA], peers=(2,), receivers=2)
+    d.start()
+    d.join(3)  # the second receiver: the round starts
+    d.join(4)
+    assert [(e.to, e.code) for e in d.sent_of(Error)] == [(4, "room-closed")]
+    assert sorted(o.to for o in d.sent_of(Offer)) == [2, 3]
+
+
 # -- rounds: receivers that leave, links that drop ---------------------------------
 
 
@@ -316,8 +355,9 @@ def test_a_stream_ends_when_its_input_does_and_counts_then():
 def test_resume_points_are_checked_once_per_file_and_ignored_when_impossible():
     d = SenderDriver([DATA, DATA[:100]], auto=False)
     d.start()
-    points = [(0, n, sha(DATA[:n])) for n in range(1, 500)]  # a hostile receiver: hash my file 499 times
-    points += [(1, 101, "a" * 64), (7, 1, "b" * 64)]  # past the end, past the offer
+    with pytest.raises(ProtocolError, match="more than 1 point"):  # a hostile receiver: hash my file 499 times
+        d.accept(resume=[(0, n, sha(DATA[:n])) for n in range(1, 500)])
+    points = [(0, 499, sha(DATA[:499])), (1, 101, "a" * 64), (7, 1, "b" * 64)]  # past the end, past the offer
     d.accept(resume=points)
     assert list(d.checks) == [CheckPrefix(d.m.epoch, 0, 499, sha(DATA[:499]))]
     d.answer_check()

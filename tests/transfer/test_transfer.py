@@ -231,8 +231,10 @@ def test_a_partial_larger_than_the_file_is_discarded(tmp_path):
 
 
 def test_a_sender_that_comes_back_before_it_was_missed_is_taken_back(tmp_path):
-    """A sender whose network vanished runs again while the receiver still sees the old
-    connection: the same files offered again replace the old round, no 'busy'."""
+    """A sender whose network vanished comes back on a new connection (a new peer id, its
+    transfer id kept) while the receiver still sees the old one: the same files offered
+    again replace the old round, no 'busy'. A new sender process (a new transfer id) is
+    refused instead: it is a different sender."""
     src = make_file(tmp_path / "a.bin", 4_000_000, 5)
     out = tmp_path / "out"
     out.mkdir()
@@ -241,20 +243,28 @@ def test_a_sender_that_comes_back_before_it_was_missed_is_taken_back(tmp_path):
         async with Room() as room:
             old = await room.join("sender")
             r = await room.join("receiver")
-            receiver = asyncio.create_task(Receiver(r, out, Events(), yes).run())
-            stalled = asyncio.create_task(Sender(old, check_sources([src]), Events(), window=1 << 20).run())
+            events = Events()
+            receiver = asyncio.create_task(Receiver(r, out, events, yes).run())
+            first = Sender(old, check_sources([src]), Events(), window=1 << 20)
+            stalled = asyncio.create_task(first.run())
             while not any(p.name.endswith(".xfer-part") for p in out.iterdir()):
                 await asyncio.sleep(0.01)
             stalled.cancel()  # the old sender stops, its connection stays open
+            other = await room.join("sender")
+            with pytest.raises(Declined, match="only from the sender it began with"):
+                await Sender(other, check_sources([src]), Events()).run()
             new = await room.join("sender")
-            sent = await Sender(new, check_sources([src]), Events()).run()
+            back = Sender(new, check_sources([src]), Events())
+            back.machine.transfer = back.transfer = first.transfer  # the same sender, reconnected
+            sent = await back.run()
             got = await receiver
             await old.close()
-            return sent, got
+            return sent, got, events
 
-    sent, got = run_async(main())
+    sent, got, events = run_async(main())
     assert got["files"] == 1 and sha256_of(out / "a.bin") == sha256_of(src)
     assert listing(out) == ["a.bin"]
+    assert [e["asking"] for e in events.named("other-sender")] == [False]
 
 
 def test_a_partial_of_an_older_version_of_the_file_is_discarded(tmp_path):

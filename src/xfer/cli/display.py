@@ -12,8 +12,10 @@ Three displays:
 - ``JsonDisplay``: one JSON object per event on stdout, for scripts (imports no rich);
 - ``QuietDisplay``: errors, the room code and received texts only.
 
-Anything a peer chose (names, texts, reasons) is escaped before a person sees it;
-JSON carries it unescaped, as JSON strings.
+Anything a peer chose (names, texts, reasons) goes through ``escape_hostile`` before
+any output: for people as ``\\x1b`` (``display_name``, rich markup escaped too); in JSON as
+``\\u001b`` escapes, so a script decodes exactly what the peer wrote and no control,
+bidi or format character reaches a terminal raw.
 """
 
 from __future__ import annotations
@@ -94,9 +96,13 @@ class JsonDisplay(_Emits):
     def show(self, event: Event) -> None:
         if self.gone:
             return
+        from ..protocol.names import escape_hostile
+
         line = json.dumps({"event": event.name, **event.fields}, ensure_ascii=False, separators=(",", ":"))
         try:
-            self.stream.write(line + "\n")
+            # json.dumps writes C0 controls as \u escapes but C1 controls, bidi and other format
+            # characters raw: the same escaping as for people, in JSON's spelling (decodes unchanged)
+            self.stream.write(escape_hostile(line, json=True) + "\n")
             self.stream.flush()
         except (BrokenPipeError, ValueError):  # a closed pipe (or stream): nobody reads events any more
             self.gone = True

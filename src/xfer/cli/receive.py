@@ -49,6 +49,11 @@ def receive(
     yes: bool = typer.Option(
         False, "--yes", "-y", help="Accept the offer without asking (needed when stdin is not a terminal)."
     ),
+    allow_dotfiles: bool = typer.Option(
+        False,
+        "--allow-dotfiles",
+        help="Also save entries whose names start with a dot (.bashrc, .ssh/...), which --yes alone refuses.",
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace existing files instead of saving as 'name (1).ext'."
     ),
@@ -92,9 +97,9 @@ def receive(
       xfer receive CODE --relay ws://192.168.1.20:8765 --dir ~/Downloads
       xfer receive CODE --relay wss://relay.example --yes --json
       xfer receive CODE --relay HOST:8765 --yes --stdout | tar x
+      xfer receive CODE --yes --allow-dotfiles   also save .bashrc, .config/... without asking
     """
-    import asyncio
-
+    from .. import loops
     from .display import choose_display
     from .session import RoomOptions, room_session
     from .status import run_command
@@ -149,7 +154,18 @@ def receive(
         )
 
         async def decide(event: dict[str, Any]) -> bool:
-            return True if yes else await ask("Accept?", env)
+            if yes:
+                return True
+            hidden = len(event.get("hidden") or [])
+            if not hidden or allow_dotfiles:
+                return await ask("Accept?", env)
+            # the offer listed every hidden entry by name: a yes here agrees to them
+            return await ask(
+                f"Accept, with the {hidden} hidden entr{'y' if hidden == 1 else 'ies'} listed?", env, default=False
+            )
+
+        async def decide_other(event: dict[str, Any]) -> bool:
+            return await ask("Take the files from this different sender instead?", env, default=False)
 
         # A room joined by its code is remembered once finished (transfer/receipts.py):
         # a rerun after the room closed then says the files are already here.
@@ -163,10 +179,12 @@ def receive(
                         target,
                         display.emit,
                         decide,
+                        decide_other=None if yes else decide_other,  # --yes never covers another sender
                         overwrite=overwrite,
                         resume=not no_resume,
                         stdout=to_stdout,
                         texts_end=joining is not None,  # we joined: a sender that only had texts, then left
+                        dotfiles=allow_dotfiles or not yes,
                         **session.task_options(),
                     )
                     try:
@@ -189,7 +207,7 @@ def receive(
             display.emit("already-received", folder=str(target), files=here)
 
     status = run_command(
-        lambda: asyncio.run(main(display)), display, env, role="receive", debug=debug, close=display.close
+        lambda: loops.run(main(display)), display, env, role="receive", debug=debug, close=display.close
     )
     if status:
         raise typer.Exit(status)

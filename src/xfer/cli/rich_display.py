@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import Progress, ProgressColumn, TaskID
+from rich.progress import Progress, ProgressColumn, TaskID, TransferSpeedColumn
 from rich.text import Text
 
 from ..transfer.names import display_name
@@ -202,18 +202,38 @@ class RichDisplay(_Emits):
         self._pending = (files, total)
         who = self._peer(f.get("from") or {})
         self.console.print(f"{who} offers {_describe(files, total)}:")
-        shown = [x for x in files if x.get("kind") != "dir"] or files
+        hidden = set(f.get("hidden") or ())
+        shown = [x for x in files if x.get("kind") != "dir" and x["name"] not in hidden]
+        shown = shown or [x for x in files if x["name"] not in hidden]
         most = max(6, min(40, self.console.width - 14))  # "  NAME  SIZE" in one line
-        width = min(max(len(x["name"]) for x in shown), most)
+        width = min(max((len(x["name"]) for x in files), default=1), most)
         for x in shown[:20]:
-            size = "folder" if x.get("kind") == "dir" else ("stream" if x["size"] is None else human_size(x["size"]))
-            self.console.print(f"  {display_name(x['name'], most).ljust(width)}  {size:>9}")
+            self.console.print(f"  {display_name(x['name'], most).ljust(width)}  {_size(x):>9}")
         if len(shown) > 20:
             self.console.print(f"  … and {len(shown) - 20} more")
+        if hidden:  # every one by name, never behind "and N more": they run code in a home folder
+            self.console.print(f"[yellow]  Hidden entries (names starting with a dot), {len(hidden)}:[/yellow]")
+            for x in files:
+                if x["name"] in hidden:
+                    self.console.print(f"  {display_name(x['name'], 1000).ljust(width)}  {_size(x):>9}")
+
+    def on_turned_away(self, peer: dict[str, Any], **f: Any) -> None:
+        self.say(f"[yellow]Turned away {self._peer(peer)}: this room already has its receiver[/yellow]")
+
+    def on_other_sender(self, asking: bool, **f: Any) -> None:
+        who, began = self._peer(f.get("from") or {}), self._peer(f.get("began_with") or {})
+        self.say(
+            f"[yellow]{who} offers the same files, but it is a different sender than the one "
+            f"this transfer began with ({began})[/yellow]"
+        )
+        if not asking:
+            self.say(f"[yellow]Refused {who}: the files come only from {began}[/yellow]")
 
     def on_accepted(self, resumed: int = 0, **f: Any) -> None:
         if self.role == "receive":
             self._bars(*self._pending)
+        elif f.get("peer"):  # who receives: the name its sealed hi gave, after it proved the code
+            self.say(f"{self._peer(f['peer'])} accepted")
         if resumed:
             self.say(f"Resuming: {human_size(resumed)} already there")
 
@@ -338,19 +358,26 @@ def _describe(files: list[dict[str, Any]], total: int) -> str:
     return f"{text}, {human_size(total)}"
 
 
+def _size(entry: dict[str, Any]) -> str:
+    if entry.get("kind") == "dir":
+        return "folder"
+    return "stream" if entry["size"] is None else human_size(entry["size"])
+
+
 def _count(n: int, what: str = "file") -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
-class SpeedColumn(ProgressColumn):
-    """The speed in the units of the sizes (``41.2 MB/s``, ``362 B/s``); blank where there is
-    none to show: a small file sent in one chunk is done before rich has measured any."""
+class SpeedColumn(TransferSpeedColumn):
+    """rich's speed column in the units of ``human_size`` (rich's says "404 bytes/s"), blank
+    instead of "?" where there is no speed to show: a small file sent in one chunk is done
+    before rich has measured any."""
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
         if speed is None:
             return Text("")
-        return Text(f"{human_size(speed)}/s", style="progress.data.speed")
+        return Text(f"{human_size(speed)}/s", style="progress.data.speed")  # "404 B/s", as sizes are shown
 
 
 class SizeColumn(ProgressColumn):

@@ -95,6 +95,7 @@ def send(
     """
     import asyncio
 
+    from .. import loops
     from .display import Display, choose_display
     from .session import RoomOptions, room_session
     from .status import run_command
@@ -174,6 +175,7 @@ def send(
                         rate=rate,
                         receivers=receivers,
                         exclude=served,
+                        keep_open=keep_open,
                         **session.task_options(),
                     )
                     try:
@@ -207,9 +209,7 @@ def send(
             waits = "; the receiver keeps what it has for a while" if engaged else ""
             raise Interrupted(f"stopped by {signalled[0]}{waits}") from None
 
-    status = run_command(
-        lambda: asyncio.run(main(display)), display, env, role="send", debug=debug, close=display.close
-    )
+    status = run_command(lambda: loops.run(main(display)), display, env, role="send", debug=debug, close=display.close)
     if status:
         raise typer.Exit(status)
 

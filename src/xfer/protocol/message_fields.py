@@ -18,6 +18,9 @@ PROTOCOL_MAJOR = 2
 # The ceilings (``Limits`` takes its defaults from them and may only lower them).
 MAX_CONTROL_FRAME = 1024 * 1024  # bytes of JSON in one text frame (an offer of many files)
 MAX_FILES_PER_OFFER = 10_000
+# What an accept may say it holds: one resume point per file, so at most one per offered file
+# in all. Each costs the sender a hash of that much of its file (9,000 for one file took minutes).
+MAX_RESUME_POINTS_PER_FILE = 1
 MAX_NAME_CHARS = 4096  # a file's relative path as sent, before the receiver makes it safe
 MAX_PEER_NAME_CHARS = 64
 MAX_TEXT_CHARS = 64 * 1024
@@ -61,6 +64,15 @@ def check_pattern(obj: Any, field: str, pattern: re.Pattern[str], what: str) -> 
     value = getattr(obj, field)
     if type(value) is not str or not pattern.match(value):
         raise fail(obj.type, field, f"must be {what}")
+
+
+def check_per_index(obj: Any, field: str, most: int) -> None:
+    """No more than ``most`` items of the tuple ``field`` name the same ``index``."""
+    counts: dict[int, int] = {}
+    for item in getattr(obj, field):
+        counts[item.index] = counts.get(item.index, 0) + 1
+        if counts[item.index] > most:
+            raise fail(obj.type, field, f"more than {most} point(s) for file {item.index}")
 
 
 def check_bool(obj: Any, field: str) -> None:

@@ -21,6 +21,7 @@ from .message_fields import (
     MAX_NAME_CHARS,
     MAX_PEER_NAME_CHARS,
     MAX_REASON_CHARS,
+    MAX_RESUME_POINTS_PER_FILE,
     MAX_TEXT_CHARS,
     NAMEPLATE,
     ROLES,
@@ -29,6 +30,7 @@ from .message_fields import (
     check_float,
     check_int,
     check_pattern,
+    check_per_index,
     check_str,
     check_tuple,
     fail,
@@ -229,6 +231,7 @@ class Accept(Message):
     def check(self) -> None:
         check_int(self, "transfer", 1, MAX_ID)
         check_tuple(self, "resume", ResumePoint, MAX_FILES_PER_OFFER)
+        check_per_index(self, "resume", MAX_RESUME_POINTS_PER_FILE)
         if self.download is not None:
             check_pattern(self, "download", HEX32, "a token of 32 hex digits")
 

@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .errors import LocalProtocolError, PeerGone, RemoteProtocolError, XferError
+from .errors import LocalProtocolError, PeerGone, RemoteProtocolError, RoomError, XferError
 from .frames import Chunk
 from .limits import LIMITS, Limits
 from .machine import Output, Send
@@ -56,6 +56,7 @@ from .receiver_outputs import (
     OfferReceived,
     OfferRenewed,
     OpenPartial,
+    OtherSender,
     PeerArrived,
     PeerDeparted,
     Place,
@@ -65,6 +66,7 @@ from .receiver_outputs import (
     Write,
 )
 from .receiver_states import TRANSITIONS, Digest, ReceiverState
+from .sender_events import ROOM_CLOSED
 
 
 @dataclass
@@ -95,11 +97,14 @@ class ReceiverMachine:
     ``rewindable``: what is written can be kept and resumed (False for standard output).
     ``implicit_start``: a chunk at offset 0 of a file not started yet starts it, as if its
     ``file-start`` had come (the relay's download bridge has always taken such senders).
+    ``ask_other``: the shell can ask its person whether to take the files from a different
+    sender (``OtherSender``); without it such offers are refused at once.
     """
 
     limits: Limits = LIMITS
     rewindable: bool = True
     implicit_start: bool = False
+    ask_other: bool = False
     state: ReceiverState = ReceiverState.WAITING
     offer: Offer | None = None
     parts: list[tuple[str, ...]] = field(default_factory=list)  # each entry's safe relative path
@@ -113,6 +118,7 @@ class ReceiverMachine:
     round_written: int = 0  # bytes written this round: what acks count
     last_ack: int = 0
     away: bool = False  # the sender (or our link) went away; the shell times that out
+    other: Offer | None = None  # a different sender's offer the person is asked about
 
     def __post_init__(self) -> None:
         self.ack_every = self.ack_every or self.limits.ack_every
@@ -138,6 +144,8 @@ class ReceiverMachine:
         if isinstance(item, PeerJoined):
             return [PeerArrived(item.peer)]
         if isinstance(item, PeerLeft):
+            if self.other is not None and item.peer_id == self.other.sender:
+                self.other = None  # nothing to take from it any more
             out: list[Output] = [PeerDeparted(item.peer_id)]
             if item.peer_id == self.sender:
                 out += self._interrupt("sender-left")
@@ -148,6 +156,9 @@ class ReceiverMachine:
             return []
         if isinstance(item, Offer):
             return self._on_offer(item)
+        if isinstance(item, Error) and item.code == ROOM_CLOSED and self.state is ReceiverState.WAITING:
+            self._move("fail", remote=False)  # a sender that proved the code turned us away: in our words
+            return [Failed(RoomError("the sender already has its receiver and takes nobody else", ROOM_CLOSED))]
         if self.offer is None or item.sender != self.offer.sender or self.state is ReceiverState.DONE:
             return []  # only the peer whose offer we took may drive the transfer
         if isinstance(item, Chunk):
@@ -189,28 +200,69 @@ class ReceiverMachine:
             return []  # finished; a new offer is for another receive
         assert self.offer is not None
         same = [_identity(f) for f in offer.files] == [_identity(f) for f in self.offer.files]
-        if same and self.state is ReceiverState.DECIDING and self.away:
+        # The sender we began with: its peer id, or after a reconnection (a new peer id) its
+        # transfer id, which a sender keeps for its whole run.
+        ours = offer.sender == self.offer.sender or offer.transfer == self.offer.transfer
+        if same and ours and self.state is ReceiverState.DECIDING and self.away:
             # The sender is back (it left, or our link dropped) while the person still decides:
             # the answer goes to this offer, which may come from a new peer id. Not "busy": that
             # would read as a refusal. (While it is here, the same files from another are busy.)
             self.offer = offer
             self.away = False
             return []
-        if not same or self.state in (ReceiverState.DECIDING, ReceiverState.RESUMING):
+        if same and not ours and self.state in (ReceiverState.RECEIVING, ReceiverState.AWAY):
+            return self._other_sender(offer)
+        if not (same and ours) or self.state in (ReceiverState.DECIDING, ReceiverState.RESUMING):
             self._move("busy")
             reason = "this receiver is busy with another offer"
             return [Send(Reject(to=offer.sender, transfer=offer.transfer, code="busy", reason=reason))]
         # The same files again: the sender is back (perhaps before we noticed it had gone).
         # Resume without asking; whatever the old connection still sends is ignored.
+        return self._renew(offer)
+
+    def _renew(self, offer: Offer) -> list[Output]:
+        """Take ``offer`` (the same files) in place of the current one, for a new round."""
+        assert self.offer is not None
         out: list[Output] = []
         if self.state is ReceiverState.RECEIVING:
             if offer.sender != self.offer.sender:
                 out += self._interrupt("sender-replaced")
             else:
                 out += self._drop_current(discard=False)
+        if self.state is ReceiverState.FAILED:  # a stream broke off: it cannot go on from anyone
+            return out
         self._move("again")
         self.offer = offer
         return [*out, OfferRenewed(offer)]
+
+    # A receiver never changes sender on its own (docs/guarantees.md): anyone else in the room
+    # who holds the code could offer the same names with other bytes, and they would be saved
+    # as verified. The person may say yes; ``--yes`` does not cover it.
+
+    def _other_sender(self, offer: Offer) -> list[Output]:
+        self._move("busy")
+        if self.ask_other and self.other is None:
+            self.other = offer
+            return [OtherSender(offer, asking=True)]
+        return [*self._refuse_other(offer), OtherSender(offer, asking=False)]
+
+    def switch(self, offer: Offer) -> list[Output]:
+        """The person agreed to take the files from ``offer``'s different sender."""
+        if self.other is not offer or self.state not in (ReceiverState.RECEIVING, ReceiverState.AWAY):
+            self.other = None
+            return []  # it left, or the transfer ended, while the person was asked
+        self.other = None
+        return self._renew(offer)
+
+    def refuse_other(self, offer: Offer) -> list[Output]:
+        """The person said no to ``offer``'s different sender (or could not be asked)."""
+        if self.other is offer:
+            self.other = None
+        return self._refuse_other(offer)
+
+    def _refuse_other(self, offer: Offer) -> list[Output]:
+        reason = "this receiver takes the files only from the sender it began with"
+        return [Send(Reject(to=offer.sender, transfer=offer.transfer, code="other-sender", reason=reason))]
 
     def accept(
         self,

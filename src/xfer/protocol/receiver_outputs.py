@@ -91,6 +91,16 @@ class OfferRenewed(Event):
 
 
 @dataclass(frozen=True)
+class OtherSender(Event):
+    """A peer other than the one the transfer began with offers the same files; never taken
+    on our own. ``asking``: ask the person (then ``ReceiverMachine.switch`` or
+    ``refuse_other``); else it is refused already."""
+
+    offer: Offer
+    asking: bool
+
+
+@dataclass(frozen=True)
 class Accepted(Event):
     resumed: int  # bytes already held
 

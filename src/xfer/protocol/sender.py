@@ -34,6 +34,7 @@ from .messages import (
     Text,
 )
 from .sender_events import (
+    ROOM_CLOSED,
     ROUND_STATES,
     TRANSITIONS,
     CheckPrefix,
@@ -46,6 +47,7 @@ from .sender_events import (
     RunningHash,
     SenderState,
     TextReceived,
+    TurnedAway,
     Waiting,
     Warning,
 )
@@ -70,9 +72,12 @@ class SenderMachine:
         peers: Mapping[int, PeerInfo] = {},
         receivers: int = 1,
         exclude: Iterable[int] = (),
+        turn_away: bool = True,
         limits: Limits = LIMITS,
         size_text: Callable[[int], str] = _plain_size,
     ) -> None:
+        """``turn_away``: once a round has its ``receivers``, a newcomer is told that the room
+        takes nobody else (False with ``--keep-open``: it waits to be served next)."""
         if not files:
             raise ValueError("nothing to send")
         if not 1024 <= limits.window <= 1 << 30:
@@ -87,6 +92,7 @@ class SenderMachine:
         self.fanout = self.want > 1
         self.take = self.want  # receivers to offer the next round to (fewer when some come back late)
         self.exclude = set(exclude)  # peers already served (--keep-open), or by this run
+        self.turn_away = turn_away
         self.state = SenderState.WAITING
         self.epoch = 0  # a new one for each round: the shell's answers carry it
         self.link_up = True
@@ -143,7 +149,9 @@ class SenderMachine:
         if isinstance(item, PeerJoined):
             self.peers[item.peer.id] = item.peer
             out.append(PeerArrived(item.peer))
-            if self.state is SenderState.WAITING:
+            if self._taken(item.peer):
+                out += self._send_away(item.peer)
+            elif self.state is SenderState.WAITING:
                 out += self._try_offer(now)
             elif self.state is SenderState.RETURNING:
                 out += self._try_take_back(now)
@@ -158,6 +166,24 @@ class SenderMachine:
             if getattr(item, "transfer", self.transfer) == self.transfer:
                 out += self.round.from_receiver(item.sender, item, now)
         return out  # chunks: a sender receives none; ignored rather than buffered
+
+    def _taken(self, peer: PeerInfo) -> bool:
+        """A receiver came (it proved the code) while the round has every receiver it takes,
+        all still here: it is not one of them coming back, and it gets nothing."""
+        return (
+            self.turn_away
+            and peer.role in RECEIVING_ROLES
+            and peer.id not in self.exclude
+            and peer.id not in self.chosen
+            and self.state in (SenderState.OFFERED, SenderState.CHECKING, SenderState.SENDING, SenderState.FINISHING)
+            and len(self.chosen) >= self.want
+            and all(p in self.peers for p in self.chosen)
+        )
+
+    def _send_away(self, peer: PeerInfo) -> list[Output]:
+        self.exclude.add(peer.id)  # nor in a later round, should the receivers we have leave
+        message = "the sender already has its receiver; this room takes nobody else"
+        return [TurnedAway(peer), Send(Error(to=peer.id, code=ROOM_CLOSED, message=message))]
 
     def link_lost(self, now: float) -> list[Output]:
         """The link to the relay dropped (the shell is reaching it again)."""
@@ -329,6 +355,8 @@ class SenderMachine:
     def declined_error(self, reject: Reject) -> XferError:
         if reject.code == "no-space":
             return LocalFileError(f"the receiver has no room for this: {reject.reason}", "no-space").of_peer()
+        if reject.code == "other-sender":  # our own words: the receiver's are its to choose
+            return Declined("the receiver refused: it takes these files only from the sender it began with")
         reason = f": {reject.reason}" if reject.reason and reject.reason != "declined" else ""
         return Declined(f"the receiver declined the offer{reason}")
 

@@ -166,8 +166,8 @@ class Round:
         return out + self._checked(now)
 
     def _points(self) -> dict[int, dict[int, tuple[int, str]]]:
-        """Each member's resume points that may hold: one per file (the last), capped at
-        what our file has. A hostile receiver cannot make us hash a file twice."""
+        """Each member's resume points that may hold (an accept names each file once at
+        most: ``Accept.check``), capped at what our file has."""
         m = self.m
         per_member: dict[int, dict[int, tuple[int, str]]] = {}
         for peer in self.members:

@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .. import memory
 from ..errors import Declined, IntegrityFailure, LocalFileError, PeerGone, XferError
 from ..errors import Interrupted as Stopped
 from ..protocol import LIMITS, Limits, Message, Offer, RemoteProtocolError
@@ -43,6 +44,7 @@ from ..protocol.receiver_outputs import (
     OfferReceived,
     OfferRenewed,
     OpenPartial,
+    OtherSender,
     PeerArrived,
     PeerDeparted,
     Place,
@@ -71,10 +73,12 @@ class Receiver(PeerTask):
         emit: Emit,
         decide: Decide,
         *,
+        decide_other: Decide | None = None,
         overwrite: bool = False,
         resume: bool = True,
         stdout: bool = False,
         texts_end: bool = False,
+        dotfiles: bool = False,
         ack_every: int | None = None,
         limits: Limits = LIMITS,
         **options: Any,
@@ -82,12 +86,21 @@ class Receiver(PeerTask):
         super().__init__(conn, emit, **options)
         self.folder = folder
         self.decide = decide
+        self.decide_other = decide_other  # None: a different sender is refused without asking
         self.overwrite = overwrite
         self.resume = resume and not stdout
         self.sink_fd = 1 if stdout else None  # --stdout: the one file goes to standard output
+        # Entries named with a leading dot at any depth (.bashrc, .ssh/authorized_keys) run code
+        # or grant access when they land in a home folder: taken only when the person agreed to
+        # them by name (the question lists them all) or with --allow-dotfiles, else refused
+        self.dotfiles = dotfiles or stdout
         self.space_margin = limits.space_margin
+        self.max_folders = limits.max_offer_folders
+        self.inode_margin = limits.inode_margin
         self.machine = ReceiverMachine(
-            replace(limits, ack_every=ack_every) if ack_every else limits, rewindable=not stdout
+            replace(limits, ack_every=ack_every) if ack_every else limits,
+            rewindable=not stdout,
+            ask_other=decide_other is not None,
         )
         self.placement: Placement | None = None
         self.slots: list[store.Slot] = []
@@ -101,6 +114,8 @@ class Receiver(PeerTask):
         self.texts: dict[int | None, str] = {}  # who sent us texts before any offer: id -> name
         self.text_count = 0
         self.texted_and_left = False  # a peer sent texts and left, no offer under way: the end
+        self._other: asyncio.Task[None] | None = None  # the person asked about a different sender
+        self.began_with: dict[str, Any] = {}  # the sender of the offer taken, as it was then
 
     # -- from the link: the machine decides, this carries it out -------------------------
 
@@ -140,6 +155,8 @@ class Receiver(PeerTask):
                 await self._on_offer(output)
             elif isinstance(output, OfferRenewed):
                 await self._accept(output.offer)
+            elif isinstance(output, OtherSender):
+                self._on_other_sender(output)
             else:
                 self._react(output)
 
@@ -245,12 +262,14 @@ class Receiver(PeerTask):
             {"index": i, "name": slot.name, "size": slot.info.size, "kind": slot.info.kind}
             for i, slot in enumerate(self.slots)
         ]
-        sender = self.conn.peers.get(offer.sender or 0)
+        hidden = [slot.name for slot in self.slots if store.hidden(slot.parts)]
+        self.began_with = self._peer(offer.sender)
         details = {
             "transfer": offer.transfer,
-            "from": peer_dict(sender) if sender else {"id": offer.sender},
+            "from": self.began_with,
             "files": files,
             "total": offer.total,
+            "hidden": hidden,
         }
         self.emit("offer", **details)
         if self.sink_fd is not None and (len(self.slots) != 1 or self.slots[0].info.kind == "dir"):
@@ -258,7 +277,61 @@ class Receiver(PeerTask):
             await self._refuse(reason, "one-file-only")
             self.fail(LocalFileError(f"--stdout takes one file or stream; this offer has {len(self.slots)} entries"))
             return
+        if self.sink_fd is None and store.folders_of(self.slots, past=self.max_folders) > self.max_folders:
+            await self._refuse(f"more than {self.max_folders} folders", "too-many-folders")
+            self.fail(
+                LocalFileError(
+                    f"the offer would make more than {self.max_folders} folders; nothing was saved",
+                    "too-many-folders",
+                )
+            )
+            return
+        if hidden and not self.dotfiles:
+            await self._refuse("the receiver takes no hidden entries (names starting with a dot)", "hidden-entries")
+            names = ", ".join(hidden[:5]) + (f" and {len(hidden) - 5} more" if len(hidden) > 5 else "")
+            self.fail(
+                Declined(
+                    f"the offer holds {len(hidden)} hidden entr{'y' if len(hidden) == 1 else 'ies'} ({names}); "
+                    "nothing was saved. To take them too, run again with --allow-dotfiles",
+                    "hidden-entries",
+                )
+            )
+            return
         self._decision = asyncio.create_task(self._answer(offer, details))
+
+    def _on_other_sender(self, event: OtherSender) -> None:
+        """Someone other than the sender we began with offers the same files: the person
+        sees it, and is asked when it can be (never under ``--yes``)."""
+        offer = event.offer
+        details = {
+            "transfer": offer.transfer,
+            "from": self._peer(offer.sender),
+            "began_with": self.began_with,
+            "asking": event.asking,
+            "files": [{"index": i, "name": slot.name, "size": slot.info.size} for i, slot in enumerate(self.slots)],
+            "total": offer.total,
+        }
+        self.emit("other-sender", **details)
+        if event.asking and self.decide_other is not None:
+            self._other = asyncio.create_task(self._answer_other(offer, details))
+
+    async def _answer_other(self, offer: Offer, details: dict[str, Any]) -> None:
+        assert self.decide_other is not None
+        try:
+            yes = await self.decide_other(details)
+        except XferError:
+            yes = False
+        if yes:
+            self.began_with = details["from"]
+        try:
+            await self._carry(self.machine.switch(offer) if yes else self.machine.refuse_other(offer))
+        except XferError as exc:
+            self.fail(exc)
+        self._notify()
+
+    def _peer(self, peer_id: int | None) -> dict[str, Any]:
+        info = self.conn.peers.get(peer_id or 0)
+        return peer_dict(info) if info else {"id": peer_id}
 
     async def _refuse(self, reason: str, code: str) -> None:
         await self._carry(self.machine.reject(reason, code))
@@ -291,14 +364,17 @@ class Receiver(PeerTask):
         held = sum(p.offset for p in points.values())
         free = shutil.disk_usage(self.folder).free
         needed = offer.total - held
+        inodes = store.free_inodes(self.folder)
+        entries = len(self.slots) + store.folders_of(self.slots, past=self.max_folders)
         if needed + self.space_margin > free:
-            await self._refuse(f"needs {human_size(needed)}, {human_size(free)} free", "no-space")
-            self.fail(
-                LocalFileError(
-                    f"not enough space in {self.folder}: offer needs {human_size(needed)}, {human_size(free)} free",
-                    "no-space",
-                )
-            )
+            short = f"needs {human_size(needed)}, {human_size(free)} free"
+        elif inodes is not None and entries + self.inode_margin > inodes:
+            short = f"needs {entries} new files and folders, room for {max(inodes - self.inode_margin, 0)}"
+        else:
+            short = ""
+        if short:
+            await self._refuse(short, "no-space")
+            self.fail(LocalFileError(f"not enough space in {self.folder}: offer {short}", "no-space"))
             return
         try:
             folders = await asyncio.to_thread(self._make_folders)
@@ -323,6 +399,7 @@ class Receiver(PeerTask):
 
     async def _open(self, action: OpenPartial) -> None:
         slot = self.slots[action.index]
+        memory.for_size(slot.info.size)
         try:
             if self.sink_fd is not None:
                 fd, digest = self.sink_fd, None
@@ -336,6 +413,17 @@ class Receiver(PeerTask):
             await self._carry(self.machine.opened(action.index, digest))
 
     async def _write(self, action: Write) -> None:
+        slot = self.slots[action.index]
+        if slot.info.size is None and self.sink_fd is None:  # a stream: no space check could come first
+            free = shutil.disk_usage(self.folder).free
+            if free - len(action.data) < self.space_margin:
+                error = LocalFileError(
+                    f"stopped receiving {slot.name}: {self.folder} is down to {human_size(free)} free, and xfer "
+                    f"leaves {human_size(self.space_margin)}; nothing was kept (a stream cannot resume)",
+                    "disk-full",
+                )
+                await self._carry(self.machine.fail(error))
+                raise error
         try:
             # In this thread: a trip to a worker thread per chunk cost more CPU (two context
             # switches) than the ~0.2 ms that writing 256 KiB blocks the loop.
@@ -408,10 +496,13 @@ class Receiver(PeerTask):
                 raise Stopped("you declined the offer (Ctrl-C); the sender was told") from None
             if not self.resume or isinstance(exc, RemoteProtocolError):  # nothing kept from a peer that broke the rules
                 self._discard_partials()
+            else:  # a stream cannot resume: what it wrote would stay for ever
+                self._discard_partials(streams_only=True)
             raise
         finally:
-            if self._decision is not None and not self._decision.done():
-                self._decision.cancel()
+            for task in (self._decision, self._other):
+                if task is not None and not task.done():
+                    task.cancel()
         for slot in self.slots:  # a finished offer leaves no state behind
             store.discard(slot)
         store.set_folder_times(
@@ -450,9 +541,11 @@ class Receiver(PeerTask):
         for index in list(self.fds):
             self._close(index)
 
-    def _discard_partials(self) -> None:
+    def _discard_partials(self, *, streams_only: bool = False) -> None:
+        if self.sink_fd is not None:
+            return
         for index, slot in enumerate(self.slots):
-            if index not in self.saved:
+            if index not in self.saved and (slot.info.size is None or not streams_only):
                 store.discard(slot)
 
 

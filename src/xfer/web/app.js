@@ -336,7 +336,12 @@ function showOffer(offer) {
   $("incoming").hidden = false;
   $("offers").prepend(card);
   announce(`${who} wants to send ${files.length} file${files.length === 1 ? "" : "s"}`);
-  accept.focus({ preventScroll: true });
+  // Never onto Accept (issue 13): an offer that lands while someone types would take their
+  // next Enter. Only when nothing has the focus does the card take it, to be read, not pressed.
+  if (!document.activeElement || document.activeElement === document.body) {
+    card.tabIndex = -1;
+    card.focus({ preventScroll: true });
+  }
 
   decline.addEventListener("click", () => {
     if (conn.open) conn.sendClear({ type: "reject", to: offer.from, transfer: offer.transfer, reason: "declined" }).catch(() => {});
