@@ -994,9 +994,24 @@ def test_a_redis_outage_longer_than_peer_timeout_ends_the_transfer_and_a_rerun_r
         last = p.events()[-1]
         assert last["event"] == "error" and last["code"] == "peer-left" and "again to resume" in last["message"]
 
-    again = receive("receive-again")  # Redis is back (the relays may take a beat to see it)
+    for relay in (relay_a, relay_b):  # Redis is back; the relays see it within a beat or two
+        _wait_healthy(relay.port)
+    again = receive("receive-again")
     resend = send(again.first_event(timeout=30)["code"], "send-again")
     for p in (resend, again):
         assert p.wait(60) == 0, p.stderr
     assert sha256_of(into / "data.bin") == sha256_of(src)
     assert [e for e in again.events() if e["event"] == "accepted"][-1]["resumed"] >= 6_000_000
+
+
+def _wait_healthy(port: int, seconds: float = 15) -> None:
+    """Until the relay on ``port`` answers /healthz with 200 (it has Redis again)."""
+    deadline = time.monotonic() + bounded(seconds)
+    while time.monotonic() < deadline:
+        try:
+            if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx2.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the relay on port {port} did not see Redis again within {seconds} s")
