@@ -144,11 +144,36 @@ def child_env() -> dict:
     return env
 
 
+def peak_kib(pid: int) -> int | None:
+    """The high-water mark of a running process's resident memory (VmHWM, KiB), or None once
+    it has exited."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+PEAK_EVERY = 0.02  # seconds between two readings of a child's VmHWM
+
+
 class Child:
-    """A subprocess reaped by ``os.wait4(pid, 0)`` in a thread: exact peak RSS and exit time."""
+    """A subprocess reaped by ``os.wait4(pid, 0)`` in a thread (exact exit time and CPU
+    seconds), its peak RSS read from ``/proc/PID/status`` (VmHWM) in another while it runs.
+
+    Not ``wait4``'s ``ru_maxrss``: Linux carries the larger of the forking process's RSS and
+    the child's own peak across ``exec``, so a child of a big benchmark script reported the
+    script's memory (511 MiB for a process that used 8.5 MiB). VmHWM is the child's own
+    high-water mark; read every ``PEAK_EVERY`` s, it misses only a peak reached in the last
+    reading's interval before exit (checked in tests/test_bench_smoke.py on children of known
+    memory)."""
 
     def __init__(self, name: str, args: list[str], work: Path):
-        self.name, self.rc, self.end, self.rss_kib, self.cpu_s = name, None, None, None, None
+        self.name, self.rc, self.end, self.cpu_s = name, None, None, None
+        self.rss_kib = 0
         self.out_path, self.err_path = work / f"{name}.out", work / f"{name}.err"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.start = time.monotonic()
@@ -157,12 +182,22 @@ class Child:
             )
         self._reaper = threading.Thread(target=self._reap, daemon=True)
         self._reaper.start()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
 
     def _reap(self) -> None:
         _, status, usage = os.wait4(self.proc.pid, 0)
-        self.end, self.rss_kib = time.monotonic(), usage.ru_maxrss
+        self.end = time.monotonic()
         self.cpu_s = usage.ru_utime + usage.ru_stime  # CPU seconds, user and kernel, all threads
         self.rc = self.proc.returncode = os.waitstatus_to_exitcode(status)
+
+    def _sample(self) -> None:
+        # Until the reaper has reaped it (after that the pid may name another process).
+        while self.rc is None:
+            peak = peak_kib(self.proc.pid)
+            if peak is not None and self.rc is None:
+                self.rss_kib = max(self.rss_kib, peak)
+            time.sleep(PEAK_EVERY)
 
     @property
     def rss_mb(self) -> float:
@@ -177,6 +212,7 @@ class Child:
 
     def wait(self, deadline: float) -> None:
         self._reaper.join(max(0.0, deadline - time.monotonic()))
+        self._sampler.join(1)
         if self.rc is None:
             raise RuntimeError(f"{self.name} did not finish in time{self.tail()}")
 
@@ -308,10 +344,47 @@ def ratio(a: dict, b: dict) -> float | None:
     return a["median"] / b["median"] if a and b and b["median"] else None
 
 
-def run_cases(cases: list[tuple], repeat: int, failures: list[str], label: str) -> dict[str, list[dict]]:
-    """Run each (kind, fn) ``repeat`` times, interleaved; failures are noted and skipped."""
+AGREE = 0.15  # three rounds agree when the slowest is at most 15 % slower than the fastest
+
+
+def spread_of_last(rs: list[dict], n: int = 3) -> float | None:
+    """How far apart the last ``n`` runs' times are: slowest / fastest - 1 (None with fewer runs)."""
+    times = [r["seconds"] for r in rs[-n:]]
+    return max(times) / min(times) - 1 if len(times) == n and min(times) > 0 else None
+
+
+def agreement(runs: dict[str, list[dict]], within: float = AGREE) -> dict[str, dict]:
+    """For each case: the spread of its last three runs, whether it is within ``within``, and the
+    load average (1 min) beside each of its runs."""
+    out = {}
+    for kind, rs in runs.items():
+        last = spread_of_last(rs)
+        out[kind] = {
+            "last_three_spread": None if last is None else round(last, 3),
+            "agree": last is not None and last <= within,
+            "load": [r.get("load") for r in rs],
+        }
+    return out
+
+
+def run_cases(
+    cases: list[tuple],
+    repeat: int,
+    failures: list[str],
+    label: str,
+    *,
+    max_repeat: int | None = None,
+    within: float = AGREE,
+) -> dict[str, list[dict]]:
+    """Run each (kind, fn) ``repeat`` times, interleaved; failures are noted and skipped.
+
+    With ``max_repeat``, rounds go on until the last three runs of every case agree within
+    ``within`` (see ``agreement``), or ``max_repeat`` rounds have run. Each run records the
+    load average at its end (``load``) so that a figure is never read without it."""
     runs: dict[str, list[dict]] = {kind: [] for kind, _ in cases}
-    for i in range(1, repeat + 1):
+    i = 0
+    while True:
+        i += 1
         for kind, fn in cases:
             try:
                 r = fn()
@@ -319,11 +392,23 @@ def run_cases(cases: list[tuple], repeat: int, failures: list[str], label: str) 
                 failures.append(f"{label} {kind} run {i}: {exc}")
                 log(f"  {kind} run {i}: FAILED: {exc}")
                 continue
+            r["load"] = round(os.getloadavg()[0], 2)
             runs[kind].append(r)
             extra = (f" via {r['path']}" if "path" in r else "") + (f"; {r['note']}" if "note" in r else "")
             total = f" ({r['total_seconds']:.2f} s from the first's)" if "total_seconds" in r else ""
             log(
                 f"  {kind} run {i}: {r['seconds']:.2f} s from the second process's start{total}, "
-                f"{r['mb_s']:.1f} MB/s{extra}"
+                f"{r['mb_s']:.1f} MB/s{extra}; load {r['load']:.1f}"
             )
+        if i < repeat:
+            continue
+        if max_repeat is None or i >= max_repeat:
+            break
+        apart = {kind: spread_of_last(rs) for kind, rs in runs.items()}
+        if all(a is not None and a <= within for a in apart.values()):
+            break
+        far = ", ".join(
+            f"{k} {a:.0%}" if a is not None else f"{k} -" for k, a in apart.items() if a is None or a > within
+        )
+        log(f"  the last three runs do not agree within {within:.0%} ({far}): round {i + 1} of at most {max_repeat}")
     return runs

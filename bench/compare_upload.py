@@ -92,6 +92,7 @@ def main() -> int:
                 tree_cmd(src) + ["serve", "--host", "127.0.0.1", "--port", str(port)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                env={**os.environ, "XFER_ALLOW_HOSTS": "lan.test"},  # the page's name (older trees ignore it)
             ),
         )
     ports = [f"--port {port}" for port, _ in relays.values()]

@@ -294,8 +294,15 @@ async def _sender(ws, me: int, to: int, data: bytes, digest: str) -> None:
     await ws.send(serialize(Done(to=to, transfer=transfer)))
 
 
-async def rooms(port: int, relay_pid: int, n: int = 200, size: int = 4 << 20, timeout: float = 300) -> dict:
-    """``n`` rooms, each moving one file of ``size`` bytes from its sender to its receiver at once."""
+async def rooms(
+    port: int, relay_pid: int, n: int = 200, size: int = 4 << 20, timeout: float = 300, settle: float = 8.0
+) -> dict:
+    """``n`` rooms, each moving one file of ``size`` bytes from its sender to its receiver at once.
+
+    Also the relay's VmRSS (KiB): before the rooms open, once every transfer is done, and
+    once they all closed (after up to ``settle`` seconds: the relay gives memory back a
+    few seconds after its connections went, see ``xfer.relay.memory``)."""
+    rss_idle = _status_kib(relay_pid, "VmRSS")
     if size > WINDOW:
         raise ValueError(f"at most {WINDOW} bytes per room (one credit window)")
     data = os.urandom(size)
@@ -326,6 +333,10 @@ async def rooms(port: int, relay_pid: int, n: int = 200, size: int = 4 << 20, ti
             (errors.append(f"transfer: {r!r}") if isinstance(r, BaseException) else ends.append(r))
         seconds = (max(ends) - start) if ends else float("nan")
         done = len(ends)
+        rss_busy = _status_kib(relay_pid, "VmRSS")
+        await asyncio.gather(*(ws.close() for p in pairs for ws in p[:2]), return_exceptions=True)
+        pairs.clear()
+        rss_after = await _settled_rss(relay_pid, rss_idle + (rss_busy - rss_idle) // 4, settle)
         return {
             "rooms": n,
             "bytes_per_room": size,
@@ -335,6 +346,19 @@ async def rooms(port: int, relay_pid: int, n: int = 200, size: int = 4 << 20, ti
             "seconds": seconds,
             "aggregate_mb_s": done * size / seconds / 1e6 if ends else 0.0,
             "relay_peak_kib": _status_kib(relay_pid, "VmHWM"),
+            "rss_idle_kib": rss_idle,
+            "rss_busy_kib": rss_busy,
+            "rss_after_kib": rss_after,
         }
     finally:
         await asyncio.gather(*(ws.close() for p in pairs for ws in p[:2]), return_exceptions=True)
+
+
+async def _settled_rss(pid: int, enough: int, seconds: float) -> int:
+    """The process's VmRSS (KiB) once at most ``enough``, or after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    rss = _status_kib(pid, "VmRSS")
+    while rss > enough and time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+        rss = _status_kib(pid, "VmRSS")
+    return rss

@@ -37,6 +37,7 @@ import relay_load
 from common import (
     BENCH_DIR,
     RESULTS_DIR,
+    agreement,
     byte_compile_xfer,
     fmt,
     log,
@@ -78,6 +79,8 @@ class Context:
         self.cmd = xfer_cmd()
         self.wormhole = wormhole_tools()
         self.repeat = args.repeat or (1 if args.quick else 3)
+        # rounds go on until three agree within 15 % (issue 17), up to this many; off with --quick
+        self.max_repeat = None if args.quick or args.max_repeat == 0 else args.max_repeat or 3 * self.repeat
         self.shared: dict = {}  # figures one benchmark leaves for another (the 1 GiB RSS for memory)
 
 
@@ -104,11 +107,11 @@ def bench_throughput(ctx: Context, failures: list[str]) -> dict:
                     ("wormhole-relayed", lambda: run_wormhole(servers, src, digest, ctx.work, timeout, relayed=True)),
                     ("wormhole-direct", lambda: run_wormhole(servers, src, digest, ctx.work, timeout, relayed=False)),
                 ]
-                runs = run_cases(cases, ctx.repeat, failures, f"throughput {label}")
+                runs = run_cases(cases, ctx.repeat, failures, f"throughput {label}", max_repeat=ctx.max_repeat)
         else:
             notes.append("magic-wormhole is not installed (pip install -e '.[bench]'): its cases were skipped")
             log("  NOTE: " + notes[-1])
-            runs = run_cases(cases, ctx.repeat, failures, f"throughput {label}")
+            runs = run_cases(cases, ctx.repeat, failures, f"throughput {label}", max_repeat=ctx.max_repeat)
     finally:
         src.unlink(missing_ok=True)
     mb_s = {kind: spread([r["mb_s"] for r in rs]) for kind, rs in runs.items()}
@@ -156,6 +159,7 @@ def bench_throughput(ctx: Context, failures: list[str]) -> dict:
         "size": label,
         "bytes": size,
         "repeat": ctx.repeat,
+        "agreement": say_agreement(runs),
         "mb_s": mb_s,
         "ratios": ratios,
         "peak_rss_mb": rss,
@@ -181,6 +185,17 @@ def cpu_per_gb(runs: dict[str, list[dict]], size: int) -> dict[str, dict[str, fl
     return out
 
 
+def say_agreement(runs: dict[str, list[dict]]) -> dict[str, dict]:
+    """``agreement`` of the runs, logged: whether each case's last three runs agree within 15 %."""
+    agreed = agreement(runs)
+    for kind, a in agreed.items():
+        last = "-" if a["last_three_spread"] is None else f"{a['last_three_spread']:.0%}"
+        verdict = "agree" if a["agree"] else "do NOT agree"
+        loads = ", ".join(f"{x:.1f}" for x in a["load"] if x is not None)
+        log(f"  {kind:>18}: last three runs {verdict} within 15 % (spread {last}); load at each run {loads}")
+    return agreed
+
+
 # -- 3: fixed cost ---------------------------------------------------------------------------------
 
 
@@ -201,11 +216,19 @@ def bench_fixed_cost(ctx: Context, failures: list[str]) -> dict:
                         lambda: run_wormhole(servers, src, digest, ctx.work, 60, relayed=False, sender_first=True),
                     )
                 )
-                runs = run_cases(cases, repeat, failures, "fixed-cost")
+                runs = run_cases(
+                    cases,
+                    repeat,
+                    failures,
+                    "fixed-cost",
+                    max_repeat=ctx.max_repeat and (ctx.args.max_repeat or 3 * repeat),
+                )
         else:
             notes.append("magic-wormhole is not installed: its case was skipped")
             log("  NOTE: " + notes[-1])
-            runs = run_cases(cases, repeat, failures, "fixed-cost")
+            runs = run_cases(
+                cases, repeat, failures, "fixed-cost", max_repeat=ctx.max_repeat and (ctx.args.max_repeat or 3 * repeat)
+            )
     finally:
         relay.stop()
         src.unlink(missing_ok=True)
@@ -223,6 +246,7 @@ def bench_fixed_cost(ctx: Context, failures: list[str]) -> dict:
         "start); relays already running (xfer serve; wormhole's mailbox and transit relay); "
         "wormhole in its default mode",
         "repeat": repeat,
+        "agreement": say_agreement(runs),
         "seconds": secs,
         "seconds_from_second_start": joiner,
         "ratio_xfer_over_wormhole": r,
@@ -308,7 +332,7 @@ def bench_memory(ctx: Context, failures: list[str]) -> dict:
         growth = max(ordered[-1][1][r] - ordered[0][1][r] for r in ROLES)
         log(f"  growth from {ordered[0][0]} to {ordered[-1][0]}: at most {growth:.1f} MB")
     return {
-        "measures": "peak RSS (ru_maxrss from os.wait4, MB = 10^6 bytes) of xfer send, xfer serve and "
+        "measures": "peak RSS (VmHWM read while each runs, MB = 10^6 bytes) of xfer send, xfer serve and "
         "xfer receive moving one file",
         "peak_rss_mb": peaks,
         "highest_mb": highest,
@@ -346,7 +370,8 @@ def bench_rooms(ctx: Context, failures: list[str]) -> dict:
     n, size = (10, 64 * 1024) if ctx.quick else (200, 4 << 20)
     relay, port = start_relay(ctx.cmd, ctx.work, name="rooms-relay", extra=("--joins-per-minute", "1000000"))
     try:
-        result = asyncio.run(relay_load.rooms(port, relay.proc.pid, n, size, timeout=600))
+        settle = 0.0 if ctx.quick else 8.0  # too few rooms for the relay to give memory back
+        result = asyncio.run(relay_load.rooms(port, relay.proc.pid, n, size, timeout=600, settle=settle))
     finally:
         relay.stop()
     if result["errors"]:
@@ -354,7 +379,8 @@ def bench_rooms(ctx: Context, failures: list[str]) -> dict:
     log(
         f"  {result['completed']}/{n} rooms x {size / 1024:.0f} KiB in {result['seconds']:.2f} s: "
         f"{result['aggregate_mb_s']:.1f} MB/s aggregate, {result['errors']} errors, "
-        f"relay peak RSS {result['relay_peak_kib'] / 1024:.1f} MiB"
+        f"relay peak RSS {result['relay_peak_kib'] / 1024:.1f} MiB; RSS idle, busy, after: "
+        f"{result['rss_idle_kib'] / 1024:.0f}, {result['rss_busy_kib'] / 1024:.0f}, {result['rss_after_kib'] / 1024:.0f} MiB"
     )
     return {
         "measures": "N rooms at once through one xfer serve, each a sender and a receiver (asyncio clients in "
@@ -498,6 +524,13 @@ def main() -> int:
     )
     ap.add_argument(
         "--repeat", type=int, default=None, help="runs of each case (default 3, fixed cost 5; 1 with --quick)"
+    )
+    ap.add_argument(
+        "--max-repeat",
+        type=int,
+        default=None,
+        help="throughput and fixed cost: more rounds, up to this many, until the last three runs of each case "
+        "agree within 15 %% (default 3x --repeat; 0: exactly --repeat)",
     )
     ap.add_argument("--big", action="store_true", help="also measure memory with a 4 GiB file")
     ap.add_argument("--messages", type=int, default=None, help="round trips (default 1000; 100 with --quick)")

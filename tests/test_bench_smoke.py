@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from conftest import bounded
 
@@ -137,3 +140,23 @@ def test_encryption_comparison_smoke(tmp_path):
         assert report["throughput"][name]["median_mb_s"] > 0
         assert report["fixed_cost"][name]["median_seconds"] > 0
     assert [t["measured"] is not None for t in report["targets"]] == [True, True]
+
+
+@pytest.mark.parametrize("mib", [0, 200])
+def test_a_childs_peak_memory_is_its_own_not_the_benchmarks(tmp_path, mib):
+    """The method behind every peak-RSS figure, on children of known memory, spawned while this
+    process holds 300 MiB (which ``wait4``'s ``ru_maxrss`` would have reported for both)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        from common import Child
+    finally:
+        sys.path.remove(str(BENCH))
+    ballast = bytearray(300 * 2**20)
+    ballast[::4096] = b"x" * len(ballast[::4096])  # resident, not only reserved
+    hold = f"import time; b = bytearray({mib} * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.5)"
+    child = Child("known", [sys.executable, "-c", hold], tmp_path)
+    child.wait(time.monotonic() + bounded(30))
+    del ballast
+    assert child.rc == 0
+    python_alone = 30  # MiB: an interpreter that imported nothing stays well under this
+    assert mib * 1024 <= child.rss_kib < (mib + python_alone) * 1024

@@ -8,6 +8,7 @@ phone page for a room. Pure functions, apart from ``lan_address``.
 from __future__ import annotations
 
 import ipaddress
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import UsageError
@@ -22,6 +23,8 @@ def relay_ws_url(text: str) -> str:
     raw = text.strip()
     if not raw:
         raise UsageError("the relay address is empty; try ws://HOST:8765")
+    if re.match(r"(?i)(wss?|https?):(?!//|[0-9]+$)", raw):  # ws:/host, https:host: a slash missing
+        raise UsageError(f"cannot use relay address {text!r}: write it as ws://HOST:PORT (two slashes)")
     if "://" not in raw:
         raw = "ws://" + raw
     parts = urlsplit(raw)
@@ -34,6 +37,8 @@ def relay_ws_url(text: str) -> str:
         raise UsageError(f"cannot use relay address {text!r}: the port is not a number from 1 to 65535") from None
     if not host:
         raise UsageError(f"cannot use relay address {text!r}: it names no host")
+    if port == 0:
+        raise UsageError(f"cannot use relay address {text!r}: the port is not a number from 1 to 65535")
     if port is None and parts.scheme.lower() in ("ws",) and "://" not in text.strip():
         port = DEFAULT_PORT
     netloc = _netloc(host, port)

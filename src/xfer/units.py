@@ -8,7 +8,7 @@ def human_size(n: float) -> str:
         return f"{int(n)} B"
     for unit in ("kB", "MB", "GB", "TB", "PB"):
         n /= 1000
-        if n < 1000 or unit == "PB":
+        if round(n, 1) < 1000 or unit == "PB":  # 999,999 bytes is 1.0 MB, not 1000.0 kB
             return f"{n:.1f} {unit}"
     raise AssertionError("unreachable")
 
@@ -29,11 +29,11 @@ _UNITS = {
 
 
 def parse_size(text: str) -> int:
-    """``"20MB"``, ``"1.5M"``, ``"512KiB"`` or ``"1000"`` as a number of bytes."""
+    """``"20MB"``, ``"1.5M"``, ``"512KiB"``, ``"20MB/s"`` or ``"1000"`` as a number of bytes."""
     import re
 
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
-    unit = match.group(2).lower().removesuffix("/s") if match else ""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)(?:/s)?\s*", text)  # a rate may say /s
+    unit = match.group(2).lower() if match else ""
     if match is None or unit not in _UNITS:
         raise ValueError(f"{text!r} is not a size like 20MB, 1.5M or 512KiB")
     return int(float(match.group(1)) * _UNITS[unit])

@@ -26,6 +26,10 @@ from conftest import Proc, bounded, free_port, wait_for_port, xfer_cmd
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 CHROMIUM = os.environ.get("XFER_CHROMIUM", "/usr/bin/chromium")
 LAN_HOST = "lan.test"
+# A relay answers only its own names and addresses (DNS rebinding); this one it is told of,
+# as a person whose LAN names their machine would tell it. Every relay the tests start
+# (``xfer serve``, and those inside ``xfer send``/``receive``) inherits it.
+os.environ["XFER_ALLOW_HOSTS"] = LAN_HOST
 CHROMIUM_ARGS = [
     f"--host-resolver-rules=MAP {LAN_HOST} 127.0.0.1",
     "--disable-gpu",

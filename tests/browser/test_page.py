@@ -479,13 +479,27 @@ def test_page_needs_no_wide_screen(phone, relay, xfer_procs, tmp_path):
     shot(phone, "0-room-360px-dark")
 
 
-def _lying_sender(relay):
-    """A sender whose file-end carries the wrong SHA-256; it also tries the page's link again."""
+def _fetching_sender(relay, lie: bool):
+    """A sender that tries the page's download link itself: before it sends the file (to take
+    it first), or, with ``lie``, while the page downloads, and then it ends the file with the
+    wrong SHA-256."""
+    import hashlib
     import os
     import urllib.error
     import urllib.request
 
-    from xfer.protocol import Accept, Ack, Error, FileEnd, FileInfo, FileStart, Offer, PeerJoined, chunk_header
+    from xfer.protocol import (
+        Accept,
+        Ack,
+        Error,
+        FileEnd,
+        FileInfo,
+        FileStart,
+        Offer,
+        PeerJoined,
+        Verified,
+        chunk_header,
+    )
 
     def status_of(url: str) -> int:
         try:
@@ -495,7 +509,7 @@ def _lying_sender(relay):
             return exc.code
 
     async def main(result: dict) -> None:
-        sender = await LinkSender.open(relay.ws, "liar")
+        sender = await LinkSender.open(relay.ws, "liar" if lie else "racer")
         result["fragment"] = sender.fragment
         conn = sender.link
 
@@ -508,17 +522,23 @@ def _lying_sender(relay):
         try:
             page = (await until(PeerJoined)).peer  # after its handshake: the page proved the link
             data, step = os.urandom(6 * 256 * 1024), 256 * 1024
+            result["data"] = data
             await conn.send(
                 Offer(to=page.id, transfer=77, files=(FileInfo(name="x.bin", size=len(data)),), window=8 << 20)
             )
-            token = (await until(Accept)).download
+            link = f"http://127.0.0.1:{relay.port}/download/{(await until(Accept)).download}/0"
+            if not lie:
+                result["first"] = await asyncio.to_thread(status_of, link)
             await conn.send(FileStart(to=page.id, transfer=77, index=0))
             for offset in range(0, len(data), step):
                 await conn.send_frame(chunk_header(conn.peer_id, page.id, 77, 0, offset) + data[offset : offset + step])
             result["ack"] = (await until(Ack)).bytes  # the page's download is running
-            result["again"] = await asyncio.to_thread(status_of, f"http://127.0.0.1:{relay.port}/download/{token}/0")
-            await conn.send(FileEnd(to=page.id, transfer=77, index=0, size=len(data), sha256="0" * 64))
-            result["error"] = (await until(Error)).code
+            if lie:
+                result["again"] = await asyncio.to_thread(status_of, link)
+            sha = "0" * 64 if lie else hashlib.sha256(data).hexdigest()
+            await conn.send(FileEnd(to=page.id, transfer=77, index=0, size=len(data), sha256=sha))
+            end = await until(Error if lie else Verified)
+            result["end"] = end.code if isinstance(end, Error) else "verified"
         finally:
             await conn.close()
 
@@ -527,7 +547,7 @@ def _lying_sender(relay):
 
 def test_bridge_aborts_a_download_whose_hash_does_not_match(phone, relay):
     result: dict = {}
-    thread = _in_thread(_lying_sender(relay), result)
+    thread = _in_thread(_fetching_sender(relay, lie=True), result)
     wait_until(lambda: "fragment" in result or "exception" in result, 10, "the lying sender's room")
     open_room(phone, relay.page(result["fragment"]))
     phone.wait_for_selector(".offer button.primary")
@@ -536,12 +556,34 @@ def test_bridge_aborts_a_download_whose_hash_does_not_match(phone, relay):
     download = info.value
     thread.join(bounded(30))
     assert "exception" not in result, result
-    assert result["ack"] > 0 and result["again"] == 410  # the link worked once only
-    assert result["error"] == "hash-mismatch"
+    assert result["ack"] > 0 and result["again"] == 404  # the link is the page's browser's alone
+    assert result["end"] == "hash-mismatch"
     assert download.failure() is not None  # the browser did not keep the damaged file
     phone.wait_for_selector(".offer .error")
     assert "SHA-256 mismatch" in phone.inner_text(".offer .error")
     assert "Traceback" not in relay.stderr() and "Exception" not in relay.stderr(), relay.stderr()
+
+
+def test_a_download_link_works_only_for_the_page_that_asked(phone, relay, tmp_path):
+    """Whoever learns the page's download link (here the sender, which sees the page's accept;
+    on a plain-http LAN anyone who watches) and fetches it first gets 404 and uses nothing up:
+    the link is bound to the browser that loaded the page (a cookie the relay set). The page
+    still gets the whole file, and only then says it is saved."""
+    result: dict = {}
+    thread = _in_thread(_fetching_sender(relay, lie=False), result)
+    wait_until(lambda: "fragment" in result or "exception" in result, 10, "the racing sender's room")
+    open_room(phone, relay.page(result["fragment"]))
+    phone.wait_for_selector(".offer button.primary")
+    with phone.expect_download() as info:
+        phone.click(".offer button.primary")
+    download = info.value
+    thread.join(bounded(30))
+    assert "exception" not in result, result
+    assert result["first"] == 404 and result["end"] == "verified"
+    saved = tmp_path / "x.bin"
+    download.save_as(saved)
+    assert saved.read_bytes() == result["data"]
+    phone.wait_for_selector(".offer .ok")
 
 
 def test_several_files_download_one_after_another(phone, relay, xfer_procs, tmp_path):

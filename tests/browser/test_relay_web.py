@@ -16,7 +16,8 @@ from xfer.relay.web import PAGE_FILES, content_security_policy, origin_allowed
 
 @pytest.fixture
 def client():
-    with TestClient(create_app(allowed_origins=("https://xfer.example",))) as c:
+    # TestClient asks for the host "testserver": a name the relay answers to only when told
+    with TestClient(create_app(allowed_origins=("https://xfer.example",), allowed_hosts=("testserver",))) as c:
         yield c
 
 
@@ -131,7 +132,7 @@ def test_the_relay_inside_xfer_send_tells_the_page_so():
     from xfer.relay import RelayServer, bind_socket
 
     def flag(server: RelayServer) -> bool:
-        with TestClient(server.app) as c:
+        with TestClient(server.app, base_url="http://127.0.0.1") as c:
             text = c.get("/constants.js").text
         return json.loads(text[text.index("Object.freeze(") + len("Object.freeze(") : text.rindex(");")])[
             "builtin_relay"
@@ -143,3 +144,12 @@ def test_the_relay_inside_xfer_send_tells_the_page_so():
             assert flag(server) is builtin
         finally:
             server.sock.close()
+
+
+def test_the_page_marks_its_browser_once(client):
+    """Serving the page sets the cookie that download links are bound to (``browser_of``):
+    HttpOnly, same-site, kept while the browser has one (another tab's links still work)."""
+    first = client.get("/").headers["set-cookie"]
+    assert first.startswith("xfer-browser=") and "HttpOnly" in first and "SameSite=lax" in first and "Path=/" in first
+    assert "set-cookie" not in client.get("/").headers  # the client sends it back: kept
+    assert "set-cookie" not in client.get("/app.js").headers

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,7 @@ def test_relay_comes_from_the_environment_object(tmp_path, relay_process):
 def test_usage_errors_and_help_use_the_given_streams(tmp_path):
     result = xfer(tmp_path, "send", "--bogus")
     assert result.status == 2 and result.stdout == ""
-    assert "No such option: --bogus" in result.stderr
+    assert re.search(r"No such option:? '?--bogus", result.stderr)  # (click's wording varies by version)
     result = xfer(tmp_path, "send", "--help")
     assert result.status == 0 and result.stderr == ""
     assert "Usage: xfer send" in result.stdout and "XFER_RELAY" in result.stdout

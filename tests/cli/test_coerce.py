@@ -84,6 +84,9 @@ def test_every_option_coerces_as_typer_itself_does():
 
 
 def test_command_line_errors_read_as_before(tmp_path):
+    core = pytest.importorskip("typer.core")
+    if not hasattr(core, "build_runtime_param"):
+        pytest.skip("this typer coerces with click, with its own messages; xfer leaves it alone")
     src = make_file(tmp_path / "a.txt", 10)
     result = subprocess.run(
         [sys.executable, "-m", "xfer", "send", str(src), "--receivers", "0"],
@@ -116,4 +119,29 @@ def test_a_json_transfer_command_imports_neither_pydantic_nor_rich(tmp_path):
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=bounded(30))
     code, heavy = json.loads(result.stdout.splitlines()[-1])
     assert code == 3  # the relay is not there; everything up to connecting ran
-    assert heavy == []
+    # (a typer before 0.29 imports rich itself, whatever xfer does)
+    typer_alone = "import json, sys, typer.main; print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", typer_alone], capture_output=True, text=True, timeout=bounded(30))
+    assert heavy == sorted({"rich"} & set(json.loads(done.stdout)))
+
+
+def test_the_installed_typer_is_inside_the_bound_and_gets_the_patch():
+    """pyproject.toml bounds typer (scripts/check-typer-range runs these tests at both ends):
+    the typer here is inside it, and a typer with the pydantic hook gets xfer's coercion."""
+    import importlib.metadata
+    import re
+    from pathlib import Path
+
+    from xfer.cli import coerce
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    spec = re.search(r'"(typer[^"]*)"', pyproject.read_text()).group(1)  # (tomllib: Python 3.11 on)
+    low, high = re.fullmatch(r"typer>=([0-9.]+),<([0-9.]+)", spec).groups()
+
+    def version(text: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in re.findall(r"[0-9]+", text)[:3])
+
+    installed = version(importlib.metadata.version("typer"))
+    assert version(low) <= installed < version(high), (installed, spec)
+    if installed >= (0, 29):
+        assert coerce.install() is True

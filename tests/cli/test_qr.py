@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from test_terminal import terminals  # noqa: F401  (the fixture)
 
 from conftest import bounded, make_file
 from xfer.cli.qr import qr_text
@@ -121,3 +122,81 @@ def test_qr_printed_by_send_scans_to_its_page_url(tmp_path, procs):
         time.sleep(0.1)
     time.sleep(0.3)
     assert "On a phone" in q.stderr and "▀" not in q.stderr
+
+
+def render_screen(text: str, path: Path, *, light: bool) -> Path:
+    """Draw the text as a terminal shows it: cells after the QR's own colours (white on
+    near-black, until a reset) in those, the others in the terminal's own (dark on light,
+    or light on dark)."""
+    own = (0, 255) if light else (255, 0)
+    rows: list[list[tuple[str, tuple[int, int]]]] = []
+    colours = own
+    for line in text.splitlines():
+        cells = []
+        for piece in re.split(r"(\x1b\[[0-9;]*m)", line):
+            if piece.startswith("\x1b["):
+                if "48;5;232" in piece:
+                    colours = (255, 8)
+                elif piece in ("\x1b[0m", "\x1b[m", "\x1b[49m"):
+                    colours = own
+                continue
+            cells += [(ch, colours) for ch in piece]
+        if cells:
+            rows.append(cells)
+    width = max(len(r) for r in rows) + 2 * MARGIN
+    grid = [[own[1]] * width for _ in range(2 * (len(rows) + 2 * MARGIN))]
+    for row, cells in enumerate(rows):
+        for col, (ch, (fg, bg)) in enumerate(cells):
+            grid[2 * (row + MARGIN)][col + MARGIN] = fg if ch in _TOP else bg
+            grid[2 * (row + MARGIN) + 1][col + MARGIN] = fg if ch in _BOTTOM else bg
+    write_png(path, [[v for v in row for _ in range(SCALE)] for row in grid for _ in range(SCALE)])
+    return path
+
+
+def printed_qr(tmp_path: Path, procs, name: str, variables: dict[str, str]) -> tuple[str, str]:
+    """The QR block and the page URL that ``xfer send`` printed on stderr (a file)."""
+    make_file(tmp_path / "a.bin", 1000)
+    p = procs(["send", "a.bin", "--host", "127.0.0.1"], tmp_path, name, env=variables)
+    deadline = time.monotonic() + bounded(15)
+    while time.monotonic() < deadline and "Waiting for a receiver" not in p.stderr:
+        time.sleep(0.1)
+    err = p.stderr
+    p.stop()
+    url = re.search(r"open\s+(http://\S+)", err).group(1)
+    block = [line for line in err.splitlines() if "▀" in line or "▄" in line or set(_ANSI.sub("", line)) == {"█"}]
+    return "\n".join(block), url
+
+
+@pytest.mark.parametrize("no_color", ["", None])
+def test_the_qr_printed_with_its_colours_scans_on_light_and_dark(no_color, tmp_path, procs):
+    """NO_COLOR unset (or empty, which is not set): the QR brings its own colours, also
+    into a pipe or file, where a terminal shows them later (`2>&1 | tee log`)."""
+    variables = {"NO_COLOR": ""} if no_color is not None else {"NO_COLOR": "", "COLUMNS": "80"}
+    block, url = printed_qr(tmp_path, procs, "send", variables)
+    assert "48;5;232" in block
+    assert decode(render_screen(block, tmp_path / "light.png", light=True)) == url
+    assert decode(render_screen(block, tmp_path / "dark.png", light=False)) == url
+
+
+def test_with_no_color_the_qr_has_no_escapes_and_scans_on_a_dark_terminal(tmp_path, procs):
+    block, url = printed_qr(tmp_path, procs, "send", {"NO_COLOR": "1"})
+    assert "\x1b" not in block
+    assert decode(render_screen(block, tmp_path / "dark.png", light=False)) == url
+    # On a light terminal, without colours it shows inverted: what zbar does not read
+    # (phone cameras do); docs/cli.md says so.
+    assert decode(render_screen(block, tmp_path / "light.png", light=True)) is None
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_the_qr_on_a_real_terminal_scans_on_light_and_dark(tmp_path, terminals):
+    from conftest import xfer_cmd
+
+    make_file(tmp_path / "a.bin", 1000)
+    variables = {"NO_COLOR": "-", "TERM": "xterm-256color"}
+    sender = terminals("send", [*xfer_cmd(), "send", "a.bin", "--host", "127.0.0.1"], tmp_path, variables)
+    sender.wait_for("Waiting for a receiver")
+    url = re.search(r"open\s+(http://\S+)", sender.screen()).group(1)
+    screen = sender.screen(escapes=True)
+    block = "\n".join(x for x in screen.splitlines() if "▀" in x or "▄" in x or set(_ANSI.sub("", x)) == {"█"})
+    assert decode(render_screen(block, tmp_path / "light.png", light=True)) == url
+    assert decode(render_screen(block, tmp_path / "dark.png", light=False)) == url

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import bounded, make_file, sha256_of, xfer_cmd
+from peers import hostile_home
 from xfer.protocol.words import wordlist
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -23,22 +24,26 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 class Terminal:
     """One tmux session running one command; the screen is read with capture-pane."""
 
-    def __init__(self, name: str, command: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, command: list[str], cwd: Path, env: dict[str, str] | None = None, *, width: int = 160
+    ) -> None:
+        """``env`` adds to (or replaces) NO_COLOR=1 and COLUMNS; a value of "-" unsets one."""
         self.name = f"xfer-{os.getpid()}-{name}"
         self.status = cwd / f"{name}.status"
-        variables = {"NO_COLOR": "1", "COLUMNS": "160", **(env or {})}
-        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in variables.items())
-        line = f"cd {shlex.quote(str(cwd))} && env {exports} {shlex.join(command)}; echo $? > {self.status}; sleep 60"
+        variables = {"NO_COLOR": "1", "COLUMNS": str(width), **(env or {})}
+        unset = " ".join(f"-u {k}" for k, v in variables.items() if v == "-")
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in variables.items() if v != "-")
+        line = f"cd {shlex.quote(str(cwd))} && env {unset} {exports} {shlex.join(command)}; echo $? > {self.status}; sleep 60"
         subprocess.run(
-            ["tmux", "new-session", "-d", "-s", self.name, "-x", "160", "-y", "50", line],
+            ["tmux", "new-session", "-d", "-s", self.name, "-x", str(width), "-y", "50", line],
             check=True,
             env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
         )
 
-    def screen(self) -> str:
-        got = subprocess.run(
-            ["tmux", "capture-pane", "-p", "-J", "-S", "-200", "-t", self.name], capture_output=True, text=True
-        )
+    def screen(self, *, escapes: bool = False) -> str:
+        """What the screen shows (``escapes``: with the colours, as escape sequences)."""
+        flags = ["-p", "-J", "-S", "-200", *(["-e"] if escapes else [])]
+        got = subprocess.run(["tmux", "capture-pane", *flags, "-t", self.name], capture_output=True, text=True)
         return "\n".join(line.rstrip() for line in got.stdout.splitlines())
 
     def wait_for(self, pattern: str, timeout: float = 15) -> re.Match[str]:
@@ -184,3 +189,26 @@ def test_the_prompt_stays_off_stdout_when_stdout_is_json(tmp_path, relay_process
     assert events[0]["event"] == "joined" and events[-1]["event"] == "done"
     assert sender.wait() == 0
     assert sha256_of(tmp_path / "in" / "a.bin") == sha256_of(src)
+
+
+@pytest.mark.parametrize("answer", ["Enter", "y"])
+def test_the_question_lists_every_hidden_entry_and_defaults_to_no(tmp_path, relay_process, procs, terminals, answer):
+    """25 photos fill the list's 20 lines; the dotfiles after them are still listed by name,
+    and the question names them: Enter (no) saves nothing, y saves them all."""
+    relay = f"127.0.0.1:{relay_process.port}"
+    names = hostile_home(tmp_path)
+    sender = procs(["send", *names, "--relay", relay, "--json"], tmp_path / "src", "send")
+    code = sender.first_event()["code"]
+    receiver = terminals("recv", [*xfer_cmd(), "receive", code, "--relay", relay, "--dir", "home"], tmp_path)
+    receiver.wait_for(r"Accept, with the 4 hidden entries listed\? \[y/n\] \(n\)")
+    screen = receiver.screen()
+    assert "… and 5 more" in screen
+    for name in (".bash_login", ".gitconfig", ".ssh ", ".ssh/authorized_keys"):
+        assert f"\n  {name}" in screen, screen
+    receiver.keys(answer) if answer == "Enter" else receiver.keys(answer, "Enter")
+    if answer == "Enter":
+        assert receiver.exit_status() == 6, receiver.screen()
+        assert not (tmp_path / "home").exists() or list((tmp_path / "home").iterdir()) == []
+    else:
+        assert receiver.exit_status() == 0, receiver.screen()
+        assert (tmp_path / "home" / ".ssh" / "authorized_keys").read_text() == "ssh-ed25519 AAAA evil\n"

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from xfer.protocol import names as pure
-from xfer.protocol.names import safe_name
+from xfer.protocol.names import escape_hostile, recorded_relpath, safe_name
 from xfer.transfer import names
 from xfer.transfer.names import display_name, finalize, partial_path
 
@@ -325,7 +325,7 @@ def test_partial_path_format(tmp_path: Path) -> None:
     p = partial_path(tmp_path, "report.pdf", "0123456789abcdef")
     assert p == tmp_path / ".report.pdf.0123456789abcdef.xfer-part"
     long = partial_path(tmp_path, "é" * 127, "0123456789abcdef")
-    assert len(long.name.encode()) <= 254  # room for the state file's longer suffix
+    assert len(long.name.encode()) <= 100  # room for the state file's longer suffixes, on any file system
     assert long.name.startswith(".é") and long.name.endswith(".0123456789abcdef.xfer-part")
     long.write_bytes(b"ok")  # the filesystem accepts it
 
@@ -479,3 +479,43 @@ def test_names_cannot_pose_as_partial_files(raw):
     name = safe_name(raw)
     assert not name.endswith((".xfer-part", ".xfer-state"))
     assert safe_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["\x1b[2J", "\x9b\x85", "\u202egpj.exe\u2066", "\u200d\u2028\u2029", "\U000e0041\U0001d173", "\ud800x", "ok ✓"],
+)
+def test_escape_hostile_for_people_and_for_json(raw: str) -> None:
+    """One escaping for every peer-written string: nothing hostile survives either spelling,
+    and the JSON one (a surrogate pair above U+FFFF) decodes to exactly what the peer wrote."""
+    import json
+
+    for escaped in (escape_hostile(raw), escape_hostile(raw, json=True)):
+        assert not any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in escaped)
+    assert json.loads('"' + escape_hostile(raw, json=True) + '"') == raw
+    assert escape_hostile("\x1b\u202e\U000e0041") == "\\x1b\\u202e\\U000e0041"
+
+
+@pytest.mark.parametrize(
+    "raw, parts",
+    [
+        (".", []),
+        ("photos", ["photos"]),
+        ("photos (1)/2024", ["photos (1)", "2024"]),
+        (".ssh", [".ssh"]),
+        ("..", None),
+        ("../x", None),
+        ("a/../b", None),
+        ("/etc", None),
+        ("", None),
+        ("a//b", None),
+        ("a\\b", None),
+        ("C:", None),
+        ("a/\x1b", None),
+        ("/".join(["d"] * 65), None),
+        (None, None),
+        (["a"], None),
+    ],
+)
+def test_recorded_relpath_takes_only_what_safe_relpath_would_make(raw: object, parts: list[str] | None) -> None:
+    assert recorded_relpath(raw) == parts

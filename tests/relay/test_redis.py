@@ -395,17 +395,20 @@ def test_a_peer_that_reconnects_through_another_relay_replaces_its_old_connectio
 
 
 TOKEN = "ab" * 16  # the page's download token in these tests
+BROWSER = "bc" * 16  # the cookie the relay set in the page's browser (download_http.browser_of)
 CHUNK = 256 * 1024
 
 
-async def _offer_to_page(relays, page_relay: int, laptop_relay: int, size: int):
+async def _offer_to_page(relays, page_relay: int, laptop_relay: int, size: int, browser: str | None = None):
     """A laptop offers one file of ``size`` bytes to a page (client ``xfer-web/``), which accepts
-    it as a download with ``TOKEN``. Returns the raw sockets and the two welcomes."""
+    it as a download with ``TOKEN``. Returns the raw sockets and the two welcomes. ``browser``:
+    the page's WebSocket carries that cookie, as a page the relay served does."""
     from xfer.protocol import Accept, FileInfo, Offer
 
     room = fresh_nameplate()
     laptop, w_laptop = await relays.join(laptop_relay, room, role="sender", create=True, name="laptop")
-    page = await connect(relays.url(page_relay), compression=None)
+    cookie = {"Cookie": f"xfer-browser={browser}"} if browser else None
+    page = await connect(relays.url(page_relay), compression=None, additional_headers=cookie)
     await page.send(
         serialize(Hello(version=PROTOCOL_VERSION, room=room, role="peer", name="phone", client="xfer-web/1"))
     )
@@ -495,7 +498,8 @@ def test_a_download_asked_for_on_another_relay_streams_from_the_pages_relay(redi
     """A load balancer that does not keep a client on one relay: the page's WebSocket is on
     relay 0, the laptop on relay 1, and the page's download request reaches relay 2. Relay 2
     finds the page's relay in Redis and streams what relay 0's bridge hands it; the laptop's
-    acknowledgements still count bytes written to the phone, and the link works once."""
+    acknowledgements still count bytes written to the phone, and the link works once, and
+    only for the page's browser."""
     import os
 
     from xfer.protocol import Ack, Verified
@@ -504,9 +508,12 @@ def test_a_download_asked_for_on_another_relay_streams_from_the_pages_relay(redi
 
     async def main():
         async with Relays(redis.url, 3) as relays:
-            laptop, page, w_laptop, w_page = await _offer_to_page(relays, 0, 1, len(data))
+            laptop, page, w_laptop, w_page = await _offer_to_page(relays, 0, 1, len(data), BROWSER)
             base = [f"http://127.0.0.1:{server.port}/download/{TOKEN}/0" for server in relays.servers]
-            async with httpx2.AsyncClient(timeout=bounded(20)) as client:
+            async with httpx2.AsyncClient(timeout=bounded(20), cookies={"xfer-browser": "cd" * 16}) as stranger:
+                for url in base:  # another browser: nothing, and the link is not used up
+                    assert (await stranger.get(url)).status_code == 404
+            async with httpx2.AsyncClient(timeout=bounded(20), cookies={"xfer-browser": BROWSER}) as client:
                 for url in (base[0], base[2]):  # a HEAD does not use the link up, on any relay
                     assert (await client.head(url)).status_code == 405
                 async with client.stream("GET", base[2]) as response:
@@ -949,3 +956,47 @@ def test_a_big_transfer_across_relays_stays_inside_redis_buffers(redis, tmp_path
     assert int(stats["total_net_output_bytes"]) > size  # the data did cross Redis
     for relay in (relay_a, relay_b):
         assert "lost Redis" not in relay.stderr
+
+
+def test_a_redis_outage_longer_than_peer_timeout_ends_the_transfer_and_a_rerun_resumes(redis, tmp_path, procs):
+    """The bound docs/redis.md states: ``--peer-timeout`` bounds a Redis outage as it bounds a
+    relay's. Past it both sides stop (exit 5) with the partial file kept and nothing under the
+    final name; once Redis is back, the same commands run again resume from what was held."""
+    relay_a = _serve(procs, tmp_path, redis, "serve-a")
+    relay_b = _serve(procs, tmp_path, redis, "serve-b")
+    src = make_file(tmp_path / "data.bin", 30_000_000, seed=12)
+    into = tmp_path / "in"
+    into.mkdir()
+    timeout = ("--peer-timeout", "2")
+
+    def receive(name: str):
+        args = ["receive", "--relay", f"127.0.0.1:{relay_b.port}", "--yes", "--json", "--no-qr", "--dir", str(into)]
+        return procs([*args, *timeout], tmp_path, name)
+
+    def send(code: str, name: str):
+        args = ["send", str(src), "--room", code, "--relay", f"127.0.0.1:{relay_a.port}", "--json"]
+        return procs([*args, "--limit-rate", "6MB", *timeout], tmp_path, name)
+
+    receiver = receive("receive")
+    sender = send(receiver.first_event()["code"], "send")
+    wait_progress(receiver, 6_000_000, 30)
+    redis.stop()
+    try:
+        for p in (sender, receiver):
+            assert p.wait(30) == 5, p.stderr
+    finally:
+        redis.start()
+    assert not (into / "data.bin").exists()
+    partial = [p for p in into.iterdir() if p.name.endswith(".xfer-part")]
+    assert len(partial) == 1 and partial[0].stat().st_size >= 6_000_000
+    for p in (sender, receiver):
+        assert "Traceback" not in p.stderr
+        last = p.events()[-1]
+        assert last["event"] == "error" and last["code"] == "peer-left" and "again to resume" in last["message"]
+
+    again = receive("receive-again")  # Redis is back (the relays may take a beat to see it)
+    resend = send(again.first_event(timeout=30)["code"], "send-again")
+    for p in (resend, again):
+        assert p.wait(60) == 0, p.stderr
+    assert sha256_of(into / "data.bin") == sha256_of(src)
+    assert [e for e in again.events() if e["event"] == "accepted"][-1]["resumed"] >= 6_000_000

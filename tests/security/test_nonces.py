@@ -50,6 +50,10 @@ class Seals(list):
                 seals.append((self._key, bytes(nonce)))
                 return self._real.encrypt(nonce, data, associated)
 
+            def encrypt_into(self, nonce, data, associated, buf):
+                seals.append((self._key, bytes(nonce)))
+                return self._real.encrypt_into(nonce, data, associated, buf)
+
             def decrypt(self, nonce, data, associated):
                 return self._real.decrypt(nonce, data, associated)
 

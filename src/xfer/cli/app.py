@@ -32,9 +32,10 @@ app = typer.Typer(
         "xfer config relay wss://relay.example"
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -59,6 +60,49 @@ app.command(cls=Command)(serve)
 app.command(cls=Command)(config)
 
 
+@app.command(cls=Command)
+def completion(
+    ctx: typer.Context,
+    shell: str = typer.Argument(..., metavar="SHELL", help="bash, zsh or fish.", show_default=False),
+) -> None:
+    """Print the completion script for SHELL: bash, zsh or fish.
+
+    xfer --install-completion installs it for the shell it runs from.
+
+    \b
+    Examples:
+      xfer --install-completion      install it for the shell it runs from
+      xfer completion bash > xfer.bash
+      xfer completion zsh > _xfer    for a folder in zsh's $fpath
+    """
+    from typer.completion import completion_init  # type: ignore[attr-defined]
+
+    try:
+        from typer._click.shell_completion import get_completion_class
+    except ImportError:  # a typer before 0.2x completes with click itself
+        from click.shell_completion import get_completion_class  # type: ignore[no-redef,import-not-found,assignment,unused-ignore]
+
+    from ..errors import UsageError
+    from .display import QuietDisplay
+    from .options import environment
+    from .status import run_command
+
+    completion_init()  # typer's scripts for bash, zsh and fish, as `_XFER_COMPLETE=source_SHELL xfer` gives
+    shells = ("bash", "zsh", "fish")
+
+    def body() -> None:
+        found = get_completion_class(shell) if shell in shells else None
+        if found is None:
+            raise UsageError(f"no completion for {shell!r}: give one of {', '.join(shells)}")
+        script = found(typer.main.get_command(app), {}, "xfer", "_XFER_COMPLETE").source()
+        print(script)
+
+    env = environment(ctx)
+    status = run_command(body, QuietDisplay(env), env, role="completion")
+    if status:
+        raise typer.Exit(status)
+
+
 def run(args: Sequence[str], env: Environment) -> int:
     """Run ``xfer ARGS`` in this process with ``env``'s streams and variables; its exit status.
 
@@ -77,7 +121,9 @@ def run(args: Sequence[str], env: Environment) -> int:
     command = typer.main.get_command(app)
     with contextlib.redirect_stdout(env.stdout), contextlib.redirect_stderr(env.stderr):
         try:
-            result = command.main(list(args), prog_name="xfer", standalone_mode=False, obj=env)
+            # --help at the width of the terminal (click's own never goes under 50 columns)
+            width = max(min(env.width, 80) - 2, 30)
+            result = command.main(list(args), prog_name="xfer", standalone_mode=False, obj=env, terminal_width=width)
         except ClickException as exc:
             exc.show(file=env.stderr)
             return exc.exit_code

@@ -12,8 +12,10 @@ Three displays:
 - ``JsonDisplay``: one JSON object per event on stdout, for scripts (imports no rich);
 - ``QuietDisplay``: errors, the room code and received texts only.
 
-Anything a peer chose (names, texts, reasons) is escaped before a person sees it;
-JSON carries it unescaped, as JSON strings.
+Anything a peer chose (names, texts, reasons) goes through ``escape_hostile`` before
+any output: for people as ``\\x1b`` (``display_name``, rich markup escaped too); in JSON as
+``\\u001b`` escapes, so a script decodes exactly what the peer wrote and no control,
+bidi or format character reaches a terminal raw.
 """
 
 from __future__ import annotations
@@ -89,11 +91,22 @@ class JsonDisplay(_Emits):
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
+        self.gone = False  # the reader of stdout went away (``| jq`` stopped by Ctrl-C)
 
     def show(self, event: Event) -> None:
+        if self.gone:
+            return
+        from ..protocol.names import escape_hostile
+
         line = json.dumps({"event": event.name, **event.fields}, ensure_ascii=False, separators=(",", ":"))
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        try:
+            # json.dumps writes C0 controls as \u escapes but C1 controls, bidi and other format
+            # characters raw: the same escaping as for people, in JSON's spelling (decodes unchanged)
+            self.stream.write(escape_hostile(line, json=True) + "\n")
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):  # a closed pipe (or stream): nobody reads events any more
+            self.gone = True
+            _silence(self.stream)
 
     def error(self, failure: Failure) -> None:
         self.emit("error", code=failure.code, message=failure.message, exit=failure.exit_status)
@@ -129,10 +142,45 @@ class QuietDisplay(_Emits):
         pass
 
 
+class BothDisplays(_Emits):
+    """``--json`` into a pipe while a person watches stderr: events for the script, and
+    the room, the QR code and the bars for the person."""
+
+    def __init__(self, *displays: Display) -> None:
+        self.displays = displays
+
+    def show(self, event: Event) -> None:
+        for display in self.displays:
+            display.show(event)
+
+    def error(self, failure: Failure) -> None:
+        for display in self.displays:
+            display.error(failure)
+
+    def close(self) -> None:
+        for display in self.displays:
+            display.close()
+
+
+def _silence(stream: TextIO) -> None:
+    """Point a stream whose pipe closed at /dev/null, so that the flush at exit does not fail."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def choose_display(env: Environment, *, json_mode: bool, quiet: bool, role: str) -> Display:
-    """The display for these options (``--json`` wins over ``--quiet``)."""
+    """The display for these options (``--json`` wins over ``--quiet``). ``--json`` to
+    something other than the terminal, with stderr on one, shows people their side too."""
     if json_mode:
-        return JsonDisplay(env.stdout)
+        if quiet or env.stdout_isatty or not env.stderr_isatty:
+            return JsonDisplay(env.stdout)
+        from .rich_display import RichDisplay
+
+        return BothDisplays(JsonDisplay(env.stdout), RichDisplay(env, role=role))
     if quiet:
         return QuietDisplay(env)
     from .rich_display import RichDisplay

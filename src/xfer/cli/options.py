@@ -41,6 +41,25 @@ class Command(TyperCommand):
     ``<list[Path]>``); options with an environment variable read it from the
     command's ``Environment``."""
 
+    def format_help_text(self, ctx: Any, formatter: Any) -> None:
+        """The help text, with its example blocks folded to the formatter's width."""
+        import inspect
+
+        text = inspect.cleandoc(self.help or "").partition("\f")[0]
+        if text:
+            formatter.write_paragraph()
+            with formatter.indentation():
+                formatter.write_text(fit_blocks(text, formatter.width - formatter.current_indent))
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        """On a narrow terminal, option names take at most a third of the width, or 8 columns
+        under 50 (a longer one gets a line of its own), so that their help keeps its words whole."""
+        if formatter.width < 70:
+            write_dl = formatter.write_dl
+            narrow = 8 if formatter.width < 50 else formatter.width // 3
+            formatter.write_dl = lambda rows, col_max=30, col_spacing=2: write_dl(rows, narrow, col_spacing)
+        super().format_help(ctx, formatter)
+
     def get_params(self, ctx: Any) -> Any:
         params = super().get_params(ctx)
         for param in params:
@@ -49,6 +68,37 @@ class Command(TyperCommand):
             if getattr(param, "envvar", None):
                 param.resolve_envvar_value = partial(_from_environment, param)  # type: ignore[method-assign]
         return params
+
+
+def fit_blocks(text: str, width: int) -> str:
+    """Fold the ``\\b`` blocks (kept as written by click) that are wider than ``width``: each
+    example ``  COMMAND   what it does`` becomes the command, then what it does below it."""
+    import re
+    import textwrap
+
+    blocks: list[list[str]] = [[]]
+    for line in text.splitlines():  # paragraphs, each a list of lines
+        if line.strip() == "":
+            blocks += [[line], []]
+        else:
+            blocks[-1].append(line)
+    out: list[str] = []
+    for block in blocks:
+        if not block or block[0] != "\b" or max(map(len, block)) <= width:
+            out += block
+            continue
+        for line in block:
+            indent = line[: len(line) - len(line.lstrip())]
+            example = re.match(r"(\s*\S.*?)\s{2,}(\S.*)$", line)
+            parts = [example.group(1).strip(), example.group(2)] if example else [line.strip()]
+            out += textwrap.wrap(
+                parts[0], width, initial_indent=indent, subsequent_indent=indent + "    ", break_long_words=False
+            ) or [line]
+            for part in parts[1:]:  # what the example does, under it
+                out += textwrap.wrap(
+                    part, width, initial_indent=indent + "  ", subsequent_indent=indent + "  ", break_long_words=False
+                )
+    return "\n".join(out)
 
 
 # Options shared by send and receive.

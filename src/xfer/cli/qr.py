@@ -19,8 +19,9 @@ def qr_text(url: str, *, colour: bool | None = None) -> str:
     ``invert=True`` draws the light modules (and the quiet zone) with block
     characters, dark modules as blanks: on a dark terminal the code reads
     dark-on-light, as scanners expect. On a light terminal that would come out
-    inverted, so when the QR goes to a terminal (``colour`` None: stderr is a tty
-    and NO_COLOR is unset) each line also sets white-on-black colours explicitly.
+    inverted, so with ``colour`` (None: stderr is a tty and NO_COLOR is unset or
+    empty) each line also sets white-on-black colours explicitly. Without them (NO_COLOR)
+    the code reads right on dark terminals and inverted on light ones.
     """
     import qrcode
 
@@ -30,8 +31,8 @@ def qr_text(url: str, *, colour: bool | None = None) -> str:
     out = io.StringIO()
     qr.print_ascii(out=out, tty=False, invert=True)
     text = out.getvalue()
-    if colour is None:
-        colour = sys.stderr.isatty() and "NO_COLOR" not in os.environ
+    if colour is None:  # (https://no-color.org: an empty NO_COLOR is not set)
+        colour = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
     if colour:
         text = "".join(f"{_COLOURS}{line}{_RESET}\n" for line in text.splitlines())
     return text

@@ -49,6 +49,11 @@ def receive(
     yes: bool = typer.Option(
         False, "--yes", "-y", help="Accept the offer without asking (needed when stdin is not a terminal)."
     ),
+    allow_dotfiles: bool = typer.Option(
+        False,
+        "--allow-dotfiles",
+        help="Also save entries whose names start with a dot (.bashrc, .ssh/...), which --yes alone refuses.",
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace existing files instead of saving as 'name (1).ext'."
     ),
@@ -81,7 +86,6 @@ def receive(
 ) -> None:
     """Receive files into a folder: join a room, or open one and wait for a sender.
 
-    \b
     The code comes from the command line, else XFER_CODE, else a prompt (Tab completes
     its words). A code on the command line is visible to other users of this machine.
 
@@ -93,9 +97,9 @@ def receive(
       xfer receive CODE --relay ws://192.168.1.20:8765 --dir ~/Downloads
       xfer receive CODE --relay wss://relay.example --yes --json
       xfer receive CODE --relay HOST:8765 --yes --stdout | tar x
+      xfer receive CODE --yes --allow-dotfiles   also save .bashrc, .config/... without asking
     """
-    import asyncio
-
+    from .. import loops
     from .display import choose_display
     from .session import RoomOptions, room_session
     from .status import run_command
@@ -116,6 +120,10 @@ def receive(
             raise UsageError("-o takes '-' (standard output); to save into a folder use --dir")
         if to_stdout and json_mode:
             raise UsageError("--stdout and --json both want standard output; pick one")
+        if to_stdout and env.stdout_isatty:
+            raise UsageError(
+                "--stdout writes the file to standard output, which is this terminal: add > FILE or | COMMAND"
+            )
         if not yes and not env.stdin_isatty:
             raise UsageError(
                 "stdin is not a terminal, so xfer cannot ask before accepting; add --yes to accept without asking"
@@ -146,7 +154,15 @@ def receive(
         )
 
         async def decide(event: dict[str, Any]) -> bool:
-            return True if yes else await ask("Accept?", env)
+            if yes:
+                return True
+            hidden = len(event.get("hidden") or [])
+            if not hidden or allow_dotfiles:
+                return await ask("Accept?", env)
+            # the offer listed every hidden entry by name: a yes here agrees to them
+            return await ask(
+                f"Accept, with the {hidden} hidden entr{'y' if hidden == 1 else 'ies'} listed?", env, default=False
+            )
 
         async def decide_other(event: dict[str, Any]) -> bool:
             return await ask("Take the files from this different sender instead?", env, default=False)
@@ -167,6 +183,8 @@ def receive(
                         overwrite=overwrite,
                         resume=not no_resume,
                         stdout=to_stdout,
+                        texts_end=joining is not None,  # we joined: a sender that only had texts, then left
+                        dotfiles=allow_dotfiles or not yes,
                         **session.task_options(),
                     )
                     try:
@@ -176,7 +194,7 @@ def receive(
                             raise
                         display.emit("warning", message=f"{exc}; waiting for the next offer")
                         continue
-                    if room_key is not None:
+                    if room_key is not None and "texts" not in summary:  # (texts leave nothing to find)
                         receipts.record(
                             room_key, target, summary["saved"], keep_for=LIMITS.receipts_for, where=remembered
                         )
@@ -189,7 +207,7 @@ def receive(
             display.emit("already-received", folder=str(target), files=here)
 
     status = run_command(
-        lambda: asyncio.run(main(display)), display, env, role="receive", debug=debug, close=display.close
+        lambda: loops.run(main(display)), display, env, role="receive", debug=debug, close=display.close
     )
     if status:
         raise typer.Exit(status)
@@ -209,6 +227,8 @@ def target_folder(folder: Path) -> Path:
         raise LocalFileError(f"cannot create {folder}: {exc.strerror or exc}") from None
     if not folder.is_dir():
         raise LocalFileError(f"{folder} is not a folder")
+    if hasattr(os, "statvfs") and os.statvfs(folder).f_flag & os.ST_RDONLY:
+        raise LocalFileError(f"cannot write in {folder}: it is on a read-only file system", "read-only")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise LocalFileError(f"permission denied: cannot write in {folder}", "permission-denied")
     return folder.resolve()

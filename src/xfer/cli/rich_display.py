@@ -35,14 +35,17 @@ def console(env: Environment) -> Console:
         no_color=not env.colour,
         width=env.width,
         highlight=False,
-        soft_wrap=True,  # a line stays one line
+        # On a terminal, lines fold between words to its width; elsewhere (a log) a line stays one line
+        soft_wrap=not env.stderr_isatty,
         _environ=dict(env.variables),
     )
 
 
 def error_line(failure: Failure) -> str:
-    """``xfer: message``, one line, with whatever a peer wrote in it escaped."""
-    return f"[bold red]xfer:[/bold red] {display_name(failure.message, ERROR_CHARS)}"
+    """``xfer: message``, one line, with whatever a peer wrote in it escaped; red only for
+    what went wrong, not for an ordinary stop."""
+    style = "bold" if failure.calm else "bold red"
+    return f"[{style}]xfer:[/{style}] {display_name(failure.message, ERROR_CHARS)}"
 
 
 class RichDisplay(_Emits):
@@ -51,6 +54,9 @@ class RichDisplay(_Emits):
     def __init__(self, env: Environment, *, role: str = "send") -> None:
         self.console = console(env)
         self.colour = env.colour
+        # The QR code carries its own colours unless NO_COLOR: they make it scan on light and dark
+        # terminals alike, also when stderr reaches the terminal through a pipe (`2>&1 | tee log`).
+        self.qr_colour = not env.get("NO_COLOR") and env.get("TERM") != "dumb"
         self.role = role
         self.peers: dict[int, str] = {}
         self.progress: Progress | None = None
@@ -60,6 +66,8 @@ class RichDisplay(_Emits):
         self._width = 10
         self.total_task: TaskID | None = None
         self._pending: tuple[list[dict[str, Any]], int] = ([], 0)  # the offer shown, until accepted
+        self.wanted = 1  # send --receivers N: the receivers it waits for
+        self.joined = 0
 
     # -- helpers ------------------------------------------------------------------
 
@@ -85,19 +93,25 @@ class RichDisplay(_Emits):
     def _bars(self, files: list[dict[str, Any]], total: int) -> None:
         if self.progress is not None:
             return
-        from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
+        from rich.table import Column
 
-        self.progress = Progress(
-            TextColumn("{task.description}", justify="left"),
-            BarColumn(bar_width=None),
-            DownloadColumn(),
-            speed_column(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        )
+        # One line per bar at any width from 40 columns: narrower, the names get shorter and
+        # the speed and time columns go (the bar keeps at least 10 cells).
+        cols = self.console.width
+        columns: list[str | ProgressColumn] = [
+            TextColumn("{task.description}", justify="left", table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=10)),
+            SizeColumn(table_column=Column(no_wrap=True)),
+        ]
+        if cols >= 64:
+            columns.append(speed_column())
+        if cols >= 76:
+            columns.append(TimeRemainingColumn(table_column=Column(no_wrap=True)))
+        self.progress = Progress(*columns, console=self.console, transient=False)
         self.progress.start()
-        width = self._width = min(max(len(f["name"]) for f in files), 28) if files else 10
+        longest = 28 if cols >= 80 else max(6, cols - 27)  # the rest: " ✓", the bar, "3.0/3.0 MB"
+        width = self._width = min(max(len(f["name"]) for f in files), longest) if files else 10
         for f in files:
             label = display_name(f["name"], width).ljust(width)
             if f.get("kind") == "dir":
@@ -117,18 +131,23 @@ class RichDisplay(_Emits):
             handler(**event.fields)
 
     def on_room(self, room: RoomOpened) -> None:
-        self.console.print(f"Room  [bold]{room.code}[/bold]        [dim](expires when everyone leaves)[/dim]")
+        wide = self.console.width >= 64
+        gap = "        " if wide else "\n"
+        self.console.print(f"Room  [bold]{room.code}[/bold]{gap}[dim](expires when everyone leaves)[/dim]")
         self.console.print()
-        self.console.print(f"On another computer:  [bold]{room.command}[/bold]")
+        # The command and the link are never folded by us: a terminal's own wrap keeps each one
+        # line to copy (the link is long: the secret after # is 43 characters)
+        if wide and len(room.command) + 22 <= self.console.width:
+            self.console.print(f"On another computer:  [bold]{room.command}[/bold]", soft_wrap=True)
+        else:
+            self.console.print(f"On another computer:\n  [bold]{room.command}[/bold]", soft_wrap=True)
         self.console.print("On a phone: scan this, or open" if room.qr else "On a phone, open")
-        # The link on a line of its own, never folded by us: a terminal's own wrap keeps it one
-        # line to copy (it is long: the secret after # is 43 characters)
         self.console.print(f"  {room.url}", soft_wrap=True, highlight=False, markup=False)
         if room.qr:
             from .qr import qr_text
 
             self.console.print()
-            self.console.file.write(qr_text(room.url, colour=self.colour))
+            self.console.file.write(qr_text(room.url, colour=self.qr_colour))
             self.console.file.flush()
         self.console.print()
 
@@ -155,10 +174,18 @@ class RichDisplay(_Emits):
             who = "the receiver" if count == 1 else f"the {count} receivers"
             self.say(f"[dim]Waiting up to {f.get('seconds', 0):.0f} s for {who} that left to come back…[/dim]")
             return
+        if reason == "receiver" and f.get("receivers", 1) > 1:  # --receivers N: joins count up to N
+            self.wanted = f["receivers"]
+            self.say(f"[dim]Waiting for {self.wanted} receivers…[/dim]")
+            return
         self.say("[dim]Waiting for a receiver…[/dim]" if reason == "receiver" else "[dim]Waiting for an offer…[/dim]")
 
     def on_peer_joined(self, peer: dict[str, Any]) -> None:
-        self.say(f"[green]✓[/green] {self._peer(peer)} joined")
+        count = ""
+        if self.wanted > 1 and self.progress is None and peer.get("role") != "sender":
+            self.joined += 1
+            count = f" ({min(self.joined, self.wanted)} of {self.wanted})"
+        self.say(f"[green]✓[/green] {self._peer(peer)} joined{count}")
 
     def on_peer_left(self, peer: dict[str, Any]) -> None:
         if peer.get("id") in self.peers:
@@ -175,13 +202,20 @@ class RichDisplay(_Emits):
         self._pending = (files, total)
         who = self._peer(f.get("from") or {})
         self.console.print(f"{who} offers {_describe(files, total)}:")
-        shown = [x for x in files if x.get("kind") != "dir"] or files
-        width = min(max(len(x["name"]) for x in shown), 40)
+        hidden = set(f.get("hidden") or ())
+        shown = [x for x in files if x.get("kind") != "dir" and x["name"] not in hidden]
+        shown = shown or [x for x in files if x["name"] not in hidden]
+        most = max(6, min(40, self.console.width - 14))  # "  NAME  SIZE" in one line
+        width = min(max((len(x["name"]) for x in files), default=1), most)
         for x in shown[:20]:
-            size = "folder" if x.get("kind") == "dir" else ("stream" if x["size"] is None else human_size(x["size"]))
-            self.console.print(f"  {display_name(x['name'], 40).ljust(width)}  {size:>9}")
+            self.console.print(f"  {display_name(x['name'], most).ljust(width)}  {_size(x):>9}")
         if len(shown) > 20:
             self.console.print(f"  … and {len(shown) - 20} more")
+        if hidden:  # every one by name, never behind "and N more": they run code in a home folder
+            self.console.print(f"[yellow]  Hidden entries (names starting with a dot), {len(hidden)}:[/yellow]")
+            for x in files:
+                if x["name"] in hidden:
+                    self.console.print(f"  {display_name(x['name'], 1000).ljust(width)}  {_size(x):>9}")
 
     def on_turned_away(self, peer: dict[str, Any], **f: Any) -> None:
         self.say(f"[yellow]Turned away {self._peer(peer)}: this room already has its receiver[/yellow]")
@@ -258,7 +292,7 @@ class RichDisplay(_Emits):
             if task is None:
                 name = self.peers.get(int(peer_id), "a receiver")
                 task = self.peer_tasks[int(peer_id)] = self.progress.add_task(
-                    ("→ " + name)[:28].ljust(self._width), total=f.get("total_size") or None
+                    display_name("→ " + name, max(self._width, 6)).ljust(self._width), total=f.get("total_size") or None
                 )
             self.progress.update(task, completed=held)
         if index in self.tasks and index not in self.finished:  # sent again to a receiver that came back
@@ -287,6 +321,8 @@ class RichDisplay(_Emits):
         if self.role == "send":
             who = ", ".join(self._peer(p) for p in (f.get("peers") or [f.get("peer") or {}]))
             self.say(f"Sent {_count(files)} ({human_size(bytes)}) to {who} in {seconds:.1f} s · SHA-256 verified")
+        elif "texts" in f:  # texts and no offer, and the sender left: it had nothing more
+            self.say(f"{display_name(f['from'], 60)} sent {_count(f['texts'], 'text')} and left")
         elif [s.get("path") for s in f.get("saved", [])] == ["-"]:
             name = display_name(f["saved"][0]["name"], 60)
             self.say(f"Wrote {name} to standard output ({human_size(bytes)}) · SHA-256 verified")
@@ -322,18 +358,40 @@ def _describe(files: list[dict[str, Any]], total: int) -> str:
     return f"{text}, {human_size(total)}"
 
 
-def _count(n: int) -> str:
-    return f"{n} file" if n == 1 else f"{n} files"
+def _size(entry: dict[str, Any]) -> str:
+    if entry.get("kind") == "dir":
+        return "folder"
+    return "stream" if entry["size"] is None else human_size(entry["size"])
+
+
+def _count(n: int, what: str = "file") -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
 class SpeedColumn(TransferSpeedColumn):
-    """rich's speed column, blank instead of "?" where there is no speed to show: a small
-    file sent in one chunk is done before rich has measured any."""
+    """rich's speed column in the units of ``human_size`` (rich's says "404 bytes/s"), blank
+    instead of "?" where there is no speed to show: a small file sent in one chunk is done
+    before rich has measured any."""
 
     def render(self, task: Task) -> Text:
-        if (task.finished_speed or task.speed) is None:
+        speed = task.finished_speed or task.speed
+        if speed is None:
             return Text("")
-        return super().render(task)
+        return Text(f"{human_size(speed)}/s", style="progress.data.speed")  # "404 B/s", as sizes are shown
+
+
+class SizeColumn(ProgressColumn):
+    """``1.5/3.0 MB``, ``6/6 B``: the sizes as the offer shows them (``human_size``)."""
+
+    def render(self, task: Task) -> Text:
+        done = human_size(task.completed)
+        if task.total is None:
+            return Text(done, style="progress.download")
+        total = human_size(task.total)
+        number, unit = done.split(" ")
+        if total.endswith(" " + unit):
+            return Text(f"{number}/{total}", style="progress.download")
+        return Text(f"{done}/{total}", style="progress.download")
 
 
 def speed_column() -> ProgressColumn:

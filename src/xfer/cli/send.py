@@ -50,6 +50,12 @@ def send(
     limit_rate: str | None = typer.Option(
         None, "--limit-rate", metavar="SIZE", help="Send at most this much a second, e.g. 20MB or 512KiB."
     ),
+    stdin_name: str | None = typer.Option(
+        None,
+        "--stdin-name",
+        metavar="NAME",
+        help="The name standard input (-) is offered and saved under (default: stdin), e.g. backup.tar.",
+    ),
     follow_symlinks: bool = typer.Option(
         False, "--follow-symlinks", help="Send what symlinks inside folders point to (skipped by default)."
     ),
@@ -82,12 +88,14 @@ def send(
       xfer send report.pdf --json          events as JSON lines, for scripts
       xfer send photos/                    a folder, file by file, with its empty folders
       tar c project | xfer send -          standard input (no resume for streams)
+      tar c src | xfer send - --stdin-name src.tar     saved as src.tar
       xfer send talk.pdf --receivers 3     wait for three receivers; the data leaves once
       xfer send --text "see you at 5" --room CODE --relay ws://192.168.1.20:8765
       xfer send notes.txt --verify         compare three words with the receiver first
     """
     import asyncio
 
+    from .. import loops
     from .display import Display, choose_display
     from .session import RoomOptions, room_session
     from .status import run_command
@@ -96,7 +104,7 @@ def send(
     display = choose_display(env, json_mode=json_mode, quiet=quiet, role="send")
 
     async def main(display: Display) -> None:
-        from ..errors import Declined, Interrupted, PeerGone, UsageError
+        from ..errors import Declined, Interrupted, PeerGone, UsageError, XferError
         from ..protocol.keys import Runs
         from ..transfer import sender_runs
         from ..transfer.sender import Sender, check_sources
@@ -148,7 +156,12 @@ def send(
             *(["--receivers", str(receivers)] if receivers > 1 else []),
         ]
         extra += ["--follow-symlinks"] if follow_symlinks else []
-        files = check_sources(paths, follow_symlinks=follow_symlinks, warn=lambda m: display.emit("warning", message=m))
+        files = check_sources(
+            paths,
+            follow_symlinks=follow_symlinks,
+            warn=lambda m: display.emit("warning", message=m),
+            stdin_name=stdin_named(stdin_name, paths),
+        )
         # A resume command (below) comes back as the same run of the sender, which the
         # receiver waiting for it requires (transfer/sender_runs.py).
         kept_in = sender_runs.runs_folder(env.variables)
@@ -182,8 +195,10 @@ def send(
                         if not signalled:
                             await asyncio.wait_for(sender.cancel("the sender stopped (Ctrl-C)"), 2)
                         raise
-                    except (Declined, PeerGone) as exc:
-                        if not keep_open:
+                    except XferError as exc:
+                        # With --keep-open, a receiver that declined, left or failed (its disk,
+                        # its checks) is a line in the log: the others and newcomers go on.
+                        if not keep_open or not (isinstance(exc, (Declined, PeerGone)) or exc.from_peer):
                             raise
                         display.emit("warning", message=f"{exc}; waiting for the next receiver")
                         served.update(sender.chosen)  # do not offer again to whoever declined or left
@@ -192,6 +207,8 @@ def send(
                         break
                     served.update(p["id"] for p in summary["peers"])
         except asyncio.CancelledError:
+            if not signalled and (opened is None or not opened.current().peers):
+                raise Interrupted("stopped; nobody had joined the room") from None
             if not signalled:
                 raise  # Ctrl-C: the receivers were told to stop, nothing waits to be resumed
             # A room we opened on a relay outlives us while a receiver that accepted waits in it
@@ -205,9 +222,7 @@ def send(
             waits = "; the receiver keeps what it has for a while" if engaged else ""
             raise Interrupted(f"stopped by {signalled[0]}{waits}") from None
 
-    status = run_command(
-        lambda: asyncio.run(main(display)), display, env, role="send", debug=debug, close=display.close
-    )
+    status = run_command(lambda: loops.run(main(display)), display, env, role="send", debug=debug, close=display.close)
     if status:
         raise typer.Exit(status)
 
@@ -243,6 +258,20 @@ def stop_on_signals() -> list[str]:
         except (NotImplementedError, RuntimeError, ValueError):
             pass  # not on this platform, or not the main thread: the default stays
     return came
+
+
+def stdin_named(name: str | None, paths: list[Path]) -> str:
+    """``--stdin-name``: one plain file name, for a ``-`` among the paths."""
+    from ..errors import UsageError
+    from ..protocol.names import safe_name
+
+    if name is None:
+        return "stdin"
+    if not any(str(p) == "-" for p in paths):
+        raise UsageError("--stdin-name names standard input: give - among the paths")
+    if safe_name(name) != name:
+        raise UsageError(f"--stdin-name takes a plain file name, like backup.tar (not {name!r})")
+    return name
 
 
 def limit(text: str | None) -> int | None:

@@ -30,6 +30,13 @@ def serve(
     ),
     max_peers: int = typer.Option(20, "--max-peers", metavar="N", help="Peers in one room at most."),
     max_rooms: int = typer.Option(10_000, "--max-rooms", metavar="N", help="Rooms open at once at most."),
+    max_memory: int = typer.Option(
+        1024,
+        "--max-memory",
+        min=0,
+        metavar="MIB",
+        help="Resident memory (MiB) past which the relay opens no new rooms; rooms open go on (0: no bound).",
+    ),
     joins_per_minute: int = typer.Option(
         60, "--joins-per-minute", metavar="N", help="Joins one address may make a minute."
     ),
@@ -39,6 +46,35 @@ def serve(
         min=1,
         metavar="N",
         help="Joins to rooms that are not open one address may make a minute (so scanning codes is slow).",
+    ),
+    max_connections: int = typer.Option(
+        10_000,
+        "--max-connections",
+        min=1,
+        metavar="N",
+        help="Connections open at once at most (fewer if the limit of open files is lower); "
+        "past it the newest are refused.",
+    ),
+    peer_messages: int = typer.Option(
+        500,
+        "--peer-messages-per-second",
+        min=1,
+        metavar="N",
+        help="Control messages one connection may send a second; past it the relay reads it more slowly.",
+    ),
+    peer_control_bytes: int = typer.Option(
+        512 * 1024,
+        "--peer-control-bytes-per-second",
+        min=1,
+        metavar="BYTES",
+        help="Bytes of control messages (offers, texts) one connection may send a second, likewise.",
+    ),
+    peer_bytes: int = typer.Option(
+        0,
+        "--peer-bytes-per-second",
+        min=0,
+        metavar="BYTES",
+        help="Bytes of everything, files included, one connection may send a second (0: no bound).",
     ),
     keepalive: float = typer.Option(
         20.0,
@@ -54,6 +90,14 @@ def serve(
         help="Also accept browser WebSockets from pages at this origin "
         "(repeatable), e.g. https://xfer.example behind a reverse proxy "
         "that rewrites Host.",
+    ),
+    allow_host: list[str] = typer.Option(
+        [],
+        "--allow-host",
+        metavar="NAME",
+        help="Also answer pages and browsers that reach this relay by this host name (repeatable), "
+        "e.g. relay.lan. It answers IP addresses, localhost, this machine's name and the names "
+        "in --public-url and --allow-origin by itself.",
     ),
     tls_cert: str | None = typer.Option(
         None,
@@ -113,20 +157,27 @@ def serve(
     console = display.console
 
     def body() -> None:
-        import asyncio
 
+        from .. import loops, memory
         from ..addresses import lan_address, relay_ws_url, ws_url_for
         from ..errors import UsageError
         from ..relay import RelayLimits, RelayServer, bind_socket
+        from ..relay.gate import raise_descriptor_limit
         from ..relay.server import quiet_uvicorn, tls_context, trusted_proxies
 
         if not debug:
             quiet_uvicorn()
+        descriptors = raise_descriptor_limit()
         limits = RelayLimits(
             max_peers_per_room=max_peers,
             max_rooms=max_rooms,
             joins_per_minute=joins_per_minute,
             missed_joins_per_minute=missed_joins_per_minute,
+            max_connections=max_connections,
+            max_memory=max_memory * 1024 * 1024,
+            control_messages_per_second=peer_messages,
+            control_bytes_per_second=peer_control_bytes,
+            peer_bytes_per_second=peer_bytes,
         )
         proxies = trusted_proxies(trust_proxy)
         if bool(tls_cert) != bool(tls_key):
@@ -160,14 +211,18 @@ def serve(
             bus=bus,
         )
         server.app.state.allowed_origins = origins
+        server.app.state.allowed_hosts = allowed_hosts([*allow_host, host])
         console.print(
             f"xfer relay {__version__} listening on {host}:{server.port}" + (" (HTTPS and WSS)" if tls else "")
         )
         if proxies:
             console.print(f"[dim]X-Forwarded-For believed from {', '.join(proxies)}[/dim]")
+        files = f" (limit of open files: {descriptors})" if descriptors is not None else ""
+        console.print(f"[dim]Up to {server.gate.cap} connections at once{files}.[/dim]")
         console.print(f"Others use it with:  [bold]xfer send FILE --relay {public}[/bold]")
         console.print("[dim]Ctrl-C stops it.[/dim]")
-        asyncio.run(_serve(server, bus, console))
+        memory.keep_big_blocks()  # a relay moves frames for hours: never a fresh mapping per frame
+        loops.run(_serve(server, bus, console))
         console.print("Relay stopped.")
 
     status = run_command(body, display, env, role="serve", debug=debug, close=display.close)
@@ -176,17 +231,20 @@ def serve(
 
 
 async def _serve(server: Any, bus: Any, console: Console) -> None:
-    if bus is not None:
-        import logging
+    import logging
 
-        class Say(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                style = "yellow" if record.levelno >= logging.WARNING else ""
-                console.print(record.getMessage(), style=style, markup=False)
+    from ..protocol.names import escape_hostile
 
-        # The bus says when Redis answers, goes and comes back: one line each.
-        handler = Say()
-        logger = logging.getLogger("xfer.relay.bus")
+    class Say(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            style = "yellow" if record.levelno >= logging.WARNING else ""
+            console.print(escape_hostile(record.getMessage()), style=style, markup=False)
+
+    # One line each: the bus says when Redis answers, goes and comes back; the relay,
+    # when it starts and stops refusing connections for having as many as it takes.
+    handler = Say()
+    for name in ("xfer.relay.bus", "xfer.relay.connections") if bus is not None else ("xfer.relay.connections",):
+        logger = logging.getLogger(name)
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     await server.run_until_signal()
@@ -208,6 +266,29 @@ def redis_bus(url: str, expiry: float) -> Any:
         return RedisBus(url, expiry=expiry)
     except ValueError as exc:
         raise UsageError(f"--redis: {exc}") from None
+
+
+def allowed_hosts(names: list[str]) -> tuple[str, ...]:
+    """``--allow-host`` values (and ``--host`` when it is a name) as the relay matches
+    ``Host``: lower case, no port; addresses need no entry."""
+    import ipaddress
+
+    from ..errors import UsageError
+
+    hosts = []
+    for name in names:
+        name = name.strip().lower().rstrip(".")
+        try:
+            ipaddress.ip_address(name.strip("[]"))
+            continue
+        except ValueError:
+            pass
+        if not name:
+            continue
+        if not all(part and len(part) <= 63 and part.replace("-", "").isalnum() for part in name.split(".")):
+            raise UsageError(f"--allow-host {name!r}: give a host name like relay.lan, without a port")
+        hosts.append(name)
+    return tuple(hosts)
 
 
 def allowed_origins(urls: list[str]) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..addresses import lan_address, page_url, relay_ws_url, ws_url_for
 from ..errors import RelayUnreachable, UsageError
@@ -65,6 +66,7 @@ class Session:
             "reconnect": self.reconnect,
             "reconnect_for": self.options.reconnect_for,
             "peer_timeout": self.options.peer_timeout,
+            "peers_relay": self.options.room is not None and self.options.relay is None,  # found on the LAN
         }
 
     def current(self) -> Link:
@@ -114,6 +116,8 @@ async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncI
             public = candidates[0]
         if opts.public_url:
             public = relay_ws_url(opts.public_url)
+            if server is not None:  # pages reach our relay by that name: it answers to it
+                server.app.state.allowed_hosts = (urlsplit(public).hostname or "",)
         name = opts.name or default_name()
         secret = secrets.token_hex(16)  # the same on every reconnect: the relay drops our stale connection
         link = link_secret() if opening else None  # for the page that scans our QR code

@@ -42,6 +42,7 @@ class Failure:
     message: str
     code: str
     exit_status: int
+    calm: bool = False  # an ordinary stop (Ctrl-C, a decline): not shown as what went wrong
 
 
 def failure(exc: BaseException, role: str) -> Failure:
@@ -53,10 +54,12 @@ def failure(exc: BaseException, role: str) -> Failure:
         return Failure(str(exc), exc.code, EXIT_CODE)
     if isinstance(exc, WrongCode):  # a receiver: its code and the sender's differ
         return Failure("the code did not match: check it with the sender", exc.code, EXIT_CODE)
+    from ..errors import Declined, Interrupted
+
     if isinstance(exc, XferError):
-        return Failure(str(exc), exc.code, exc.exit_code)
+        return Failure(str(exc), exc.code, exc.exit_code, calm=isinstance(exc, (Declined, Interrupted)))
     if isinstance(exc, KeyboardInterrupt):
-        return Failure(INTERRUPTED.get(role, "interrupted"), "interrupted", EXIT_INTERRUPTED)
+        return Failure(INTERRUPTED.get(role, "interrupted"), "interrupted", EXIT_INTERRUPTED, calm=True)
     return Failure(
         f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)", XferError.code, EXIT_BUG
     )

@@ -33,11 +33,17 @@ class XferError(Exception):
 
     exit_code = 1
     code = "error"
+    from_peer = False  # the other side failed (its disk, its checks, its messages), not this one
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
+
+    def of_peer(self) -> XferError:
+        """This error, marked as the other side's."""
+        self.from_peer = True
+        return self
 
 
 class UsageError(XferError):

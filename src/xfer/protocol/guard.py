@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .errors import LocalProtocolError, RemoteProtocolError
-from .frames import HEADER, Chunk
-from .keys import KEY_BYTES, Channel, ContentKey, Handshake, PairKeys, Runs, Side, WrongCode, link_keys
+from .frames import HEADER, HEADER_SIZE, Chunk
+from .keys import KEY_BYTES, TAG_BYTES, Channel, ContentKey, Handshake, PairKeys, Runs, Side, WrongCode, link_keys
 from .limits import LIMITS, Limits
 from .machine import Event, Output, Send
 from .message_keys import (
@@ -348,7 +348,8 @@ class Guard:
             return []  # from no trusted sender of an offered transfer: dropped, never written
         routed = HEADER.pack(1, 0, 0, chunk.transfer, chunk.index, chunk.offset)  # what the relay may not change
         plain = content.open(chunk.index, chunk.offset, chunk.payload, routed)
-        return [Deliver(dataclasses.replace(chunk, payload=memoryview(plain)))]
+        opened = Chunk(chunk.sender, chunk.to, chunk.transfer, chunk.index, chunk.offset, memoryview(plain))
+        return [Deliver(opened)]
 
     def _refuse(self, pair: _Pair, error: WrongCode) -> list[Output]:
         """A wrong code. A receiver stops; a sender drops the peer and counts."""
@@ -419,7 +420,7 @@ class Guard:
         plain = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
         return [Send(Sealed(to=pair.info.id, box=b64encode(pair.outgoing.seal(plain))))]
 
-    def seal_chunk(self, chunk: Chunk) -> list[bytes]:
+    def seal_chunk(self, chunk: Chunk) -> list[bytes | bytearray]:
         """The frames for a chunk: its payload sealed under its round's content key, in one
         frame that the relay fans out. A page that receives through the relay's bridge gets
         it in clear, in a frame of its own (and then every receiver does: one fan-out
@@ -430,10 +431,15 @@ class Guard:
         current.chunks = True
         payload = chunk.payload  # sealed without a copy first
         routed = HEADER.pack(1, 0, 0, chunk.transfer, chunk.index, chunk.offset)
-        sealed = current.key.seal(chunk.index, chunk.offset, payload, routed)
         mixed = chunk.to == 0 and bool(current.relayed)
+        if not mixed and chunk.to not in current.relayed:  # the usual case: one frame, sealed in place
+            frame = bytearray(HEADER_SIZE + len(payload) + TAG_BYTES)
+            HEADER.pack_into(frame, 0, 1, chunk.sender, chunk.to, chunk.transfer, chunk.index, chunk.offset)
+            current.key.seal_into(chunk.index, chunk.offset, payload, routed, memoryview(frame)[HEADER_SIZE:])
+            return [frame]
+        sealed = current.key.seal(chunk.index, chunk.offset, payload, routed)
         targets = [chunk.to] if not mixed else sorted(current.sealed | current.relayed)
-        frames = []
+        frames: list[bytes | bytearray] = []
         for to in targets:
             header = HEADER.pack(1, chunk.sender, to, chunk.transfer, chunk.index, chunk.offset)
             frames.append(header + (bytes(payload) if to in current.relayed else sealed))

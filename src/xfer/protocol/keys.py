@@ -235,6 +235,11 @@ class ContentKey:
     def seal(self, index: int, offset: int, data: bytes | memoryview, header: bytes) -> bytes:
         return self._aead.encrypt(_CHUNK_NONCE.pack(index, offset), data, header)
 
+    def seal_into(self, index: int, offset: int, data: bytes | memoryview, header: bytes, out: memoryview) -> None:
+        """``seal`` written into ``out`` (``len(data) + TAG_BYTES`` bytes): a frame built
+        around its header, with no sealed copy made first."""
+        self._aead.encrypt_into(_CHUNK_NONCE.pack(index, offset), data, header, out)
+
     def open(self, index: int, offset: int, sealed: bytes | memoryview, header: bytes) -> bytes:
         try:
             return self._aead.decrypt(_CHUNK_NONCE.pack(index, offset), sealed, header)

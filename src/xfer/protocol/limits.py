@@ -43,7 +43,11 @@ class Limits:
     chunk_size: int = DEFAULT_CHUNK_SIZE  # bytes of file data in one chunk frame
     window: int = 8 * MiB  # unacknowledged bytes a sender may have in flight (its credit)
     ack_every: int = 1 * MiB  # a receiver acknowledges at least this often (and 4 times a window)
-    space_margin: int = 16 * MiB  # free space a receiver leaves for the rest of the system
+    space_margin: int = 16 * MiB  # free space a receiver leaves for the rest of the system (a stream stops there)
+    # folders an offer's paths would make (each entry's parents, and its folders): each costs an
+    # inode, and 1,000 entries 64 levels deep would make 64,000. An offer past it is refused
+    max_offer_folders: int = 10_000
+    inode_margin: int = 1_000  # free inodes a receiver leaves, where the file system counts them
     peer_timeout: float = 60.0  # how long a peer that left (or the relay) may take to come back
     reconnect_for: float = 60.0  # how long to keep trying to reach the relay again
     backoff_first: float = 0.2  # the first wait before reaching the relay again; it doubles...
@@ -56,6 +60,7 @@ class Limits:
     max_peers_per_room: int = 20
     max_rooms: int = 10_000
     max_rooms_per_address: int = 50
+    max_memory: int = 1024 * MiB  # resident memory past which the relay opens no new rooms (0: no bound)
     joins_per_minute: int = 60  # per client address, a token bucket
     # per client address, a token bucket: joins that name a room that is not open. Past it the
     # address may not name rooms for a while, so scanning nameplates for open rooms is slow
@@ -65,9 +70,18 @@ class Limits:
     nameplates_in_order: int = 1000
     nameplate_draws: int = 32
     remembered_addresses: int = 100_000  # join buckets kept; past this they are all forgotten at once
+    # connections open at once; the relay also keeps below its descriptor limit (relay/gate.py)
+    # and refuses the newest past it, so an idle crowd cannot make it fail to accept at all
+    max_connections: int = 10_000
     handshake_timeout: float = 10.0  # a new connection's first HTTP request (and its TLS handshake)
     hello_timeout: float = 10.0  # to send hello once the WebSocket opened
     send_timeout: float = 30.0  # a peer that takes longer to accept one frame is dropped
+    # What one connection may send the relay each second (relay/budget.py); past it the relay
+    # reads the connection's socket no faster (it waits, TCP slows the peer), nothing is dropped.
+    # A burst always holds one frame of the largest size.
+    control_messages_per_second: int = 500  # JSON messages (a receiver acks about 4 times a window)
+    control_bytes_per_second: int = 512 * KiB  # bytes of JSON: offers of many files cost the most to check
+    peer_bytes_per_second: int = 0  # every frame, chunks included; 0: no bound
     local_queue_frames: int = 16  # frames waiting for a peer in the relay's own process
     outbox_bytes: int = 64 * MiB  # queued for one peer through Redis before it counts as stalled
     redis_expiry: float = 10.0  # a relay silent this long is dead and its peers leave (it beats 4 times as often)
@@ -96,6 +110,14 @@ class Limits:
             raise ValueError(f"nameplates_in_order must be from 1 to {MAX_NAMEPLATE}, nameplate_draws 0 to 1000")
         if self.ack_every < 1:
             raise ValueError("ack_every must be at least 1")
+        if self.control_messages_per_second < 1 or self.control_bytes_per_second < 1:
+            raise ValueError("control_messages_per_second and control_bytes_per_second must be at least 1")
+        if self.max_memory < 0:
+            raise ValueError("max_memory must be 0 (no bound) or more")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if self.peer_bytes_per_second < 0:
+            raise ValueError("peer_bytes_per_second must be 0 (no bound) or more")
         if self.wrong_codes < 1:
             raise ValueError("wrong_codes must be at least 1")
 

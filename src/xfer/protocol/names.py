@@ -31,6 +31,27 @@ def _hostile(ch: str) -> bool:
     return unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp")
 
 
+def escape_hostile(s: str, *, json: bool = False) -> str:
+    """What a peer wrote, with every ``_hostile`` character made visible: the one escaping
+    of peer-written strings (names, texts, reasons, device names) before any output.
+
+    For people ``\\x1b``, ``\\u202e``, ``\\U000e0001``; with ``json`` the same characters
+    as JSON's own ``\\uXXXX`` escapes (a surrogate pair above U+FFFF), so a JSON line
+    decodes to exactly what the peer wrote while none of them reaches a terminal raw.
+    """
+    return "".join(_visible(ch, json) if _hostile(ch) else ch for ch in s)
+
+
+def _visible(ch: str, json: bool = False) -> str:
+    code = ord(ch)
+    if json:
+        if code < 0x10000:
+            return f"\\u{code:04x}"
+        high, low = divmod(code - 0x10000, 0x400)
+        return f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def _blen(s: str) -> int:
     return len(s.encode("utf-8", "surrogatepass"))
 
@@ -93,6 +114,21 @@ def safe_relpath(raw: str) -> list[str]:
         parts = parts[1:]  # a drive, as in C:\\Windows
     safe = [safe_name(p) for p in parts[-MAX_DEPTH:]]
     return safe or ["file"]
+
+
+def recorded_relpath(raw: object) -> list[str] | None:
+    """A relative path read back from the receiver's own state file (``.xfer-state``), as
+    components, trusted no more than a peer's name: only a path that ``safe_relpath`` would
+    make, every component already safe (no ``..``, nothing absolute, no ``\\``); ``"."``
+    is the target folder itself (``[]``). Anything else: ``None``."""
+    if not isinstance(raw, str):
+        return None
+    if raw == ".":
+        return []
+    parts = raw.split("/")
+    if len(parts) > MAX_DEPTH or any(part != safe_name(part) for part in parts):
+        return None
+    return parts
 
 
 def _check_component(name: str) -> None:

@@ -129,11 +129,14 @@ class DownloadGet(RelayMessage):
     t: str  # the download's token
     i: int  # the file's index
     r: str  # the relay that has the HTTP request
+    b: str | None = None  # the browser it came from (its cookie), if any
 
     def __post_init__(self) -> None:
         _hex(self.s, _HEX16, "stream id")
         _hex(self.t, _HEX32, "token")
         _hex(self.r, _HEX16, "relay id")
+        if self.b is not None:
+            _hex(self.b, _HEX32, "browser")
         if type(self.i) is not int or not 0 <= self.i < 2**63:
             raise ProtocolError("relay message: file index is out of range")
 

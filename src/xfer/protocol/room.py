@@ -18,6 +18,7 @@ also ends, and both paths leave).
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,6 +102,22 @@ class Left(Event, Generic[H]):
 # creates with a nameplate count too: they would probe as well) may name none for a while,
 # whether or not the room it names is open, so a scan learns nothing more.
 MISSED = Refused(Refusal.RATE_LIMITED, "too many joins of rooms that are not open from this address; wait a minute")
+
+
+def address_key(host: str) -> str:
+    """What the per-address limits count a client as: an IPv4 address as it is, an IPv6
+    address by its /64 (one subscriber's network holds 2^64 addresses, so counting them one
+    by one would limit nobody), an IPv4-mapped IPv6 address as the IPv4 one. Anything that is
+    not an address (a test client, ``local``) stays as it is."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])  # a zone ("fe80::1%eth0") names no other host
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 class _Bucket:

@@ -354,7 +354,7 @@ class SenderMachine:
 
     def declined_error(self, reject: Reject) -> XferError:
         if reject.code == "no-space":
-            return LocalFileError(f"the receiver has no room for this: {reject.reason}", "no-space")
+            return LocalFileError(f"the receiver has no room for this: {reject.reason}", "no-space").of_peer()
         if reject.code == "other-sender":  # our own words: the receiver's are its to choose
             return Declined("the receiver refused: it takes these files only from the sender it began with")
         reason = f": {reject.reason}" if reject.reason and reject.reason != "declined" else ""
@@ -364,10 +364,12 @@ class SenderMachine:
         name = self.files[error.index].name if error.index is not None and error.index < len(self.files) else None
         what = f" ({name})" if name else ""
         if error.code == "hash-mismatch":
-            return IntegrityFailure(f"the receiver found a SHA-256 mismatch{what}; nothing was saved under its name")
-        if error.code in ("no-space", "disk-full", "permission-denied", "io-error"):
-            return LocalFileError(f"the receiver could not write{what}: {error.message}", error.code)
-        return RemoteProtocolError(f"the receiver stopped{what}: {error.message or error.code}", error.code)
+            return IntegrityFailure(
+                f"the receiver found a SHA-256 mismatch{what}; nothing was saved under its name"
+            ).of_peer()
+        if error.code in ("no-space", "disk-full", "permission-denied", "read-only", "io-error"):
+            return LocalFileError(f"the receiver could not write{what}: {error.message}", error.code).of_peer()
+        return RemoteProtocolError(f"the receiver stopped{what}: {error.message or error.code}", error.code).of_peer()
 
     def new_hash(self) -> RunningHash:
         return hashlib.sha256()

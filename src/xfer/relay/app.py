@@ -13,6 +13,7 @@ import logging
 from dataclasses import replace
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -35,19 +36,27 @@ from ..protocol import (
     parse_message,
     serialize,
 )
-from ..protocol.closes import Close
+from ..protocol.closes import Close, Refusal
 from ..protocol.limits import LIMITS
 from ..protocol.message_fields import PROTOCOL_MAJOR, VERSION_PATTERN
 from ..protocol.room import Joined, Refused, Room
+from .budget import Budget
 from .buses import Bus, Handle, Inbound, LocalBus
 from .download import DownloadBridge
+from .memory import Memory
 from .peer import PeerConnection
-from .web import origin_allowed, page_routes
+from .web import HostCheck, env_hosts, origin_allowed, own_names, page_routes
 
 log = logging.getLogger("xfer.relay")
 
 WS_PATH = "/ws"
+PLACEHOLDER_RELAY = "ws://HOST:PORT"  # a relay's public address when nobody gave one
 CLOSE_NORMAL = Close.NORMAL
+
+
+MEMORY_FULL = Refused(
+    Refusal.RELAY_FULL, "this relay is using all the memory it may (--max-memory); try again later or use another relay"
+)
 
 
 async def _broadcast(peers: list[Handle], data: str | bytes) -> None:
@@ -62,6 +71,7 @@ class Relay:
         self.room = room
         self.bus = bus
         self.downloads = DownloadBridge(room, bus)  # files to browser pages leave as HTTP downloads
+        self.memory = Memory(room.limits.max_memory)
         bus.bind(
             room,
             Inbound(
@@ -152,6 +162,8 @@ class Relay:
     async def join(self, peer: Handle, hello: Hello, address: str) -> Joined[Handle] | Refused:
         """Seat ``peer`` (sets its ``info`` and ``room``); a stale connection it replaces is
         taken out and its room told. The caller welcomes the peer, then ``announce``s it."""
+        if hello.create and hello.room not in self.room.rooms and self.memory.full():
+            return MEMORY_FULL
         result = await self.bus.join(hello, peer, address)
         if isinstance(result, Refused):
             return result
@@ -174,11 +186,17 @@ class Relay:
         await self.bus.joined(peer.room, peer.info)
 
     async def _serve_peer(self, conn: PeerConnection) -> None:
+        loop = asyncio.get_running_loop()
+        budget = Budget(self.limits, loop.time())
         while True:
             event = await conn.ws.receive()
             if event["type"] == "websocket.disconnect":
                 return
-            if not await self.route(conn, event.get("text"), event.get("bytes")):
+            text, data = event.get("text"), event.get("bytes")
+            wait = budget.charge(text, data, loop.time())
+            if wait > 0:  # over its budget: its socket is not read meanwhile (uvicorn reads on when we do)
+                await asyncio.sleep(wait)
+            if not await self.route(conn, text, data):
                 return
 
     async def route(self, conn: Handle, text: str | None, data: bytes | None) -> bool:
@@ -254,12 +272,15 @@ def _no_such_peer(message: Message | None) -> Error:
 def create_app(
     limits: Limits | None = None,
     *,
-    public_relay: str = "ws://HOST:PORT",
+    public_relay: str = PLACEHOLDER_RELAY,
     allowed_origins: tuple[str, ...] = (),
+    allowed_hosts: tuple[str, ...] = (),
     bus: Bus | None = None,
 ) -> Starlette:
     """``allowed_origins``: page origins besides the relay's own that may open WebSockets
     (a reverse proxy that rewrites Host); also settable later as ``app.state.allowed_origins``.
+    ``allowed_hosts``: host names the relay answers to besides its own (``web.HostCheck``);
+    also settable later as ``app.state.allowed_hosts``.
     ``bus``: a ``bus.RedisBus`` to share rooms with other relays (started by the server);
     by default the relay is on its own (``buses.LocalBus``)."""
     room: Room[Handle] = Room(limits or LIMITS)
@@ -288,18 +309,25 @@ def create_app(
         except WebSocketDisconnect:
             pass
 
+    def names() -> frozenset[str]:
+        state = app.state
+        public = (public_relay,) if public_relay != PLACEHOLDER_RELAY else ()
+        return own_names((*public, *state.allowed_origins), (*state.allowed_hosts, *env_hosts()))
+
     app = Starlette(
         routes=[
             *page_routes(),
             relay.downloads.route(),
             Route("/healthz", healthz),
             WebSocketRoute(WS_PATH, websocket),
-        ]
+        ],
+        middleware=[Middleware(HostCheck, names=names)],
     )
     app.state.room = room
     app.state.hub = room  # the name tests and the CLI have used
     app.state.relay = relay
     app.state.allowed_origins = tuple(allowed_origins)
+    app.state.allowed_hosts = tuple(allowed_hosts)
     app.state.limits = room.limits  # what the page's constants.js serves
     return app
 

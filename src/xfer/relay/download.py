@@ -197,7 +197,9 @@ class DownloadBridge(HttpSide):
         files = [
             FileStream(i, parts[-1], f.size, f.mime) for i, (f, parts) in enumerate(zip(offer.files, received.parts))
         ]
-        d = Download(room, me, offer.sender, offer.transfer, token, files, machine)
+        page = self.hub.member(room, me)
+        browser = getattr(page.handle, "browser", None) if page is not None else None  # its link is for it alone
+        d = Download(room, me, offer.sender, offer.transfer, token, files, machine, browser=browser)
         self.by_page[(room, me)] = d
         self.by_token[token] = d
         await self.bus.own_download(token)  # before the accept goes on: the page may ask any relay for the file

@@ -24,6 +24,17 @@ from ..protocol.names import safe_name
 from ..protocol.receiver import ReceiverMachine, ReceiverState
 
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")  # a download's secret, as the page drew it
+BROWSER_COOKIE = "xfer-browser"  # the relay's mark on a browser that loaded its page (see browser_of)
+
+
+def browser_of(cookies: dict[str, str]) -> str | None:
+    """The browser a request came from, by the cookie the relay set when it served the page
+    (32 hex digits drawn by the relay), or None. A download link works only for the browser
+    whose page asked for it: others that learn the link (on the network, through the
+    sender's accept) get nothing."""
+    value = cookies.get(BROWSER_COOKIE)
+    return value if value is not None and _TOKEN.match(value) else None
+
 
 if TYPE_CHECKING:
     from .download_relays import AcrossRelays
@@ -67,6 +78,7 @@ class Download:
     files: list[FileStream]
     machine: ReceiverMachine  # the receiver's decisions: chunk order, sizes, hashes, acks
     failed: bool = False
+    browser: str | None = None  # the browser of the page that asked (browser_of); None: any (no cookie came)
 
 
 def _size(item: bytes | _Verdict | None) -> int:
@@ -171,17 +183,21 @@ class HttpSide:
         if not _TOKEN.match(token):
             return _refusal(404)
         d = self.by_token.get(token)
+        browser = browser_of(request.cookies)
         if d is None:  # perhaps a page of another relay (Redis): ask the one that holds it
-            return await self.across.http(token, index)
-        status = self._claim(d, index)
+            return await self.across.http(token, index, browser)
+        status = self._claim(d, index, browser)
         if status != 200:
             return _refusal(status)
         assert d is not None
         return _BridgeResponse(self, d, d.files[index])
 
-    def _claim(self, d: Download | None, index: int) -> int:
-        """Claim file ``index`` of ``d`` for one response: 200, or the HTTP status that refuses it."""
+    def _claim(self, d: Download | None, index: int, browser: str | None) -> int:
+        """Claim file ``index`` of ``d`` for one response from ``browser``: 200, or the HTTP
+        status that refuses it (another browser is told the link does not exist, and uses nothing up)."""
         if d is None or d.failed or not 0 <= index < len(d.files):
+            return 404
+        if d.browser is not None and browser != d.browser:
             return 404
         f = d.files[index]
         if f.claimed:

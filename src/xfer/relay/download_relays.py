@@ -49,15 +49,16 @@ class AcrossRelays:
     def bus(self) -> Any:
         return self.bridge.bus
 
-    async def http(self, token: str, index: int) -> Response:
-        """On the relay with the HTTP request: ask the page's relay for the file."""
+    async def http(self, token: str, index: int, browser: str | None) -> Response:
+        """On the relay with the HTTP request (from ``browser``): ask the page's relay for the file."""
         bus = self.bus
         owner = await bus.download_owner(token)
         if owner is None or owner == bus.relay_id or not await bus.relay_alive(owner):
             return _refusal(404)
         e = _Elsewhere(secrets.token_hex(8), owner)
         self.elsewhere[e.id] = e
-        await bus.to_relay(owner, b"G", {"s": e.id, "t": token, "i": index, "r": bus.relay_id})
+        get = {"s": e.id, "t": token, "i": index, "r": bus.relay_id, **({"b": browser} if browser else {})}
+        await bus.to_relay(owner, b"G", get)
         try:
             head = await asyncio.wait_for(e.items.get(), self.bridge.limits.download_head_timeout)
         except asyncio.TimeoutError:
@@ -79,7 +80,10 @@ class AcrossRelays:
         msg = json.loads(body)
         stream = str(msg["s"])
         if kind == b"G":
-            self.bridge._spawn(self._serve(stream, str(msg["t"]), int(msg["i"]), str(msg["r"])))
+            browser = msg.get("b")
+            self.bridge._spawn(
+                self._serve(stream, str(msg["t"]), int(msg["i"]), str(msg["r"]), str(browser) if browser else None)
+            )
             return
         e = self.elsewhere.get(stream)
         if e is None:
@@ -100,10 +104,10 @@ class AcrossRelays:
                 )
             )
 
-    async def _serve(self, stream: str, token: str, index: int, relay: str) -> None:
+    async def _serve(self, stream: str, token: str, index: int, relay: str, browser: str | None) -> None:
         """On the page's relay: stream file ``index`` to the relay that has the HTTP request."""
         d = self.bridge.by_token.get(token) if _TOKEN.match(token) else None
-        status = self.bridge._claim(d, index)
+        status = self.bridge._claim(d, index, browser)
         head = {"s": stream, "status": status}
         if status != 200:
             await self.bus.to_relay(relay, b"H", head)

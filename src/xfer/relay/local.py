@@ -77,8 +77,9 @@ class LocalConnection:
     async def send(self, message: Message) -> None:
         await self._route(serialize(message), None)
 
-    async def send_frame(self, frame: bytes) -> None:
-        await self._route(None, frame)
+    async def send_frame(self, frame: bytes | bytearray) -> None:
+        # the relay passes frames on as they are, and may hold them: never a buffer that changes
+        await self._route(None, bytes(frame) if isinstance(frame, bytearray) else frame)
 
     async def _route(self, text: str | None, data: bytes | None) -> None:
         if self.peer.dead or not await self.relay.route(self.peer, text, data):

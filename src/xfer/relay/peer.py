@@ -12,6 +12,8 @@ from starlette.websockets import WebSocket
 
 from ..protocol import Error, PeerInfo, serialize
 from ..protocol.closes import Close
+from ..protocol.room import address_key
+from .download_http import browser_of
 
 log = logging.getLogger("xfer.relay")
 
@@ -30,7 +32,7 @@ else:  # pragma: no cover - Python 3.10
 class PeerConnection:
     """One WebSocket peer of this relay."""
 
-    __slots__ = ("ws", "address", "info", "room", "dead", "send_timeout", "evict", "_send_lock")
+    __slots__ = ("ws", "address", "browser", "info", "room", "dead", "send_timeout", "evict", "_send_lock")
     relay_id = None  # on this relay (a peer that another relay holds is a bus.RemotePeer)
 
     def __init__(
@@ -38,7 +40,8 @@ class PeerConnection:
     ) -> None:
         self.ws = ws
         self.evict = evict  # the relay's way to remove a peer: (peer, close code)
-        self.address = ws.client.host if ws.client else "unknown"
+        self.address = address_key(ws.client.host) if ws.client else "unknown"  # what the per-address limits count
+        self.browser = browser_of(ws.cookies)  # a page's browser: its download links are for it alone
         self.info: PeerInfo | None = None
         self.room: str | None = None
         self.dead = False

@@ -21,6 +21,7 @@ from ..protocol.room import Room
 from .app import create_app
 from .buses import Bus, Handle, LocalBus
 from .download import QuietAborts
+from .gate import Gate, connection_cap
 
 
 class _WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -44,10 +45,13 @@ class _HttpProtocol(H11Protocol):
     """
 
     handshake_timeout = LIMITS.handshake_timeout  # each server sets its own Limits' (see RelayServer)
+    gate = Gate(LIMITS.max_connections)  # each server has its own (see RelayServer)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
         self._deadline = self.loop.call_later(self.handshake_timeout, self._handshake_expired)
+        if not self.gate.admit(len(self.server_state.connections)):  # this one included
+            self.transport.abort()  # the newest goes: those already open stay
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._deadline.cancel()
@@ -181,7 +185,11 @@ class RelayServer:
         self.app = create_app(limits, public_relay=public_relay, bus=self.bus)
         self.app.state.builtin_relay = builtin
         self._handshake_timeout = limits.handshake_timeout
-        http = type("HttpProtocol", (_HttpProtocol,), {"handshake_timeout": limits.handshake_timeout})
+        reserved = limits.redis_connections if bus is not None else 0
+        self.gate = Gate(connection_cap(limits.max_connections, reserved))
+        http = type(
+            "HttpProtocol", (_HttpProtocol,), {"handshake_timeout": limits.handshake_timeout, "gate": self.gate}
+        )
         config = uvicorn.Config(
             self.app,
             http=http,
@@ -205,6 +213,7 @@ class RelayServer:
         config.ssl = tls  # what uvicorn's own ssl_certfile would have built, with our errors and no prompt
         self.server = uvicorn.Server(config)
         self.server.lifespan = config.lifespan_class(config)
+        self._upkeep: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -223,6 +232,10 @@ class RelayServer:
 
     async def start(self) -> None:
         await self.bus.start()
+        connections = self.server.server_state.connections
+        self._upkeep = asyncio.get_running_loop().create_task(
+            self.app.state.relay.memory.upkeep(lambda: len(connections))
+        )
         if self.tls is None:
             await self.server.startup(sockets=[self.sock])
             return
@@ -270,6 +283,8 @@ class RelayServer:
             except asyncio.TimeoutError:
                 pass
         await self.app.state.relay.downloads.close()
+        if self._upkeep is not None:
+            self._upkeep.cancel()
         await self.bus.stop()
 
     async def run_until_signal(self) -> int:

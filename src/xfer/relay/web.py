@@ -12,16 +12,22 @@ never keeps copies of its own. ``protocol.js`` imports it before anything connec
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
+import os
 import re
+import secrets
+import socket
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..protocol import HEADER_SIZE, PROTOCOL_VERSION
 from ..protocol.closes import Close
@@ -29,6 +35,7 @@ from ..protocol.frames import CHUNK
 from ..protocol.keys import KEY_BYTES
 from ..protocol.limits import LIMITS, Limits
 from ..protocol.words import MAX_NAMEPLATE
+from .download_http import BROWSER_COOKIE, browser_of
 
 # file name -> content type; "/" serves index.html
 PAGE_FILES = {
@@ -147,7 +154,18 @@ def page_routes(limits: Limits = LIMITS) -> list[Route]:
             headers = dict(_BASE_HEADERS)
             if name == "index.html":
                 headers["Content-Security-Policy"] = content_security_policy(request.headers.get("host"))
-            return Response(body, media_type=media_type, headers=headers)
+            response = Response(body, media_type=media_type, headers=headers)
+            if name == "index.html" and browser_of(request.cookies) is None:
+                # The page's download links work for this browser only (download_http.browser_of).
+                response.set_cookie(
+                    BROWSER_COOKIE,
+                    secrets.token_hex(16),
+                    path="/",
+                    httponly=True,
+                    samesite="lax",
+                    secure=request.url.scheme == "https",
+                )
+            return response
 
         return serve
 
@@ -192,3 +210,80 @@ def _with_port(netloc: str, scheme: str) -> str:
     if netloc.endswith("]") or ":" not in netloc.rsplit("]", 1)[-1]:
         return f"{netloc}:{443 if scheme == 'https' else 80}"
     return netloc
+
+
+def host_allowed(host: str | None, names: frozenset[str]) -> bool:
+    """May a request with this ``Host`` header be answered (DNS rebinding)?
+
+    A page on another site can make its own name point at the relay's address and then
+    talk to the relay as the same origin, with a ``Host`` (and ``Origin``) of its own
+    name. So the relay answers only: IP addresses (nobody can point a literal address
+    elsewhere), ``localhost`` and its subdomains (browsers keep them on this machine),
+    and ``names``: its own (``own_names``). The port is not checked.
+    """
+    if not host or not _HOST.match(host.strip()):
+        return False
+    name = host.strip().lower()
+    name = name[1 : name.index("]")] if name.startswith("[") else name.rsplit(":", 1)[0]
+    name = name.rstrip(".")
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    return name == "localhost" or name.endswith(".localhost") or name in names
+
+
+ALLOW_HOSTS_ENV = "XFER_ALLOW_HOSTS"  # more names for every relay of this process: "a.lan,b.lan"
+
+
+def env_hosts() -> tuple[str, ...]:
+    """The host names in ``$XFER_ALLOW_HOSTS`` (commas or spaces between them)."""
+    return tuple(os.environ.get(ALLOW_HOSTS_ENV, "").replace(",", " ").split())
+
+
+@functools.lru_cache(maxsize=16)
+def own_names(urls: tuple[str, ...], hosts: tuple[str, ...]) -> frozenset[str]:
+    """The host names the relay answers to besides addresses and localhost: this
+    machine's name (and ``NAME.local``), those of ``urls`` (its public URL, the
+    ``--allow-origin`` origins) and ``hosts`` (``--allow-host``, or ``--host`` when it is a name)."""
+    machine = socket.gethostname().lower().rstrip(".")
+    names = {machine, f"{machine.split('.', 1)[0]}.local"}
+    for url in urls:
+        try:
+            hostname = urlsplit(url).hostname
+        except ValueError:
+            continue
+        if hostname:
+            names.add(hostname.rstrip("."))
+    names.update(h.strip().lower().rstrip(".") for h in hosts if h.strip())
+    return frozenset(names)
+
+
+class HostCheck:
+    """Answers requests for the relay's own names only (``host_allowed``): every page
+    and download request, and WebSocket upgrades from browsers (those with an
+    ``Origin``; the CLI and scripts, which DNS rebinding cannot drive, may use any name).
+    ``/healthz`` is left open for load balancers, which ask by whatever name they know.
+    ``names``: the relay's names, read at each request (the CLI sets them after building the app)."""
+
+    def __init__(self, app: ASGIApp, names: Callable[[], frozenset[str]]) -> None:
+        self.app = app
+        self.names = names
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind in ("http", "websocket") and scope.get("path") != "/healthz":
+            headers = Headers(scope=scope)
+            if (kind == "http" or "origin" in headers) and not host_allowed(headers.get("host"), self.names()):
+                if kind == "websocket":
+                    await send({"type": "websocket.close", "code": int(Close.POLICY)})  # before accept: HTTP 403
+                else:
+                    refusal = PlainTextResponse(
+                        "this relay does not answer to that name (xfer serve --allow-host NAME)\n",
+                        status_code=421,
+                        headers=_BASE_HEADERS,
+                    )
+                    await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

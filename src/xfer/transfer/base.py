@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PeerProtocolError, RelayGone, RelayUnreachable, RoomError, XferError
+from ..protocol import PeerLeft
 from ..protocol.limits import LIMITS
 from .link import Link
 
@@ -49,6 +50,8 @@ def backoff_delays(first: float = LIMITS.backoff_first, cap: float = LIMITS.back
 class PeerTask:
     """A sender or receiver: one reader loop, and a main coroutine that waits on it."""
 
+    other = "other side"  # who is on the other end, in messages
+
     def __init__(
         self,
         conn: Link,
@@ -57,8 +60,12 @@ class PeerTask:
         reconnect: Reconnect | None = None,
         reconnect_for: float = LIMITS.reconnect_for,
         peer_timeout: float = LIMITS.peer_timeout,
+        peers_relay: bool = False,
     ) -> None:
         self.conn = conn
+        self.peers_relay = peers_relay  # the relay runs inside the other side's xfer (the LAN found it)
+        self.emptied_at: float | None = None  # when the last other peer left the room
+        self.alone_at_loss = False  # the last other peer had just left when the link to the relay was lost
         self.emit = emit
         self.reconnect = reconnect
         self.reconnect_for = reconnect_for
@@ -134,6 +141,8 @@ class PeerTask:
                     await self._reconnect(exc)
                     continue
                 await self.handle(item)
+                if isinstance(item, PeerLeft) and not self.conn.peers:
+                    self.emptied_at = asyncio.get_running_loop().time()
                 self._notify()
         except XferError as exc:
             self.fail(exc)
@@ -145,6 +154,9 @@ class PeerTask:
     async def _reconnect(self, cause: XferError) -> None:
         """Reach the relay again with backoff, bounded by ``reconnect_for`` seconds."""
         assert self.reconnect is not None
+        now = asyncio.get_running_loop().time()
+        # (a relay in the other side's xfer waits a few seconds for the peers still in its rooms)
+        self.alone_at_loss = not self.conn.peers and self.emptied_at is not None and now - self.emptied_at < 6
         self._up = False
         self.on_disconnect()
         self.break_round()
@@ -176,7 +188,15 @@ class PeerTask:
                 self._notify()
                 return
             if loop.time() >= deadline:
+                if self.quit_with_relay:
+                    raise RelayGone(f"the {self.other}'s xfer has quit, and the relay in it: ask them to start again")
                 raise RelayGone(f"could not reach the relay again within {self.reconnect_for:.0f} s: {cause}")
+
+    @property
+    def quit_with_relay(self) -> bool:
+        """The link is down, and the relay was the other side's own (or went just after they
+        left): their xfer has quit and taken the room with it, so `xfer serve` is not the cause."""
+        return not self._up and (self.peers_relay or self.alone_at_loss)
 
     def on_disconnect(self) -> None:
         pass

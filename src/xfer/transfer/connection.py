@@ -53,7 +53,7 @@ class RelayConnection:
             self.lost = True
             raise _closed_error(exc, self.url) from exc
 
-    async def send_frame(self, frame: bytes) -> None:
+    async def send_frame(self, frame: bytes | bytearray) -> None:
         try:
             await self.ws.send(frame)
         except ConnectionClosed as exc:

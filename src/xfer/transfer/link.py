@@ -29,7 +29,7 @@ class Link(Protocol):
     async def send(self, message: Message) -> None:
         """Send a control message; raises ``RelayGone`` when the link is closed."""
 
-    async def send_frame(self, frame: bytes) -> None:
+    async def send_frame(self, frame: bytes | bytearray) -> None:
         """Send a binary frame (a chunk); raises ``RelayGone`` when the link is closed."""
 
     async def recv(self) -> Message | Chunk:

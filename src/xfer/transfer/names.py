@@ -45,11 +45,10 @@ from ..protocol.names import (
     NAME_MAX,
     PARTIAL_SUFFIX,
     STATE_SUFFIX,
-    _blen,
     _check_component,
-    _hostile,
     _numbered,
     _truncate,
+    escape_hostile,
     safe_name,
     safe_relpath,
 )
@@ -101,16 +100,7 @@ def display_name(raw: str, limit: int = 200) -> str:
     limit = max(int(limit), 1)
     if len(s) > 2 * limit + 2:  # every char shows as >= 1 char: the middle is never shown
         s = s[: limit + 1] + s[-(limit + 1) :]
-    tokens = [
-        ch
-        if not _hostile(ch)
-        else f"\\x{ord(ch):02x}"
-        if ord(ch) < 0x100
-        else f"\\u{ord(ch):04x}"
-        if ord(ch) < 0x10000
-        else f"\\U{ord(ch):08x}"
-        for ch in s
-    ]
+    tokens = [escape_hostile(ch) for ch in s]  # one token per character, for the ellipsis
     if tokens and tokens[-1] == "\\":  # would escape whatever tag the caller puts next
         tokens[-1] = "\\x5c"
     # rich turns ":smile:" into an emoji. Escape the opening colon of *every* ":code:"
@@ -126,17 +116,21 @@ def display_name(raw: str, limit: int = 200) -> str:
     return escape("".join("…" if i is None else tokens[i] for i in _ellipsize(tokens, limit)))
 
 
-def partial_path(folder: Path, name: str, key: str) -> Path:
-    """Hidden in-progress file ``.NAME.KEY.xfer-part`` for *name*.
+# How much of a name the hidden files beside it show. Every name up to NAME_MAX must
+# arrive, so these files cannot hold a whole name and their suffixes too: they take its
+# first bytes (to tell a person what they are) and the key (which keeps them apart),
+# about 100 bytes in all, whatever the name's length and within what any file system takes.
+TEMP_NAME_BYTES = 64
 
-    The name is cut so that this and the state file beside it (``.xfer-state``,
-    one byte longer) both stay within 255 bytes.
-    """
+
+def partial_path(folder: Path, name: str, key: str) -> Path:
+    """Hidden in-progress file ``.NAME.KEY.xfer-part`` for *name*, ``NAME`` cut to its
+    first ``TEMP_NAME_BYTES`` bytes (whole characters): with its state file beside it
+    (``.xfer-state``, and ``.xfer-state.tmp`` while it is rewritten) far below 255 bytes."""
     _check_component(name)
-    if not key or not key.isalnum():
+    if not key or not key.isalnum() or len(key) > 32:
         raise ValueError(f"not a partial-file key: {key!r}")
-    room = NAME_MAX - 1 - _blen(f".{key}{STATE_SUFFIX}")
-    return Path(folder) / f".{_truncate(name, room)}.{key}{PARTIAL_SUFFIX}"
+    return Path(folder) / f".{_truncate(name, TEMP_NAME_BYTES)}.{key}{PARTIAL_SUFFIX}"
 
 
 def _place(partial: Path, folder: Path, name: str, *, link: bool = True, max_numbered: int = MAX_NUMBERED) -> Path:

@@ -23,7 +23,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .. import memory
 from ..errors import Declined, IntegrityFailure, LocalFileError, PeerGone, XferError
+from ..errors import Interrupted as Stopped
 from ..protocol import LIMITS, Limits, Message, Offer, RemoteProtocolError
 from ..protocol.machine import Output, Send
 from ..protocol.messages import Error
@@ -62,6 +64,8 @@ Decide = Callable[[dict[str, Any]], Awaitable[bool]]
 
 
 class Receiver(PeerTask):
+    other = "sender"
+
     def __init__(
         self,
         conn: Link,
@@ -73,6 +77,8 @@ class Receiver(PeerTask):
         overwrite: bool = False,
         resume: bool = True,
         stdout: bool = False,
+        texts_end: bool = False,
+        dotfiles: bool = False,
         ack_every: int | None = None,
         limits: Limits = LIMITS,
         **options: Any,
@@ -84,7 +90,13 @@ class Receiver(PeerTask):
         self.overwrite = overwrite
         self.resume = resume and not stdout
         self.sink_fd = 1 if stdout else None  # --stdout: the one file goes to standard output
+        # Entries named with a leading dot at any depth (.bashrc, .ssh/authorized_keys) run code
+        # or grant access when they land in a home folder: taken only when the person agreed to
+        # them by name (the question lists them all) or with --allow-dotfiles, else refused
+        self.dotfiles = dotfiles or stdout
         self.space_margin = limits.space_margin
+        self.max_folders = limits.max_offer_folders
+        self.inode_margin = limits.inode_margin
         self.machine = ReceiverMachine(
             replace(limits, ack_every=ack_every) if ack_every else limits,
             rewindable=not stdout,
@@ -98,6 +110,10 @@ class Receiver(PeerTask):
         self.left = "the transfer"  # where the last interruption broke off
         self.away_since: float | None = None  # when the sender (or our link) went away mid-transfer
         self._decision: asyncio.Task[None] | None = None
+        self.texts_end = texts_end  # we joined the room: its owner's texts, then its leaving, end the run
+        self.texts: dict[int | None, str] = {}  # who sent us texts before any offer: id -> name
+        self.text_count = 0
+        self.texted_and_left = False  # a peer sent texts and left, no offer under way: the end
         self._other: asyncio.Task[None] | None = None  # the person asked about a different sender
         self.began_with: dict[str, Any] = {}  # the sender of the offer taken, as it was then
 
@@ -114,8 +130,15 @@ class Receiver(PeerTask):
             self.away_since = None  # the sender is back while the person still decides
 
     def on_disconnect(self) -> None:
+        self._left_after_text(None)  # a text's sender with a relay of its own takes it with it
         for output in self.machine.link_lost():
             self._react(output)
+
+    def _left_after_text(self, peer_id: int | None) -> None:
+        """A peer that sent texts and no offer went (``None``: the relay went): it finished."""
+        if self.texts and self.machine.offer is None and (peer_id is None or peer_id in self.texts):
+            self.texted_and_left = True
+            self._notify()
 
     async def _carry(self, outputs: list[Output]) -> None:
         """Do what the machine asks, in order (an action may feed the machine more)."""
@@ -150,7 +173,11 @@ class Receiver(PeerTask):
             self.emit("peer-joined", peer=peer_dict(output.peer))
         elif isinstance(output, PeerDeparted):
             self.emit("peer-left", peer={"id": output.peer_id})
+            self._left_after_text(output.peer_id)
         elif isinstance(output, TextReceived):
+            if machine.offer is None and self.texts_end:
+                self.texts[output.sender] = self._name_of(output.sender)
+                self.text_count += 1
             self.emit("text", text=output.text, **{"from": self._name_of(output.sender)})
         elif isinstance(output, Accepted):
             self.away_since = None
@@ -235,13 +262,40 @@ class Receiver(PeerTask):
             {"index": i, "name": slot.name, "size": slot.info.size, "kind": slot.info.kind}
             for i, slot in enumerate(self.slots)
         ]
+        hidden = [slot.name for slot in self.slots if store.hidden(slot.parts)]
         self.began_with = self._peer(offer.sender)
-        details = {"transfer": offer.transfer, "from": self.began_with, "files": files, "total": offer.total}
+        details = {
+            "transfer": offer.transfer,
+            "from": self.began_with,
+            "files": files,
+            "total": offer.total,
+            "hidden": hidden,
+        }
         self.emit("offer", **details)
         if self.sink_fd is not None and (len(self.slots) != 1 or self.slots[0].info.kind == "dir"):
             reason = "the receiver writes to standard output: one file or stream only"
             await self._refuse(reason, "one-file-only")
             self.fail(LocalFileError(f"--stdout takes one file or stream; this offer has {len(self.slots)} entries"))
+            return
+        if self.sink_fd is None and store.folders_of(self.slots, past=self.max_folders) > self.max_folders:
+            await self._refuse(f"more than {self.max_folders} folders", "too-many-folders")
+            self.fail(
+                LocalFileError(
+                    f"the offer would make more than {self.max_folders} folders; nothing was saved",
+                    "too-many-folders",
+                )
+            )
+            return
+        if hidden and not self.dotfiles:
+            await self._refuse("the receiver takes no hidden entries (names starting with a dot)", "hidden-entries")
+            names = ", ".join(hidden[:5]) + (f" and {len(hidden) - 5} more" if len(hidden) > 5 else "")
+            self.fail(
+                Declined(
+                    f"the offer holds {len(hidden)} hidden entr{'y' if len(hidden) == 1 else 'ies'} ({names}); "
+                    "nothing was saved. To take them too, run again with --allow-dotfiles",
+                    "hidden-entries",
+                )
+            )
             return
         self._decision = asyncio.create_task(self._answer(offer, details))
 
@@ -310,14 +364,17 @@ class Receiver(PeerTask):
         held = sum(p.offset for p in points.values())
         free = shutil.disk_usage(self.folder).free
         needed = offer.total - held
+        inodes = store.free_inodes(self.folder)
+        entries = len(self.slots) + store.folders_of(self.slots, past=self.max_folders)
         if needed + self.space_margin > free:
-            await self._refuse(f"needs {human_size(needed)}, {human_size(free)} free", "no-space")
-            self.fail(
-                LocalFileError(
-                    f"not enough space in {self.folder}: offer needs {human_size(needed)}, {human_size(free)} free",
-                    "no-space",
-                )
-            )
+            short = f"needs {human_size(needed)}, {human_size(free)} free"
+        elif inodes is not None and entries + self.inode_margin > inodes:
+            short = f"needs {entries} new files and folders, room for {max(inodes - self.inode_margin, 0)}"
+        else:
+            short = ""
+        if short:
+            await self._refuse(short, "no-space")
+            self.fail(LocalFileError(f"not enough space in {self.folder}: offer {short}", "no-space"))
             return
         try:
             folders = await asyncio.to_thread(self._make_folders)
@@ -342,6 +399,7 @@ class Receiver(PeerTask):
 
     async def _open(self, action: OpenPartial) -> None:
         slot = self.slots[action.index]
+        memory.for_size(slot.info.size)
         try:
             if self.sink_fd is not None:
                 fd, digest = self.sink_fd, None
@@ -355,6 +413,17 @@ class Receiver(PeerTask):
             await self._carry(self.machine.opened(action.index, digest))
 
     async def _write(self, action: Write) -> None:
+        slot = self.slots[action.index]
+        if slot.info.size is None and self.sink_fd is None:  # a stream: no space check could come first
+            free = shutil.disk_usage(self.folder).free
+            if free - len(action.data) < self.space_margin:
+                error = LocalFileError(
+                    f"stopped receiving {slot.name}: {self.folder} is down to {human_size(free)} free, and xfer "
+                    f"leaves {human_size(self.space_margin)}; nothing was kept (a stream cannot resume)",
+                    "disk-full",
+                )
+                await self._carry(self.machine.fail(error))
+                raise error
         try:
             # In this thread: a trip to a worker thread per chunk cost more CPU (two context
             # switches) than the ~0.2 ms that writing 256 KiB blocks the loop.
@@ -391,12 +460,17 @@ class Receiver(PeerTask):
 
     async def main(self) -> dict[str, Any]:
         def gone() -> BaseException:
+            if self.quit_with_relay:  # the room went with it: the same command cannot come back to it
+                return PeerGone(
+                    f"the sender's xfer has quit during {self.left}, and the relay in it. What arrived is kept: "
+                    "receive from it again (a new code) to resume."
+                )
             return PeerGone(
                 f"the sender left during {self.left} and did not come back. Run the same command again to resume."
             )
 
         def complete() -> bool:
-            return self.machine.complete
+            return self.machine.complete or self.texted_and_left
 
         try:
             if self.machine.offer is None:
@@ -413,8 +487,17 @@ class Receiver(PeerTask):
                     )
         except BaseException as exc:
             self._close_all()
+            if isinstance(exc, asyncio.CancelledError) and self.machine.state is ReceiverState.DECIDING:
+                # Ctrl-C at "Accept?": a decline, which the sender hears at once (not a receiver gone)
+                try:
+                    await asyncio.wait_for(self._refuse("declined (Ctrl-C)", "declined"), 2)
+                except (Exception, asyncio.TimeoutError):
+                    pass
+                raise Stopped("you declined the offer (Ctrl-C); the sender was told") from None
             if not self.resume or isinstance(exc, RemoteProtocolError):  # nothing kept from a peer that broke the rules
                 self._discard_partials()
+            else:  # a stream cannot resume: what it wrote would stay for ever
+                self._discard_partials(streams_only=True)
             raise
         finally:
             for task in (self._decision, self._other):
@@ -432,13 +515,17 @@ class Receiver(PeerTask):
         seconds = time.monotonic() - self.started
         saved = [self.saved[i] for i in sorted(self.saved)]
         files = [e for e in saved if e.get("kind") != "dir"]
-        summary = {
+        summary: dict[str, Any] = {
             "files": len(files),
             "bytes": sum(e["size"] for e in files),
             "seconds": round(seconds, 3),
             "folder": str(self.folder),
             "saved": saved,
         }
+        if self.texted_and_left:  # the sender sent what it had to say and left: the normal end
+            summary["seconds"] = 0.0
+            summary["texts"] = self.text_count
+            summary["from"] = next(iter(self.texts.values()))
         self.emit("done", **summary)
         return summary
 
@@ -454,9 +541,11 @@ class Receiver(PeerTask):
         for index in list(self.fds):
             self._close(index)
 
-    def _discard_partials(self) -> None:
+    def _discard_partials(self, *, streams_only: bool = False) -> None:
+        if self.sink_fd is not None:
+            return
         for index, slot in enumerate(self.slots):
-            if index not in self.saved:
+            if index not in self.saved and (slot.info.size is None or not streams_only):
                 store.discard(slot)
 
 

@@ -63,7 +63,7 @@ class SecureLink:
             outputs = self.guard.send(message)
             await self._act(outputs)
 
-    async def send_frame(self, frame: bytes) -> None:
+    async def send_frame(self, frame: bytes | bytearray) -> None:
         await self.send_chunk(parse_chunk(frame))
 
     async def send_chunk(self, chunk: Chunk) -> None:

@@ -16,10 +16,12 @@ from .base import SourceFile
 Warn = Callable[[str], None]
 
 
-def check_sources(paths: list[Path], *, follow_symlinks: bool = False, warn: Warn | None = None) -> list[SourceFile]:
+def check_sources(
+    paths: list[Path], *, follow_symlinks: bool = False, warn: Warn | None = None, stdin_name: str = "stdin"
+) -> list[SourceFile]:
     """Every entry to offer, checked up front so that a missing file fails before a room opens.
 
-    ``-`` is standard input; a folder is walked (streamed later file by file, never
+    ``-`` is standard input (offered as ``stdin_name``); a folder is walked (streamed later file by file, never
     archived), keeping empty folders; symlinks inside it are skipped with a warning
     unless ``follow_symlinks``.
     """
@@ -28,7 +30,7 @@ def check_sources(paths: list[Path], *, follow_symlinks: bool = False, warn: War
     entries: list[SourceFile] = []
     for path in paths:
         if str(path) == "-":
-            entries.append(SourceFile(path=None, name="stdin", size=None, mtime=None))
+            entries.append(SourceFile(path=None, name=stdin_name, size=None, mtime=None))
             continue
         st = _stat(path, follow=True)
         if stat_mod.S_ISDIR(st.st_mode):

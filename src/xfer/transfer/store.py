@@ -16,6 +16,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,8 @@ from typing import Any
 
 from ..errors import LocalFileError
 from ..protocol import FileInfo, ResumePoint
-from ..protocol.names import MAX_NUMBERED, _numbered
+from ..protocol.message_fields import HEX64
+from ..protocol.names import MAX_NUMBERED, _numbered, recorded_relpath
 from .names import fault_point, finalize, partial_path
 from .tree import Placement
 
@@ -57,10 +59,41 @@ class Slot:
     def recorded_top(self) -> tuple[str, str] | None:
         """The top-level folder an interrupted run chose for this entry, if it recorded one."""
         state = _read_state(self)
-        dest = state.get("dest") if state else None
-        if len(self.parts) > 1 and isinstance(dest, str) and dest and "/" not in dest.split("/", 1)[0]:
-            return self.parts[0], dest.split("/", 1)[0]
+        dest = recorded_relpath(state.get("dest")) if state else None
+        if len(self.parts) > 1 and dest:
+            return self.parts[0], dest[0]
         return None
+
+
+def hidden(parts: list[str]) -> bool:
+    """An entry named with a leading dot at any depth (``.bashrc``, ``.ssh/authorized_keys``)."""
+    return any(part.startswith(".") for part in parts)
+
+
+def folders_of(slots: list[Slot], *, past: int) -> int:
+    """How many folders the offer's paths make (every entry's parents, and its folders),
+    counted up to ``past + 1``: a tree of them, as long as the limit and no longer."""
+    tree: dict[str, Any] = {}
+    count = 0
+    for slot in slots:
+        node = tree
+        for part in slot.parts if slot.info.kind == "dir" else slot.parts[:-1]:
+            if part not in node:
+                node[part] = {}
+                count += 1
+                if count > past:
+                    return count
+            node = node[part]
+    return count
+
+
+def free_inodes(folder: Path) -> int | None:
+    """Inodes left for us where the file system counts them (None: it does not, as btrfs)."""
+    try:
+        found = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    return found.f_favail if found.f_files else None
 
 
 def slot_for(folder: Path, info: FileInfo, parts: list[str]) -> Slot:
@@ -69,13 +102,58 @@ def slot_for(folder: Path, info: FileInfo, parts: list[str]) -> Slot:
 
 
 def _read_state(slot: Slot) -> dict[str, Any] | None:
+    """The state file, if it says nothing that could not be true: anyone who can write in
+    the folder can plant one, so it is trusted no more than a peer (``_checked``)."""
     try:
         if slot.state.is_symlink() or slot.state.stat().st_size > MAX_STATE_BYTES:
             return None
         state = json.loads(slot.state.read_text("utf-8"))
     except (OSError, ValueError):
         return None
-    return state if isinstance(state, dict) else None
+    return state if isinstance(state, dict) and _checked(slot, state) else None
+
+
+def _checked(slot: Slot, state: dict[str, Any]) -> bool:
+    """``dest``: a path ``safe_relpath`` would make, through real folders (no symlink) of
+    the target folder, named after the entry's own folders (``photos`` or ``photos (1)``);
+    ``placing`` and ``done.sha256``: SHA-256s; ``done.path``: a file right in ``dest``
+    named after the entry (its bytes are checked against that SHA-256 before it counts as
+    received: ``inspect``). Only the identity is recorded before the partial opens."""
+    if "dest" not in state and "done" not in state and "placing" not in state:
+        return True
+    folder = slot.partial.parent  # partial and state files live at the top of the target folder
+    dest = recorded_relpath(state.get("dest", "."))  # none recorded: the top of the folder
+    if dest is None or len(dest) != len(slot.parts) - 1 or not _real_folders(folder, dest):
+        return False
+    if not all(map(_named_after, dest, slot.parts)):
+        return False
+    if "placing" in state and not _is_sha256(state["placing"]):
+        return False
+    if "done" not in state:
+        return True
+    done = state["done"]
+    if not isinstance(done, dict) or not _is_sha256(done.get("sha256")) or not isinstance(done.get("path"), str):
+        return False
+    path = Path(done["path"])
+    return path.parent == folder.joinpath(*dest) and _named_after(path.name, slot.parts[-1])
+
+
+def _named_after(recorded: str, offered: str) -> bool:
+    """``recorded`` is a name placement gives an entry named ``offered``: it, or ``offered (N)``."""
+    numbers = (int(n) for n in re.findall(r" \((\d{1,5})\)", recorded))
+    return recorded == offered or any(0 < n <= MAX_NUMBERED and _numbered(offered, n) == recorded for n in numbers)
+
+
+def _real_folders(folder: Path, parts: list[str]) -> bool:
+    for depth in range(1, len(parts) + 1):
+        found = _lstat(folder.joinpath(*parts[:depth]))
+        if found is not None and not stat.S_ISDIR(found.st_mode):
+            return False  # a symlink or a file where a folder was recorded
+    return True
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and HEX64.fullmatch(value) is not None
 
 
 def _state_tmp(slot: Slot) -> Path:
@@ -117,7 +195,7 @@ def inspect(slot: Slot, index: int) -> tuple[ResumePoint | None, str | None]:
     done = state.get("done")
     if isinstance(done, dict):
         path, sha = done.get("path"), done.get("sha256")
-        if isinstance(path, str) and isinstance(sha, str) and _is_regular(Path(path), offered):
+        if isinstance(path, str) and isinstance(sha, str) and _holds(Path(path), offered, sha):
             return ResumePoint(index=index, offset=offered, sha256=sha), None
         discard(slot)
         return None, None
@@ -202,9 +280,12 @@ def done_path(slot: Slot) -> Path | None:
     return Path(done["path"]) if isinstance(done, dict) and isinstance(done.get("path"), str) else None
 
 
-def _is_regular(path: Path, size: int) -> bool:
+def _holds(path: Path, size: int, sha: str) -> bool:
+    """``path`` is a regular file (not a symlink) of ``size`` bytes whose SHA-256 is ``sha``:
+    a file counts as received only when its bytes say so, not because a state file does."""
     try:
-        return path.is_file() and not path.is_symlink() and path.stat().st_size == size
+        found = os.lstat(path)
+        return stat.S_ISREG(found.st_mode) and found.st_size == size and prefix_digest(path, size).hexdigest() == sha
     except OSError:
         return False
 
@@ -314,7 +395,9 @@ def write_error(exc: OSError, name: str, folder: Path) -> LocalFileError:
     """What a failed write means for the person (and its code for the sender)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return LocalFileError(f"the disk is full; could not write {name} in {folder}", "disk-full")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if exc.errno == errno.EROFS:
+        return LocalFileError(f"{folder} is on a read-only file system; could not write {name}", "read-only")
+    if exc.errno in (errno.EACCES, errno.EPERM):
         return LocalFileError(f"permission denied writing {name} in {folder}", "permission-denied")
     return LocalFileError(f"could not write {name} in {folder}: {exc.strerror or exc}", "io-error")
 

@@ -29,6 +29,11 @@ if _folder:
                 _out.write(f"{self._key} {bytes(nonce).hex()}\n")  # a line, written at once: kill -9 loses none
             return self._real.encrypt(nonce, data, associated_data)
 
+        def encrypt_into(self, nonce, data, associated_data, buf):
+            with _lock:
+                _out.write(f"{self._key} {bytes(nonce).hex()}\n")
+            return self._real.encrypt_into(nonce, data, associated_data, buf)
+
         def decrypt(self, nonce, data, associated_data):
             return self._real.decrypt(nonce, data, associated_data)
 
