@@ -39,10 +39,11 @@ def fresh_nameplate() -> str:
     return str(secrets.randbelow(900_000) + 100_000)
 
 
-async def secure(inner, role: str, code: SpokenCode, name: str | None = None, emit=None):
-    """``inner`` (a link that joined) with protocol 2.0's keys, as ``xfer`` makes them."""
+async def secure(inner, role: str, code: SpokenCode, name: str | None = None, emit=None, runs=None):
+    """``inner`` (a link that joined) with protocol 2.0's keys, as ``xfer`` makes them
+    (``runs``: shared by the connections of one run, as ``xfer``'s session shares it)."""
     side = "sender" if role == "sender" else "receiver"
-    return await SecureLink.open(inner, Guard(side, name or role, code), emit or (lambda *a, **k: None))
+    return await SecureLink.open(inner, Guard(side, name or role, code, runs=runs), emit or (lambda *a, **k: None))
 
 
 class Relay:
@@ -114,11 +115,11 @@ class Room:
     async def __aexit__(self, *exc):
         await self.server.stop()
 
-    async def join(self, role):
+    async def join(self, role, runs=None):
         create = not self.created
         self.created = True
         inner = await open_room(self.url, self.id, role=role, name="", create=create)
-        return await secure(inner, role, self.code)
+        return await secure(inner, role, self.code, runs=runs)
 
 
 async def next_of(conn, kind, timeout=5):

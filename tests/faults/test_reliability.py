@@ -5,12 +5,14 @@ killed in the middle of placing a file, and reruns after a finished or interrupt
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import socket
 import struct
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -255,8 +257,14 @@ def test_a_sender_stopped_by_a_signal_prints_the_command_that_resumes_it(tmp_pat
     assert events[-1]["event"] == "error" and "SIGTERM" in events[-1]["message"]
     command = shlex.split(next(e["command"] for e in events if e["event"] == "resume"))
     assert command[:2] == ["xfer", "send"] and ["--room", code] == command[3:5] and "--limit-rate" in command
+    # The run is kept (its transfer id and secrets), so that the command comes back as the
+    # same sender: the receiver takes files from no other (docs/guarantees.md).
+    kept = Path(os.environ["XDG_STATE_HOME"]) / "xfer" / "sent"
+    [run] = [p for p in kept.glob("*.json") if p.stat().st_mtime > time.time() - 30]
+    assert run.stat().st_mode & 0o077 == 0
     resumed = procs([*command[1:], "--json", *FAST], tmp_path, "send2")
     assert resumed.wait(60) == 0, resumed.stderr
+    assert not run.exists()  # taken by the command that came back
     assert receiver.wait(30) == 0, receiver.stderr
     assert 0 < before < size
     assert sha256_of(out / "big.bin") == sha256_of(source)

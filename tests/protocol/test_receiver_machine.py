@@ -482,7 +482,7 @@ def test_a_sender_that_turns_us_away_ends_the_wait_in_our_words():
     out = d.feed(Error(to=ME, sender=OTHER, code="room-closed", message="\x1b]0;pwned\x07"))
     [failed] = [o for o in out if isinstance(o, Failed)]
     assert isinstance(failed.error, RoomError) and failed.error.code == "room-closed"
-    assert str(failed.error) == "the sender already has its receiver and takes nobody else"
+    assert str(failed.error).startswith("the sender already has its receiver and takes nobody else; ask")
     assert d.machine.state is S.FAILED and d.sent == []
 
 

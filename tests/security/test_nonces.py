@@ -134,7 +134,8 @@ def test_in_memory_no_key_and_nonce_is_sealed_with_twice(monkeypatch):
     seals = Seals()
     monkeypatch.setattr(keys, "AESGCM", seals.aesgcm())
     room = Room()
-    room.join(SENDER, Guard("sender", "laptop", CODE))
+    run = keys.Runs()  # the sender's run, across its connections
+    room.join(SENDER, Guard("sender", "laptop", CODE, runs=run))
     room.join(2, Guard("receiver", "a", CODE))
     room.join(3, Guard("receiver", "b", CODE))
     offsets = range(0, 80, 8)
@@ -155,9 +156,9 @@ def test_in_memory_no_key_and_nonce_is_sealed_with_twice(monkeypatch):
     room.offer(2, 6)
     room.offer(3, 6)
     room.chunks(6, offsets)
-    # The sender comes back too (a restart of its process: new guard, same transfer ids).
+    # The sender comes back too (a new connection of its run: new guard, same transfer ids).
     room.leave(SENDER)
-    room.join(SENDER, Guard("sender", "laptop", CODE))
+    room.join(SENDER, Guard("sender", "laptop", CODE, runs=run))
     room.offer(2, 5)
     room.chunks(5, offsets, to=2)
     assert len([c for c in room.delivered[2] if isinstance(c, Chunk)]) == 5 + 10 + 10  # since it came back

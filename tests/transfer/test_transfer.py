@@ -17,6 +17,7 @@ from xfer.protocol import (
     Chunk,
     Offer,
 )
+from xfer.protocol.keys import Runs
 from xfer.transfer.receiver import Receiver
 from xfer.transfer.sender import Sender, check_sources
 
@@ -241,7 +242,8 @@ def test_a_sender_that_comes_back_before_it_was_missed_is_taken_back(tmp_path):
 
     async def main():
         async with Room() as room:
-            old = await room.join("sender")
+            run = Runs()  # the sender's run, across its connections
+            old = await room.join("sender", runs=run)
             r = await room.join("receiver")
             events = Events()
             receiver = asyncio.create_task(Receiver(r, out, events, yes).run())
@@ -253,9 +255,8 @@ def test_a_sender_that_comes_back_before_it_was_missed_is_taken_back(tmp_path):
             other = await room.join("sender")
             with pytest.raises(Declined, match="only from the sender it began with"):
                 await Sender(other, check_sources([src]), Events()).run()
-            new = await room.join("sender")
-            back = Sender(new, check_sources([src]), Events())
-            back.machine.transfer = back.transfer = first.transfer  # the same sender, reconnected
+            new = await room.join("sender", runs=run)
+            back = Sender(new, check_sources([src]), Events(), transfer=first.transfer)  # the same run, reconnected
             sent = await back.run()
             got = await receiver
             await old.close()

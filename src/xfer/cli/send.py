@@ -105,6 +105,8 @@ def send(
 
     async def main(display: Display) -> None:
         from ..errors import Declined, Interrupted, PeerGone, UsageError, XferError
+        from ..protocol.keys import Runs
+        from ..transfer import sender_runs
         from ..transfer.sender import Sender, check_sources
         from .code_input import code_to_join, parse
         from .config import choose_relay
@@ -132,6 +134,7 @@ def send(
             code=parse(chosen_code) if chosen_code is not None else None,
             relay_known=where.source in ("XFER_RELAY", "config"),
             ask=(lambda question: ask(question, env, default=False)) if verify else None,
+            runs=Runs(),
         )
         if text is not None:
             from ..transfer.text import TextSender, check_text
@@ -159,6 +162,13 @@ def send(
             warn=lambda m: display.emit("warning", message=m),
             stdin_name=stdin_named(stdin_name, paths),
         )
+        # A resume command (below) comes back as the same run of the sender, which the
+        # receiver waiting for it requires (transfer/sender_runs.py).
+        kept_in = sender_runs.runs_folder(env.variables)
+        runs = opts.runs
+        assert runs is not None
+        room_key = str(joining) if joining is not None else None
+        transfer = sender_runs.take(room_key, files, runs, where=kept_in) if room_key is not None else None
         served: set[int] = set()
         # SIGTERM or SIGHUP (a closed terminal) stop us without cancelling the receivers:
         # they keep what they hold and wait, and the resume command below picks it up.
@@ -176,6 +186,7 @@ def send(
                         receivers=receivers,
                         exclude=served,
                         keep_open=keep_open,
+                        transfer=transfer if not served else None,
                         **session.task_options(),
                     )
                     try:
@@ -205,6 +216,8 @@ def send(
             # the same command again would open another room, so say how to come back to this one.
             engaged = opened is not None and isinstance(opened.task, Sender) and opened.task.machine.engaged
             if joining is None and opened and opened.relay_url and engaged and not any(f.stream for f in files):
+                assert isinstance(opened.task, Sender)
+                sender_runs.keep(opened.code, files, opened.task.transfer, runs, where=kept_in)
                 display.emit("resume", command=resume_command(paths, opened.code, opened.relay_url, extra))
             waits = "; the receiver keeps what it has for a while" if engaged else ""
             raise Interrupted(f"stopped by {signalled[0]}{waits}") from None

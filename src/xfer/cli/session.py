@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from ..addresses import lan_address, page_url, relay_ws_url, ws_url_for
 from ..errors import RelayUnreachable, UsageError
 from ..protocol.guard import Guard
-from ..protocol.keys import link_fragment, link_secret, warm_up
+from ..protocol.keys import Runs, link_fragment, link_secret, warm_up
 from ..protocol.words import DEFAULT_WORDS, SpokenCode, new_code
 from ..transfer.connection import open_room
 from ..transfer.secure import SecureLink
@@ -47,6 +47,7 @@ class RoomOptions:
     code: SpokenCode | None = None  # --code: the whole code of the room we open
     relay_known: bool = False  # the other side finds the relay without --relay (XFER_RELAY, config)
     ask: Ask | None = None  # --verify: how to ask whether the words match
+    runs: Runs | None = None  # this run's secrets, when it goes on from a stopped one (transfer/sender_runs.py)
 
 
 @dataclass
@@ -170,10 +171,11 @@ async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncI
         code = given or opts.code or new_code(int(first.room), opts.code_words)
         side: Side = "sender" if role == "sender" else "receiver"
         verifier = Verifier(display.emit, opts.ask)
+        runs = opts.runs or Runs()  # this run, across its connections: a sender proves it is the same one
 
         async def secure(inner: Link) -> Link:
             admit = verifier.check if opts.ask is not None else None
-            return await SecureLink.open(inner, Guard(side, name, code, link=link), verifier.emit, admit)
+            return await SecureLink.open(inner, Guard(side, name, code, link=link, runs=runs), verifier.emit, admit)
 
         async def reconnect() -> Link:
             # A peer coming back opens the room again if the relay lost it (a restart).

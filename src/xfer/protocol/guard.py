@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from .errors import LocalProtocolError, RemoteProtocolError
 from .frames import HEADER, HEADER_SIZE, Chunk
-from .keys import TAG_BYTES, Channel, ContentKey, Handshake, PairKeys, Side, WrongCode, link_keys
+from .keys import KEY_BYTES, TAG_BYTES, Channel, ContentKey, Handshake, PairKeys, Runs, Side, WrongCode, link_keys
 from .limits import LIMITS, Limits
 from .machine import Event, Output, Send
 from .message_keys import (
@@ -86,6 +86,14 @@ class PeerTrusted(Event):
 
 
 @dataclass(frozen=True)
+class Impostor(Event):
+    """A peer offered a transfer that another sender's run began with us: refused."""
+
+    peer: PeerInfo
+    warning: str
+
+
+@dataclass(frozen=True)
 class PeerRefused(Event):
     """A peer failed its handshake (``wrong`` counts the wrong codes so far)."""
 
@@ -107,6 +115,7 @@ class _Pair:
     incoming: Channel | None = None
     held: list[Message] = field(default_factory=list)
     contents: dict[int, ContentKey] = field(default_factory=dict)  # its transfers' keys (it sends)
+    run: bytes | None = None  # the secret of our run we gave it (a sender's, ``Runs``)
 
 
 @dataclass(eq=False)
@@ -135,7 +144,10 @@ class Guard:
         link: bytes | None = None,
         limits: Limits = LIMITS,
         entropy: Callable[[int], bytes] | None = None,
+        runs: Runs | None = None,
     ) -> None:
+        """``runs``: what the run's guards share across its connections (one per connection
+        otherwise, and then nothing is proved across them)."""
         self.side: Side = side
         self.name = name
         self.code = code
@@ -143,6 +155,7 @@ class Guard:
         self.limits = limits
         self.entropy = entropy
         self.wrong = 0
+        self.runs = runs if runs is not None else Runs(4 * limits.max_peers_per_room)
         self.pairs: dict[int, _Pair] = {}
         self.peers: dict[int, PeerInfo] = {}  # trusted peers, as the machine knows them
         self._rounds: dict[int, _Round] = {}  # a sender's transfers: the current round of each
@@ -264,6 +277,7 @@ class Guard:
         except ValueError:
             raise RemoteProtocolError("a sealed message is not JSON", "protocol") from None
         key = obj.pop("key", None) if type(obj) is dict else None
+        run, proofs = (obj.pop("run", None), obj.pop("proofs", [])) if type(obj) is dict else (None, [])
         if type(obj) is not dict or obj.pop("to", None) is not None or obj.pop("from", None) is not None:
             raise RemoteProtocolError("a sealed message names its own route", "protocol")
         inner = parse_message(json.dumps(obj), limits=self.limits)
@@ -278,6 +292,10 @@ class Guard:
         if isinstance(inner, Offer):
             if type(key) is not str:
                 raise RemoteProtocolError("an offer without its content key", "protocol")
+            assert pair.keys is not None
+            secret, proved = self._run_fields(run, proofs)
+            if not self.runs.claim(inner.transfer, secret, pair.keys.binding(), proved):
+                return self._impostor(pair, inner)
             try:
                 pair.contents[inner.transfer] = ContentKey(b64decode(key))
             except ValueError:
@@ -286,6 +304,28 @@ class Guard:
             pair.contents.pop(inner.transfer, None)
             out.append(Send(Unsubscribe(to=pair.info.id, transfer=inner.transfer)))
         return [Deliver(inner), *out]
+
+    def _run_fields(self, run: object, proofs: object) -> tuple[bytes | None, list[bytes]]:
+        """An offer's ``run`` (the secret its sender gives us) and ``proofs`` (of the others it gave)."""
+        limit = self.runs.limit
+        if (run is not None and type(run) is not str) or type(proofs) is not list or len(proofs) > limit:
+            raise RemoteProtocolError("an offer's run or proofs are malformed", "protocol")
+        try:
+            secret = b64decode(run) if run is not None else None
+            proved = [b64decode(p) for p in proofs if type(p) is str]
+        except ValueError:
+            raise RemoteProtocolError("an offer's run or proofs are not base64", "protocol") from None
+        if (secret is not None and len(secret) != KEY_BYTES) or len(proved) != len(proofs):
+            raise RemoteProtocolError("an offer's run or proofs are malformed", "protocol")
+        return secret, proved
+
+    def _impostor(self, pair: _Pair, offer: Offer) -> list[Output]:
+        """An offer of a transfer that another run of a sender began with us: refused here,
+        before the machine could take it for its sender back (docs/guarantees.md)."""
+        reason = "this receiver takes the files only from the sender it began with"
+        refuse = Reject(to=pair.info.id, transfer=offer.transfer, code="other-sender", reason=reason)
+        warning = f"{pair.info.name or 'a peer'} offered this transfer but is not the sender it began with; refused"
+        return [Impostor(pair.info, warning), *self.send(refuse)]
 
     def _on_hi(self, pair: _Pair, hi: Hi) -> list[Output]:
         if pair.trusted:
@@ -344,15 +384,23 @@ class Guard:
             extra.append(Send(Subscribe(to=to, transfer=message.transfer)))
         elif isinstance(message, (Reject, Cancel, Done)):  # the pair's part of the fan-out is over
             extra.append(Send(Unsubscribe(to=to, transfer=message.transfer)))
+        fields: dict[str, object] = {}
         if isinstance(message, Offer):
             current = self._round(pair.info.id, message.transfer)
             (current.relayed if pair.relayed else current.sealed).add(pair.info.id)
-            key = None if pair.relayed else b64encode(current.key.key)
-        else:
-            key = None
+            if not pair.relayed:
+                fields = {"key": b64encode(current.key.key), **self._run_proof(pair)}
         if pair.relayed and not isinstance(message, Text):  # texts stay sealed: the bridge needs only files
             return [Send(message)]
-        return [*self._sealed(pair, message, key), *extra]
+        return [*self._sealed(pair, message, fields), *extra]
+
+    def _run_proof(self, pair: _Pair) -> dict[str, object]:
+        """Our run's secret for this pair, and proof of the others we gave, bound to its keys."""
+        assert pair.keys is not None
+        if pair.run is None:
+            pair.run = self.runs.give()
+        proofs = self.runs.proofs(pair.keys.binding(), but=pair.run)
+        return {"run": b64encode(pair.run), "proofs": [b64encode(p) for p in proofs]}
 
     def _round(self, to: int, transfer: int) -> _Round:
         """The current round of ``transfer``: a new one (a new content key) once a chunk was
@@ -363,13 +411,12 @@ class Guard:
             current = self._rounds[transfer] = _Round()
         return current
 
-    def _sealed(self, pair: _Pair, message: Message, key: str | None = None) -> list[Output]:
+    def _sealed(self, pair: _Pair, message: Message, fields: dict[str, object] | None = None) -> list[Output]:
         assert pair.outgoing is not None
         obj = to_dict(message)
         obj.pop("to", None)
         obj.pop("from", None)
-        if key is not None:
-            obj["key"] = key
+        obj.update(fields or {})  # beside the message: an offer's content key and run
         plain = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
         return [Send(Sealed(to=pair.info.id, box=b64encode(pair.outgoing.seal(plain))))]
 

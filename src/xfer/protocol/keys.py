@@ -142,12 +142,59 @@ class PairKeys:
     def incoming(self) -> Channel:
         return Channel(self._derive(b"control " + self.other.encode()))
 
+    def binding(self) -> bytes:
+        """What only this pair's two sides know, to bind a sender's proof of its run to (``Runs``)."""
+        return self._derive(b"run")
+
     def verifier(self, words: int = 3) -> str:
         """Words both sides show for ``--verify``: the same on both only with the same key."""
         digest = self._derive(b"verify")
         choices = wordlist()
         picks = [int.from_bytes(digest[2 * i : 2 * i + 2], "big") % len(choices) for i in range(words)]
         return " ".join(choices[p] for p in picks)
+
+
+class Runs:
+    """What outlives one connection's keys, for one run of ``xfer`` (its guards share it).
+
+    A sender draws a secret for each receiver it makes keys with, and with each later
+    offer proves the others it gave, bound to the new pair's keys (``proofs``): a receiver
+    back, or the sender back under a new peer id, sees the same run. A receiver records
+    which run's secret came with each transfer id first (``claim``): another member of the
+    room, who saw the offer and its id but holds another secret, cannot take it over.
+    """
+
+    def __init__(self, limit: int = 80) -> None:
+        self.limit = limit  # secrets (a sender) and transfers (a receiver) kept, the newest
+        self.given: list[bytes] = []
+        self.offered: dict[int, bytes | None] = {}
+
+    def give(self) -> bytes:
+        secret = os.urandom(KEY_BYTES)
+        self.given = [*self.given, secret][-self.limit :]
+        return secret
+
+    def proofs(self, binding: bytes, but: bytes) -> list[bytes]:
+        return [_prove(secret, binding) for secret in self.given if secret != but]
+
+    def claim(self, transfer: int, secret: bytes | None, binding: bytes, proofs: list[bytes]) -> bool:
+        """Whether an offer of ``transfer`` that came with ``secret`` and ``proofs`` is from
+        the run that offered it first (a transfer first offered without a secret, by a page,
+        is taken on its id alone)."""
+        if transfer not in self.offered:
+            while len(self.offered) >= self.limit:
+                del self.offered[next(iter(self.offered))]
+            self.offered[transfer] = secret
+            return True
+        first = self.offered[transfer]
+        if first is None or first == secret:
+            return True
+        expected = _prove(first, binding)
+        return any(hmac.compare_digest(expected, proof) for proof in proofs)
+
+
+def _prove(secret: bytes, binding: bytes) -> bytes:
+    return hmac.new(secret, _CONTEXT + b"run " + binding, hashlib.sha256).digest()
 
 
 class Channel:

@@ -158,7 +158,15 @@ class ReceiverMachine:
             return self._on_offer(item)
         if isinstance(item, Error) and item.code == ROOM_CLOSED and self.state is ReceiverState.WAITING:
             self._move("fail", remote=False)  # a sender that proved the code turned us away: in our words
-            return [Failed(RoomError("the sender already has its receiver and takes nobody else", ROOM_CLOSED))]
+            return [
+                Failed(
+                    RoomError(
+                        "the sender already has its receiver and takes nobody else; "
+                        "ask for the files to be sent again, with --receivers or --keep-open",
+                        ROOM_CLOSED,
+                    )
+                )
+            ]
         if self.offer is None or item.sender != self.offer.sender or self.state is ReceiverState.DONE:
             return []  # only the peer whose offer we took may drive the transfer
         if isinstance(item, Chunk):

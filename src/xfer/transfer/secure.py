@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from ..protocol import Chunk, Message, PeerInfo, PeerJoined
 from ..protocol.frames import parse_chunk
-from ..protocol.guard import Deliver, Guard, PeerRefused, PeerTrusted
+from ..protocol.guard import Deliver, Guard, Impostor, PeerRefused, PeerTrusted
 from ..protocol.machine import Output, Send
 from .link import Link
 
@@ -95,5 +95,7 @@ class SecureLink:
                 self._ready.append(out.item)
             elif isinstance(out, PeerTrusted):
                 self.emit("secured", peer=out.peer.id, name=out.peer.name, verifier=out.verifier, page=out.link)
+            elif isinstance(out, Impostor):
+                self.emit("warning", message=out.warning)
             elif isinstance(out, PeerRefused):
                 self.emit("wrong-code", peer=out.peer_id, attempts=out.wrong, limit=self.guard.limits.wrong_codes)

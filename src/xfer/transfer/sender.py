@@ -78,8 +78,10 @@ class Sender(PeerTask):
         receivers: int = 1,
         exclude: set[int] | None = None,
         keep_open: bool = False,
+        transfer: int | None = None,
         **options: Any,
     ) -> None:
+        """``transfer``: the id of a stopped run this one goes on from (else a new one)."""
         super().__init__(conn, emit, **options)
         if not 1 <= chunk_size <= MAX_CHUNK_PAYLOAD:
             raise ValueError(f"chunk_size must be from 1 to {MAX_CHUNK_PAYLOAD}")
@@ -97,7 +99,7 @@ class Sender(PeerTask):
         offered = tuple(FileInfo(name=f.name, size=f.size, mtime=f.mtime, kind=f.kind) for f in files)
         self.machine = SenderMachine(
             offered,
-            transfer=secrets.randbelow(MAX_ID) + 1,
+            transfer=transfer or secrets.randbelow(MAX_ID) + 1,
             peer_id=conn.peer_id,
             peers=conn.peers,
             receivers=receivers,
