@@ -7,6 +7,7 @@ import { $, copyText, el, fileName, peerLabel, transferRow } from "./ui.js";
 
 let conn = null;
 let countdown = 0;
+let pendingName = null; // a rename that waits for the transfers to end
 const active = new Set(); // running uploads and downloads: they see every message
 
 function myName() {
@@ -134,6 +135,7 @@ function renderPeers() {
   const chips = [];
   const me = el("li", { class: "chip me" },
     el("span", { text: `You: ${cleanText(conn.name, 64)}` }),
+    pendingName ? el("span", { class: "hint", text: ` → ${cleanText(pendingName, 64)} once the transfers end` }) : null,
     el("button", { type: "button", class: "icon", "aria-label": "Rename yourself", title: "Rename", onclick: openRename }, "✎"));
   chips.push(me);
   for (const peer of conn.peers.values()) {
@@ -167,8 +169,29 @@ $("rename-form").addEventListener("submit", (event) => {
   try {
     localStorage.setItem("xfer-name", name);
   } catch { /* not kept, still used */ }
-  conn.rename(name);
+  // The relay knows names only from a new sealed hi, so a rename rejoins the room: that would
+  // cut a running upload or the browser's download, so it waits for them to end.
+  pendingName = name;
+  renameWhenIdle();
 });
+
+function renameWhenIdle() {
+  if (!pendingName || !conn) return;
+  if (active.size) {
+    renderPeers();
+    announce("Your new name is used once the transfers end.");
+    return;
+  }
+  const name = pendingName;
+  pendingName = null;
+  conn.rename(name);
+}
+
+/** A transfer ended: forget it, and apply a rename that waited for it. */
+function ended(transfer) {
+  active.delete(transfer);
+  renameWhenIdle();
+}
 
 // -- messages -------------------------------------------------------------------------
 
@@ -268,7 +291,7 @@ function sendFiles(fileList) {
       announce(`${cleanText(files[i].name, 100)} sent and verified`);
     },
     onEnd: (err) => {
-      active.delete(upload);
+      ended(upload);
       if (!err) {
         title.append(el("span", { class: "ok", text: " ✓ done" }));
         return;
@@ -365,7 +388,7 @@ function showOffer(offer) {
         announce(`${cleanText(files[i].name, 100)} downloaded`);
       },
       onEnd: (err) => {
-        active.delete(download);
+        ended(download);
         if (err) {
           for (const [i, b] of bars.entries()) if (!download.verified.has(i)) b.failed("Not received");
           card.append(el("p", { class: "error", role: "alert", text: err.message }));

@@ -254,10 +254,16 @@ export class RoomConnection extends EventTarget {
     this.reopen();
   }
 
+  /** Leave this socket and join again on a new one; what ran on the old one is told it ended. */
   reopen() {
     const ws = this.ws;
     this.ws = null;
-    if (ws) ws.close(1000);
+    if (ws) {
+      ws.close(1000);
+      this.guard = null;
+      this.members = new Map();
+      this._emit("disconnected", { code: 1000 });
+    }
     this.connect();
   }
 
