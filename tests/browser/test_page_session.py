@@ -6,8 +6,13 @@ installed ``xfer`` command, an ``xfer serve`` relay on loopback.
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+
 import pytest
 from pagekit import (  # noqa: F401
+    LAN_HOST,
     browser,
     on_lan,
     phone,
@@ -100,3 +105,89 @@ def test_rename_during_a_download_waits_for_it(phone, relay, xfer_procs, tmp_pat
     assert sender.wait(60) == 0, sender.stderr
     phone.wait_for_selector(".offer .ok")
     assert phone.locator(".offer .error").count() == 0
+
+
+# -- 2. a socket that dies without a word ---------------------------------------------------
+
+
+class FreezableProxy:
+    """A TCP proxy on 127.0.0.1 in front of the relay that can stop forwarding without closing
+    anything: what a phone sees when its Wi-Fi goes away (no FIN, no RST, just silence)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = target_port
+        self.frozen = threading.Event()
+        self.closing = threading.Event()
+        self.sockets: list[socket.socket] = []
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.2)
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closing.is_set():
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        src.settimeout(0.1)
+        while not self.closing.is_set():
+            if self.frozen.is_set():
+                time.sleep(0.05)
+                continue
+            try:
+                data = src.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            try:
+                dst.sendall(data)
+            except OSError:
+                break
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.closing.set()
+        self.server.close()
+        for s in self.sockets:
+            s.close()
+
+
+def test_a_socket_that_dies_silently_shows_offline(phone, relay, xfer_procs, tmp_path):
+    """Before: "Connected" and a frozen percentage for as long as the browser kept the dead
+    socket (minutes). Now the page hears nothing for DEAD_AFTER (10 s), says it is offline,
+    ends the download with a message, and is back once the network is."""
+    big = make_file(tmp_path / "report.bin", 200 * MB, 5)
+    sender = xfer_procs(["send", str(big), "--relay", relay.ws, "--json", "--no-qr", "--name", "laptop"], "send")
+    fragment = sender.first_event()["url"].split("#", 1)[1]
+    proxy = FreezableProxy(relay.port)
+    try:
+        open_room(phone, f"http://{LAN_HOST}:{proxy.port}/#{fragment}")
+        phone.wait_for_selector(".offer button.primary")
+        with phone.expect_download(timeout=bounded(30_000)):
+            phone.click(".offer button.primary")
+        wait_until(lambda: phone.evaluate("document.querySelector('.offer progress')?.value > 0"), 30, "progress")
+        proxy.frozen.set()
+        frozen_at = time.monotonic()
+        phone.wait_for_selector("#status:not([data-state=connected])", timeout=bounded(14_000))
+        assert time.monotonic() - frozen_at < 14
+        phone.wait_for_selector(".offer .error")
+        assert "Connected" not in phone.inner_text("#status")
+        shot(phone, "s2-socket-died")
+        proxy.frozen.clear()
+        phone.wait_for_selector("#status[data-state=connected]", timeout=bounded(20_000))
+    finally:
+        proxy.close()

@@ -465,7 +465,7 @@ export class Download {
   }
 
   disconnected() {
-    if (!this.finished) this._end(new TransferError("The connection dropped.", "relay-lost"));
+    if (!this.finished) this._end(new TransferError("The connection dropped. Once the page is back, ask the sender to send again.", "relay-lost"));
   }
 }
 
