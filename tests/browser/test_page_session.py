@@ -237,3 +237,52 @@ def test_ctrl_c_on_xfer_receive_during_an_upload_is_prompt(phone, relay, xfer_pr
     assert not (tmp_path / "in" / "clip.mp4").exists()
     # and the page says it: not a frozen bar
     phone.wait_for_selector(".transfer[data-state=resuming], .transfer-card .error")
+
+
+# -- 4. a session that ended well --------------------------------------------------------------
+
+
+def test_a_session_that_ended_well_says_so(phone, xfer_procs, tmp_path):
+    """``xfer receive`` with its own relay takes a file from the page and exits. Before: a red
+    "Offline · retry in N s" for two minutes, then "Room closed". Now: finished, and who left."""
+    src = make_file(tmp_path / "note.bin", 2 * MB, 7)
+    recv = xfer_procs(
+        [
+            "receive",
+            "--host",
+            "127.0.0.1",
+            "--yes",
+            "--json",
+            "--no-qr",
+            "--dir",
+            str(tmp_path / "in"),
+            "--name",
+            "desk",
+        ],
+        "recv",
+    )
+    open_room(phone, on_lan(recv.first_event()["url"]))
+    wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the receiver")
+    phone.set_input_files("#pick-files", [str(src)])
+    assert recv.wait(30) == 0, recv.stderr
+    phone.wait_for_selector("#status[data-state=finished]", timeout=bounded(5_000))
+    phone.wait_for_timeout(1500)  # and it stays so: no countdown, no retry
+    assert phone.get_attribute("#status", "data-state") == "finished"
+    assert phone.inner_text("#status-text") == "Finished"
+    assert phone.is_hidden("#retry")
+    assert "desk (xfer) finished and left" in phone.inner_text("#peers-hint")
+    shot(phone, "s4-finished")
+
+
+def test_a_terminal_that_finished_and_left_a_hosted_relay_is_named(phone, relay, xfer_procs, tmp_path):
+    """On ``xfer serve`` the room stays open around the page: it says who finished and left,
+    not that nobody is here yet."""
+    src = make_file(tmp_path / "note.bin", 1 * MB, 8)
+    recv, url = receiver(xfer_procs, relay, tmp_path, "--yes")
+    open_room(phone, url)
+    wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the receiver")
+    phone.set_input_files("#pick-files", [str(src)])
+    assert recv.wait(30) == 0, recv.stderr
+    wait_until(lambda: "finished and left" in phone.inner_text("#peers-hint"), 5, "the end said")
+    assert "desk (xfer) finished and left" in phone.inner_text("#peers-hint")
+    assert "Nobody else is here yet" not in phone.inner_text("#peers-hint")

@@ -1,13 +1,15 @@
 // The page: join the room in the URL fragment, show who is here, send and receive.
 
 import { RoomConnection } from "./connection.js";
-import { BUILTIN_RELAY, MAX_PEER_NAME, MAX_TEXT, cleanText, deviceName, humanSize, parseLink } from "./protocol.js";
+import { BUILTIN_RELAY, CLOSE, MAX_PEER_NAME, MAX_TEXT, cleanText, deviceName, humanSize, parseLink } from "./protocol.js";
 import { Download, Upload } from "./transfers.js";
 import { $, copyText, el, fileName, peerLabel, transferRow } from "./ui.js";
 
 let conn = null;
 let countdown = 0;
 let pendingName = null; // a rename that waits for the transfers to end
+let finishedWith = null; // {id, who}: the terminal the last transfer ended well with, while no other runs
+let finished = null; // who finished and left (the session is over, and it went well)
 const active = new Set(); // running uploads and downloads: they see every message
 
 function myName() {
@@ -44,6 +46,14 @@ function start() {
   conn.addEventListener("message", (e) => onMessage(e.detail));
   conn.addEventListener("peer-left", (e) => {
     for (const t of [...active]) t.handle({ type: "peer-left", peer_id: e.detail });
+    if (finishedWith && finishedWith.id === e.detail && !active.size && !conn.peers.size) {
+      finished = finishedWith.who;
+      renderPeers();
+    }
+  });
+  conn.addEventListener("peer-joined", () => {
+    finished = null;
+    renderPeers();
   });
   conn.addEventListener("disconnected", () => {
     for (const t of [...active]) t.disconnected();
@@ -72,8 +82,28 @@ const SPOKEN = {  // what the aria-live region says on a state change (the count
   "not-found": "This room is not open.", replaced: "This room is open in another tab.",
 };
 
+/** The transfer with ``id`` ended well: if that terminal now leaves, the session is over. */
+function endedWell(id) {
+  finishedWith = active.size ? null : { id, who: nameOf(id) };
+}
+
+/** The socket dropped right after a transfer that ended well, and nobody else is here: with its
+ * own relay the computer is gone (it finished and left), so there is nothing to retry. */
+function sessionOver(state) {
+  if (!finishedWith || active.size || !["waiting", "closed"].includes(state)) return false;
+  return finished !== null || (BUILTIN_RELAY && conn.closeCode === CLOSE.restart);
+}
+
 function showState({ state, until, message }) {
   clearInterval(countdown);
+  if (sessionOver(state)) {
+    finished = finished || finishedWith.who;
+    conn.close();
+    setStatus("finished", "Finished");
+    announce(`${finished} finished and left.`);
+    renderPeers();
+    return;
+  }
   if (SPOKEN[state] && $("status").dataset.state !== state) announce(SPOKEN[state]);
   switch (state) {
     case "connecting":
@@ -144,9 +174,11 @@ function renderPeers() {
   list.replaceChildren(...chips);
   const others = conn.peers.size;
   const hint = $("peers-hint");
-  hint.textContent = conn.state !== "connected"
-    ? "Offline: who is here shows again once the page is back in the room."
-    : others === 0 ? "Nobody else is here yet. The computer that showed this QR code will show up here." : "";
+  hint.textContent = others === 0 && finished
+    ? `${finished} finished and left. To send more, start xfer on the computer again and scan its new QR code.`
+    : conn.state !== "connected"
+      ? "Offline: who is here shows again once the page is back in the room."
+      : others === 0 ? "Nobody else is here yet. The computer that showed this QR code will show up here." : "";
   $("text-send").disabled = others === 0;
 }
 
@@ -294,6 +326,7 @@ function sendFiles(fileList) {
       ended(upload);
       if (!err) {
         title.append(el("span", { class: "ok", text: " ✓ done" }));
+        endedWell(upload.target.id);
         return;
       }
       for (const [i, r] of rows.entries()) if (!upload.verified.has(i)) r.failed("Not sent");
@@ -395,6 +428,7 @@ function showOffer(offer) {
           announce(`Download failed: ${err.message}`);
         } else {
           title.append(el("span", { class: "ok", text: " ✓ done" }));
+          endedWell(offer.from);
         }
       },
     });

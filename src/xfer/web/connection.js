@@ -243,6 +243,7 @@ export class RoomConnection extends EventTarget {
 
   _closed(code) {
     const wasConnected = this.state === "connected";
+    this.closeCode = code; // the last socket's close code (1006 when the page gave up on a silent one)
     this.guard = null;
     this.members = new Map();
     this._emit("peers", this.peers);
