@@ -6,6 +6,8 @@ installed ``xfer`` command, an ``xfer serve`` relay on loopback.
 
 from __future__ import annotations
 
+import os
+import pty
 import signal
 import socket
 import threading
@@ -41,11 +43,12 @@ def events_of(proc, kind: str) -> list[dict]:
     return [e for e in proc.events() if e["event"] == kind]
 
 
-def receiver(xfer_procs, relay, tmp_path, *extra: str, name: str = "recv"):
+def receiver(xfer_procs, relay, tmp_path, *extra: str, name: str = "recv", **kw):
     """``xfer receive`` opening a room on the relay; returns (process, the page's link on the LAN)."""
     proc = xfer_procs(
         ["receive", "--relay", relay.ws, "--json", "--no-qr", "--dir", str(tmp_path / "in"), "--name", "desk", *extra],
         name,
+        **kw,
     )
     room = proc.first_event()
     assert room["event"] == "room"
@@ -286,3 +289,111 @@ def test_a_terminal_that_finished_and_left_a_hosted_relay_is_named(phone, relay,
     wait_until(lambda: "finished and left" in phone.inner_text("#peers-hint"), 5, "the end said")
     assert "desk (xfer) finished and left" in phone.inner_text("#peers-hint")
     assert "Nobody else is here yet" not in phone.inner_text("#peers-hint")
+
+
+# -- 5. words that match what happens ------------------------------------------------------------
+
+
+def test_words_while_the_terminal_asks_and_when_it_is_busy(browser, playwright, phone, relay, xfer_procs, tmp_path):
+    """``xfer receive`` asks y/n: the page says it waits for that answer (before: "Waiting…").
+    A second phone that sends meanwhile is told the receiver is busy (before: "declined")."""
+    src = make_file(tmp_path / "photo.jpg", 1 * MB, 9)
+    answer, terminal = pty.openpty()  # xfer asks only a terminal
+    recv, url = receiver(xfer_procs, relay, tmp_path, "--open", stdin=terminal)
+    open_room(phone, url)
+    wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the receiver")
+    phone.set_input_files("#pick-files", [str(src)])
+    wait_until(lambda: events_of(recv, "offer"), 10, "the offer at xfer receive")
+    assert phone.inner_text(".transfer .status-line") == "Waiting for desk (xfer) to accept…"
+    shot(phone, "s5-waiting-for-answer")
+    context = browser.new_context(**playwright.devices["Pixel 7"])
+    try:
+        other = context.new_page()
+        open_room(other, url)
+        wait_until(lambda: "desk" in other.inner_text("#peers"), 10, "the receiver, on the second phone")
+        other.set_input_files("#pick-files", [str(src)])
+        other.wait_for_selector(".transfer-card .error")
+        said = other.inner_text(".transfer-card .error")
+        assert "desk is busy with another transfer" in said and "declined" not in said, said
+        assert other.locator(".transfer-card button.again").count() == 1  # the room is still there
+        shot(other, "s5-busy")
+    finally:
+        context.close()
+    os.write(answer, b"y\n")
+    try:
+        assert recv.wait(30) == 0, recv.stderr
+    finally:
+        os.close(answer)
+        os.close(terminal)
+    phone.wait_for_selector(".transfer-card .ok")
+
+
+def test_no_try_again_once_the_room_is_gone(phone, xfer_procs, tmp_path):
+    """``xfer receive`` with its own relay stops mid-upload: the room went with it, so the page
+    says so and what to do, with no "Try again" and no countdown (before: both)."""
+    src = make_file(tmp_path / "clip.mp4", 300 * MB, 10)
+    recv = xfer_procs(
+        [
+            "receive",
+            "--host",
+            "127.0.0.1",
+            "--yes",
+            "--json",
+            "--no-qr",
+            "--dir",
+            str(tmp_path / "in"),
+            "--name",
+            "desk",
+        ],
+        "recv",
+    )
+    open_room(phone, on_lan(recv.first_event()["url"]))
+    wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the receiver")
+    phone.set_input_files("#pick-files", [str(src)])
+    wait_until(lambda: written(recv) >= 10 * MB, 60, "10 MB written", interval=0.01)
+    recv.proc.send_signal(signal.SIGINT)
+    assert recv.wait(10) == 130, recv.stderr
+    phone.wait_for_selector(".transfer-card .error", timeout=bounded(10_000))
+    phone.wait_for_selector("#status[data-state=closed]")
+    assert phone.inner_text("#status-text") == "Room closed"
+    assert phone.is_hidden("#retry")
+    assert phone.locator("button.again, button:text('Try again')").count() == 0
+    assert "scan its new QR code" in phone.inner_text(".transfer-card")
+    assert "Nobody is here any more" in phone.inner_text("#peers-hint")
+    shot(phone, "s5-room-gone")
+
+
+def test_a_second_phone_is_told_the_files_went_to_another(browser, playwright, phone, relay, xfer_procs, tmp_path):
+    """``xfer send`` gives its files to one receiver: a second phone in the room is told they
+    went to another device (before: nothing, then "Nobody else is here yet")."""
+    big = make_file(tmp_path / "report.bin", 150 * MB, 11)
+    sender = xfer_procs(["send", str(big), "--relay", relay.ws, "--json", "--no-qr", "--name", "laptop"], "send")
+    url = on_lan(sender.first_event()["url"])
+    open_room(phone, url)
+    phone.wait_for_selector(".offer button.primary")
+    context = browser.new_context(**playwright.devices["Pixel 7"])
+    try:
+        other = context.new_page()
+        open_room(other, url)
+        wait_until(lambda: "laptop" in other.inner_text("#peers"), 10, "the sender, on the second phone")
+        wait_until(
+            lambda: "laptop (xfer) is sending its files to another device" in other.inner_text("#peers-hint"),
+            6,
+            "the second phone told",
+        )
+        shot(other, "s5-sending-elsewhere")
+        with phone.expect_download(timeout=bounded(30_000)) as info:
+            phone.click(".offer button.primary")
+        info.value.save_as(tmp_path / "saved.bin")
+        assert sender.wait(30) == 0, sender.stderr
+        wait_until(
+            lambda: (
+                "laptop (xfer) sent its files to another device in this room and left"
+                in other.inner_text("#peers-hint")
+            ),
+            10,
+            "the second phone told it is over",
+        )
+        assert other.locator(".offer").count() == 0
+    finally:
+        context.close()

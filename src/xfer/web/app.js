@@ -10,6 +10,10 @@ let countdown = 0;
 let pendingName = null; // a rename that waits for the transfers to end
 let finishedWith = null; // {id, who}: the terminal the last transfer ended well with, while no other runs
 let finished = null; // who finished and left (the session is over, and it went well)
+const offeredBy = new Set(); // terminals that offered files to this page
+const seen = new Map(); // terminal id -> {who, role, since}: what the page knew of it, kept after it left
+let wentElsewhere = null; // a sender that left without offering here while another device was in the room
+const ELSEWHERE_AFTER = 3000; // ms: a sender offers at once, so one that did not is busy with another device
 const active = new Set(); // running uploads and downloads: they see every message
 
 function myName() {
@@ -46,13 +50,22 @@ function start() {
   conn.addEventListener("message", (e) => onMessage(e.detail));
   conn.addEventListener("peer-left", (e) => {
     for (const t of [...active]) t.handle({ type: "peer-left", peer_id: e.detail });
+    const gone = seen.get(e.detail);
+    if (gone && gone.role === "sender" && !offeredBy.has(e.detail) && (gone.elsewhere || anotherDevice())) {
+      wentElsewhere = gone.who;
+      announce(`${gone.who} sent its files to another device and left.`);
+    }
+    renderPeers();
     if (finishedWith && finishedWith.id === e.detail && !active.size && !conn.peers.size) {
       finished = finishedWith.who;
       renderPeers();
     }
   });
-  conn.addEventListener("peer-joined", () => {
+  conn.addEventListener("peer-joined", (e) => {
     finished = null;
+    wentElsewhere = null;
+    const peer = e.detail;
+    if (peer && peer.role === "sender") setTimeout(renderPeers, ELSEWHERE_AFTER + 100);
     renderPeers();
   });
   conn.addEventListener("disconnected", () => {
@@ -82,6 +95,11 @@ const SPOKEN = {  // what the aria-live region says on a state change (the count
   "not-found": "This room is not open.", replaced: "This room is open in another tab.",
 };
 
+/** Nothing more can happen in this room from this page: no "Try again". */
+function roomGone() {
+  return !conn || conn.stopped || ["closed", "replaced", "failed", "not-found", "wrong-link"].includes(conn.state);
+}
+
 /** The transfer with ``id`` ended well: if that terminal now leaves, the session is over. */
 function endedWell(id) {
   finishedWith = active.size ? null : { id, who: nameOf(id) };
@@ -94,12 +112,13 @@ function sessionOver(state) {
   return finished !== null || (BUILTIN_RELAY && conn.closeCode === CLOSE.restart);
 }
 
-function showState({ state, until, message }) {
+function showState({ state, until, message, gone }) {
   clearInterval(countdown);
   if (sessionOver(state)) {
     finished = finished || finishedWith.who;
     conn.close();
     setStatus("finished", "Finished");
+    retireAgain();
     announce(`${finished} finished and left.`);
     renderPeers();
     return;
@@ -134,7 +153,8 @@ function showState({ state, until, message }) {
       announce(message);
       break;
     case "closed":
-      setStatus("closed", "Room closed", true);
+      setStatus("closed", "Room closed", !gone);
+      if (gone) announce("The computer left, and the room closed with it.");
       break;
     case "replaced":
       setStatus("closed", "Open in another tab", true);
@@ -147,7 +167,17 @@ function showState({ state, until, message }) {
       }
   }
   if (conn) renderPeers();
+  if (roomGone()) retireAgain();
 }
+
+/** The room is gone: a "Try again" could only fail, so it says what to do instead. */
+function retireAgain() {
+  for (const again of document.querySelectorAll("button.again")) {
+    again.replaceWith(el("p", { class: "hint", text: AGAIN_ELSEWHERE }));
+  }
+}
+
+const AGAIN_ELSEWHERE = "This room is closed. To send these files, start xfer on the computer again and scan its new QR code.";
 
 $("retry").addEventListener("click", () => conn && conn.retryNow());
 
@@ -173,13 +203,46 @@ function renderPeers() {
   }
   list.replaceChildren(...chips);
   const others = conn.peers.size;
+  const busy = conn.state === "connected" ? busyElsewhere() : null;
   const hint = $("peers-hint");
-  hint.textContent = others === 0 && finished
-    ? `${finished} finished and left. To send more, start xfer on the computer again and scan its new QR code.`
-    : conn.state !== "connected"
-      ? "Offline: who is here shows again once the page is back in the room."
-      : others === 0 ? "Nobody else is here yet. The computer that showed this QR code will show up here." : "";
+  hint.textContent = peersHint(others, busy);
   $("text-send").disabled = others === 0;
+}
+
+/** The line under the chips: what the room is waiting for, or how it ended. */
+function peersHint(others, busy) {
+  if (others === 0 && finished) {
+    return `${finished} finished and left. To send more, start xfer on the computer again and scan its new QR code.`;
+  }
+  if (others === 0 && wentElsewhere) {
+    return `${wentElsewhere} sent its files to another device in this room and left. To get them here, ask for them to be sent again.`;
+  }
+  if (conn.state === "closed") return "Nobody is here any more. To go on, start xfer on the computer again and scan its new QR code.";
+  if (conn.state !== "connected") return "Offline: who is here shows again once the page is back in the room.";
+  if (others === 0) return "Nobody else is here yet. The computer that showed this QR code will show up here.";
+  return busy ? `${busy} is sending its files to another device in this room. It sends to one at a time.` : "";
+}
+
+/** Another device here (a page, or a peer the page has no keys with): the relay lists it, the page cannot name it. */
+function anotherDevice() {
+  return [...conn.members.values()].some((m) => m.id !== conn.peerId && !conn.peers.has(m.id));
+}
+
+/** A sender here that offered nothing to this page, long after it could have, while another device is in the room. */
+function busyElsewhere() {
+  const now = Date.now();
+  for (const [id, peer] of conn.peers) {
+    if (!seen.has(id)) seen.set(id, { who: peerLabel(peer), role: peer.role, since: now, elsewhere: false });
+  }
+  if (!anotherDevice()) return null;
+  for (const [id, peer] of conn.peers) {
+    const known = seen.get(id);
+    if (peer.role === "sender" && !offeredBy.has(id) && now - known.since >= ELSEWHERE_AFTER) {
+      known.elsewhere = true;
+      return known.who;
+    }
+  }
+  return null;
 }
 
 function openRename() {
@@ -296,6 +359,7 @@ function sendFiles(fileList) {
     return;
   }
   const rows = files.map((f) => transferRow(list, f, "Sending"));
+  for (const r of rows) r.waiting(`Waiting for ${peerLabel(target)} to accept…`);
   files.forEach((f, i) => {
     if (i < 50 && /^image\//.test(f.type) && f.size < 50_000_000) {  // a thumbnail of the user's own photo
       const url = URL.createObjectURL(f);
@@ -312,9 +376,14 @@ function sendFiles(fileList) {
         ? `Resuming ${cleanText(files[i].name, 100)} from ${humanSize(offset)}`
         : `Sending ${cleanText(files[i].name, 100)}`);
     },
+    onAccepted: () => {
+      for (const [i, r] of rows.entries()) if (!upload.verified.has(i)) r.waiting("Next in line");
+    },
     onInterrupted: () => {
-      for (const [i, r] of rows.entries()) if (!upload.verified.has(i)) r.resuming("Resuming… once the connection is back");
-      announce("Connection lost. Sending resumes when it is back.");
+      // our connection, or only the receiver's: the header says which, the rows must agree
+      const lost = conn.open ? `once ${peerLabel(upload.target)} is back` : "once the connection is back";
+      for (const [i, r] of rows.entries()) if (!upload.verified.has(i)) r.resuming(`Resuming… ${lost}`);
+      announce(conn.open ? `${peerLabel(upload.target)} left. Sending resumes when it is back.` : "Connection lost. Sending resumes when it is back.");
     },
     onResuming: (i, offset) => rows[i].resuming(`Resuming… checking the ${humanSize(offset)} already sent`),
     onProgress: (i, bytes) => rows[i].progress(bytes),
@@ -330,8 +399,12 @@ function sendFiles(fileList) {
         return;
       }
       for (const [i, r] of rows.entries()) if (!upload.verified.has(i)) r.failed("Not sent");
-      const again = el("button", { type: "button", onclick: () => { box.remove(); sendFiles(files); } }, "Try again");
-      box.append(el("p", { class: "error", role: "alert", text: err.message }), again);
+      box.append(el("p", { class: "error", role: "alert", text: err.message }));
+      if (roomGone()) {
+        box.append(el("p", { class: "hint", text: AGAIN_ELSEWHERE }));
+      } else {
+        box.append(el("button", { type: "button", class: "again", onclick: () => { box.remove(); sendFiles(files); } }, "Try again"));
+      }
       announce(`Sending failed: ${err.message}`);
     },
   });
@@ -368,6 +441,7 @@ function showOffer(offer) {
   if (!Array.isArray(offer.files) || !offer.files.length || !offer.transfer || !offer.from) return;
   const files = offer.files.filter((f) => f && typeof f.name === "string" && typeof f.size === "number");
   if (files.length !== offer.files.length) return;
+  offeredBy.add(offer.from);
   const total = files.reduce((n, f) => n + f.size, 0);
   const who = nameOf(offer.from);
   const card = el("div", { class: "card offer", role: "group", "aria-label": `Offer from ${who}` });

@@ -6,13 +6,14 @@
 // time, in order, chunks included, so the channels' counters follow the wire.
 
 import { GuardError, PageGuard, WrongLink } from "./guard.js";
-import { CLIENT, CLOSE, PROTOCOL_VERSION, randomHex } from "./protocol.js";
+import { BUILTIN_RELAY, CLIENT, CLOSE, PROTOCOL_VERSION, randomHex } from "./protocol.js";
 
 const CLOSE_ROOM_NOT_FOUND = CLOSE.room_not_found;
 const CLOSE_REPLACED = CLOSE.replaced;
 const CLOSE_VERSION = CLOSE.version;
 const CLOSE_PROTOCOL = CLOSE.protocol;
 const CLOSE_ROOM_FULL = CLOSE.room_full;
+const CLOSE_RESTART = CLOSE.restart;
 const GIVE_UP_AFTER = 120_000; // ms of failed reconnects before the room counts as closed
 // A socket can die without a close reaching the page (Wi-Fi gone, a phone asleep, a NAT that
 // forgot it): the browser says nothing for minutes. So the page listens: after PROBE_AFTER ms
@@ -259,6 +260,11 @@ export class RoomConnection extends EventTarget {
     }
     if (code === CLOSE_ROOM_NOT_FOUND && !this.everJoined) {
       this._setState("not-found");
+      return;
+    }
+    if (code === CLOSE_RESTART && BUILTIN_RELAY) {
+      // The relay ran inside the terminal, and the terminal stopped: the room went with it.
+      this._setState("closed", { gone: true });
       return;
     }
     if (code === CLOSE_ROOM_FULL && !this.everJoined) {
