@@ -397,3 +397,66 @@ def test_a_second_phone_is_told_the_files_went_to_another(browser, playwright, p
         assert other.locator(".offer").count() == 0
     finally:
         context.close()
+
+
+# -- 6. a reload mid-upload ------------------------------------------------------------------------
+
+
+def test_a_reload_mid_upload_warns_and_then_says_how_to_resume(phone, relay, xfer_procs, tmp_path):
+    """While a transfer runs the page asks before it goes (beforeunload); after a reload it lists
+    what was cut off and says that picking the same files again resumes, which it does."""
+    src = make_file(tmp_path / "clip.mp4", 120 * MB, 12)
+    recv, url = receiver(xfer_procs, relay, tmp_path, "--yes")
+    open_room(phone, url)
+    wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the receiver")
+    ask = "() => { const e = new Event('beforeunload', { cancelable: true }); dispatchEvent(e); return e.defaultPrevented; }"
+    assert phone.evaluate(ask) is False  # nothing to lose yet
+    phone.set_input_files("#pick-files", [str(src)])
+    wait_until(lambda: written(recv) >= 10 * MB, 60, "10 MB written", interval=0.01)
+    assert phone.evaluate(ask) is True
+    phone.reload()
+    phone.wait_for_selector("#status[data-state=connected]")
+    card = phone.locator(".cut-off")
+    card.wait_for()
+    assert "clip.mp4" in card.inner_text() and "Pick the same files again" in card.inner_text()
+    shot(phone, "s6-reloaded")
+    wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the receiver again")
+    phone.set_input_files("#pick-files", [str(src)])
+    assert recv.wait(60) == 0, recv.stderr
+    assert sha256_of(tmp_path / "in" / "clip.mp4") == sha256_of(src)
+    accepted = events_of(recv, "accepted")
+    assert len(accepted) == 2 and accepted[1]["resumed"] >= 10 * MB, accepted
+    phone.wait_for_selector(".transfer-card .ok")
+    assert phone.locator(".cut-off").count() == 0
+    assert phone.evaluate(ask) is False
+
+
+SPY_ON_WAKE_LOCK = """
+if (navigator.wakeLock) {  // the real lock, watched: every sentinel the page gets is kept here
+  const request = navigator.wakeLock.request.bind(navigator.wakeLock);
+  window.__locks = [];
+  navigator.wakeLock.request = async (type) => { const lock = await request(type); window.__locks.push(lock); return lock; };
+}
+"""
+
+
+def test_the_screen_stays_on_while_a_transfer_runs(browser, playwright, relay, xfer_procs, tmp_path):
+    """Where there is a Screen Wake Lock (a secure context: here http://127.0.0.1), the page holds
+    one while it uploads and lets it go at the end."""
+    src = make_file(tmp_path / "clip.mp4", 120 * MB, 13)
+    recv, url = receiver(xfer_procs, relay, tmp_path, "--yes")
+    context = browser.new_context(**playwright.devices["Pixel 7"])
+    context.add_init_script(SPY_ON_WAKE_LOCK)
+    try:
+        page = context.new_page()
+        open_room(page, on_lan(url, host="127.0.0.1"))
+        assert page.evaluate("window.isSecureContext && window.__locks.length") == 0
+        wait_until(lambda: "desk" in page.inner_text("#peers"), 10, "the receiver")
+        page.set_input_files("#pick-files", [str(src)])
+        wait_until(lambda: written(recv) >= 5 * MB, 60, "5 MB written", interval=0.01)
+        assert page.evaluate("window.__locks.filter((l) => !l.released).length") == 1
+        assert recv.wait(60) == 0, recv.stderr
+        page.wait_for_selector(".transfer-card .ok")
+        wait_until(lambda: page.evaluate("window.__locks.every((l) => l.released)"), 5, "the lock let go")
+    finally:
+        context.close()

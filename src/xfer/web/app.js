@@ -72,6 +72,7 @@ function start() {
     for (const t of [...active]) t.disconnected();
   });
   conn.connect();
+  showCutOff();
 }
 
 function showJoin(message) {
@@ -285,7 +286,76 @@ function renameWhenIdle() {
 /** A transfer ended: forget it, and apply a rename that waited for it. */
 function ended(transfer) {
   active.delete(transfer);
+  if (transfer instanceof Upload) cutOff(transfer, null);
   renameWhenIdle();
+  stayAwake();
+}
+
+/** A transfer started: keep the screen on, and the page from going away unasked. */
+function began(transfer) {
+  active.add(transfer);
+  stayAwake();
+}
+
+// -- while transfers run: screen on, no reload by accident, and what a reload cut off -------
+
+let wakeLock = null;
+
+/** Screen Wake Lock while a transfer runs (secure contexts only: https, localhost). A phone that
+ * dims and sleeps mid-transfer drops its socket; the lock is let go by the browser when the tab
+ * is hidden, so it is asked for again when the tab shows. */
+async function stayAwake() {
+  if (!navigator.wakeLock) return;
+  if (!active.size) {
+    const lock = wakeLock;
+    wakeLock = null;
+    lock?.release().catch(() => {});
+    return;
+  }
+  if (wakeLock && !wakeLock.released) return;
+  try {
+    wakeLock = await navigator.wakeLock.request("screen");
+  } catch { /* refused (battery saver, hidden tab): the transfer runs anyway */ }
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") stayAwake();
+});
+
+window.addEventListener("beforeunload", (event) => {
+  if (!active.size) return;
+  event.preventDefault(); // the browser asks "Leave site?": a reload or a back swipe would cut the transfers
+  event.returnValue = "";
+});
+
+const CUT_OFF = "xfer-uploads"; // sessionStorage: uploads under way, said again after a reload
+
+/** Remember an upload under way (``files``), or forget it (null). */
+function cutOff(upload, files) {
+  try {
+    const all = JSON.parse(sessionStorage.getItem(CUT_OFF) || "{}");
+    if (files) all[upload.transfer] = files.map((f) => ({ name: f.name, size: f.size }));
+    else delete all[upload.transfer];
+    sessionStorage.setItem(CUT_OFF, JSON.stringify(all));
+  } catch { /* storage off: nothing said after a reload */ }
+}
+
+/** After a reload: which uploads it cut off, and that picking the same files again resumes them. */
+function showCutOff() {
+  let all = {};
+  try {
+    all = JSON.parse(sessionStorage.getItem(CUT_OFF) || "{}");
+    sessionStorage.removeItem(CUT_OFF);
+  } catch { return; }
+  const files = Object.values(all).flat().filter((f) => f && typeof f.name === "string" && typeof f.size === "number");
+  if (!files.length) return;
+  const list = el("ul", { class: "files" });
+  for (const f of files.slice(0, 20)) list.append(el("li", { class: "file" }, fileName(f.name), el("span", { class: "size", text: humanSize(f.size) })));
+  const card = el("div", { class: "card cut-off", role: "status" },
+    el("p", { class: "card-title", text: "The page was reloaded during an upload" }), list,
+    el("p", { class: "hint", text: "Pick the same files again: the upload goes on from where it stopped." }));
+  $("outgoing").hidden = false;
+  $("transfers").prepend(card);
 }
 
 // -- messages -------------------------------------------------------------------------
@@ -408,7 +478,9 @@ function sendFiles(fileList) {
       announce(`Sending failed: ${err.message}`);
     },
   });
-  active.add(upload);
+  began(upload);
+  cutOff(upload, files);
+  for (const card of document.querySelectorAll(".cut-off")) card.remove();
   upload.run();
 }
 
@@ -506,7 +578,7 @@ function showOffer(offer) {
         }
       },
     });
-    active.add(download);
+    began(download);
     download.accept();
   }, { once: true });
 }
