@@ -174,7 +174,7 @@ def test_a_socket_that_dies_silently_shows_offline(phone, relay, xfer_procs, tmp
     """Before: "Connected" and a frozen percentage for as long as the browser kept the dead
     socket (minutes). Now the page hears nothing for DEAD_AFTER (10 s), says it is offline,
     ends the download with a message, and is back once the network is."""
-    big = make_file(tmp_path / "report.bin", 200 * MB, 5)
+    big = make_file(tmp_path / "report.bin", 100 * MB, 5)
     sender = xfer_procs(["send", str(big), "--relay", relay.ws, "--json", "--no-qr", "--name", "laptop"], "send")
     fragment = sender.first_event()["url"].split("#", 1)[1]
     proxy = FreezableProxy(relay.port)
@@ -204,7 +204,7 @@ def test_a_socket_that_dies_silently_shows_offline(phone, relay, xfer_procs, tmp
 def test_ctrl_c_on_xfer_receive_during_an_upload_is_prompt(phone, relay, xfer_procs, tmp_path, builtin):
     """Before: about 10 s from SIGINT to exit while the page kept sending. Now within ~2 s,
     exit 130, the partial file kept (docs/cli.md: Ctrl-C keeps it, unless --no-resume)."""
-    src = make_file(tmp_path / "clip.mp4", 300 * MB, 6)
+    src = make_file(tmp_path / "clip.mp4", 160 * MB, 6)
     if builtin:  # the relay runs inside xfer receive itself, as on a LAN with no --relay
         recv = xfer_procs(
             [
@@ -331,7 +331,7 @@ def test_words_while_the_terminal_asks_and_when_it_is_busy(browser, playwright, 
 def test_no_try_again_once_the_room_is_gone(phone, xfer_procs, tmp_path):
     """``xfer receive`` with its own relay stops mid-upload: the room went with it, so the page
     says so and what to do, with no "Try again" and no countdown (before: both)."""
-    src = make_file(tmp_path / "clip.mp4", 300 * MB, 10)
+    src = make_file(tmp_path / "clip.mp4", 120 * MB, 10)
     recv = xfer_procs(
         [
             "receive",
@@ -366,7 +366,7 @@ def test_no_try_again_once_the_room_is_gone(phone, xfer_procs, tmp_path):
 def test_a_second_phone_is_told_the_files_went_to_another(browser, playwright, phone, relay, xfer_procs, tmp_path):
     """``xfer send`` gives its files to one receiver: a second phone in the room is told they
     went to another device (before: nothing, then "Nobody else is here yet")."""
-    big = make_file(tmp_path / "report.bin", 150 * MB, 11)
+    big = make_file(tmp_path / "report.bin", 60 * MB, 11)
     sender = xfer_procs(["send", str(big), "--relay", relay.ws, "--json", "--no-qr", "--name", "laptop"], "send")
     url = on_lan(sender.first_event()["url"])
     open_room(phone, url)
@@ -443,7 +443,7 @@ if (navigator.wakeLock) {  // the real lock, watched: every sentinel the page ge
 def test_the_screen_stays_on_while_a_transfer_runs(browser, playwright, relay, xfer_procs, tmp_path):
     """Where there is a Screen Wake Lock (a secure context: here http://127.0.0.1), the page holds
     one while it uploads and lets it go at the end."""
-    src = make_file(tmp_path / "clip.mp4", 120 * MB, 13)
+    src = make_file(tmp_path / "clip.mp4", 80 * MB, 13)
     recv, url = receiver(xfer_procs, relay, tmp_path, "--yes")
     context = browser.new_context(**playwright.devices["Pixel 7"])
     context.add_init_script(SPY_ON_WAKE_LOCK)
