@@ -213,13 +213,27 @@ async def room_session(opts: RoomOptions, role: str, display: Display) -> AsyncI
 
 
 async def _drain(server: RelayServer, timeout: float = 3.0) -> None:
-    """Let the other peers finish with our embedded relay before it closes on them."""
+    """Let the other terminals finish with our embedded relay before it closes on them.
+
+    Pages are not waited for: a phone's tab stays in the room until someone closes it, so
+    waiting for it cost the whole timeout at every exit (Ctrl-C included); what was sent to
+    it is on its socket before the relay's close (1012), which the page shows as the end."""
     import asyncio
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while server.hub.peer_count > 0 and loop.time() < deadline:
+    while _terminals_left(server) and loop.time() < deadline:
         await asyncio.sleep(0.05)
+
+
+def _terminals_left(server: RelayServer) -> bool:
+    from ..relay.download import WEB_CLIENT
+
+    return any(
+        m.here and not m.info.client.startswith(WEB_CLIENT)
+        for room in server.room.rooms.values()
+        for m in room.peers.values()
+    )
 
 
 async def _embedded_relay(opts: RoomOptions) -> tuple[RelayServer, str, str]:

@@ -36,6 +36,25 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
         super().keepalive_timeout()
         self.transport.abort()
 
+    def shutdown(self) -> None:
+        """Close with 1012 and wait (briefly) for the peer's close before dropping the socket.
+
+        uvicorn's own closes the socket right after its close frame: with a peer's upload still
+        arriving, that close resets the connection and the peer may never read the 1012, so a
+        page cannot tell "the relay stopped" from "the network failed" (issue 15)."""
+        if self.close_sent or not self.handshake_complete or self.initial_response is not None:
+            super().shutdown()
+            return
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": 1012, "reason": None})
+        self.conn.send_close(1012)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.close_timer = self.loop.call_later(_CLOSE_GRACE, self.transport.close)  # the peer's close ends it sooner
+
+
+_CLOSE_GRACE = 1.0  # seconds a stopping relay waits for a peer to answer its close
+
 
 class _HttpProtocol(H11Protocol):
     """uvicorn's h11 protocol with a deadline for the first request.

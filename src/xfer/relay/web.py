@@ -108,6 +108,7 @@ def page_constants(limits: Limits = LIMITS, *, builtin_relay: bool = False) -> d
             "room_not_found": int(Close.ROOM_NOT_FOUND),
             "room_full": int(Close.ROOM_FULL),
             "replaced": int(Close.REPLACED),
+            "restart": int(Close.RESTART),
         },
     }
 

@@ -1,12 +1,19 @@
 // The page: join the room in the URL fragment, show who is here, send and receive.
 
 import { RoomConnection } from "./connection.js";
-import { BUILTIN_RELAY, MAX_PEER_NAME, MAX_TEXT, cleanText, deviceName, humanSize, parseLink } from "./protocol.js";
+import { BUILTIN_RELAY, CLOSE, MAX_PEER_NAME, MAX_TEXT, cleanText, deviceName, humanSize, parseLink } from "./protocol.js";
 import { Download, Upload } from "./transfers.js";
 import { $, copyText, el, fileName, peerLabel, transferRow } from "./ui.js";
 
 let conn = null;
 let countdown = 0;
+let pendingName = null; // a rename that waits for the transfers to end
+let finishedWith = null; // {id, who}: the terminal the last transfer ended well with, while no other runs
+let finished = null; // who finished and left (the session is over, and it went well)
+const offeredBy = new Set(); // terminals that offered files to this page
+const seen = new Map(); // terminal id -> {who, role, since}: what the page knew of it, kept after it left
+let wentElsewhere = null; // a sender that left without offering here while another device was in the room
+const ELSEWHERE_AFTER = 3000; // ms: a sender offers at once, so one that did not is busy with another device
 const active = new Set(); // running uploads and downloads: they see every message
 
 function myName() {
@@ -43,11 +50,29 @@ function start() {
   conn.addEventListener("message", (e) => onMessage(e.detail));
   conn.addEventListener("peer-left", (e) => {
     for (const t of [...active]) t.handle({ type: "peer-left", peer_id: e.detail });
+    const gone = seen.get(e.detail);
+    if (gone && gone.role === "sender" && !offeredBy.has(e.detail) && (gone.elsewhere || anotherDevice())) {
+      wentElsewhere = gone.who;
+      announce(`${gone.who} sent its files to another device and left.`);
+    }
+    renderPeers();
+    if (finishedWith && finishedWith.id === e.detail && !active.size && !conn.peers.size) {
+      finished = finishedWith.who;
+      renderPeers();
+    }
+  });
+  conn.addEventListener("peer-joined", (e) => {
+    finished = null;
+    wentElsewhere = null;
+    const peer = e.detail;
+    if (peer && peer.role === "sender") setTimeout(renderPeers, ELSEWHERE_AFTER + 100);
+    renderPeers();
   });
   conn.addEventListener("disconnected", () => {
     for (const t of [...active]) t.disconnected();
   });
   conn.connect();
+  showCutOff();
 }
 
 function showJoin(message) {
@@ -71,8 +96,34 @@ const SPOKEN = {  // what the aria-live region says on a state change (the count
   "not-found": "This room is not open.", replaced: "This room is open in another tab.",
 };
 
-function showState({ state, until, message }) {
+/** Nothing more can happen in this room from this page: no "Try again". */
+function roomGone() {
+  return !conn || conn.stopped || ["closed", "replaced", "failed", "not-found", "wrong-link"].includes(conn.state);
+}
+
+/** The transfer with ``id`` ended well: if that terminal now leaves, the session is over. */
+function endedWell(id) {
+  finishedWith = active.size ? null : { id, who: nameOf(id) };
+}
+
+/** The socket dropped right after a transfer that ended well, and nobody else is here: with its
+ * own relay the computer is gone (it finished and left), so there is nothing to retry. */
+function sessionOver(state) {
+  if (!finishedWith || active.size || !["waiting", "closed"].includes(state)) return false;
+  return finished !== null || (BUILTIN_RELAY && conn.closeCode === CLOSE.restart);
+}
+
+function showState({ state, until, message, gone }) {
   clearInterval(countdown);
+  if (sessionOver(state)) {
+    finished = finished || finishedWith.who;
+    conn.close();
+    setStatus("finished", "Finished");
+    retireAgain();
+    announce(`${finished} finished and left.`);
+    renderPeers();
+    return;
+  }
   if (SPOKEN[state] && $("status").dataset.state !== state) announce(SPOKEN[state]);
   switch (state) {
     case "connecting":
@@ -103,7 +154,8 @@ function showState({ state, until, message }) {
       announce(message);
       break;
     case "closed":
-      setStatus("closed", "Room closed", true);
+      setStatus("closed", "Room closed", !gone);
+      if (gone) announce("The computer left, and the room closed with it.");
       break;
     case "replaced":
       setStatus("closed", "Open in another tab", true);
@@ -116,7 +168,17 @@ function showState({ state, until, message }) {
       }
   }
   if (conn) renderPeers();
+  if (roomGone()) retireAgain();
 }
+
+/** The room is gone: a "Try again" could only fail, so it says what to do instead. */
+function retireAgain() {
+  for (const again of document.querySelectorAll("button.again")) {
+    again.replaceWith(el("p", { class: "hint", text: AGAIN_ELSEWHERE }));
+  }
+}
+
+const AGAIN_ELSEWHERE = "This room is closed. To send these files, start xfer on the computer again and scan its new QR code.";
 
 $("retry").addEventListener("click", () => conn && conn.retryNow());
 
@@ -134,6 +196,7 @@ function renderPeers() {
   const chips = [];
   const me = el("li", { class: "chip me" },
     el("span", { text: `You: ${cleanText(conn.name, 64)}` }),
+    pendingName ? el("span", { class: "hint", text: ` → ${cleanText(pendingName, 64)} once the transfers end` }) : null,
     el("button", { type: "button", class: "icon", "aria-label": "Rename yourself", title: "Rename", onclick: openRename }, "✎"));
   chips.push(me);
   for (const peer of conn.peers.values()) {
@@ -141,11 +204,46 @@ function renderPeers() {
   }
   list.replaceChildren(...chips);
   const others = conn.peers.size;
+  const busy = conn.state === "connected" ? busyElsewhere() : null;
   const hint = $("peers-hint");
-  hint.textContent = conn.state !== "connected"
-    ? "Offline: who is here shows again once the page is back in the room."
-    : others === 0 ? "Nobody else is here yet. The computer that showed this QR code will show up here." : "";
+  hint.textContent = peersHint(others, busy);
   $("text-send").disabled = others === 0;
+}
+
+/** The line under the chips: what the room is waiting for, or how it ended. */
+function peersHint(others, busy) {
+  if (others === 0 && finished) {
+    return `${finished} finished and left. To send more, start xfer on the computer again and scan its new QR code.`;
+  }
+  if (others === 0 && wentElsewhere) {
+    return `${wentElsewhere} sent its files to another device in this room and left. To get them here, ask for them to be sent again.`;
+  }
+  if (conn.state === "closed") return "Nobody is here any more. To go on, start xfer on the computer again and scan its new QR code.";
+  if (conn.state !== "connected") return "Offline: who is here shows again once the page is back in the room.";
+  if (others === 0) return "Nobody else is here yet. The computer that showed this QR code will show up here.";
+  return busy ? `${busy} is sending its files to another device in this room. It sends to one at a time.` : "";
+}
+
+/** Another device here (a page, or a peer the page has no keys with): the relay lists it, the page cannot name it. */
+function anotherDevice() {
+  return [...conn.members.values()].some((m) => m.id !== conn.peerId && !conn.peers.has(m.id));
+}
+
+/** A sender here that offered nothing to this page, long after it could have, while another device is in the room. */
+function busyElsewhere() {
+  const now = Date.now();
+  for (const [id, peer] of conn.peers) {
+    if (!seen.has(id)) seen.set(id, { who: peerLabel(peer), role: peer.role, since: now, elsewhere: false });
+  }
+  if (!anotherDevice()) return null;
+  for (const [id, peer] of conn.peers) {
+    const known = seen.get(id);
+    if (peer.role === "sender" && !offeredBy.has(id) && now - known.since >= ELSEWHERE_AFTER) {
+      known.elsewhere = true;
+      return known.who;
+    }
+  }
+  return null;
 }
 
 function openRename() {
@@ -167,8 +265,98 @@ $("rename-form").addEventListener("submit", (event) => {
   try {
     localStorage.setItem("xfer-name", name);
   } catch { /* not kept, still used */ }
-  conn.rename(name);
+  // The relay knows names only from a new sealed hi, so a rename rejoins the room: that would
+  // cut a running upload or the browser's download, so it waits for them to end.
+  pendingName = name;
+  renameWhenIdle();
 });
+
+function renameWhenIdle() {
+  if (!pendingName || !conn) return;
+  if (active.size) {
+    renderPeers();
+    announce("Your new name is used once the transfers end.");
+    return;
+  }
+  const name = pendingName;
+  pendingName = null;
+  conn.rename(name);
+}
+
+/** A transfer ended: forget it, and apply a rename that waited for it. */
+function ended(transfer) {
+  active.delete(transfer);
+  if (transfer instanceof Upload) cutOff(transfer, null);
+  renameWhenIdle();
+  stayAwake();
+}
+
+/** A transfer started: keep the screen on, and the page from going away unasked. */
+function began(transfer) {
+  active.add(transfer);
+  stayAwake();
+}
+
+// -- while transfers run: screen on, no reload by accident, and what a reload cut off -------
+
+let wakeLock = null;
+
+/** Screen Wake Lock while a transfer runs (secure contexts only: https, localhost). A phone that
+ * dims and sleeps mid-transfer drops its socket; the lock is let go by the browser when the tab
+ * is hidden, so it is asked for again when the tab shows. */
+async function stayAwake() {
+  if (!navigator.wakeLock) return;
+  if (!active.size) {
+    const lock = wakeLock;
+    wakeLock = null;
+    lock?.release().catch(() => {});
+    return;
+  }
+  if (wakeLock && !wakeLock.released) return;
+  try {
+    wakeLock = await navigator.wakeLock.request("screen");
+  } catch { /* refused (battery saver, hidden tab): the transfer runs anyway */ }
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") stayAwake();
+});
+
+window.addEventListener("beforeunload", (event) => {
+  if (!active.size) return;
+  event.preventDefault(); // the browser asks "Leave site?": a reload or a back swipe would cut the transfers
+  event.returnValue = "";
+});
+
+const CUT_OFF = "xfer-uploads"; // sessionStorage: uploads under way, said again after a reload
+
+/** Remember an upload under way (``files``), or forget it (null). */
+function cutOff(upload, files) {
+  try {
+    const all = JSON.parse(sessionStorage.getItem(CUT_OFF) || "{}");
+    if (files) all[upload.transfer] = files.map((f) => ({ name: f.name, size: f.size }));
+    else delete all[upload.transfer];
+    sessionStorage.setItem(CUT_OFF, JSON.stringify(all));
+  } catch { /* storage off: nothing said after a reload */ }
+}
+
+/** After a reload: which uploads it cut off, and that picking the same files again resumes them. */
+function showCutOff() {
+  let all = {};
+  try {
+    all = JSON.parse(sessionStorage.getItem(CUT_OFF) || "{}");
+    sessionStorage.removeItem(CUT_OFF);
+  } catch { return; }
+  const files = Object.values(all).flat().filter((f) => f && typeof f.name === "string" && typeof f.size === "number");
+  if (!files.length) return;
+  const list = el("ul", { class: "files" });
+  for (const f of files.slice(0, 20)) list.append(el("li", { class: "file" }, fileName(f.name), el("span", { class: "size", text: humanSize(f.size) })));
+  const card = el("div", { class: "card cut-off", role: "status" },
+    el("p", { class: "card-title", text: "The page was reloaded during an upload" }), list,
+    el("p", { class: "hint", text: "Pick the same files again: the upload goes on from where it stopped." }));
+  $("outgoing").hidden = false;
+  $("transfers").prepend(card);
+}
 
 // -- messages -------------------------------------------------------------------------
 
@@ -241,6 +429,7 @@ function sendFiles(fileList) {
     return;
   }
   const rows = files.map((f) => transferRow(list, f, "Sending"));
+  for (const r of rows) r.waiting(`Waiting for ${peerLabel(target)} to accept…`);
   files.forEach((f, i) => {
     if (i < 50 && /^image\//.test(f.type) && f.size < 50_000_000) {  // a thumbnail of the user's own photo
       const url = URL.createObjectURL(f);
@@ -257,9 +446,14 @@ function sendFiles(fileList) {
         ? `Resuming ${cleanText(files[i].name, 100)} from ${humanSize(offset)}`
         : `Sending ${cleanText(files[i].name, 100)}`);
     },
+    onAccepted: () => {
+      for (const [i, r] of rows.entries()) if (!upload.verified.has(i)) r.waiting("Next in line");
+    },
     onInterrupted: () => {
-      for (const [i, r] of rows.entries()) if (!upload.verified.has(i)) r.resuming("Resuming… once the connection is back");
-      announce("Connection lost. Sending resumes when it is back.");
+      // our connection, or only the receiver's: the header says which, the rows must agree
+      const lost = conn.open ? `once ${peerLabel(upload.target)} is back` : "once the connection is back";
+      for (const [i, r] of rows.entries()) if (!upload.verified.has(i)) r.resuming(`Resuming… ${lost}`);
+      announce(conn.open ? `${peerLabel(upload.target)} left. Sending resumes when it is back.` : "Connection lost. Sending resumes when it is back.");
     },
     onResuming: (i, offset) => rows[i].resuming(`Resuming… checking the ${humanSize(offset)} already sent`),
     onProgress: (i, bytes) => rows[i].progress(bytes),
@@ -268,18 +462,25 @@ function sendFiles(fileList) {
       announce(`${cleanText(files[i].name, 100)} sent and verified`);
     },
     onEnd: (err) => {
-      active.delete(upload);
+      ended(upload);
       if (!err) {
         title.append(el("span", { class: "ok", text: " ✓ done" }));
+        endedWell(upload.target.id);
         return;
       }
       for (const [i, r] of rows.entries()) if (!upload.verified.has(i)) r.failed("Not sent");
-      const again = el("button", { type: "button", onclick: () => { box.remove(); sendFiles(files); } }, "Try again");
-      box.append(el("p", { class: "error", role: "alert", text: err.message }), again);
+      box.append(el("p", { class: "error", role: "alert", text: err.message }));
+      if (roomGone()) {
+        box.append(el("p", { class: "hint", text: AGAIN_ELSEWHERE }));
+      } else {
+        box.append(el("button", { type: "button", class: "again", onclick: () => { box.remove(); sendFiles(files); } }, "Try again"));
+      }
       announce(`Sending failed: ${err.message}`);
     },
   });
-  active.add(upload);
+  began(upload);
+  cutOff(upload, files);
+  for (const card of document.querySelectorAll(".cut-off")) card.remove();
   upload.run();
 }
 
@@ -312,6 +513,7 @@ function showOffer(offer) {
   if (!Array.isArray(offer.files) || !offer.files.length || !offer.transfer || !offer.from) return;
   const files = offer.files.filter((f) => f && typeof f.name === "string" && typeof f.size === "number");
   if (files.length !== offer.files.length) return;
+  offeredBy.add(offer.from);
   const total = files.reduce((n, f) => n + f.size, 0);
   const who = nameOf(offer.from);
   const card = el("div", { class: "card offer", role: "group", "aria-label": `Offer from ${who}` });
@@ -370,17 +572,18 @@ function showOffer(offer) {
         announce(`${cleanText(files[i].name, 100)} downloaded`);
       },
       onEnd: (err) => {
-        active.delete(download);
+        ended(download);
         if (err) {
           for (const [i, b] of bars.entries()) if (!download.verified.has(i)) b.failed("Not received");
           card.append(el("p", { class: "error", role: "alert", text: err.message }));
           announce(`Download failed: ${err.message}`);
         } else {
           title.append(el("span", { class: "ok", text: " ✓ done" }));
+          endedWell(offer.from);
         }
       },
     });
-    active.add(download);
+    began(download);
     download.accept();
   }, { once: true });
 }

@@ -6,14 +6,22 @@
 // time, in order, chunks included, so the channels' counters follow the wire.
 
 import { GuardError, PageGuard, WrongLink } from "./guard.js";
-import { CLIENT, CLOSE, PROTOCOL_VERSION, randomHex } from "./protocol.js";
+import { BUILTIN_RELAY, CLIENT, CLOSE, PROTOCOL_VERSION, randomHex } from "./protocol.js";
 
 const CLOSE_ROOM_NOT_FOUND = CLOSE.room_not_found;
 const CLOSE_REPLACED = CLOSE.replaced;
 const CLOSE_VERSION = CLOSE.version;
 const CLOSE_PROTOCOL = CLOSE.protocol;
 const CLOSE_ROOM_FULL = CLOSE.room_full;
+const CLOSE_RESTART = CLOSE.restart;
 const GIVE_UP_AFTER = 120_000; // ms of failed reconnects before the room counts as closed
+// A socket can die without a close reaching the page (Wi-Fi gone, a phone asleep, a NAT that
+// forgot it): the browser says nothing for minutes. So the page listens: after PROBE_AFTER ms
+// with nothing from the relay it asks for an answer, and after DEAD_AFTER ms of silence (or of
+// a join that never completes) it drops the socket and reconnects, so what it shows follows it.
+export const PROBE_AFTER = 3_000;
+export const DEAD_AFTER = 10_000;
+const PROBE_CODE = "no-such-peer"; // the relay's answer to the probe: a text to the page itself
 
 /** Backoff with jitter: about 1, 2, 4, 8, then 10 s. */
 export function backoff(attempt) {
@@ -61,6 +69,9 @@ export class RoomConnection extends EventTarget {
     this.timer = 0;
     this.stopped = false;
     this.lastError = null;
+    this.heard = 0; // when the current socket last brought anything (ms)
+    this.probes = 0; // probes sent and not answered yet
+    this.watch = 0;
   }
 
   url() {
@@ -99,6 +110,10 @@ export class RoomConnection extends EventTarget {
     });
     this.inbox = Promise.resolve();
     this.outbox = Promise.resolve();
+    this.heard = Date.now();
+    this.probes = 0;
+    clearInterval(this.watch);
+    this.watch = setInterval(() => this._listen(ws), 1000);
     ws.onopen = () => {
       // The device name travels sealed, in hi: the relay learns the nameplate, never the name.
       ws.send(JSON.stringify({
@@ -108,6 +123,7 @@ export class RoomConnection extends EventTarget {
     };
     ws.onmessage = (event) => {
       if (ws !== this.ws) return;
+      this.heard = Date.now();
       if (typeof event.data !== "string") {
         this._emit("chunk", event.data); // the relay streams downloads over HTTP; ignore strays
         return;
@@ -126,6 +142,26 @@ export class RoomConnection extends EventTarget {
       this.ws = null;
       this._closed(event.code);
     };
+  }
+
+  /** Once a second: probe a quiet socket, and drop one that stays silent (see DEAD_AFTER). */
+  _listen(ws) {
+    if (ws !== this.ws) {
+      if (!this.ws) clearInterval(this.watch);
+      return;
+    }
+    const quiet = Date.now() - this.heard;
+    if (quiet > DEAD_AFTER) {
+      this.ws = null;
+      clearInterval(this.watch);
+      ws.close(1000);
+      this._closed(1006); // as if the browser had noticed: reconnect
+    } else if (quiet > PROBE_AFTER && this.state === "connected" && ws.readyState === WebSocket.OPEN && this.probes < 3) {
+      // Sent past the outbox: it is in clear, to nobody but the page itself, and only
+      // makes the relay answer with an error that it is not in the room (docs/page.md).
+      this.probes += 1;
+      ws.send(JSON.stringify({ type: "text", to: this.peerId, text: "." }));
+    }
   }
 
   /** The terminals the page trusts (they proved the link's secret), with their sealed names. */
@@ -161,6 +197,10 @@ export class RoomConnection extends EventTarget {
         this._emit("peer-left", msg.peer_id);
         return;
       case "error":
+        if (msg.code === PROBE_CODE && !msg.transfer && this.probes > 0) {
+          this.probes -= 1; // the answer to a probe: the relay is there
+          return;
+        }
         if (!msg.transfer) this.lastError = msg;
         this._emit("message", msg);
         return;
@@ -204,6 +244,7 @@ export class RoomConnection extends EventTarget {
 
   _closed(code) {
     const wasConnected = this.state === "connected";
+    this.closeCode = code; // the last socket's close code (1006 when the page gave up on a silent one)
     this.guard = null;
     this.members = new Map();
     this._emit("peers", this.peers);
@@ -219,6 +260,11 @@ export class RoomConnection extends EventTarget {
     }
     if (code === CLOSE_ROOM_NOT_FOUND && !this.everJoined) {
       this._setState("not-found");
+      return;
+    }
+    if (code === CLOSE_RESTART && BUILTIN_RELAY) {
+      // The relay ran inside the terminal, and the terminal stopped: the room went with it.
+      this._setState("closed", { gone: true });
       return;
     }
     if (code === CLOSE_ROOM_FULL && !this.everJoined) {
@@ -254,16 +300,23 @@ export class RoomConnection extends EventTarget {
     this.reopen();
   }
 
+  /** Leave this socket and join again on a new one; what ran on the old one is told it ended. */
   reopen() {
     const ws = this.ws;
     this.ws = null;
-    if (ws) ws.close(1000);
+    if (ws) {
+      ws.close(1000);
+      this.guard = null;
+      this.members = new Map();
+      this._emit("disconnected", { code: 1000 });
+    }
     this.connect();
   }
 
   close() {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearInterval(this.watch);
     if (this.ws) this.ws.close(1000);
     this.ws = null;
   }

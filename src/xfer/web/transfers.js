@@ -228,7 +228,8 @@ export class Upload {
       failed: () => {
         if (this.error) return this.error;
         if (this.conn.stopped || GONE_STATES.has(this.conn.state)) {
-          return new TransferError(this.conn.failure || "The connection is gone; the upload cannot resume.", "relay-lost");
+          const why = this.conn.state === "closed" ? "The room closed before the end." : "The connection is gone; the upload cannot resume.";
+          return new TransferError(this.conn.failure || why, "relay-lost");
         }
         if (Date.now() > deadline) {
           return new TransferError(
@@ -264,10 +265,8 @@ export class Upload {
       })),
     });
     await this._until(() => this.answer);
-    if (this.answer.type === "reject") {
-      const why = this.answer.reason && this.answer.reason !== "declined" ? `: ${this.answer.reason}` : "";
-      throw new TransferError(`${this.target.name || "The receiver"} declined${why}.`, this.answer.code || "declined");
-    }
+    if (this.answer.type === "reject") throw rejected(this.answer, this.target.name || "The receiver");
+    this.hooks.onAccepted?.();
     const starts = await this._resumeStarts(this.answer.resume);
     // Every file, each round: one the receiver holds whole costs a file-start at its size and a file-end.
     for (let i = 0; i < this.files.length; i++) await this._sendFile(i, to, starts.get(i));
@@ -465,8 +464,19 @@ export class Download {
   }
 
   disconnected() {
-    if (!this.finished) this._end(new TransferError("The connection dropped.", "relay-lost"));
+    if (!this.finished) this._end(new TransferError("The connection dropped. Once the page is back, ask the sender to send again.", "relay-lost"));
   }
+}
+
+/** What a reject means, in words: busy is not a refusal (the receiver is taking another offer). */
+function rejected(answer, who) {
+  const reason = typeof answer.reason === "string" ? answer.reason.slice(0, 200) : "";
+  if (answer.code === "busy") {
+    return new TransferError(`${who} is busy with another transfer. Try again once it is done.`, "busy");
+  }
+  if (answer.code === "no-space") return new TransferError(`${who} has no room for this${reason ? ": " + reason : ""}.`, "no-space");
+  const why = reason && reason !== "declined" ? `: ${reason}` : "";
+  return new TransferError(`${who} declined${why}.`, answer.code || "declined");
 }
 
 export function errorText(msg) {

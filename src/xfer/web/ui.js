@@ -71,6 +71,11 @@ export function transferRow(list, file, verb) {
       status.textContent = offset > 0 ? `Resumed at ${humanSize(offset)}` : verb === "Sending" ? "Sending…" : "Downloading…";
       row.dataset.state = "active";
     },
+    /** Not started yet: why (the receiver is deciding, or the file is next in line). */
+    waiting(text) {
+      if (row.dataset.state) return;
+      status.textContent = text;
+    },
     resuming(text = "Resuming…") {
       if (row.dataset.state === "done" || row.dataset.state === "failed") return;
       started = 0;
