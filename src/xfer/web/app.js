@@ -340,6 +340,11 @@ function cutOff(upload, files) {
   } catch { /* storage off: nothing said after a reload */ }
 }
 
+// Uploads a reload cut off: transfer id -> [{name, size}]. Picking the same files again offers
+// them under the same transfer id, which is how the receiver knows its sender (a new one would be
+// a different sender, whom it refuses mid-transfer: docs/guarantees.md).
+let reloaded = {};
+
 /** After a reload: which uploads it cut off, and that picking the same files again resumes them. */
 function showCutOff() {
   let all = {};
@@ -347,6 +352,7 @@ function showCutOff() {
     all = JSON.parse(sessionStorage.getItem(CUT_OFF) || "{}");
     sessionStorage.removeItem(CUT_OFF);
   } catch { return; }
+  if (all && typeof all === "object") reloaded = all;
   const files = Object.values(all).flat().filter((f) => f && typeof f.name === "string" && typeof f.size === "number");
   if (!files.length) return;
   const list = el("ul", { class: "files" });
@@ -356,6 +362,20 @@ function showCutOff() {
     el("p", { class: "hint", text: "Pick the same files again: the upload goes on from where it stopped." }));
   $("outgoing").hidden = false;
   $("transfers").prepend(card);
+}
+
+/** The transfer id of a cut-off upload of exactly ``files`` (names and sizes, in order), taken
+ * once; null when these are other files. */
+function takeCutOff(files) {
+  for (const [id, list] of Object.entries(reloaded)) {
+    const transfer = Number(id);
+    if (!Array.isArray(list) || list.length !== files.length || !(transfer >= 1 && transfer <= 0xffffffff)) continue;
+    if (list.every((f, i) => f && f.name === files[i].name && f.size === files[i].size)) {
+      delete reloaded[id];
+      return transfer;
+    }
+  }
+  return null;
 }
 
 // -- messages -------------------------------------------------------------------------
@@ -439,7 +459,7 @@ function sendFiles(fileList) {
       rows[i].row.querySelector(".row-top").prepend(img);
     }
   });
-  const upload = new Upload(conn, files, target, {
+  const upload = new Upload(conn, files, target, takeCutOff(files), {
     onStart: (i, offset) => {
       rows[i].start(offset);
       announce(offset > 0

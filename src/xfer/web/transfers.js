@@ -79,12 +79,12 @@ export class Upload {
    * the page and a receiver are back, and each file continues from the resume point
    * the receiver answers with, if that prefix hashes the same here.
    */
-  constructor(conn, files, target, hooks) {
+  constructor(conn, files, target, transfer, hooks) {
     this.conn = conn;
     this.files = files;
     this.target = target;
     this.hooks = hooks;
-    this.transfer = randomId();
+    this.transfer = transfer ?? randomId(); // a reloaded page's cut-off upload keeps its id
     this.verified = new Set(); // confirmed by the receiver, in any round
     this.hashes = []; // index -> SHA-256 of the whole file, once computed
     this.error = null;
