@@ -55,6 +55,12 @@ def receiver(xfer_procs, relay, tmp_path, *extra: str, name: str = "recv", **kw)
     return proc, on_lan(room["url"])
 
 
+def builtin_receiver(xfer_procs, tmp_path):
+    """``xfer receive --yes`` with the relay inside it, as on a LAN with no ``--relay``."""
+    args = ["--host", "127.0.0.1", "--yes", "--json", "--no-qr", "--dir", str(tmp_path / "in"), "--name", "desk"]
+    return xfer_procs(["receive", *args], "recv")
+
+
 def written(proc) -> int:
     return max((e.get("bytes", 0) for e in events_of(proc, "progress")), default=0)
 
@@ -206,21 +212,7 @@ def test_ctrl_c_on_xfer_receive_during_an_upload_is_prompt(phone, relay, xfer_pr
     exit 130, the partial file kept (docs/cli.md: Ctrl-C keeps it, unless --no-resume)."""
     src = make_file(tmp_path / "clip.mp4", 160 * MB, 6)
     if builtin:  # the relay runs inside xfer receive itself, as on a LAN with no --relay
-        recv = xfer_procs(
-            [
-                "receive",
-                "--host",
-                "127.0.0.1",
-                "--yes",
-                "--json",
-                "--no-qr",
-                "--dir",
-                str(tmp_path / "in"),
-                "--name",
-                "desk",
-            ],
-            "recv",
-        )
+        recv = builtin_receiver(xfer_procs, tmp_path)
         url = on_lan(recv.first_event()["url"])
     else:
         recv, url = receiver(xfer_procs, relay, tmp_path, "--yes")
@@ -249,21 +241,7 @@ def test_a_session_that_ended_well_says_so(phone, xfer_procs, tmp_path):
     """``xfer receive`` with its own relay takes a file from the page and exits. Before: a red
     "Offline · retry in N s" for two minutes, then "Room closed". Now: finished, and who left."""
     src = make_file(tmp_path / "note.bin", 2 * MB, 7)
-    recv = xfer_procs(
-        [
-            "receive",
-            "--host",
-            "127.0.0.1",
-            "--yes",
-            "--json",
-            "--no-qr",
-            "--dir",
-            str(tmp_path / "in"),
-            "--name",
-            "desk",
-        ],
-        "recv",
-    )
+    recv = builtin_receiver(xfer_procs, tmp_path)
     open_room(phone, on_lan(recv.first_event()["url"]))
     wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the receiver")
     phone.set_input_files("#pick-files", [str(src)])
@@ -332,21 +310,7 @@ def test_no_try_again_once_the_room_is_gone(phone, xfer_procs, tmp_path):
     """``xfer receive`` with its own relay stops mid-upload: the room went with it, so the page
     says so and what to do, with no "Try again" and no countdown (before: both)."""
     src = make_file(tmp_path / "clip.mp4", 120 * MB, 10)
-    recv = xfer_procs(
-        [
-            "receive",
-            "--host",
-            "127.0.0.1",
-            "--yes",
-            "--json",
-            "--no-qr",
-            "--dir",
-            str(tmp_path / "in"),
-            "--name",
-            "desk",
-        ],
-        "recv",
-    )
+    recv = builtin_receiver(xfer_procs, tmp_path)
     open_room(phone, on_lan(recv.first_event()["url"]))
     wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the receiver")
     phone.set_input_files("#pick-files", [str(src)])
