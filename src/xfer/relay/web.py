@@ -40,6 +40,7 @@ from .download_http import BROWSER_COOKIE, browser_of
 # file name -> content type; "/" serves index.html
 PAGE_FILES = {
     "index.html": "text/html; charset=utf-8",
+    "absence.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "aes.js": "text/javascript; charset=utf-8",

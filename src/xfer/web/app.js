@@ -1,5 +1,6 @@
 // The page: join the room in the URL fragment, show who is here, send and receive.
 
+import { absenceNote, watchAbsence } from "./absence.js";
 import { RoomConnection } from "./connection.js";
 import { BUILTIN_RELAY, CLOSE, MAX_PEER_NAME, MAX_TEXT, cleanText, deviceName, humanSize, parseLink } from "./protocol.js";
 import { Download, Upload } from "./transfers.js";
@@ -45,7 +46,10 @@ function start() {
   $("room-line").hidden = false;
   $("room-code").textContent = link.nameplate;
   conn = new RoomConnection(link, myName());
-  conn.addEventListener("state", (e) => showState(e.detail));
+  conn.addEventListener("state", (e) => {
+    showState(e.detail);
+    sayAway();
+  });
   conn.addEventListener("peers", renderPeers);
   conn.addEventListener("message", (e) => onMessage(e.detail));
   conn.addEventListener("peer-left", (e) => {
@@ -283,9 +287,12 @@ function renameWhenIdle() {
   conn.rename(name);
 }
 
-/** A transfer ended: forget it, and apply a rename that waited for it. */
-function ended(transfer) {
+/** A transfer ended (``err``: how, or null when it went well): forget it, and apply a rename that waited for it. */
+function ended(transfer, err) {
   active.delete(transfer);
+  transfer.endedAt = Date.now();
+  transfer.endError = err;
+  sayAway();
   if (transfer instanceof Upload) cutOff(transfer, null);
   renameWhenIdle();
   stayAwake();
@@ -294,6 +301,9 @@ function ended(transfer) {
 /** A transfer started: keep the screen on, and the page from going away unasked. */
 function began(transfer) {
   active.add(transfer);
+  transfer.began = Date.now();
+  lately.push(transfer);
+  if (lately.length > 20) lately.shift();
   stayAwake();
 }
 
@@ -321,6 +331,47 @@ async function stayAwake() {
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible") stayAwake();
 });
+
+// -- back from the background or from sleep: what happened to the transfers meanwhile ---------
+
+const lately = []; // the last transfers begun, running or not: which ran while the page was away
+let away = null; // {since, ms, kind, transfers}: the last absence during transfers, while it is said
+const AWAY_SAID = 60_000; // ms the note follows what happens after the page is back (a socket found dead, a resume)
+
+watchAbsence(({ since, ms, kind }) => {
+  const transfers = lately.filter((t) => t.began <= since && !(t.endedAt < since));
+  away = transfers.length ? { since, ms, kind, transfers, back: Date.now() } : null;
+  sayAway(true);
+});
+
+/** The note on what the absence did, kept up to date for a while: a socket that died while the
+ * phone slept is found out only after it is back (DEAD_AFTER), and a resume follows. */
+function sayAway(fresh = false) {
+  let note = $("away");
+  if (!away || Date.now() - away.back > AWAY_SAID) {
+    if (!away) note?.remove();
+    return;
+  }
+  const states = away.transfers.map((t) => {
+    let state = t.endedAt ? (t.endError ? "failed" : "done") : t.broken ? "resuming" : "running";
+    if (state === "done" && t.endedAt > away.back) state = "running"; // it went on, and ended well since
+    if (state === "resuming") away.broke = true;
+    else if (state === "running" && away.broke) state = "resumed"; // once said, a lost connection stays said
+    return { kind: t instanceof Upload ? "upload" : "download", state };
+  });
+  const text = absenceNote(away.kind, away.ms, states, Boolean(conn && conn.open));
+  if (!note) {
+    note = el("div", { id: "away", class: "card away", role: "status" },
+      el("p", { class: "away-text" }),
+      el("button", { type: "button", class: "link", "aria-label": "Dismiss this note", onclick: () => { away = null; sayAway(); } }, "OK"));
+    $("room").prepend(note);
+  }
+  const line = note.querySelector(".away-text");
+  if (fresh || line.textContent !== text) {
+    line.textContent = text;
+    announce(text);
+  }
+}
 
 window.addEventListener("beforeunload", (event) => {
   if (!active.size) return;
@@ -474,6 +525,7 @@ function sendFiles(fileList) {
       const lost = conn.open ? `once ${peerLabel(upload.target)} is back` : "once the connection is back";
       for (const [i, r] of rows.entries()) if (!upload.verified.has(i)) r.resuming(`Resuming… ${lost}`);
       announce(conn.open ? `${peerLabel(upload.target)} left. Sending resumes when it is back.` : "Connection lost. Sending resumes when it is back.");
+      sayAway();
     },
     onResuming: (i, offset) => rows[i].resuming(`Resuming… checking the ${humanSize(offset)} already sent`),
     onProgress: (i, bytes) => rows[i].progress(bytes),
@@ -482,7 +534,7 @@ function sendFiles(fileList) {
       announce(`${cleanText(files[i].name, 100)} sent and verified`);
     },
     onEnd: (err) => {
-      ended(upload);
+      ended(upload, err);
       if (!err) {
         title.append(el("span", { class: "ok", text: " ✓ done" }));
         endedWell(upload.target.id);
@@ -592,7 +644,7 @@ function showOffer(offer) {
         announce(`${cleanText(files[i].name, 100)} downloaded`);
       },
       onEnd: (err) => {
-        ended(download);
+        ended(download, err);
         if (err) {
           for (const [i, b] of bars.entries()) if (!download.verified.has(i)) b.failed("Not received");
           card.append(el("p", { class: "error", role: "alert", text: err.message }));
