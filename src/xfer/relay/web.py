@@ -54,6 +54,7 @@ PAGE_FILES = {
     "sha256.js": "text/javascript; charset=utf-8",
     "transfers.js": "text/javascript; charset=utf-8",
     "ui.js": "text/javascript; charset=utf-8",
+    "received.js": "text/javascript; charset=utf-8",
 }
 
 _HOST = re.compile(r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$")

@@ -3,6 +3,8 @@
 // tick that comes much later than asked for is the only trace). When it is back, the page says
 // what happened to the transfers meanwhile (app.js).
 
+import { howLong } from "./ui.js";
+
 const TICK = 1000; // ms between ticks while the page is visible
 const GAP = 4000; // ms: a tick this late means the page did not run (the phone slept)
 
@@ -35,15 +37,6 @@ export function watchAbsence(onBack) {
     }
     last = now;
   }, TICK);
-}
-
-/** "40 s", "2 min", "1 h 5 min" */
-export function howLong(ms) {
-  const s = Math.max(1, Math.round(ms / 1000));
-  if (s < 60) return `${s} s`;
-  const min = Math.round(s / 60);
-  if (min < 60) return `${min} min`;
-  return `${Math.floor(min / 60)} h${min % 60 ? ` ${min % 60} min` : ""}`;
 }
 
 const WHERE = {

@@ -3,8 +3,9 @@
 import { absenceNote, watchAbsence } from "./absence.js";
 import { RoomConnection } from "./connection.js";
 import { BUILTIN_RELAY, CLOSE, MAX_PEER_NAME, MAX_TEXT, cleanText, deviceName, humanSize, parseLink } from "./protocol.js";
+import { PREVIEW_MAX, fetchCapped, preview, previewType, saveBlob, shareButton } from "./received.js";
 import { Download, Upload } from "./transfers.js";
-import { $, copyText, el, fileName, peerLabel, transferRow } from "./ui.js";
+import { $, batchBar, copyText, el, fileName, peerLabel, transferRow } from "./ui.js";
 
 let conn = null;
 let countdown = 0;
@@ -287,12 +288,46 @@ function renameWhenIdle() {
   conn.rename(name);
 }
 
+/** The bytes done in each of ``files``, for the batch's overall bar (several files: appended to
+ * ``box``) and the tab's title ("42 % · xfer" while transfers run). */
+function tallied(files, box, verb) {
+  const total = files.reduce((n, f) => n + f.size, 0);
+  const done = files.map(() => 0);
+  const bar = files.length > 1 ? batchBar(box, total, verb) : null;
+  let restart = false;
+  return {
+    total,
+    get bytes() { return done.reduce((a, b) => a + b, 0); },
+    set(i, bytes) {
+      done[i] = Math.min(Math.max(bytes, 0), files[i].size);
+      bar?.progress(this.bytes, restart);
+      restart = false;
+      showTitle();
+    },
+    restart() { restart = true; }, // the speed so far says nothing of the speed after a resume
+    done(text) { bar?.done(text); },
+  };
+}
+
+/** "42 % · xfer" while transfers run (all of them together), "xfer" again after. */
+function showTitle() {
+  let bytes = 0;
+  let total = 0;
+  for (const t of active) {
+    if (!t.tally) continue;
+    bytes += t.tally.bytes;
+    total += t.tally.total;
+  }
+  document.title = active.size && total ? `${Math.floor((bytes * 100) / total)} % · xfer` : "xfer";
+}
+
 /** A transfer ended (``err``: how, or null when it went well): forget it, and apply a rename that waited for it. */
 function ended(transfer, err) {
   active.delete(transfer);
   transfer.endedAt = Date.now();
   transfer.endError = err;
   sayAway();
+  showTitle();
   if (transfer instanceof Upload) cutOff(transfer, null);
   renameWhenIdle();
   stayAwake();
@@ -367,10 +402,7 @@ function sayAway(fresh = false) {
     $("room").prepend(note);
   }
   const line = note.querySelector(".away-text");
-  if (fresh || line.textContent !== text) {
-    line.textContent = text;
-    announce(text);
-  }
+  if (fresh || line.textContent !== text) line.textContent = text; // a status: read out as it changes
 }
 
 window.addEventListener("beforeunload", (event) => {
@@ -472,8 +504,9 @@ function addBubble(who, text, mine) {
     copy.textContent = ok ? "Copied" : "Select and copy";
     setTimeout(() => { copy.textContent = "Copy"; }, 2000);
   });
+  const share = mine ? null : shareButton({ text }, "Share this text");
   const item = el("li", { class: mine ? "bubble mine" : "bubble" },
-    el("span", { class: "who", text: who }), body, mine ? null : copy);
+    el("span", { class: "who", text: who }), body, mine ? null : el("div", { class: "bubble-actions" }, copy, share));
   $("messages").prepend(item);
 }
 
@@ -494,7 +527,9 @@ function sendFiles(fileList) {
   const title = el("p", { class: "card-title" },
     `${files.length === 1 ? "1 file" : files.length + " files"}, ${humanSize(total)} → ${target ? peerLabel(target) : "nobody"}`);
   const list = el("ul", { class: "files" });
-  box.append(title, list);
+  box.append(title);
+  const tally = tallied(files, box, "Sending");
+  box.append(list);
   if (!target) {
     box.append(el("p", { class: "error", text: conn && conn.open ? "Nobody here can receive files yet." : "Not connected." }));
     return;
@@ -513,6 +548,7 @@ function sendFiles(fileList) {
   const upload = new Upload(conn, files, target, takeCutOff(files), {
     onStart: (i, offset) => {
       rows[i].start(offset);
+      tally.set(i, offset);
       announce(offset > 0
         ? `Resuming ${cleanText(files[i].name, 100)} from ${humanSize(offset)}`
         : `Sending ${cleanText(files[i].name, 100)}`);
@@ -524,19 +560,25 @@ function sendFiles(fileList) {
       // our connection, or only the receiver's: the header says which, the rows must agree
       const lost = conn.open ? `once ${peerLabel(upload.target)} is back` : "once the connection is back";
       for (const [i, r] of rows.entries()) if (!upload.verified.has(i)) r.resuming(`Resuming… ${lost}`);
+      tally.restart();
       announce(conn.open ? `${peerLabel(upload.target)} left. Sending resumes when it is back.` : "Connection lost. Sending resumes when it is back.");
       sayAway();
     },
     onResuming: (i, offset) => rows[i].resuming(`Resuming… checking the ${humanSize(offset)} already sent`),
-    onProgress: (i, bytes) => rows[i].progress(bytes),
+    onProgress: (i, bytes) => {
+      rows[i].progress(bytes);
+      tally.set(i, bytes);
+    },
     onVerified: (i) => {
       rows[i].done("Sent · SHA-256 verified");
+      tally.set(i, files[i].size);
       announce(`${cleanText(files[i].name, 100)} sent and verified`);
     },
     onEnd: (err) => {
       ended(upload, err);
       if (!err) {
         title.append(el("span", { class: "ok", text: " ✓ done" }));
+        tally.done("All sent · SHA-256 verified");
         endedWell(upload.target.id);
         return;
       }
@@ -550,6 +592,7 @@ function sendFiles(fileList) {
       announce(`Sending failed: ${err.message}`);
     },
   });
+  upload.tally = tally;
   began(upload);
   cutOff(upload, files);
   for (const card of document.querySelectorAll(".cut-off")) card.remove();
@@ -626,21 +669,31 @@ function showOffer(offer) {
     buttons.remove();
     list.remove();
     const rows = el("ul", { class: "files" });
+    const tally = tallied(files, card, "Downloading");
     card.append(rows);
     const bars = files.map((f) => transferRow(rows, f, "Downloading"));
     const download = new Download(conn, offer, {
       onStart: (i, url) => {
         bars[i].start();
+        announce(`Downloading ${cleanText(files[i].name, 100)}`);
+        const type = previewType(files[i]);
+        if (type) { // a small image: the page keeps it to show it (and pass it on), and saves it from there
+          keepImage(url, type, files[i].name, bars[i].row);
+          return;
+        }
         // The browser's own downloader saves it, streamed from the relay.
         const link = el("a", { href: url, download: "", class: "offscreen", tabindex: -1 });
         document.body.append(link);
         link.click();
         link.remove();
-        announce(`Downloading ${cleanText(files[i].name, 100)}`);
       },
-      onProgress: (i, bytes) => bars[i].progress(bytes),
+      onProgress: (i, bytes) => {
+        bars[i].progress(bytes);
+        tally.set(i, bytes);
+      },
       onVerified: (i) => {
         bars[i].done("Saved to your downloads · SHA-256 verified");
+        tally.set(i, files[i].size);
         announce(`${cleanText(files[i].name, 100)} downloaded`);
       },
       onEnd: (err) => {
@@ -651,13 +704,32 @@ function showOffer(offer) {
           announce(`Download failed: ${err.message}`);
         } else {
           title.append(el("span", { class: "ok", text: " ✓ done" }));
+          tally.done("All saved · SHA-256 verified");
           endedWell(offer.from);
         }
       },
     });
+    download.tally = tally;
     began(download);
     download.accept();
   }, { once: true });
+}
+
+/** A small received image: fetched by the page from its one-time link (the relay streams it as it
+ * would to the downloader, and completes the response only when its SHA-256 matched), saved from
+ * the Blob, and shown with a Share button where the browser has one. */
+async function keepImage(url, type, name, row) {
+  let blob;
+  try {
+    blob = await fetchCapped(url, PREVIEW_MAX, type);
+  } catch {
+    return; // the bridge says why (hash-mismatch, cancelled): the download's own message
+  }
+  saveBlob(blob, name);
+  const file = new File([blob], name, { type });
+  const shown = el("div", { class: "received" }, preview(blob, name),
+    shareButton({ files: [file] }, `Share ${cleanText(name, 100)}`));
+  row.append(shown);
 }
 
 // Desktop browsers can drop files; phones cannot, so the hint is for fine pointers only.

@@ -42,6 +42,15 @@ export function peerLabel(peer) {
   return peer.client && peer.client.startsWith("xfer/") ? `${name} (xfer)` : name;
 }
 
+/** "40 s", "2 min", "1 h 5 min" */
+export function howLong(ms) {
+  const s = Math.max(1, Math.round(ms / 1000));
+  if (s < 60) return `${s} s`;
+  const min = Math.round(s / 60);
+  if (min < 60) return `${min} min`;
+  return `${Math.floor(min / 60)} h${min % 60 ? ` ${min % 60} min` : ""}`;
+}
+
 export function speed(bytes, ms) {
   return ms > 200 ? `${humanSize((bytes * 1000) / ms)}/s` : "";
 }
@@ -125,4 +134,29 @@ export async function copyText(text) {
   }
   area.remove();
   return ok;
+}
+
+/** The overall bar of a batch (several files): one bar, the bytes, the percentage and the time
+ * left at the speed so far. Returns an updater; ``progress`` takes the bytes done in all files. */
+export function batchBar(box, total, verb) {
+  const bar = el("progress", { class: "overall", max: Math.max(total, 1), value: 0, "aria-label": `${verb}, all files` });
+  const line = el("span", { class: "status-line overall-line", text: "" });
+  box.append(bar, line);
+  let from = null; // {at, bytes}: where the speed is measured from (a resume starts again)
+  return {
+    progress(bytes, restart = false) {
+      if (restart || from === null) from = { at: performance.now(), bytes };
+      bar.value = bytes;
+      const pct = Math.floor((bytes * 100) / Math.max(total, 1));
+      const ms = performance.now() - from.at;
+      const rate = ms > 1000 ? ((bytes - from.bytes) * 1000) / ms : 0;
+      const left = rate > 0 ? `about ${howLong(((total - bytes) * 1000) / rate)} left` : "";
+      line.textContent = [`${humanSize(bytes)} of ${humanSize(total)}`, `${pct}%`, left].filter(Boolean).join(" · ");
+    },
+    done(text) {
+      bar.value = Math.max(total, 1);
+      bar.classList.add("done");
+      line.textContent = text;
+    },
+  };
 }
