@@ -153,3 +153,14 @@ def test_the_page_marks_its_browser_once(client):
     assert first.startswith("xfer-browser=") and "HttpOnly" in first and "SameSite=lax" in first and "Path=/" in first
     assert "set-cookie" not in client.get("/").headers  # the client sends it back: kept
     assert "set-cookie" not in client.get("/app.js").headers
+
+
+def test_a_share_target_post_that_reaches_the_relay_is_not_read(client):
+    """The installed page's share target is the page's worker's (share-sw.js); a POST that gets
+    to the relay found no worker: the page is told, and the photo is not taken in."""
+    r = client.post("/share", files={"files": ("photo.jpg", b"\xff\xd8 a photo")}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "./?share=failed"
+    assert r.content == b""
+    manifest = client.get("/manifest.webmanifest")
+    assert manifest.headers["content-type"] == "application/manifest+json"
+    assert "manifest-src 'self'" in client.get("/").headers["content-security-policy"]

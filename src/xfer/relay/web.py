@@ -40,6 +40,10 @@ from .download_http import BROWSER_COOKIE, browser_of
 # file name -> content type; "/" serves index.html
 PAGE_FILES = {
     "index.html": "text/html; charset=utf-8",
+    "icon.svg": "image/svg+xml",
+    "manifest.webmanifest": "application/manifest+json",
+    "share-sw.js": "text/javascript; charset=utf-8",
+    "shared.js": "text/javascript; charset=utf-8",
     "absence.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
@@ -77,7 +81,7 @@ def content_security_policy(host: str | None) -> str:
     if host and _HOST.match(host):
         connect += f" ws://{host} wss://{host}"
     return (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; manifest-src 'self'; "
         f"connect-src {connect}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
 
@@ -178,6 +182,13 @@ def page_routes(limits: Limits = LIMITS) -> list[Route]:
     async def no_icon(request: Request) -> Response:
         return PlainTextResponse("", status_code=204)
 
+    async def share_lost(request: Request) -> Response:
+        # The installed page's share target (manifest.webmanifest) is taken by share-sw.js in the
+        # browser; a POST that reaches the relay found no worker (never installed, or cleared).
+        # The body (someone's photos) is not read: the page is told it did not arrive.
+        return Response(status_code=303, headers={**_BASE_HEADERS, "Location": "./?share=failed"})
+
+    routes.append(Route("/share", share_lost, methods=["POST"]))
     routes.append(Route(f"/{CONSTANTS_JS}", constants))
     routes.append(Route("/favicon.ico", no_icon))
     return routes

@@ -3,6 +3,7 @@
 import { absenceNote, watchAbsence } from "./absence.js";
 import { RoomConnection } from "./connection.js";
 import { BUILTIN_RELAY, CLOSE, MAX_PEER_NAME, MAX_TEXT, cleanText, deviceName, humanSize, parseLink } from "./protocol.js";
+import { forgetShared, registerShareWorker, sharedItems } from "./shared.js";
 import { PREVIEW_MAX, fetchCapped, preview, previewType, saveBlob, shareButton } from "./received.js";
 import { Download, Upload } from "./transfers.js";
 import { $, batchBar, copyText, el, fileName, peerLabel, transferRow } from "./ui.js";
@@ -61,6 +62,7 @@ function start() {
       announce(`${gone.who} sent its files to another device and left.`);
     }
     renderPeers();
+    offerShared();
     if (finishedWith && finishedWith.id === e.detail && !active.size && !conn.peers.size) {
       finished = finishedWith.who;
       renderPeers();
@@ -212,6 +214,7 @@ function renderPeers() {
   const busy = conn.state === "connected" ? busyElsewhere() : null;
   const hint = $("peers-hint");
   hint.textContent = peersHint(others, busy);
+  offerShared();
   $("text-send").disabled = others === 0;
 }
 
@@ -516,7 +519,8 @@ function receiverFor() {
   return [...conn.peers.values()].find((p) => p.role === "receiver") || null;
 }
 
-function sendFiles(fileList) {
+/** Send ``fileList`` to the receiver in the room; ``after(err)`` when the upload ended (null: well). */
+function sendFiles(fileList, after = null) {
   const files = [...fileList];
   if (!files.length) return;
   const target = conn && conn.open ? receiverFor() : null;
@@ -576,6 +580,7 @@ function sendFiles(fileList) {
     },
     onEnd: (err) => {
       ended(upload, err);
+      after?.(err);
       if (!err) {
         title.append(el("span", { class: "ok", text: " ✓ done" }));
         tally.done("All sent · SHA-256 verified");
@@ -732,7 +737,69 @@ async function keepImage(url, type, name, row) {
   row.append(shown);
 }
 
+// -- what another app shared with the installed page (its share target) -----------------------
+
+let shared = null; // {files, text} kept by share-sw.js, while not sent
+let sharedCard = null;
+
+/** Read what was shared, once at start: the share target opens the page at ./?shared. */
+async function loadShared() {
+  const failed = new URLSearchParams(location.search).get("share") === "failed";
+  if (location.search) history.replaceState(null, "", location.pathname + location.hash);
+  shared = await sharedItems();
+  if (shared?.text && !$("text-input").value) $("text-input").value = shared.text;
+  if (!shared?.files.length) shared = null;
+  if (failed && !shared) {
+    showFailure("What you shared did not reach this page. Open this page once in the browser, then share again.");
+  }
+  offerShared();
+}
+
+/** The card of shared files: send them to the receiver in the room, or say how to get into one. */
+function offerShared() {
+  if (!shared) {
+    sharedCard?.remove();
+    sharedCard = null;
+    return;
+  }
+  const target = conn && conn.state === "connected" ? receiverFor() : null;
+  const key = `${Boolean(conn)} ${target ? target.id : ""}`;
+  if (sharedCard && sharedCard.dataset.key === key) return; // as it is: keep the focus where it is
+  const total = shared.files.reduce((n, f) => n + f.size, 0);
+  const list = el("ul", { class: "files" });
+  for (const f of shared.files.slice(0, 20)) list.append(el("li", { class: "file" }, fileName(f.name), el("span", { class: "size", text: humanSize(f.size) })));
+  if (shared.files.length > 20) list.append(el("li", { class: "hint", text: `… and ${shared.files.length - 20} more` }));
+  const send = el("button", { type: "button", class: "primary", disabled: !target }, target ? `Send to ${peerLabel(target)}` : "Send");
+  const discard = el("button", { type: "button" }, "Discard");
+  const card = el("section", { class: "card shared", "aria-label": "Shared with xfer" },
+    el("p", { class: "card-title", text: `Shared with xfer: ${shared.files.length === 1 ? "1 file" : shared.files.length + " files"}, ${humanSize(total)}` }),
+    list,
+    target ? null : el("p", { class: "hint", text: conn
+      ? "Once xfer receive on the computer is in this room, send them from here."
+      : "Scan the QR code that xfer receive shows on the computer: these files go to it from there." }),
+    el("div", { class: "row buttons" }, send, discard));
+  send.addEventListener("click", () => {
+    const files = shared.files;
+    shared = null;
+    offerShared();
+    sendFiles(files, (err) => {
+      if (!err) forgetShared();
+    });
+  });
+  discard.addEventListener("click", () => {
+    shared = null;
+    forgetShared();
+    offerShared();
+  });
+  card.dataset.key = key;
+  if (sharedCard) sharedCard.replaceWith(card);
+  else document.querySelector("main").prepend(card);
+  sharedCard = card;
+}
+
 // Desktop browsers can drop files; phones cannot, so the hint is for fine pointers only.
 if (!window.matchMedia("(pointer: fine)").matches) $("drop-hint").hidden = true;
 
 start();
+registerShareWorker();
+loadShared();
