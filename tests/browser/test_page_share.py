@@ -65,14 +65,20 @@ setInterval(() => {
 PERCENT_TITLE = re.compile(r"^(\d{1,3}) % · xfer$")
 
 
-def shown_while_running(page) -> tuple[list[str], list[str]]:
+def shown_while_running(page, time_left: bool) -> tuple[list[str], list[str]]:
+    """The title's percentages and the batch's lines seen while it ran; ``time_left``: the
+    batch ran long enough (over 1 s) for the time left to show."""
     seen = page.evaluate("window.__seen")
     percents = [int(m[1]) for t in seen["titles"] if (m := PERCENT_TITLE.match(t))]
     assert any(0 < p < 100 for p in percents), seen["titles"]
     assert percents == sorted(percents), seen["titles"]  # it only goes up
     assert seen["titles"][-1] == "xfer", seen["titles"]  # and back after
     lines = seen["lines"]
-    assert any(re.search(r" of .* · \d+% · about \d+ (s|min) left$", line) for line in lines), lines
+    assert all(re.fullmatch(r"\S+ \S?B of \S+ \S?B · \d+%( · about \d+ (s|min) left)?", line) for line in lines[:-1]), (
+        lines
+    )
+    if time_left:
+        assert any(line.endswith(" left") for line in lines), lines
     return seen["titles"], lines
 
 
@@ -95,12 +101,14 @@ def test_a_batch_upload_with_a_sleep_says_what_happened(phone, relay, xfer_procs
     assert re.fullmatch(r"The phone slept for [4-9] s; the upload goes on\.", said), said
     assert phone.get_attribute("#away", "role") == "status"  # read out as it changes
     shot(phone, "share1-back-from-sleep")
+    phone.emulate_media(color_scheme="dark")
+    shot(phone, "share1-back-from-sleep-dark")
     assert recv.wait(60) == 0, recv.stderr
     for f in files:
         assert sha256_of(tmp_path / "in" / f.name) == sha256_of(f)
     phone.wait_for_selector(".transfer-card .ok")
     phone.wait_for_timeout(100)
-    shown_while_running(phone)
+    shown_while_running(phone, time_left=True)  # it slept 4.5 s
     assert phone.inner_text(".transfer-card .overall-line") == "All sent · SHA-256 verified"
     assert phone.title() == "xfer"
     assert note.inner_text() == said  # it went on and ended well: not "finished meanwhile"
@@ -140,12 +148,50 @@ def test_a_batch_download_shows_its_progress_and_previews_the_image(phone, relay
     wait_until(
         lambda: phone.evaluate("document.querySelector('img.preview').naturalWidth") == 160, 5, "the decoded photo"
     )
-    shown_while_running(phone)
+    shown_while_running(phone, time_left=False)  # 24 MB may take less than 1 s
     assert phone.inner_text(".offer .overall-line") == "All saved · SHA-256 verified"
     # no Web Share API on a plain-http page: no Share button
     assert phone.evaluate("typeof navigator.share") == "undefined"
     assert phone.locator(".offer button.share").count() == 0
     shot(phone, "share2-batch-download-preview")
+    phone.emulate_media(color_scheme="dark")
+    shot(phone, "share2-batch-download-preview-dark")
+
+
+def test_what_the_page_says_when_it_is_back(phone, relay):
+    """Each outcome of an absence in words (the page's own function; the upload test above
+    shows one of them on a real transfer)."""
+    phone.goto(relay.page())
+    say = "async (a) => (await import('./absence.js')).absenceNote(...a)"
+    up = {"kind": "upload", "state": "running"}
+    down = {"kind": "download", "state": "running"}
+    cases = [
+        (["slept", 125_000, [up], True], "The phone slept for 2 min; the upload goes on."),
+        (["hidden", 40_000, [up, down], True], "This page was in the background for 40 s; the transfers go on."),
+        (
+            ["hidden", 40_000, [{**up, "state": "resuming"}], False],
+            "This page was in the background for 40 s, and the connection was lost meanwhile: resuming once it is back.",
+        ),
+        (
+            ["slept", 3_900_000, [{**up, "state": "resumed"}], True],
+            "The phone slept for 1 h 5 min, and the connection was lost meanwhile; the upload goes on from where it stopped.",
+        ),
+        (
+            ["paused", 9_000, [{**down, "state": "failed"}, up], True],
+            "The browser paused this page for 9 s, and the download stopped meanwhile: ask the sender to send again.",
+        ),
+        (
+            ["slept", 60_000, [{**up, "state": "failed"}], False],
+            "The phone slept for 1 min, and the upload stopped meanwhile: pick the files again to send them.",
+        ),
+        (
+            ["slept", 60_000, [{**up, "state": "done"}], True],
+            "The phone slept for 1 min; the upload finished meanwhile.",
+        ),
+        (["slept", 60_000, [], True], None),
+    ]
+    for args, said in cases:
+        assert phone.evaluate(say, args) == said, args
 
 
 # -- an installable app with a share target, at an https origin ----------------------------------
