@@ -369,7 +369,7 @@ def test_a_second_phone_is_told_the_files_went_to_another(browser, playwright, p
 def test_a_reload_mid_upload_warns_and_then_says_how_to_resume(phone, relay, xfer_procs, tmp_path):
     """While a transfer runs the page asks before it goes (beforeunload); after a reload it lists
     what was cut off and says that picking the same files again resumes, which it does."""
-    src = make_file(tmp_path / "clip.mp4", 120 * MB, 12)
+    src = make_file(tmp_path / "clip.mp4", 60 * MB, 12)
     recv, url = receiver(xfer_procs, relay, tmp_path, "--yes")
     open_room(phone, url)
     wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the receiver")
@@ -407,7 +407,7 @@ if (navigator.wakeLock) {  // the real lock, watched: every sentinel the page ge
 def test_the_screen_stays_on_while_a_transfer_runs(browser, playwright, relay, xfer_procs, tmp_path):
     """Where there is a Screen Wake Lock (a secure context: here http://127.0.0.1), the page holds
     one while it uploads and lets it go at the end."""
-    src = make_file(tmp_path / "clip.mp4", 80 * MB, 13)
+    src = make_file(tmp_path / "clip.mp4", 40 * MB, 13)
     recv, url = receiver(xfer_procs, relay, tmp_path, "--yes")
     context = browser.new_context(**playwright.devices["Pixel 7"])
     context.add_init_script(SPY_ON_WAKE_LOCK)
