@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
 import time
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from pagekit import (  # noqa: F401
     xfer_procs,
 )
 from test_page_e2e import https_relay  # noqa: F401
-from test_page_session import open_room, receiver, written
+from test_page_session import FreezableProxy, open_room, receiver, written
 
 from conftest import bounded, make_file, sha256_of
 
@@ -38,13 +39,17 @@ MB = 1_000_000
 pytestmark = pytest.mark.timeout(180)
 
 
-def asleep(page, seconds: float) -> None:
+def asleep(page, seconds: float, meanwhile=None) -> None:
     """Stop the page's JavaScript for ``seconds``, as a phone that sleeps does: no event, no
-    timer, nothing runs; the browser still holds the socket. Then let it run again."""
+    timer, nothing runs; the browser still holds the socket (``meanwhile()`` runs then). Then
+    let it run again. (Headless Chromium never hides a page: not for another tab, a minimised
+    window or a CDP lifecycle state; so this is the absence a test can make.)"""
     cdp = page.context.new_cdp_session(page)
     try:
         cdp.send("Debugger.enable")
         cdp.send("Debugger.pause")  # at the next statement: the page's timers run every few ms
+        if meanwhile:
+            meanwhile()
         time.sleep(seconds)
         cdp.send("Debugger.resume")
         cdp.send("Debugger.disable")
@@ -87,7 +92,7 @@ def test_a_batch_upload_with_a_sleep_says_what_happened(phone, relay, xfer_procs
     Before: each file had its own bar only, the title stayed "xfer", and nothing was said
     after the sleep. Now one overall bar with the time left, "NN % · xfer" in the title, and
     "The phone slept for 5 s; the upload goes on." — and it does."""
-    files = [make_file(tmp_path / f"clip{i}.mp4", 10 * MB, 21 + i) for i in range(3)]
+    files = [make_file(tmp_path / f"clip{i}.mp4", 6 * MB, 21 + i) for i in range(3)]
     recv, url = receiver(xfer_procs, relay, tmp_path, "--yes")
     phone.context.add_init_script(WATCH)
     open_room(phone, url)
@@ -114,6 +119,47 @@ def test_a_batch_upload_with_a_sleep_says_what_happened(phone, relay, xfer_procs
     assert note.inner_text() == said  # it went on and ended well: not "finished meanwhile"
     phone.click("#away button")
     assert phone.locator("#away").count() == 0
+
+
+def cut(proxy: FreezableProxy) -> None:
+    """Reset every connection through ``proxy`` (it still takes new ones): the network that
+    went away while the phone slept."""
+    for s in proxy.sockets:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    proxy.sockets.clear()
+
+
+def test_a_connection_lost_in_a_sleep_is_said_and_the_upload_resumes(phone, relay, xfer_procs, tmp_path):
+    """The phone sleeps mid-upload and its connection goes meanwhile. Before: nothing said.
+    Now the note says the connection was lost while it slept, then that the upload goes on
+    from where it stopped, which it does: ``xfer receive`` gets the whole file."""
+    src = make_file(tmp_path / "clip.mp4", 16 * MB, 25)
+    recv, url = receiver(xfer_procs, relay, tmp_path, "--yes")
+    proxy = FreezableProxy(relay.port)
+    try:
+        open_room(phone, f"http://{LAN_HOST}:{proxy.port}/#{url.split('#', 1)[1]}")
+        wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the receiver")
+        phone.set_input_files("#pick-files", [str(src)])
+        wait_until(lambda: written(recv) >= 4 * MB, 60, "4 MB written", interval=0.01)
+        asleep(phone, 4.5, meanwhile=lambda: cut(proxy))
+        note = phone.locator("#away .away-text")
+        wait_until(lambda: "connection was lost" in (note.all_inner_texts() or [""])[0], 10, "the loss said")
+        shot(phone, "share6-lost-in-sleep")
+        assert recv.wait(60) == 0, recv.stderr
+        assert sha256_of(tmp_path / "in" / "clip.mp4") == sha256_of(src)
+        phone.wait_for_selector(".transfer-card .ok")
+        said = note.inner_text()
+        assert re.fullmatch(
+            r"The phone slept for [4-9] s, and the connection was lost meanwhile; the upload goes on from where it stopped\.",
+            said,
+        ), said
+        accepted = [e for e in recv.events() if e["event"] == "accepted"]
+        assert len(accepted) == 2 and accepted[1]["resumed"] >= 4 * MB, accepted
+    finally:
+        proxy.close()
 
 
 def test_a_batch_download_shows_its_progress_and_previews_the_image(phone, relay, xfer_procs, tmp_path):
