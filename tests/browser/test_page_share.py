@@ -136,7 +136,7 @@ def test_a_connection_lost_in_a_sleep_is_said_and_the_upload_resumes(phone, rela
     """The phone sleeps mid-upload and its connection goes meanwhile. Before: nothing said.
     Now the note says the connection was lost while it slept, then that the upload goes on
     from where it stopped, which it does: ``xfer receive`` gets the whole file."""
-    src = make_file(tmp_path / "clip.mp4", 16 * MB, 25)
+    src = make_file(tmp_path / "clip.mp4", 24 * MB, 25)
     recv, url = receiver(xfer_procs, relay, tmp_path, "--yes")
     proxy = FreezableProxy(relay.port)
     try:

@@ -12,6 +12,8 @@ const GAP = 4000; // ms: a tick this late means the page did not run (the phone 
  * Calls ``onBack({since, ms, kind})`` when the page is back after an absence: ``kind`` is
  * "hidden" (visibilitychange), "paused" (the browser froze the page) or "slept" (a gap
  * between ticks while it was visible); ``since`` is when it went away (Date.now() ms).
+ * Returns a check to call on other signs of life (a transfer's progress): after a sleep, the
+ * messages that waited run before the tick does, and could end a transfer before it.
  */
 export function watchAbsence(onBack) {
   let away = document.visibilityState === "hidden" ? { since: Date.now(), kind: "hidden" } : null;
@@ -29,14 +31,16 @@ export function watchAbsence(onBack) {
   });
   document.addEventListener("freeze", () => { away ??= { since: Date.now(), kind: "paused" }; });
   document.addEventListener("resume", back);
-  setInterval(() => {
+  const check = () => {
     const now = Date.now();
     if (!away && document.visibilityState === "visible" && now - last > GAP) {
       away = { since: last, kind: "slept" };
       back();
     }
     last = now;
-  }, TICK);
+  };
+  setInterval(check, TICK);
+  return check;
 }
 
 const WHERE = {

@@ -3,7 +3,7 @@
 import { absenceNote, watchAbsence } from "./absence.js";
 import { RoomConnection } from "./connection.js";
 import { BUILTIN_RELAY, CLOSE, MAX_PEER_NAME, MAX_TEXT, cleanText, deviceName, humanSize, parseLink } from "./protocol.js";
-import { forgetShared, registerShareWorker, sharedItems } from "./shared.js";
+import { forgetShared, registerShareWorker, sharedCard, sharedItems } from "./shared.js";
 import { PREVIEW_MAX, fetchCapped, preview, previewType, saveBlob, shareButton } from "./received.js";
 import { Download, Upload } from "./transfers.js";
 import { $, batchBar, copyText, el, fileName, peerLabel, transferRow } from "./ui.js";
@@ -302,6 +302,7 @@ function tallied(files, box, verb) {
     total,
     get bytes() { return done.reduce((a, b) => a + b, 0); },
     set(i, bytes) {
+      stillHere();
       done[i] = Math.min(Math.max(bytes, 0), files[i].size);
       bar?.progress(this.bytes, restart);
       restart = false;
@@ -326,6 +327,7 @@ function showTitle() {
 
 /** A transfer ended (``err``: how, or null when it went well): forget it, and apply a rename that waited for it. */
 function ended(transfer, err) {
+  stillHere();
   active.delete(transfer);
   transfer.endedAt = Date.now();
   transfer.endError = err;
@@ -376,8 +378,10 @@ const lately = []; // the last transfers begun, running or not: which ran while 
 let away = null; // {since, ms, kind, transfers}: the last absence during transfers, while it is said
 const AWAY_SAID = 60_000; // ms the note follows what happens after the page is back (a socket found dead, a resume)
 
-watchAbsence(({ since, ms, kind }) => {
-  const transfers = lately.filter((t) => t.began <= since && !(t.endedAt < since));
+const stillHere = watchAbsence(({ since, ms, kind }) => {
+  // ``since`` is the last sign of life, up to a tick before the page stopped: a transfer begun
+  // after it and before the page stopped ran during the absence too
+  const transfers = lately.filter((t) => !(t.endedAt < since));
   away = transfers.length ? { since, ms, kind, transfers, back: Date.now() } : null;
   sayAway(true);
 });
@@ -392,7 +396,7 @@ function sayAway(fresh = false) {
   }
   const states = away.transfers.map((t) => {
     let state = t.endedAt ? (t.endError ? "failed" : "done") : t.broken ? "resuming" : "running";
-    if (state === "done" && t.endedAt > away.back) state = "running"; // it went on, and ended well since
+    if (state === "done" && t.endedAt >= away.back) state = "running"; // it went on, and ended well since
     if (state === "resuming") away.broke = true;
     else if (state === "running" && away.broke) state = "resumed"; // once said, a lost connection stays said
     return { kind: t instanceof Upload ? "upload" : "download", state };
@@ -592,7 +596,7 @@ function sendFiles(fileList, after = null) {
       if (roomGone()) {
         box.append(el("p", { class: "hint", text: AGAIN_ELSEWHERE }));
       } else {
-        box.append(el("button", { type: "button", class: "again", onclick: () => { box.remove(); sendFiles(files); } }, "Try again"));
+        box.append(el("button", { type: "button", class: "again", onclick: () => { box.remove(); sendFiles(files, after); } }, "Try again"));
       }
       announce(`Sending failed: ${err.message}`);
     },
@@ -740,7 +744,7 @@ async function keepImage(url, type, name, row) {
 // -- what another app shared with the installed page (its share target) -----------------------
 
 let shared = null; // {files, text} kept by share-sw.js, while not sent
-let sharedCard = null;
+let sharedShown = null; // its card
 
 /** Read what was shared, once at start: the share target opens the page at ./?shared. */
 async function loadShared() {
@@ -758,26 +762,17 @@ async function loadShared() {
 /** The card of shared files: send them to the receiver in the room, or say how to get into one. */
 function offerShared() {
   if (!shared) {
-    sharedCard?.remove();
-    sharedCard = null;
+    sharedShown?.remove();
+    sharedShown = null;
     return;
   }
   const target = conn && conn.state === "connected" ? receiverFor() : null;
   const key = `${Boolean(conn)} ${target ? target.id : ""}`;
-  if (sharedCard && sharedCard.dataset.key === key) return; // as it is: keep the focus where it is
-  const total = shared.files.reduce((n, f) => n + f.size, 0);
-  const list = el("ul", { class: "files" });
-  for (const f of shared.files.slice(0, 20)) list.append(el("li", { class: "file" }, fileName(f.name), el("span", { class: "size", text: humanSize(f.size) })));
-  if (shared.files.length > 20) list.append(el("li", { class: "hint", text: `… and ${shared.files.length - 20} more` }));
-  const send = el("button", { type: "button", class: "primary", disabled: !target }, target ? `Send to ${peerLabel(target)}` : "Send");
-  const discard = el("button", { type: "button" }, "Discard");
-  const card = el("section", { class: "card shared", "aria-label": "Shared with xfer" },
-    el("p", { class: "card-title", text: `Shared with xfer: ${shared.files.length === 1 ? "1 file" : shared.files.length + " files"}, ${humanSize(total)}` }),
-    list,
-    target ? null : el("p", { class: "hint", text: conn
-      ? "Once xfer receive on the computer is in this room, send them from here."
-      : "Scan the QR code that xfer receive shows on the computer: these files go to it from there." }),
-    el("div", { class: "row buttons" }, send, discard));
+  if (sharedShown && sharedShown.dataset.key === key) return; // as it is: keep the focus where it is
+  const hint = target ? null : conn
+    ? "Once xfer receive on the computer is in this room, send them from here."
+    : "Scan the QR code that xfer receive shows on the computer: these files go to it from there.";
+  const { card, send, discard } = sharedCard(shared.files, target ? peerLabel(target) : null, hint);
   send.addEventListener("click", () => {
     const files = shared.files;
     shared = null;
@@ -792,9 +787,9 @@ function offerShared() {
     offerShared();
   });
   card.dataset.key = key;
-  if (sharedCard) sharedCard.replaceWith(card);
+  if (sharedShown) sharedShown.replaceWith(card);
   else document.querySelector("main").prepend(card);
-  sharedCard = card;
+  sharedShown = card;
 }
 
 // Desktop browsers can drop files; phones cannot, so the hint is for fine pointers only.

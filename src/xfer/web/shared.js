@@ -1,6 +1,9 @@
 // What another app shared with the installed page (share-sw.js keeps it in Cache Storage):
 // read here, offered to the terminal in the room, forgotten once sent or discarded.
 
+import { humanSize } from "./protocol.js";
+import { el, fileName } from "./ui.js";
+
 const SHARED = "xfer-shared";
 const MAX_AGE = 24 * 3600 * 1000; // ms: a share never sent is dropped after a day
 
@@ -54,4 +57,21 @@ export async function forgetShared() {
   try {
     await caches.delete(SHARED);
   } catch { /* nothing kept */ }
+}
+
+/** The card of shared ``files``: the list, ``hint`` (how to get them to a terminal, or null),
+ * "Send to WHO" (disabled while there is no ``who``) and "Discard". */
+export function sharedCard(files, who, hint) {
+  const total = files.reduce((n, f) => n + f.size, 0);
+  const list = el("ul", { class: "files" });
+  for (const f of files.slice(0, 20)) list.append(el("li", { class: "file" }, fileName(f.name), el("span", { class: "size", text: humanSize(f.size) })));
+  if (files.length > 20) list.append(el("li", { class: "hint", text: `… and ${files.length - 20} more` }));
+  const send = el("button", { type: "button", class: "primary", disabled: !who }, who ? `Send to ${who}` : "Send");
+  const discard = el("button", { type: "button" }, "Discard");
+  const card = el("section", { class: "card shared", "aria-label": "Shared with xfer" },
+    el("p", { class: "card-title", text: `Shared with xfer: ${files.length === 1 ? "1 file" : files.length + " files"}, ${humanSize(total)}` }),
+    list,
+    hint ? el("p", { class: "hint", text: hint }) : null,
+    el("div", { class: "row buttons" }, send, discard));
+  return { card, send, discard };
 }
