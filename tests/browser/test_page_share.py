@@ -39,22 +39,26 @@ MB = 1_000_000
 pytestmark = pytest.mark.timeout(180)
 
 
-def asleep(page, seconds: float, meanwhile=None) -> None:
-    """Stop the page's JavaScript for ``seconds``, as a phone that sleeps does: no event, no
-    timer, nothing runs; the browser still holds the socket (``meanwhile()`` runs then). Then
-    let it run again. (Headless Chromium never hides a page: not for another tab, a minimised
-    window or a CDP lifecycle state; so this is the absence a test can make.)"""
-    cdp = page.context.new_cdp_session(page)
-    try:
-        cdp.send("Debugger.enable")
-        cdp.send("Debugger.pause")  # at the next statement: the page's timers run every few ms
+class Sleep:
+    """Stops the page's JavaScript for a while, as a phone that sleeps does: no event, no timer,
+    nothing runs; the browser still holds the socket. (Headless Chromium never hides a page: not
+    for another tab, a minimised window or a CDP lifecycle state; so this is the absence a test
+    can make.) The debugger is attached beforehand: attaching takes long on a busy machine, and
+    an upload would end meanwhile."""
+
+    def __init__(self, page) -> None:
+        self.cdp = page.context.new_cdp_session(page)
+        self.cdp.send("Debugger.enable")
+
+    def __call__(self, seconds: float, meanwhile=None) -> None:
+        """Sleep ``seconds``; ``meanwhile()`` runs while the page is stopped."""
+        self.cdp.send("Debugger.pause")  # at the next statement: the page's timers run every few ms
         if meanwhile:
             meanwhile()
         time.sleep(seconds)
-        cdp.send("Debugger.resume")
-        cdp.send("Debugger.disable")
-    finally:
-        cdp.detach()
+        self.cdp.send("Debugger.resume")
+        self.cdp.send("Debugger.disable")
+        self.cdp.detach()
 
 
 # What the page showed over time (polled in the page, so nothing is missed between two looks
@@ -92,14 +96,16 @@ def test_a_batch_upload_with_a_sleep_says_what_happened(phone, relay, xfer_procs
     Before: each file had its own bar only, the title stayed "xfer", and nothing was said
     after the sleep. Now one overall bar with the time left, "NN % · xfer" in the title, and
     "The phone slept for 5 s; the upload goes on." — and it does."""
-    files = [make_file(tmp_path / f"clip{i}.mp4", 6 * MB, 21 + i) for i in range(3)]
+    files = [make_file(tmp_path / f"clip{i}.mp4", 10 * MB, 21 + i) for i in range(3)]
     recv, url = receiver(xfer_procs, relay, tmp_path, "--yes")
     phone.context.add_init_script(WATCH)
     open_room(phone, url)
     wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the receiver")
+    sleep = Sleep(phone)
     phone.set_input_files("#pick-files", [str(f) for f in files])
-    wait_until(lambda: written(recv) >= 4 * MB, 60, "4 MB written", interval=0.01)
-    asleep(phone, 4.5)
+    # the page's own progress (xfer receive reports bytes per file): asleep well before the end
+    wait_until(lambda: (m := PERCENT_TITLE.match(phone.title())) and int(m[1]) >= 5, 60, "5 % sent", interval=0.01)
+    sleep(4.5)
     note = phone.locator("#away .away-text")
     note.wait_for()
     said = note.inner_text()
@@ -142,9 +148,10 @@ def test_a_connection_lost_in_a_sleep_is_said_and_the_upload_resumes(phone, rela
     try:
         open_room(phone, f"http://{LAN_HOST}:{proxy.port}/#{url.split('#', 1)[1]}")
         wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the receiver")
+        sleep = Sleep(phone)
         phone.set_input_files("#pick-files", [str(src)])
         wait_until(lambda: written(recv) >= 4 * MB, 60, "4 MB written", interval=0.01)
-        asleep(phone, 4.5, meanwhile=lambda: cut(proxy))
+        sleep(4.5, meanwhile=lambda: cut(proxy))
         note = phone.locator("#away .away-text")
         wait_until(lambda: "connection was lost" in (note.all_inner_texts() or [""])[0], 10, "the loss said")
         shot(phone, "share6-lost-in-sleep")
