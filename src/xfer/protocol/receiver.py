@@ -24,6 +24,7 @@ from .errors import LocalProtocolError, PeerGone, RemoteProtocolError, RoomError
 from .frames import Chunk
 from .limits import LIMITS, Limits
 from .machine import Output, Send
+from .message_fields import ROOM_CLOSED
 from .messages import (
     Accept,
     Ack,
@@ -66,7 +67,6 @@ from .receiver_outputs import (
     Write,
 )
 from .receiver_states import TRANSITIONS, Digest, ReceiverState
-from .sender_events import ROOM_CLOSED
 
 
 @dataclass

@@ -55,9 +55,8 @@ from ..protocol.receiver_outputs import (
 )
 from ..units import human_size
 from . import store
-from .base import Emit, PeerTask, RoundBroken, peer_label
+from .base import Emit, PeerTask, RoundBroken, peer_dict, peer_label
 from .link import Link
-from .sender import peer_dict
 from .tree import Placement
 
 Decide = Callable[[dict[str, Any]], Awaitable[bool]]
