@@ -174,6 +174,12 @@ class RichDisplay(_Emits):
             who = "the receiver" if count == 1 else f"the {count} receivers"
             self.say(f"[dim]Waiting up to {f.get('seconds', 0):.0f} s for {who} that left to come back…[/dim]")
             return
+        if reason == "sender-confirm":
+            self.say(
+                "[dim]Every file is here and verified. The sender lost its connection before it heard so: "
+                f"waiting up to {f.get('seconds', 0):.0f} s for it to come back and hear it (Ctrl-C is safe now)…[/dim]"
+            )
+            return
         if reason == "receiver" and f.get("receivers", 1) > 1:  # --receivers N: joins count up to N
             self.wanted = f["receivers"]
             self.say(f"[dim]Waiting for {self.wanted} receivers…[/dim]")
