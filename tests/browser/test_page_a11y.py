@@ -6,6 +6,9 @@ field borders in both themes. Screenshots go to test-artifacts/browser/ (not com
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -155,3 +158,211 @@ def test_large_text_and_200_percent_zoom(phone, relay, xfer_procs, tmp_path):
         "() => { const h = document.querySelector('.offer .name .head'); return h.scrollWidth <= h.clientWidth; }"
     )
     assert check, "a tap does not show the whole name"
+
+
+# -- 2. a text box that keeps line breaks --------------------------------------------------
+
+
+def test_texts_keep_their_line_breaks_and_enter_sends_on_a_desktop(browser, phone, relay, xfer_procs, tmp_path):
+    """Before: a one-line box. On a desktop Enter sends and Shift+Enter starts a new line (the
+    hint says so); on a phone Enter starts a new line and Send sends. ``xfer receive`` prints
+    each line on its own line (before: ``\\x0a``), and a text from ``xfer send --text`` with
+    line breaks shows them on the page."""
+    recv = xfer_procs(
+        ["receive", "--relay", relay.ws, "--yes", "--dir", str(tmp_path / "in"), "--name", "desk"], "recv"
+    )
+    url = on_lan(wait_until(lambda: re.search(r"http://\S+#\S+", recv.stderr), 15, "the page's link").group(0))
+    context = browser.new_context(viewport={"width": 1024, "height": 700})
+    try:
+        desk = context.new_page()
+        open_room(desk, url, width=1024)
+        wait_until(lambda: "desk" in desk.inner_text("#peers"), 10, "the receiver")
+        assert desk.inner_text("#text-hint") == "Enter sends · Shift+Enter starts a new line."
+        desk.click("#text-input")
+        desk.keyboard.type("first line")
+        height = "document.querySelector('#text-input').offsetHeight"
+        one = desk.evaluate(height)
+        desk.keyboard.press("Shift+Enter")
+        desk.keyboard.type("  second line")
+        assert desk.evaluate(height) > one, "the box does not grow with its lines"
+        desk.keyboard.press("Enter")
+        wait_until(lambda: "second line" in recv.stderr, 10, "the text at xfer receive")
+        assert "first line\n    second line" in recv.stderr, recv.stderr  # indented under the name
+        assert "\\x0a" not in recv.stderr
+        assert desk.input_value("#text-input") == ""
+        assert desk.inner_text(".bubble.mine .bubble-text") == "first line\n  second line"
+    finally:
+        context.close()
+    # a phone: Enter is a new line, Send sends
+    open_room(phone, url)
+    wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the receiver, on the phone")
+    assert "tap Send" in phone.inner_text("#text-hint")
+    phone.click("#text-input")
+    phone.keyboard.type("one")
+    phone.keyboard.press("Enter")
+    phone.keyboard.type("two")
+    assert phone.input_value("#text-input") == "one\ntwo"
+    phone.click("#text-send")
+    wait_until(lambda: "two" in recv.stderr, 10, "the phone's text at xfer receive")
+    assert "one\n  two" in recv.stderr, recv.stderr
+    # the other way: a text with line breaks from xfer send, on the page
+    lines = "shopping:\n- milk\n- bread"
+    sender = xfer_procs(["send", "--text", lines, "--relay", relay.ws, "--json", "--no-qr"], "text")
+    open_room(phone, on_lan(sender.first_event()["url"]))
+    bubble = phone.locator(".bubble:not(.mine) .bubble-text").first
+    bubble.wait_for()
+    assert bubble.inner_text() == lines
+    shot(phone, "a2-multi-line-text")
+    assert sender.wait(30) == 0, sender.stderr
+
+
+# -- 3. accessibility -------------------------------------------------------------------------
+
+# The contrast of two colours (WCAG 2), and the colour behind an element.
+CONTRAST = """
+  const rgb = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (c) => ((c /= 255) <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+  const behind = (e) => {
+    for (let n = e; n; n = n.parentElement) {
+      const c = rgb(getComputedStyle(n).backgroundColor);
+      if (c.length === 3 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+"""
+
+# Where the focus is: the element with the ring (a file input's label), whether the element
+# does something, and the ring's contrast with what is around it.
+FOCUSED = (
+    "() => {"
+    + CONTRAST
+    + """
+  const a = document.activeElement;
+  if (!a || a === document.body) return null;
+  const ring = a.classList.contains('visually-hidden') && a.labels && a.labels.length ? a.labels[0] : a;
+  const cs = getComputedStyle(ring);
+  return {
+    what: a.id || a.className || a.tagName, tag: a.tagName,
+    control: a.matches('button, input, textarea, select, a[href], summary'),
+    style: cs.outlineStyle, width: parseFloat(cs.outlineWidth),
+    contrast: ratio(rgb(cs.outlineColor), behind(ring.parentElement)),
+  };
+}"""
+)
+
+FIELDS = (
+    "() => {"
+    + CONTRAST
+    + """
+  return [...document.querySelectorAll('input:not(.visually-hidden), textarea')]
+    .filter((e) => e.offsetParent !== null)
+    .map((e) => [e.id, ratio(rgb(getComputedStyle(e).borderTopColor), behind(e.parentElement))]);
+}"""
+)
+
+
+def keyboard_walk(page, limit: int = 40) -> list[dict]:
+    """Tab through the page (bounded): every stop is a control, with a ring at 3:1 or more."""
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    stops: list[dict] = []
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        stop = page.evaluate(FOCUSED)
+        if stop is None or (stops and stop["what"] == stops[0]["what"]):
+            break
+        stops.append(stop)
+    assert stops, "nothing takes the focus"
+    for stop in stops:
+        assert stop["control"], f"a tab stop that does nothing: {stop}"
+        assert stop["style"] != "none" and stop["width"] >= 2, f"no focus ring: {stop}"
+        assert stop["contrast"] >= 3, f"focus ring below 3:1: {stop}"
+    return stops
+
+
+def axe(page) -> list[dict]:
+    """axe-core's serious and critical violations (all its rules: none turned off)."""
+    if not page.evaluate("typeof window.axe === 'object'"):
+        page.evaluate(AXE.read_text())  # through the DevTools protocol: the page's CSP does not apply
+    found = page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+          .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+          .map((v) => ({rule: v.id, impact: v.impact, where: v.nodes.map((n) => n.target.join(' ')).slice(0, 5)}))"""
+    )
+    return found
+
+
+def audit(page, state: str, walk: bool = True) -> None:
+    """axe-core, field borders and (``walk``) the keyboard, in the light and the dark theme,
+    with a screenshot of each."""
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        assert axe(page) == [], f"axe-core, {state}, {scheme}"
+        for field, contrast in page.evaluate(FIELDS):
+            assert contrast >= 3, f"the border of #{field} is {contrast:.2f}:1 ({state}, {scheme})"
+        if walk:
+            keyboard_walk(page)
+        shot(page, f"a3-{state}-360px-{scheme}")
+    page.emulate_media(color_scheme="light")
+
+
+def said(page) -> list[str]:
+    return page.evaluate("window.__said")
+
+
+def listen(page) -> None:
+    """Keep every text the live region takes (it is replaced as it goes)."""
+    page.evaluate(
+        """() => { window.__said = [];
+        new MutationObserver(() => window.__said.push(document.getElementById('announce').textContent))
+          .observe(document.getElementById('announce'), {childList: true, characterData: true, subtree: true}); }"""
+    )
+
+
+@pytest.mark.skipif(
+    not AXE.exists(), reason="axe-core is not installed: run scripts/test-setup (npm ci in tests/browser)"
+)
+def test_accessibility_in_the_main_states(phone, relay, xfer_procs, tmp_path):
+    """axe-core finds nothing serious or critical with the page joined, during an upload, once it
+    finished and with an offer card, in both themes; the focus ring and the borders of the text
+    fields are at 3:1 or more; every tab stop is a control (a long name was an inert one);
+    Enter opens the file pickers as Space does; joins and leaves are said in the live region.
+    Before: the light theme's ring was 2:1 and its field borders 1.3:1, long names were tab
+    stops, Enter on a picker did nothing, and joins and leaves were not said."""
+    recv, url = receiver(xfer_procs, relay, tmp_path)
+    open_room(phone, url)
+    wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the receiver")
+    assert "desk (xfer) joined." in phone.text_content("#announce")
+    listen(phone)
+    audit(phone, "joined")
+    # Enter opens both pickers, as Space does
+    for picker in ("#pick-files", "#pick-camera"):
+        for key in ("Space", "Enter"):
+            phone.focus(picker)
+            with phone.expect_file_chooser(timeout=3000):
+                phone.keyboard.press(key)
+    # an upload, held half-way: xfer receive stopped (SIGSTOP), so the page waits for its acks
+    src = make_file(tmp_path / LONG_NAME, 40 * MB, 2)
+    phone.set_input_files("#pick-files", [str(src)])
+    wait_until(lambda: "%" in phone.inner_text(".transfer .status-line"), 30, "the upload under way")
+    os.kill(recv.proc.pid, signal.SIGSTOP)
+    try:
+        audit(phone, "sending")
+    finally:
+        os.kill(recv.proc.pid, signal.SIGCONT)
+    assert recv.wait(60) == 0, recv.stderr
+    wait_until(lambda: "finished and left" in phone.inner_text("#peers-hint"), 15, "the end of the session")
+    assert any("desk (xfer) finished and left." in s for s in said(phone)), said(phone)
+    audit(phone, "finished", walk=False)
+    # an offer card, with a long name
+    (tmp_path / "offer").mkdir()
+    sender, url = offering(xfer_procs, relay, tmp_path, make_file(tmp_path / "offer" / LONG_NAME, 10_000, 3))
+    open_room(phone, url)
+    phone.wait_for_selector(".offer button.primary")
+    audit(phone, "offer")
+    listen(phone)
+    sender.proc.terminate()  # it leaves the room
+    wait_until(lambda: any("desk (xfer) left." in s for s in said(phone)), 10, "the leave, said")
