@@ -543,12 +543,6 @@ for (const id of ["pick-files", "pick-camera"]) {
     sendFiles(event.target.files);
     event.target.value = "";
   });
-  // Space opens a file input; its label looks like a button, and Enter opens a button too.
-  $(id).addEventListener("keydown", (event) => {
-    if (event.key !== "Enter" || event.repeat) return;
-    event.preventDefault();
-    event.target.click();
-  });
 }
 
 const drop = document.body;
