@@ -38,10 +38,6 @@ def open_room(page, url: str, width: int = 360) -> None:
     page.wait_for_selector("#status[data-state=connected]")
 
 
-def events_of(proc, kind: str) -> list[dict]:
-    return [e for e in proc.events() if e["event"] == kind]
-
-
 def receiver(xfer_procs, relay, tmp_path):
     proc = xfer_procs(
         ["receive", "--relay", relay.ws, "--yes", "--json", "--no-qr", "--dir", str(tmp_path / "in"), "--name", "desk"],
@@ -51,7 +47,7 @@ def receiver(xfer_procs, relay, tmp_path):
     return proc, on_lan(room["url"])
 
 
-def offering(xfer_procs, relay, tmp_path, *paths: Path):
+def offering(xfer_procs, relay, *paths: Path):
     """``xfer send`` of ``paths``, waiting for a receiver; returns (process, the page's link)."""
     proc = xfer_procs(["send", *map(str, paths), "--relay", relay.ws, "--json", "--no-qr", "--name", "desk"], "send")
     return proc, on_lan(proc.first_event()["url"])
@@ -136,7 +132,7 @@ def test_large_text_and_200_percent_zoom(phone, relay, xfer_procs, tmp_path):
     a 32-px default font on top, every word of every button stays whole, nothing scrolls
     sideways, and a long name shows at least 16 characters (its start and its end)."""
     src = make_file(tmp_path / LONG_NAME, 20_000, 1)
-    sender, url = offering(xfer_procs, relay, tmp_path, src)
+    sender, url = offering(xfer_procs, relay, src)
     open_room(phone, url, width=320)
     font_size(phone, 32)
     phone.wait_for_selector(".offer button.primary")
@@ -369,7 +365,7 @@ def test_accessibility_in_the_main_states(phone, relay, xfer_procs, tmp_path):
     audit(phone, "finished", walk=False)
     # an offer card, with a long name
     (tmp_path / "offer").mkdir()
-    sender, url = offering(xfer_procs, relay, tmp_path, make_file(tmp_path / "offer" / LONG_NAME, 10_000, 3))
+    sender, url = offering(xfer_procs, relay, make_file(tmp_path / "offer" / LONG_NAME, 10_000, 3))
     open_room(phone, url)
     phone.wait_for_selector(".offer button.primary")
     audit(phone, "offer")
