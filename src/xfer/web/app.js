@@ -518,7 +518,7 @@ function sendFiles(fileList) {
     onEnd: (err) => {
       ended(upload);
       if (!err) {
-        title.append(el("span", { class: "ok", text: " ✓\u00a0done" }));
+        title.append(el("span", { class: "ok", text: " ✓ done" }));
         endedWell(upload.target.id);
         return;
       }
@@ -632,7 +632,7 @@ function showOffer(offer) {
           card.append(el("p", { class: "error", role: "alert", text: err.message }));
           announce(`Download failed: ${err.message}`);
         } else {
-          title.append(el("span", { class: "ok", text: " ✓\u00a0done" }));
+          title.append(el("span", { class: "ok", text: " ✓ done" }));
           endedWell(offer.from);
         }
       },
