@@ -267,7 +267,8 @@ def test_text_both_ways(phone, relay, xfer_procs, tmp_path):
 
 def test_an_offer_that_arrives_while_typing_leaves_the_focus_where_it_was(phone, relay, xfer_procs, tmp_path):
     """Issue 13: the offer moved the focus to Accept, and the Enter that ended the line
-    accepted the files. The focus stays in the text box; Enter sends the text."""
+    accepted the files. The focus stays in the text box; on a phone Enter starts a new line
+    there (and on a desktop sends the text: test_page_a11y), Send sends it."""
     src = make_file(tmp_path / "offered.bin", 100_000, 3)
     args = ["send", str(src), "--relay", relay.ws, "--receivers", "2", "--json", "--no-qr", "--name", "desk"]
     sender = xfer_procs(args, "send")  # offers once a terminal joins too: while the page types
@@ -282,8 +283,11 @@ def test_an_offer_that_arrives_while_typing_leaves_the_focus_where_it_was(phone,
     assert phone.evaluate("document.activeElement && document.activeElement.id") == "text-input"
     phone.keyboard.type("ne")
     phone.keyboard.press("Enter")
+    phone.keyboard.type("and another")
+    assert phone.input_value("#text-input") == "typing a line\nand another"
+    phone.click("#text-send")
     got = wait_until(lambda: events_of(sender, "text"), 10, "the text at xfer send")
-    assert got[0]["text"] == "typing a line"
+    assert got[0]["text"] == "typing a line\nand another"
     assert phone.locator(".offer button.primary").count() == 1  # still asking: nothing was accepted
 
 
@@ -304,7 +308,7 @@ def test_reload_rejoins_the_room(phone, relay, xfer_procs, tmp_path):
     )
     # after the reload the page is a full member again: a text still arrives
     phone.fill("#text-input", "still here")
-    phone.press("#text-input", "Enter")
+    phone.click("#text-send")
     wait_until(lambda: any(e["text"] == "still here" for e in events_of(recv, "text")), 10, "the text")
 
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import Progress, ProgressColumn, TaskID, TransferSpeedColumn
 from rich.text import Text
 
-from ..transfer.names import display_name
+from ..transfer.names import display_name, display_text
 from ..units import human_size
 from .display import Event, RoomOpened, _Emits
 
@@ -317,7 +317,7 @@ class RichDisplay(_Emits):
 
     def on_text(self, text: str, **f: Any) -> None:
         who = display_name(f.get("from", "peer"), 60)
-        self._print(f"[bold]{who}:[/bold] {display_name(text, 100_000)}")
+        self._print(f"[bold]{who}:[/bold] {display_text(text)}")
 
     def on_done(self, files: int, bytes: int, seconds: float, **f: Any) -> None:
         if self.progress is not None:  # every receiver still listed has verified everything

@@ -24,8 +24,17 @@ function myName() {
   return deviceName(navigator.userAgent).slice(0, MAX_PEER_NAME);
 }
 
+let announcedAt = 0;
+
+/** Say ``text`` in the live region; what comes within a second of the last is said with it
+ * (a join right after "Connected", a leave with "finished"), not instead of it. */
 function announce(text) {
-  $("announce").textContent = text;
+  const region = $("announce");
+  const now = Date.now();
+  const recent = now - announcedAt < 1000 && region.textContent;
+  if (recent && region.textContent.endsWith(text)) return;
+  region.textContent = recent ? `${region.textContent} ${text}` : text;
+  announcedAt = now;
 }
 
 // -- joining -------------------------------------------------------------------
@@ -54,6 +63,10 @@ function start() {
     if (gone && gone.role === "sender" && !offeredBy.has(e.detail) && (gone.elsewhere || anotherDevice())) {
       wentElsewhere = gone.who;
       announce(`${gone.who} sent its files to another device and left.`);
+    } else if (finishedWith && finishedWith.id === e.detail && !active.size && !conn.peers.size) {
+      announce(`${finishedWith.who} finished and left.`);
+    } else if (gone) {
+      announce(`${gone.who} left.`);
     }
     renderPeers();
     if (finishedWith && finishedWith.id === e.detail && !active.size && !conn.peers.size) {
@@ -65,6 +78,7 @@ function start() {
     finished = null;
     wentElsewhere = null;
     const peer = e.detail;
+    if (peer) announce(`${peerLabel(peer)} joined.`);
     if (peer && peer.role === "sender") setTimeout(renderPeers, ELSEWHERE_AFTER + 100);
     renderPeers();
   });
@@ -395,16 +409,36 @@ function nameOf(id) {
 
 // -- text -------------------------------------------------------------------------------
 
+// A multi-line box, as in messaging apps: on a desktop (a fine pointer, a keyboard) Enter sends
+// and Shift+Enter starts a new line; on a phone Enter starts a new line and the Send button sends.
+const ENTER_SENDS = window.matchMedia("(pointer: fine)").matches;
+$("text-hint").textContent = ENTER_SENDS ? "Enter sends · Shift+Enter starts a new line." : "Line breaks are kept: tap Send to send.";
+
+$("text-input").addEventListener("keydown", (event) => {
+  if (event.key !== "Enter" || event.isComposing || !ENTER_SENDS || event.shiftKey || event.altKey) return;
+  event.preventDefault();
+  $("text-form").requestSubmit();
+});
+$("text-input").addEventListener("input", fitText);
+
+/** The box grows with its lines, up to its CSS max-height (then it scrolls). */
+function fitText() {
+  const box = $("text-input");
+  box.style.height = "auto";
+  box.style.height = `${box.scrollHeight + box.offsetHeight - box.clientHeight}px`;
+}
+
 $("text-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const input = $("text-input");
-  const text = input.value;
+  const text = input.value.replace(/\s+$/, ""); // the Enter or newline typed last is no part of it
   if (!text.trim() || !conn || !conn.open || !conn.peers.size) return;
   for (const id of conn.peers.keys()) { // sealed for each, in its own channel
     conn.send({ type: "text", to: id, text: text.slice(0, MAX_TEXT) }).catch(() => announce("The text was not sent: the connection dropped."));
   }
   addBubble("You", text, true);
   input.value = "";
+  fitText();
 });
 
 function showText(msg) {
