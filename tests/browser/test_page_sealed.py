@@ -1,0 +1,213 @@
+"""Downloads the page decrypts itself (web/sealed.js, saver.js, sw.js): a page at an https
+origin on a hosted relay receives files from ``xfer send`` sealed end to end, and its service
+worker streams them to the browser's downloader.
+
+The relay (``xfer serve``, plain) sits behind ``TlsTap``, a TLS-terminating proxy like the
+reverse proxy of a hosted relay, which keeps everything the page and the relay say to each
+other (HTTP, and the WebSocket frames unmasked): exactly what the relay reads. Chromium trusts
+the proxy's certificate by its key (``--ignore-certificate-errors-spki-list``): a browser does
+not run service workers from an origin whose certificate it only lets pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+import struct
+import threading
+
+import pytest
+from pagekit import CHROMIUM, CHROMIUM_ARGS, LAN_HOST, Relay, playwright, relay, shot, wait_until, xfer_procs  # noqa: F401
+
+from conftest import bounded, make_file, sha256_of
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class TlsTap:
+    """TLS on 127.0.0.1 in front of ``target`` (a plain relay), keeping what passes each way:
+    ``raw`` (every byte, HTTP included) and ``frames`` (WebSocket payloads, unmasked). With
+    ``flip`` set, byte ``flip`` of the payload of the eighth binary frame that goes down to the
+    page on a WebSocket is inverted: a relay that tampers with a chunk."""
+
+    def __init__(self, target: int, cert, flip: int | None = None) -> None:
+        self.target, self.flip = target, flip
+        self.raw: dict[str, bytearray] = {"up": bytearray(), "down": bytearray()}
+        self.frames: dict[str, list[bytes]] = {"up": [], "down": []}
+        self.flipped = False
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(self.context)
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(started,), daemon=True)
+        self.thread.start()
+        assert started.wait(10)
+
+    def _run(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.context))
+        self.port = self.server.sockets[0].getsockname()[1]
+        started.set()
+        self.loop.run_forever()
+        self.loop.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            writer.close()
+            return
+        self.writers.add(up_w)
+        await asyncio.gather(self._pump(reader, up_w, "up"), self._pump(up_r, writer, "down"))
+
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, way: str) -> None:
+        try:
+            head = await src.readuntil(b"\r\n\r\n")  # a request or a response (its body follows raw)
+            self.raw[way] += head
+            dst.write(head)
+            if b"websocket" not in head.lower():
+                while data := await src.read(65536):
+                    self.raw[way] += data
+                    dst.write(data)
+                    await dst.drain()
+                return
+            binary = 0
+            while True:  # WebSocket frames, one at a time (RFC 6455)
+                b0, b1 = await src.readexactly(2)
+                n, ext = b1 & 0x7F, b""
+                if n == 126:
+                    ext = await src.readexactly(2)
+                    (n,) = struct.unpack("!H", ext)
+                elif n == 127:
+                    ext = await src.readexactly(8)
+                    (n,) = struct.unpack("!Q", ext)
+                mask = await src.readexactly(4) if b1 & 0x80 else b""
+                payload = bytearray(await src.readexactly(n))
+                plain = bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if mask else bytes(payload)
+                self.raw[way] += plain
+                if b0 & 0x0F in (0, 1, 2):
+                    self.frames[way].append(plain)
+                if way == "down" and b0 & 0x0F == 2:
+                    binary += 1
+                    if binary == 8 and self.flip is not None and self.flip < n:
+                        payload[self.flip] ^= 0xFF
+                        self.flipped = True
+                dst.write(bytes([b0, b1]) + ext + mask + payload)
+                await dst.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, OSError):
+            pass
+        finally:
+            dst.close()
+
+    def seen(self) -> bytes:
+        return bytes(self.raw["up"] + self.raw["down"])
+
+    async def _close(self) -> None:
+        self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        await asyncio.sleep(0.05)  # the pumps see their connections end
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def tls(tmp_path):
+    """A certificate for lan.test from a throwaway CA, and the pin that makes Chromium trust it."""
+    trustme = pytest.importorskip("trustme")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    cert = trustme.CA().issue_cert(LAN_HOST, "127.0.0.1")
+    leaf = x509.load_pem_x509_certificate(cert.cert_chain_pems[0].bytes())
+    spki = leaf.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(spki)
+    cert.pin = base64.b64encode(digest.finalize()).decode()
+    return cert
+
+
+@pytest.fixture
+def trusting(playwright, tls):  # noqa: F811
+    """A Chromium that trusts ``tls``'s certificate, and a Pixel 7 page in it."""
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={tls.pin}"],
+    )
+    context = browser.new_context(**playwright.devices["Pixel 7"], accept_downloads=True)
+    context.set_default_timeout(bounded(15_000))
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    yield page
+    browser.close()
+    assert not errors, errors
+
+
+def _offer(page, tap: TlsTap, sender) -> None:
+    fragment = sender.first_event()["url"].split("#", 1)[1]
+    page.goto(f"https://{LAN_HOST}:{tap.port}/#{fragment}")
+    page.wait_for_selector(".offer button.primary")
+    assert page.evaluate("!!navigator.serviceWorker.controller")
+
+
+def test_a_page_at_an_https_origin_decrypts_its_download_and_the_relay_reads_none(
+    trusting, relay, tls, xfer_procs, tmp_path
+):
+    """``xfer send`` of 6 MB to a page on a hosted relay: the page asks for it sealed, opens it,
+    and its service worker streams it to the downloader; the file is saved whole, and nothing
+    the relay saw holds its name or any of its content (no request went to its bridge)."""
+    tap = TlsTap(relay.port, tls)
+    try:
+        src = make_file(tmp_path / "quarterly-report-draft.pdf", 6_000_000, 61)
+        sender = xfer_procs(["send", str(src), "--relay", relay.ws, "--json", "--no-qr"], "send")
+        _offer(trusting, tap, sender)
+        card = trusting.inner_text(".offer")
+        assert "End-to-end encrypted" in card and "can read" not in card
+        with trusting.expect_download() as info:
+            trusting.click(".offer button.primary")
+        download = info.value
+        assert download.suggested_filename == src.name
+        saved = tmp_path / "got.pdf"
+        download.save_as(saved)
+        assert sha256_of(saved) == sha256_of(src)
+        assert sender.wait(30) == 0, sender.stderr
+        trusting.wait_for_selector(".offer .ok")
+        shot(trusting, "sealed-download")
+        trusting.goto("about:blank")  # the page's socket closes: its frames are all in
+    finally:
+        tap.close()
+    seen = tap.seen()
+    assert sum(len(f) for f in tap.frames["down"]) > src.stat().st_size  # the file went by, sealed
+    assert b"GET /download/" not in seen and b"GET /save/" not in seen  # neither the bridge nor the worker's link
+    content = src.read_bytes()
+    for at in range(0, len(content) - 32, 50_000):
+        assert content[at : at + 32] not in seen
+    assert b"quarterly-report" not in seen
+
+
+def test_a_relay_that_flips_a_byte_of_a_chunk_gets_a_failed_download(trusting, relay, tls, xfer_procs, tmp_path):
+    """The relay inverts one byte of a sealed chunk on its way to the page: the chunk does not
+    open, the page stops ("tampered"), and the browser's download fails instead of completing."""
+    tap = TlsTap(relay.port, tls, flip=5000)
+    try:
+        src = make_file(tmp_path / "b.bin", 3_000_000, 62)
+        sender = xfer_procs(["send", str(src), "--relay", relay.ws, "--json", "--no-qr"], "send")
+        _offer(trusting, tap, sender)
+        with trusting.expect_download() as info:
+            trusting.click(".offer button.primary")
+        download = info.value
+        assert download.failure() is not None
+        assert tap.flipped
+        trusting.wait_for_selector("#status[data-state=closed]")
+        assert "tampered" in trusting.inner_text("body")
+        shot(trusting, "sealed-tampered")
+    finally:
+        tap.close()
