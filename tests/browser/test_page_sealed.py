@@ -117,8 +117,8 @@ class TlsTap:
         self.thread.join(10)
 
 
-@pytest.fixture
-def tls(tmp_path):
+@pytest.fixture(scope="module")
+def tls():
     """A certificate for lan.test from a throwaway CA, and the pin that makes Chromium trust it."""
     trustme = pytest.importorskip("trustme")
     from cryptography import x509
@@ -133,21 +133,28 @@ def tls(tmp_path):
     return cert
 
 
-@pytest.fixture
-def trusting(playwright, tls):  # noqa: F811
-    """A Chromium that trusts ``tls``'s certificate, and a Pixel 7 page in it."""
+@pytest.fixture(scope="module")
+def trusting_browser(playwright, tls):  # noqa: F811
+    """A Chromium that trusts ``tls``'s certificate."""
     browser = playwright.chromium.launch(
         executable_path=CHROMIUM,
         headless=True,
         args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={tls.pin}"],
     )
-    context = browser.new_context(**playwright.devices["Pixel 7"], accept_downloads=True)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def trusting(playwright, trusting_browser):  # noqa: F811
+    """A Pixel 7 page in ``trusting_browser``."""
+    context = trusting_browser.new_context(**playwright.devices["Pixel 7"], accept_downloads=True)
     context.set_default_timeout(bounded(15_000))
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
     yield page
-    browser.close()
+    context.close()
     assert not errors, errors
 
 
@@ -209,5 +216,67 @@ def test_a_relay_that_flips_a_byte_of_a_chunk_gets_a_failed_download(trusting, r
         trusting.wait_for_selector("#status[data-state=closed]")
         assert "tampered" in trusting.inner_text("body")
         shot(trusting, "sealed-tampered")
+    finally:
+        tap.close()
+
+
+def test_a_file_end_whose_sha256_differs_fails_the_download_and_the_sender_hears_it(trusting, relay, tls):
+    """A sender (written here) whose chunks all open but whose sealed file-end has another SHA-256:
+    the page has held the last piece back, so the browser's download fails, and the sender gets
+    ``error hash-mismatch``. (The page acknowledged the bytes its downloader took before.)"""
+    import hashlib
+    import os
+
+    from pagekit import LinkSender
+    from test_page import _in_thread
+
+    from xfer.protocol import Accept, Ack, Chunk, Error, FileEnd, FileInfo, FileStart, Offer, PeerJoined
+
+    result: dict = {}
+
+    async def main(result: dict) -> None:
+        sender = await LinkSender.open(relay.ws, "liar")
+        result["fragment"] = sender.fragment
+        conn = sender.link
+
+        async def until(kind):
+            while True:
+                item = await asyncio.wait_for(conn.recv(), bounded(20))
+                if isinstance(item, kind):
+                    return item
+
+        try:
+            page = (await until(PeerJoined)).peer
+            data, step = os.urandom(6 * 256 * 1024), 256 * 1024
+            files = (FileInfo(name="x.bin", size=len(data)),)
+            await conn.send(Offer(to=page.id, transfer=78, files=files, window=8 << 20))
+            result["resume"] = (await until(Accept)).resume
+            await conn.send(FileStart(to=page.id, transfer=78, index=0))
+            for at in range(0, len(data), step):
+                await conn.send_chunk(Chunk(conn.peer_id, page.id, 78, 0, at, memoryview(data[at : at + step])))
+            result["ack"] = (await until(Ack)).bytes
+            wrong = hashlib.sha256(data + b"!").hexdigest()
+            await conn.send(FileEnd(to=page.id, transfer=78, index=0, size=len(data), sha256=wrong))
+            result["end"] = (await until(Error)).code
+        finally:
+            await conn.close()
+
+    tap = TlsTap(relay.port, tls)
+    try:
+        thread = _in_thread(main, result)
+        wait_until(lambda: "fragment" in result or "exception" in result, 10, "the lying sender's room")
+        assert "exception" not in result, result
+        trusting.goto(f"https://{LAN_HOST}:{tap.port}/#{result['fragment']}")
+        trusting.wait_for_selector(".offer button.primary")
+        assert "End-to-end encrypted" in trusting.inner_text(".offer")
+        with trusting.expect_download() as info:
+            trusting.click(".offer button.primary")
+        download = info.value
+        thread.join(bounded(30))
+        assert "exception" not in result, result
+        assert result["resume"] == () and result["ack"] >= 1 << 20 and result["end"] == "hash-mismatch"
+        assert download.failure() is not None
+        trusting.wait_for_selector(".offer .error")
+        assert "damaged" in trusting.inner_text(".offer .error")
     finally:
         tap.close()
