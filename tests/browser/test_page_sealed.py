@@ -168,23 +168,27 @@ def _offer(page, tap: TlsTap, sender) -> None:
 def test_a_page_at_an_https_origin_decrypts_its_download_and_the_relay_reads_none(
     trusting, relay, tls, xfer_procs, tmp_path
 ):
-    """``xfer send`` of 6 MB to a page on a hosted relay: the page asks for it sealed, opens it,
-    and its service worker streams it to the downloader; the file is saved whole, and nothing
-    the relay saw holds its name or any of its content (no request went to its bridge)."""
+    """``xfer send`` of 6 MB and 40 kB to a page on a hosted relay: the page asks for them sealed,
+    opens them, and its service worker streams each to the downloader; both are saved whole, one
+    after the other, and nothing the relay saw holds a name or any content (no request went to
+    its bridge)."""
     tap = TlsTap(relay.port, tls)
     try:
         src = make_file(tmp_path / "quarterly-report-draft.pdf", 6_000_000, 61)
-        sender = xfer_procs(["send", str(src), "--relay", relay.ws, "--json", "--no-qr"], "send")
+        small = make_file(tmp_path / "notes.txt", 40_000, 63)
+        sender = xfer_procs(["send", str(src), str(small), "--relay", relay.ws, "--json", "--no-qr"], "send")
         _offer(trusting, tap, sender)
         card = trusting.inner_text(".offer")
         assert "End-to-end encrypted" in card and "can read" not in card
-        with trusting.expect_download() as info:
-            trusting.click(".offer button.primary")
-        download = info.value
-        assert download.suggested_filename == src.name
-        saved = tmp_path / "got.pdf"
-        download.save_as(saved)
-        assert sha256_of(saved) == sha256_of(src)
+        downloads: list = []
+        trusting.on("download", lambda d: downloads.append(d))
+        trusting.click(".offer button.primary")
+        wait_until(lambda: trusting.wait_for_timeout(100) or len(downloads) == 2, 30, "two downloads")
+        for download, f in zip(downloads, (src, small)):
+            saved = tmp_path / f"got-{f.name}"
+            download.save_as(saved)
+            assert download.failure() is None and download.suggested_filename == f.name
+            assert sha256_of(saved) == sha256_of(f)
         assert sender.wait(30) == 0, sender.stderr
         trusting.wait_for_selector(".offer .ok")
         shot(trusting, "sealed-download")
@@ -197,7 +201,7 @@ def test_a_page_at_an_https_origin_decrypts_its_download_and_the_relay_reads_non
     content = src.read_bytes()
     for at in range(0, len(content) - 32, 50_000):
         assert content[at : at + 32] not in seen
-    assert b"quarterly-report" not in seen
+    assert b"quarterly-report" not in seen and b"notes.txt" not in seen
 
 
 def test_a_relay_that_flips_a_byte_of_a_chunk_gets_a_failed_download(trusting, relay, tls, xfer_procs, tmp_path):

@@ -113,7 +113,7 @@ export class SealedDownload {
         this._end(new TransferError(`The sender cancelled${msg.reason ? ": " + msg.reason : ""}.`, "cancelled"));
         return true;
       default:
-        return msg.type === "offer" || msg.type === "ack" || msg.type === "verified";
+        return false;
     }
   }
 
