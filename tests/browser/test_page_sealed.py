@@ -168,15 +168,20 @@ def _offer(page, tap: TlsTap, sender) -> None:
 def test_a_page_at_an_https_origin_decrypts_its_download_and_the_relay_reads_none(
     trusting, relay, tls, xfer_procs, tmp_path
 ):
-    """``xfer send`` of 6 MB and 40 kB to a page on a hosted relay: the page asks for them sealed,
-    opens them, and its service worker streams each to the downloader; both are saved whole, one
-    after the other, and nothing the relay saw holds a name or any content (no request went to
-    its bridge)."""
+    """``xfer send --receivers 2`` of 6 MB and 40 kB to a page on a hosted relay and to ``xfer
+    receive``: the page asks for them sealed, takes the fanned-out chunks (one frame for both
+    receivers), opens them, and its service worker streams each to the downloader; both are
+    saved whole, one after the other, and nothing the relay saw of the page holds a name or any
+    content (no request went to its bridge)."""
     tap = TlsTap(relay.port, tls)
     try:
         src = make_file(tmp_path / "quarterly-report-draft.pdf", 6_000_000, 61)
         small = make_file(tmp_path / "notes.txt", 40_000, 63)
-        sender = xfer_procs(["send", str(src), str(small), "--relay", relay.ws, "--json", "--no-qr"], "send")
+        args = ["send", str(src), str(small), "--receivers", "2", "--relay", relay.ws, "--json", "--no-qr"]
+        sender = xfer_procs(args, "send")
+        code = sender.first_event()["code"]
+        terminal = ["receive", code, "--relay", relay.ws, "--yes", "--json", "--dir", str(tmp_path / "in")]
+        recv = xfer_procs(terminal, "recv")
         _offer(trusting, tap, sender)
         card = trusting.inner_text(".offer")
         assert "End-to-end encrypted" in card and "can read" not in card
@@ -190,13 +195,18 @@ def test_a_page_at_an_https_origin_decrypts_its_download_and_the_relay_reads_non
             assert download.failure() is None and download.suggested_filename == f.name
             assert sha256_of(saved) == sha256_of(f)
         assert sender.wait(30) == 0, sender.stderr
+        assert recv.wait(10) == 0, recv.stderr
+        for f in (src, small):
+            assert sha256_of(tmp_path / "in" / f.name) == sha256_of(f)
         trusting.wait_for_selector(".offer .ok")
         shot(trusting, "sealed-download")
         trusting.goto("about:blank")  # the page's socket closes: its frames are all in
     finally:
         tap.close()
     seen = tap.seen()
-    assert sum(len(f) for f in tap.frames["down"]) > src.stat().st_size  # the file went by, sealed
+    chunks = [f for f in tap.frames["down"] if f[:1] == b"\x01"]
+    assert sum(len(f) for f in chunks) > src.stat().st_size  # the file went by, sealed
+    assert all(f[8:12] == bytes(4) for f in chunks)  # fanned out: `to` 0, one frame for both receivers
     assert b"GET /download/" not in seen and b"GET /save/" not in seen  # neither the bridge nor the worker's link
     content = src.read_bytes()
     for at in range(0, len(content) - 32, 50_000):
