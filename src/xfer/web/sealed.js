@@ -13,12 +13,13 @@
 // stops the page as any tampered box does.
 
 import { ContentKey } from "./e2e.js";
+import { createHasher } from "./hashing.js";
 import { CHUNK_KIND, HEADER_SIZE, WINDOW, b64decode, cleanText, writeChunkHeader } from "./protocol.js";
 import { Save } from "./saver.js";
-import { Sha256 } from "./sha256.js";
 import { TransferError, errorText } from "./transfers.js";
 
 const ACK_STEP = 1024 * 1024; // bytes between acks, at most (protocol.md, "Flow control")
+const HASH_AHEAD = 8 * 1024 * 1024; // bytes handed to the hashing worker and not hashed yet, at most
 
 /** The header of a chunk frame, or null when it is not one (frames.py: "!B3xIIIIQ"). */
 export function readChunkHeader(frame) {
@@ -49,7 +50,9 @@ export class SealedDownload {
     this.step = Math.max(1, Math.min(ACK_STEP, Math.floor(window / 4)));
     this.written = 0; // bytes the downloader took, this round
     this.acked = 0;
-    this.current = null; // the file whose chunks come: {index, offset, size, hash, save}
+    this.current = null; // the file whose chunks come: {index, offset, size, save}
+    this.hasher = null; // SHA-256 in a worker (hashing.js), one file after another
+    this.hashWait = null; // resolves when the worker has caught up (see HASH_AHEAD)
     this.saves = new Map(); // index -> Save, until it closed or failed
     this.verified = new Set();
     this.hashes = {}; // index -> SHA-256 of a file that checked out
@@ -63,6 +66,7 @@ export class SealedDownload {
     const transfer = this.offer.transfer;
     try {
       this.content = await ContentKey.create(b64decode(this.offer.key)); // throws on a malformed key
+      this.hasher = await createHasher(() => this._hashed());
       await this.conn.send({ type: "accept", to, transfer, resume: [] });
       await this.conn.sendClear({ type: "subscribe", to, transfer }); // for a chunk fanned out to several
     } catch {
@@ -75,6 +79,8 @@ export class SealedDownload {
     this.finished = true;
     if (err) for (const save of this.saves.values()) save.fail(err.message);
     this.saves.clear();
+    this.hasher?.close();
+    this._hashed();
     this.current = null;
     this.hooks.onEnd(err);
   }
@@ -132,7 +138,8 @@ export class SealedDownload {
       cancelled: () => this._fail("download-cancelled", `the download of ${saveName(entry.name)} stopped on the phone`),
     });
     this.saves.set(index, save);
-    this.current = { index, offset: 0, size, hash: new Sha256(), save };
+    this.current = { index, offset: 0, size, save };
+    this.hasher.start(null);
     save.open().then((url) => {
       if (!this.finished) this.hooks.onStart(index, url);
     }, (err) => this._fail("download-cancelled", String(err?.message || err)));
@@ -158,20 +165,37 @@ export class SealedDownload {
       this._fail("protocol", "a chunk past the offered size");
       return true;
     }
-    cur.hash.update(plain);
     cur.offset += plain.length;
+    this.hasher.update(plain.slice()); // a copy moves to the worker; the page keeps ``plain`` for the Save
     cur.save.push(plain);
+    // A worker that falls behind holds up the next chunk (and so, through the acks, the sender).
+    while (this.hasher.pending > HASH_AHEAD && !this.finished && !this.hasher.failed) {
+      await new Promise((resolve) => { this.hashWait = resolve; });
+    }
     return true;
   }
 
-  _fileEnd(msg) {
+  _hashed() {
+    const resolve = this.hashWait;
+    this.hashWait = null;
+    resolve?.();
+  }
+
+  async _fileEnd(msg) {
     const cur = this.current;
     if (!cur || msg.index !== cur.index) {
       this._fail("protocol", "a file-end out of turn");
       return;
     }
     this.current = null;
-    const sha256 = cur.hash.hexdigest();
+    let sha256;
+    try {
+      sha256 = await this.hasher.digest(); // of this file: the worker takes the next file's bytes after it
+    } catch (err) {
+      this._fail("hash-failed", String(err?.message || err));
+      return;
+    }
+    if (this.finished) return;
     if (msg.size !== cur.offset || (cur.size !== null && cur.size !== cur.offset) || msg.sha256 !== sha256) {
       this._fail("hash-mismatch", `SHA-256 of ${saveName(this.offer.files[cur.index].name)} did not match`);
       return;
