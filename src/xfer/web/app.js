@@ -547,6 +547,7 @@ function showOffer(offer) {
   if (!Array.isArray(offer.files) || !offer.files.length || !offer.transfer || !offer.from) return;
   const files = offer.files.filter((f) => f && typeof f.name === "string" && typeof f.size === "number");
   if (files.length !== offer.files.length) return;
+  if (conn.sealedDownloads && typeof offer.key !== "string") return; // a sealed offer without its key: nothing to open
   offeredBy.add(offer.from);
   const total = files.reduce((n, f) => n + f.size, 0);
   const who = nameOf(offer.from);
@@ -564,7 +565,7 @@ function showOffer(offer) {
   // Said before anything is accepted: the relay's bridge streams these files to the browser's
   // downloader, so a relay other than the sender's own xfer could read them on the way; unless
   // they come sealed, for the page to open itself.
-  const sealed = conn.sealedDownloads && typeof offer.key === "string";
+  const sealed = conn.sealedDownloads;
   const note = sealed
     ? el("p", { class: "hint relay-note", text: "End-to-end encrypted: this page decrypts these files; the relay cannot read them." })
     : BUILTIN_RELAY

@@ -48,8 +48,8 @@ export const WRONG_LINK = "This link is not for this room any more; scan the QR 
 export const TAMPERED = "The connection was tampered with, so it was stopped. Nothing was saved from it.";
 
 export class RoomConnection extends EventTarget {
-  /** link: {nameplate, secret} from the URL's fragment (protocol.parseLink). */
-  /** sealedDownloads: the page saves downloads itself (saver.js), so it asks for them sealed. */
+  /** link: {nameplate, secret} from the URL's fragment (protocol.parseLink). sealedDownloads: the
+   * page saves downloads itself (saver.js), so it asks for them sealed. */
   constructor(link, name, { sealedDownloads = false } = {}) {
     super();
     this.sealedDownloads = sealedDownloads;

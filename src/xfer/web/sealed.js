@@ -44,7 +44,6 @@ export class SealedDownload {
     this.conn = conn;
     this.offer = offer;
     this.hooks = hooks;
-    this.sealed = true;
     this.content = null; // the round's content key, from the offer
     const window = Number.isSafeInteger(offer.window) && offer.window > 0 ? offer.window : WINDOW;
     this.step = Math.max(1, Math.min(ACK_STEP, Math.floor(window / 4)));
