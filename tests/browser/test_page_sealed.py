@@ -294,3 +294,42 @@ def test_a_file_end_whose_sha256_differs_fails_the_download_and_the_sender_hears
         assert "damaged" in trusting.inner_text(".offer .error")
     finally:
         tap.close()
+
+
+def test_the_pages_chunk_header_reader_agrees_with_frames_py(trusting, relay):
+    """``readChunkHeader`` (sealed.js) on random frames, hostile ones among them (short, another
+    kind, reserved bytes set, offsets past 2**53), against ``xfer.protocol.frames.HEADER``."""
+    import random
+
+    from xfer.protocol.frames import CHUNK, HEADER, HEADER_SIZE
+
+    rng = random.Random(2026)
+    frames = []
+    for n in range(300):
+        kind = CHUNK if n % 5 else rng.choice([0, 2, 255])
+        fields = [rng.getrandbits(32) for _ in range(4)] + [rng.getrandbits(rng.choice([8, 40, 53, 54, 64]))]
+        frame = bytearray(HEADER.pack(kind, *fields) + rng.randbytes(rng.randrange(0, 40)))
+        if n % 7 == 0:
+            frame[1:4] = rng.randbytes(3)  # reserved: ignored, as frames.py does
+        if n % 11 == 0:
+            frame = frame[: rng.randrange(0, HEADER_SIZE)]
+        frames.append(bytes(frame))
+    trusting.goto(relay.page(host="127.0.0.1"))
+    got = trusting.evaluate(
+        """async (frames) => {
+          const { readChunkHeader } = await import("./sealed.js");
+          const { b64decode } = await import("./protocol.js");
+          return frames.map((f) => readChunkHeader(b64decode(f)));
+        }""",
+        [base64.b64encode(f).decode() for f in frames],
+    )
+    for frame, header in zip(frames, got):
+        if len(frame) < HEADER_SIZE:
+            assert header is None
+            continue
+        kind, sender, to, transfer, index, offset = HEADER.unpack_from(frame)
+        if kind != CHUNK or offset >= 2**53:
+            assert header is None, (kind, offset)
+        else:
+            assert header == {"from": sender, "to": to, "transfer": transfer, "index": index, "offset": offset}
+    assert sum(h is not None for h in got) > 100  # most are chunks

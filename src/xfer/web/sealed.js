@@ -21,15 +21,14 @@ import { TransferError, errorText } from "./transfers.js";
 const ACK_STEP = 1024 * 1024; // bytes between acks, at most (protocol.md, "Flow control")
 const HASH_AHEAD = 8 * 1024 * 1024; // bytes handed to the hashing worker and not hashed yet, at most
 
-/** The header of a chunk frame, or null when it is not one (frames.py: "!B3xIIIIQ"). */
+/** The header of a chunk frame, or null when it is not one (frames.py: "!B3xIIIIQ", the kind
+ * first; the reserved bytes are not looked at) or its offset is past what a number holds exactly. */
 export function readChunkHeader(frame) {
   if (frame.byteLength < HEADER_SIZE) return null;
   const view = new DataView(frame.buffer, frame.byteOffset, HEADER_SIZE);
-  if (view.getUint32(0) !== CHUNK_KIND * 0x1000000) return null;
-  return {
-    from: view.getUint32(4), to: view.getUint32(8), transfer: view.getUint32(12), index: view.getUint32(16),
-    offset: view.getUint32(20) * 0x100000000 + view.getUint32(24),
-  };
+  const offset = view.getUint32(20) * 0x100000000 + view.getUint32(24);
+  if (view.getUint8(0) !== CHUNK_KIND || !Number.isSafeInteger(offset)) return null;
+  return { from: view.getUint32(4), to: view.getUint32(8), transfer: view.getUint32(12), index: view.getUint32(16), offset };
 }
 
 /** A name for the downloader: the last part of the sender's path, nothing it could misread. */
