@@ -153,6 +153,12 @@ def trusting(playwright, trusting_browser):  # noqa: F811
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(f"console: {m.text}") if m.type == "error" and "Content Security Policy" in m.text else None
+        ),
+    )
     yield page
     context.close()
     assert not errors, errors
