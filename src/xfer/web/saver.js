@@ -42,11 +42,10 @@ async function register() {
  * failed. hooks: {pulled(n): n bytes went to the downloader, closed(), cancelled()}.
  */
 export class Save {
-  constructor(name, size, mime, hooks) {
+  constructor(name, size, hooks) {
     this.id = randomHex(16);
     this.name = name;
     this.size = size;
-    this.mime = mime;
     this.hooks = hooks;
     this.queue = [];
     this.pulling = false;
@@ -80,7 +79,7 @@ export class Save {
           this.hooks.cancelled();
         }
       };
-      worker.postMessage({ type: "open", id: this.id, name: this.name, size: this.size, mime: this.mime }, [channel.port2]);
+      worker.postMessage({ type: "open", id: this.id, name: this.name, size: this.size }, [channel.port2]);
     });
   }
 

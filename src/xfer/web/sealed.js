@@ -130,7 +130,7 @@ export class SealedDownload {
     }
     const index = msg.index;
     const size = Number.isSafeInteger(entry.size) ? entry.size : null;
-    const save = new Save(saveName(entry.name), size, typeof entry.mime === "string" ? entry.mime : "", {
+    const save = new Save(saveName(entry.name), size, {
       pulled: (n) => this._written(index, n),
       closed: () => this._saved(index),
       cancelled: () => this._fail("download-cancelled", `the download of ${saveName(entry.name)} stopped on the phone`),

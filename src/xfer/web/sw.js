@@ -2,7 +2,7 @@
 // that the browser's own downloader saves, streamed, so a file is never whole in memory
 // and a hosted relay never holds it in clear (docs/page.md, "Receiving sealed").
 //
-// The page opens a save with {type: "open", id, name, size, mime} and a MessagePort; the
+// The page opens a save with {type: "open", id, name, size} and a MessagePort; the
 // worker answers "ready" on the port, and the page then follows a link to
 // save/ID (in this worker's scope). The worker answers that request once with a stream
 // that asks the page for each piece ("pull"); the page answers {type: "data", bytes},
@@ -14,7 +14,7 @@
 const PREFIX = "save/";
 const ID = /^[0-9a-f]{32}$/;
 const MAX_WAITING = 64; // saves opened and not fetched yet
-const waiting = new Map(); // id -> {port, name, size, mime}
+const waiting = new Map(); // id -> {port, name, size}
 
 self.addEventListener("install", () => self.skipWaiting());
 self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
@@ -25,7 +25,7 @@ self.addEventListener("message", (event) => {
   if (!data || data.type !== "open" || typeof data.id !== "string" || !ID.test(data.id) || !port) return;
   if (waiting.size >= MAX_WAITING) waiting.delete(waiting.keys().next().value);
   const size = Number.isSafeInteger(data.size) && data.size >= 0 ? data.size : null;
-  waiting.set(data.id, { port, name: String(data.name || "file"), size, mime: String(data.mime || "") });
+  waiting.set(data.id, { port, name: String(data.name || "file"), size });
   port.postMessage({ type: "ready" });
 });
 
