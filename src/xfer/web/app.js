@@ -2,6 +2,8 @@
 
 import { RoomConnection } from "./connection.js";
 import { BUILTIN_RELAY, CLOSE, MAX_PEER_NAME, MAX_TEXT, cleanText, deviceName, humanSize, parseLink } from "./protocol.js";
+import { startSaver } from "./saver.js";
+import { SealedDownload } from "./sealed.js";
 import { Download, Upload } from "./transfers.js";
 import { $, copyText, el, fileName, peerLabel, transferRow } from "./ui.js";
 
@@ -39,9 +41,12 @@ function announce(text) {
 
 // -- joining -------------------------------------------------------------------
 
-function start() {
+let starts = 0; // start() calls: a later one (a new fragment) wins
+
+async function start() {
   const fragment = location.hash.replace(/^#/, "");
   const link = parseLink(fragment);
+  const mine = ++starts;
   if (conn) conn.close();
   conn = null;
   if (!link) {
@@ -53,7 +58,14 @@ function start() {
   $("room").hidden = false;
   $("room-line").hidden = false;
   $("room-code").textContent = link.nameplate;
-  conn = new RoomConnection(link, myName());
+  setStatus("connecting", "Connecting…");
+  // Downloads sealed end to end where the page can save them itself (saver.js); else through the relay's bridge.
+  const sealedDownloads = await startSaver();
+  if (mine !== starts) return;
+  conn = new RoomConnection(link, myName(), { sealedDownloads });
+  conn.chunks = async (frame) => {
+    for (const t of [...active]) if (t.chunk && (await t.chunk(frame))) return;
+  };
   conn.addEventListener("state", (e) => showState(e.detail));
   conn.addEventListener("peers", renderPeers);
   conn.addEventListener("message", (e) => onMessage(e.detail));
@@ -336,8 +348,10 @@ document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible") stayAwake();
 });
 
+let saving = 0; // when the page last followed a link to its service worker's download (ms)
+
 window.addEventListener("beforeunload", (event) => {
-  if (!active.size) return;
+  if (!active.size || Date.now() - saving < 2000) return; // a download starting is no leaving
   event.preventDefault(); // the browser asks "Leave site?": a reload or a back swipe would cut the transfers
   event.returnValue = "";
 });
@@ -567,6 +581,7 @@ function showOffer(offer) {
   if (!Array.isArray(offer.files) || !offer.files.length || !offer.transfer || !offer.from) return;
   const files = offer.files.filter((f) => f && typeof f.name === "string" && typeof f.size === "number");
   if (files.length !== offer.files.length) return;
+  if (conn.sealedDownloads && typeof offer.key !== "string") return; // a sealed offer without its key: nothing to open
   offeredBy.add(offer.from);
   const total = files.reduce((n, f) => n + f.size, 0);
   const who = nameOf(offer.from);
@@ -582,8 +597,12 @@ function showOffer(offer) {
   const decline = el("button", { type: "button" }, "Decline");
   const buttons = el("div", { class: "row buttons" }, accept, decline);
   // Said before anything is accepted: the relay's bridge streams these files to the browser's
-  // downloader, so a relay other than the sender's own xfer could read them on the way.
-  const note = BUILTIN_RELAY
+  // downloader, so a relay other than the sender's own xfer could read them on the way; unless
+  // they come sealed, for the page to open itself.
+  const sealed = conn.sealedDownloads;
+  const note = sealed
+    ? el("p", { class: "hint relay-note", text: "End-to-end encrypted: this page decrypts these files; the relay cannot read them." })
+    : BUILTIN_RELAY
     ? el("p", { class: "hint relay-note", text: "These files come straight from the sender's computer, which runs this relay." })
     : el("p", { class: "warning relay-note", role: "note",
       text: "This relay can read these files: a phone receives them through it, not end-to-end encrypted. " +
@@ -600,7 +619,8 @@ function showOffer(offer) {
   }
 
   decline.addEventListener("click", () => {
-    if (conn.open) conn.sendClear({ type: "reject", to: offer.from, transfer: offer.transfer, reason: "declined" }).catch(() => {});
+    const reject = { type: "reject", to: offer.from, transfer: offer.transfer, reason: "declined" };
+    if (conn.open) (sealed ? conn.send(reject) : conn.sendClear(reject)).catch(() => {});
     card.replaceChildren(el("p", { class: "card-title", text: `Declined ${who}'s ${files.length === 1 ? "file" : "files"}.` }));
   });
   accept.addEventListener("click", () => {
@@ -610,11 +630,14 @@ function showOffer(offer) {
     const rows = el("ul", { class: "files" });
     card.append(rows);
     const bars = files.map((f) => transferRow(rows, f, "Downloading"));
-    const download = new Download(conn, offer, {
+    const Kind = sealed ? SealedDownload : Download;
+    const download = new Kind(conn, offer, {
       onStart: (i, url) => {
         bars[i].start();
-        // The browser's own downloader saves it, streamed from the relay.
-        const link = el("a", { href: url, download: "", class: "offscreen", tabindex: -1 });
+        // The browser's own downloader saves it, streamed from the relay, or from the page's service
+        // worker (a navigation, which the worker answers: it does not see a download attribute's request).
+        if (sealed) saving = Date.now();
+        const link = el("a", { href: url, ...(sealed ? {} : { download: "" }), class: "offscreen", tabindex: -1 });
         document.body.append(link);
         link.click();
         link.remove();
