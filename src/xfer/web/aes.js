@@ -332,13 +332,17 @@ export class AesGcm {
     return c;
   }
 
-  /** ciphertext || tag (a new Uint8Array, 16 bytes longer than the plaintext). */
-  seal(nonce, plaintext, aad) {
+  /** ciphertext || tag: 16 bytes longer than the plaintext, in ``into`` if given (a Uint8Array of
+   * that length, not overlapping the plaintext), else in a new Uint8Array. */
+  seal(nonce, plaintext, aad, into) {
     const pt = bytes(plaintext, "plaintext");
     const a = bytes(aad, "aad");
     this._j0(bytes(nonce, "nonce"));
     const n = pt.length;
-    const out = new Uint8Array(n + TAG_BYTES);
+    if (into !== undefined && (!(into instanceof Uint8Array) || into.length !== n + TAG_BYTES)) {
+      throw new TypeError("AES-GCM: the output must be a Uint8Array 16 bytes longer than the plaintext");
+    }
+    const out = into ?? new Uint8Array(n + TAG_BYTES);
     ctr(this.rk, this._counter1(), pt, out, n);
     this._tag(a, out, n);
     wordsToBytes(this.y, out, n);
