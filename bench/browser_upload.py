@@ -228,9 +228,10 @@ LOOP_JS = """async ([url, work, chunk, buffered, readSize]) => {
 
 
 class Origin:
-    """One origin the page is opened at: its relay (``xfer serve``, TLS for https) and its sink."""
+    """One origin the page is opened at: its relay (``xfer serve``, TLS for https; ``xfer``: the
+    command to run it with, another tree's for compare_upload.py) and its sink."""
 
-    def __init__(self, name: str, workdir: Path) -> None:
+    def __init__(self, name: str, workdir: Path, xfer: list[str] | None = None) -> None:
         self.name = name
         self.port = free_port()
         self.env = {**os.environ, "NO_COLOR": "1"}
@@ -250,7 +251,7 @@ class Origin:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(paths["cert"], paths["key"])
         self.relay = subprocess.Popen(
-            xfer_cmd() + ["serve", "--host", "127.0.0.1", "--port", str(self.port), *extra],
+            (xfer or xfer_cmd()) + ["serve", "--host", "127.0.0.1", "--port", str(self.port), *extra],
             stdout=subprocess.DEVNULL,
             stderr=open(workdir / f"serve-{name}.err", "wb"),
             stdin=subprocess.DEVNULL,
