@@ -33,7 +33,8 @@ from pagekit import (  # noqa: F401
 )
 
 from conftest import bounded, make_file, sha256_of
-from xfer.protocol.keys import link_fragment, link_secret
+from xfer.protocol.frames import chunk_header, parse_chunk
+from xfer.protocol.keys import ContentKey, link_fragment, link_secret
 
 MB = 1_000_000
 BIG = 200 * MB
@@ -123,6 +124,50 @@ def test_upload_hashing_in_a_worker_and_on_the_page_match_python(phone, relay):
     args = [base64.b64encode(data).decode(), cuts, prefix]
     assert phone.evaluate(script, [*args, False]) == {"inWorker": True, "whole": want, "resumed": want}
     assert phone.evaluate(script, [*args, True]) == {"inWorker": False, "whole": want, "resumed": want}
+
+
+def test_upload_sealing_in_a_worker_and_on_the_page_opens_in_python(phone, relay):
+    """The upload's sealer (a module worker, or the page itself where there is none) turns one
+    read into chunk frames: each the header the relay routes on and the payload sealed under
+    the round's content key, nonce (index, offset), associated data the header with from and
+    to 0, which Python's ``keys.ContentKey`` opens; a second round seals under its own key."""
+    phone.goto(relay.page())
+    rng = random.Random(12)
+    data = rng.randbytes(2 * 262_144 + 1_001)  # two whole chunks and a short one
+    keys_ = [rng.randbytes(32), rng.randbytes(32)]
+    script = """async ([b64, raws, noWorker]) => {
+        if (noWorker) globalThis.Worker = undefined;
+        const { createSealer } = await import("./sealing.js");
+        const { ContentKey } = await import("./e2e.js");
+        const bytes = (t) => Uint8Array.from(atob(t), (c) => c.charCodeAt(0));
+        const text = (b) => btoa(Array.from(b, (x) => String.fromCharCode(x)).join(""));
+        const sealer = await createSealer();
+        const out = { inWorker: sealer.inWorker, rounds: [] };
+        for (const [i, raw] of raws.entries()) {
+            sealer.round(await ContentKey.create(bytes(raw)), { from: 7 + i, to: 9, transfer: 1234 });
+            const frames = await sealer.seal(3, 5 * 262144, bytes(b64));
+            out.rounds.push(frames.map(text));
+        }
+        sealer.close();
+        return out;
+    }"""
+    args = [base64.b64encode(data).decode(), [base64.b64encode(k).decode() for k in keys_]]
+    for no_worker in (False, True):
+        got = phone.evaluate(script, [*args, no_worker])
+        assert got["inWorker"] is not no_worker
+        for i, frames in enumerate(got["rounds"]):
+            content = ContentKey(keys_[i])
+            assert len(frames) == 3
+            at = 0
+            for frame in map(base64.b64decode, frames):
+                chunk = parse_chunk(frame)
+                assert (chunk.sender, chunk.to, chunk.transfer, chunk.index) == (7 + i, 9, 1234, 3)
+                assert chunk.offset == 5 * 262_144 + at
+                aad = chunk_header(0, 0, 1234, 3, chunk.offset)
+                plain = content.open(3, chunk.offset, bytes(chunk.payload), aad)
+                assert plain == data[at : at + len(plain)]
+                at += len(plain)
+            assert at == len(data)
 
 
 def test_upload_without_workers_hashes_on_the_page(browser, playwright, relay, xfer_procs, tmp_path):
