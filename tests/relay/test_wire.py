@@ -14,8 +14,9 @@ from conftest import bounded, run_async
 from peers import PROTOCOL_VERSION, Relay, closed_with, fresh_nameplate, recv_message
 from xfer.protocol import Hello, PeerJoined, Text, parse_chunk, parse_message, serialize
 from xfer.protocol.closes import Close
-from xfer.protocol.frames import MAX_BINARY_FRAME, encode_chunk
+from xfer.protocol.frames import MAX_BINARY_FRAME, Chunk, encode_chunk
 from xfer.relay import RelayLimits
+from xfer.relay.local import open_local
 from xfer.relay.wire import WireProtocol
 
 MiB = 1024 * 1024
@@ -242,5 +243,35 @@ def test_a_room_shared_through_redis_forwards_chunks_to_both_relays(redis):
             assert routed == [to_all]  # through the bus by the app; the local one directly
             for ws in (a, b, c):
                 await ws.close()
+
+    run_async(main())
+
+
+def test_chunks_to_a_peer_in_the_relays_own_process_go_directly_and_wait_for_room_in_its_queue():
+    """The embedded relay: a WebSocket sender's chunks go straight into the local peer's
+    queue; with the queue full the sender's socket is not read until the peer takes one."""
+
+    async def main():
+        async with Relay() as relay:
+            app_relay = relay.server.app.state.relay
+            routed = chunks_routed_by_app(relay.server)
+            room = fresh_nameplate()
+            local = await open_local(app_relay, room, role="receiver", name="here", create=True)
+            a, wa = await relay.join(room)
+            frames = [encode_chunk(wa.peer_id, local.peer_id, 1, 0, i, bytes([i]) * 65536) for i in range(48)]
+            for frame in frames:
+                await a.send(frame)
+            await asyncio.sleep(0.5)
+            (source,) = [w for w in wires(relay.server) if w._peer is not None]
+            assert local.peer.queue.full() and source._held
+            got = []
+            while len(got) < len(frames):
+                message = await asyncio.wait_for(local.recv(), bounded(5))
+                if isinstance(message, Chunk):
+                    got.append((message.offset, bytes(message.payload)))
+            assert got == [(i, bytes([i]) * 65536) for i in range(48)]
+            assert routed == []
+            await a.close()
+            await local.close()
 
     run_async(main())

@@ -205,10 +205,11 @@ class Relay:
             if not await self.route(conn, text, data):
                 return
 
-    def direct_targets(self, peer: PeerConnection, data: bytes) -> list[PeerConnection] | None:
+    def direct_targets(self, peer: PeerConnection, data: bytes) -> list[Handle] | None:
         """Whom a chunk from ``peer`` goes to when it may skip ``route`` (wire.py): a chunk
-        whose ``from`` is ``peer`` itself, to peers of this relay on WebSockets, none of them a
-        page's download. None: ``route`` it, which checks, refuses and routes all the rest."""
+        whose ``from`` is ``peer`` itself, to peers of this relay (on WebSockets, or in its own
+        process), none of them a page's download; each has a ``wire.Door`` as its ``wire``.
+        None: ``route`` it, which checks, refuses and routes all the rest."""
         try:
             sender, to, transfer = parse_header(data)
         except ProtocolError:
@@ -219,9 +220,9 @@ class Relay:
         if targets is None:
             return None
         for target in targets:
-            if type(target) is not PeerConnection or target.wire is None:
+            if getattr(target, "wire", None) is None:  # another relay's peer, or not attached yet
                 return None
-        return targets  # type: ignore[return-value]  # PeerConnections all, as checked
+        return targets
 
     async def route(self, conn: Handle, text: str | None, data: bytes | None) -> bool:
         """Check one frame from ``conn`` and pass it on; False when ``conn`` was closed for it."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from uvicorn._types import ASGIReceiveEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -240,6 +240,8 @@ class WireProtocol(WebSocketsSansIOProtocol):
             super().data_received(bytes(self._buf[:nbytes]))
             return
         self._end += nbytes
+        if self._end - self._start < self._need:
+            return  # the frame at _start is not whole yet
         if self._held and self.close_sent:
             self._held = False  # after our close: read on, for the peer's close (held chunks are dropped)
         self._pump()
@@ -312,26 +314,25 @@ class WireProtocol(WebSocketsSansIOProtocol):
             if wait > 0:
                 self._head = data
                 self._hold()
-                self._timer = self.loop.call_later(wait, self._release)
+                self._timer = self.loop.call_later(wait, self.release)
                 return False
         targets = relay.direct_targets(peer, data)
         if targets is None:
             self._to_app(data, True)
             return True
-        wires = []
+        doors: list[Door] = []
         for target in targets:
-            wire = target.wire
-            if target.dead or wire is None or wire.close_sent or wire.transport.is_closing():
+            door: Door | None = getattr(target, "wire", None)
+            if target.dead or door is None or door.shut:
                 continue  # gone: an awaited send to it did nothing either
-            if not wire.writable.is_set():
+            if not door.ready:
                 self._head = data
                 self._hold()
-                wire._wait(self, target.send_timeout)
+                door.wait(self, peer.send_timeout)
                 return False
-            wires.append(wire)
-        header = frame_header(len(data))
-        for wire in wires:
-            wire.transport.writelines((header, data))
+            doors.append(door)
+        for door in doors:
+            door.deliver(data)
         return True
 
     def _to_app(self, data: bytes, charged: bool) -> None:
@@ -346,7 +347,7 @@ class WireProtocol(WebSocketsSansIOProtocol):
         self._held = True
         self.transport.pause_reading()
 
-    def _release(self) -> None:
+    def release(self) -> None:
         if not self._held:
             return
         self._held = False
@@ -355,9 +356,20 @@ class WireProtocol(WebSocketsSansIOProtocol):
         if not self._held and not self.read_paused and not self.disconnected:
             self.transport.resume_reading()
 
-    # -- as a destination ------------------------------------------------------------------------
+    # -- as a destination (a Door) ----------------------------------------------------------------
 
-    def _wait(self, source: WireProtocol, timeout: float) -> None:
+    @property
+    def shut(self) -> bool:
+        return self.close_sent or self.transport.is_closing()
+
+    @property
+    def ready(self) -> bool:
+        return self.writable.is_set()
+
+    def deliver(self, data: bytes) -> None:
+        self.transport.writelines((frame_header(len(data)), data))
+
+    def wait(self, source: WireProtocol, timeout: float) -> None:
         """``source`` holds a chunk until this peer's buffer drains; a peer that stays full is dropped."""
         self._waiters.append(source)
         if self._stall is None:
@@ -370,9 +382,32 @@ class WireProtocol(WebSocketsSansIOProtocol):
         self._wake()
 
     def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for source in waiters:
-            source._release()
+        wake(self._waiters)
+
+
+class Door(Protocol):
+    """Where a chunk goes directly: a WireProtocol, or the queue of a peer in the relay's own process."""
+
+    @property
+    def shut(self) -> bool:
+        """Gone: chunks for it are dropped (as an awaited send to it did nothing)."""
+
+    @property
+    def ready(self) -> bool:
+        """It takes a chunk now."""
+
+    def deliver(self, data: bytes) -> None: ...
+
+    def wait(self, source: WireProtocol, timeout: float) -> None:
+        """Release ``source`` (its held chunk) once ready, or once it is found stuck after ``timeout``."""
+
+
+def wake(waiters: list[WireProtocol]) -> None:
+    """Release each source waiting on a destination that is ready again (or gone)."""
+    sources = waiters[:]
+    waiters.clear()
+    for source in sources:
+        source.release()
 
 
 def wire_of(scope: MutableMapping[str, Any]) -> WireProtocol | None:
@@ -382,4 +417,4 @@ def wire_of(scope: MutableMapping[str, Any]) -> WireProtocol | None:
     return wire if isinstance(wire, WireProtocol) else None
 
 
-__all__ = ["WireProtocol", "frame_header", "wire_of", "WIRE"]
+__all__ = ["Door", "WireProtocol", "frame_header", "wake", "wire_of", "WIRE"]
