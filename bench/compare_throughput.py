@@ -9,6 +9,9 @@ CPU seconds per GB are summed over the three processes.
 
     git worktree add --detach /tmp/xfer-before HEAD~3
     python bench/compare_throughput.py --size 200MB --repeat 3 before=/tmp/xfer-before/src now=src
+
+``--embedded`` adds ``run_all.py``'s embedded case to each turn (``xfer receive --host``: the
+receiver hosts the relay), printed as its own lines.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 from common import make_source
 from compare_fixed_cost import tree_cmd
-from transfer import run_xfer
+from transfer import run_embedded, run_xfer
 from xfer.units import parse_size
 
 
@@ -30,6 +33,7 @@ def main() -> int:
     ap.add_argument("trees", nargs="+", metavar="NAME=SRC")
     ap.add_argument("--size", default="200MB")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--embedded", action="store_true", help="also the case where the receiver hosts the relay")
     args = ap.parse_args()
     trees = {}
     for arg in args.trees:
@@ -40,21 +44,24 @@ def main() -> int:
     size = parse_size(args.size)
     source = work / "source.bin"
     digest = make_source(source, size)
-    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    cases = {"": run_xfer, " embedded": run_embedded} if args.embedded else {"": run_xfer}
+    runs: dict[str, list[dict]] = {name + case: [] for case in cases for name in trees}
     for _ in range(args.repeat):
-        for name, cmd in trees.items():
-            runs[name].append(run_xfer(cmd, source, digest, work, 60 + size / 1e6))
-    base = None
+        for case, run in cases.items():
+            for name, cmd in trees.items():
+                runs[name + case].append(run(cmd, source, digest, work, 60 + size / 1e6))
+    base: dict[str, float] = {}
     for name, rs in runs.items():
+        case = name[name.find(" ") :] if " " in name else ""
         mb_s = [r["mb_s"] for r in rs]
         cpu = [sum(r["cpu_s"].values()) / (size / 1e9) for r in rs]
         median = statistics.median(mb_s)
-        base = base or median
+        first = base.setdefault(case, median)
         roles = {role: statistics.median(r["cpu_s"][role] for r in rs) / (size / 1e9) for role in rs[0]["cpu_s"]}
-        split = ", ".join(f"{role} {seconds:.1f}" for role, seconds in roles.items())
+        split = ", ".join(f"{role} {seconds:.2f}" for role, seconds in roles.items())
         print(
-            f"{name:>10}: {median:6.1f} MB/s ({min(mb_s):.1f}-{max(mb_s):.1f}), "
-            f"{statistics.median(cpu):.1f} CPU s/GB ({split}), {median / base:.2f}x the first tree"
+            f"{name:>14}: {median:6.1f} MB/s ({min(mb_s):.1f}-{max(mb_s):.1f}), "
+            f"{statistics.median(cpu):.2f} CPU s/GB ({split}), {median / first:.2f}x the first tree"
         )
     return 0
 

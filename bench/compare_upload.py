@@ -17,14 +17,13 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 from pathlib import Path
 
 import browser_upload as bu
-from common import free_port, make_source, wait_for_port
+from common import make_source
 from compare_fixed_cost import tree_cmd
 from xfer.units import parse_size
 
@@ -82,20 +81,11 @@ def main() -> int:
     args = ap.parse_args()
     size = parse_size(args.size)
     work = Path(tempfile.mkdtemp(prefix="xfer-compare-upload-"))
-    relays: dict[str, tuple[int, subprocess.Popen]] = {}
-    for arg in args.trees:
+    origins: dict[str, bu.Origin] = {}
+    for arg in args.trees:  # each tree's own relay serves its page (a sink beside it, unused)
         name, _, src = arg.partition("=")
-        port = free_port()
-        relays[name] = (
-            port,
-            subprocess.Popen(
-                tree_cmd(src) + ["serve", "--host", "127.0.0.1", "--port", str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                env={**os.environ, "XFER_ALLOW_HOSTS": "lan.test"},  # the page's name (older trees ignore it)
-            ),
-        )
-    ports = [f"--port {port}" for port, _ in relays.values()]
+        origins[name] = bu.Origin("lan", work, tree_cmd(src))
+    ports = [f"--port {origin.port}" for origin in origins.values()]
 
     def kind(cmd: str) -> str | None:
         if "chromium" in cmd:
@@ -111,8 +101,6 @@ def main() -> int:
 
     rows: dict[str, list[tuple[float, dict]]] = {}
     try:
-        for port, _ in relays.values():
-            wait_for_port(port)
         source = work / "upload.bin"
         digest = make_source(source, size)
         from playwright.sync_api import sync_playwright
@@ -131,15 +119,15 @@ def main() -> int:
                     "--disable-sync",
                 ],
             )
-            sink = bu.Sink()
             try:
                 for run in range(args.repeat):
-                    for name in ["raw", *relays]:
+                    first = next(iter(origins.values()))
+                    for name in ["raw", *origins]:
                         with CpuSampler(kind) as cpu:
                             if name == "raw":
-                                seconds = bu.raw_send(browser, sink, size, 300)
+                                seconds = bu.loop_send(browser, first, "raw", source, digest, 300)
                             else:
-                                seconds = bu.page_upload(browser, relays[name][0], work, source, digest, 300)
+                                seconds = bu.page_upload(browser, origins[name], work, source, digest, 300)
                         rows.setdefault(name, []).append((size / seconds / 1e6, cpu.seconds))
                         print(
                             f"run {run + 1} {name}: {size / seconds / 1e6:.1f} MB/s; CPU s "
@@ -147,11 +135,10 @@ def main() -> int:
                             flush=True,
                         )
             finally:
-                sink.stop()
                 browser.close()
     finally:
-        for _, proc in relays.values():
-            proc.terminate()
+        for origin in origins.values():
+            origin.stop()
         shutil.rmtree(work, ignore_errors=True)
     raw = statistics.median(r for r, _ in rows["raw"])
     print(f"\nmedians of {args.repeat} ({size / 1e6:.0f} MB; load average now {os.getloadavg()[0]:.1f}):")

@@ -151,10 +151,10 @@ def on_lan(url: str, host: str = LAN_HOST) -> str:
     return urlunsplit(parts._replace(netloc=f"{host}:{parts.port}"))
 
 
-def shot(page, name: str) -> Path:
+def shot(page, name: str, full_page: bool = True) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 

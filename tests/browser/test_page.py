@@ -33,7 +33,8 @@ from pagekit import (  # noqa: F401
 )
 
 from conftest import bounded, make_file, sha256_of
-from xfer.protocol.keys import link_fragment, link_secret
+from xfer.protocol.frames import chunk_header, parse_chunk
+from xfer.protocol.keys import ContentKey, link_fragment, link_secret
 
 MB = 1_000_000
 BIG = 200 * MB
@@ -123,6 +124,50 @@ def test_upload_hashing_in_a_worker_and_on_the_page_match_python(phone, relay):
     args = [base64.b64encode(data).decode(), cuts, prefix]
     assert phone.evaluate(script, [*args, False]) == {"inWorker": True, "whole": want, "resumed": want}
     assert phone.evaluate(script, [*args, True]) == {"inWorker": False, "whole": want, "resumed": want}
+
+
+def test_upload_sealing_in_a_worker_and_on_the_page_opens_in_python(phone, relay):
+    """The upload's sealer (a module worker, or the page itself where there is none) turns one
+    read into chunk frames: each the header the relay routes on and the payload sealed under
+    the round's content key, nonce (index, offset), associated data the header with from and
+    to 0, which Python's ``keys.ContentKey`` opens; a second round seals under its own key."""
+    phone.goto(relay.page())
+    rng = random.Random(12)
+    data = rng.randbytes(2 * 262_144 + 1_001)  # two whole chunks and a short one
+    keys_ = [rng.randbytes(32), rng.randbytes(32)]
+    script = """async ([b64, raws, noWorker]) => {
+        if (noWorker) globalThis.Worker = undefined;
+        const { createSealer } = await import("./sealing.js");
+        const { ContentKey } = await import("./e2e.js");
+        const bytes = (t) => Uint8Array.from(atob(t), (c) => c.charCodeAt(0));
+        const text = (b) => btoa(Array.from(b, (x) => String.fromCharCode(x)).join(""));
+        const sealer = await createSealer();
+        const out = { inWorker: sealer.inWorker, rounds: [] };
+        for (const [i, raw] of raws.entries()) {
+            sealer.round(await ContentKey.create(bytes(raw)), { from: 7 + i, to: 9, transfer: 1234 });
+            const frames = await sealer.seal(3, 5 * 262144, bytes(b64));
+            out.rounds.push(frames.map(text));
+        }
+        sealer.close();
+        return out;
+    }"""
+    args = [base64.b64encode(data).decode(), [base64.b64encode(k).decode() for k in keys_]]
+    for no_worker in (False, True):
+        got = phone.evaluate(script, [*args, no_worker])
+        assert got["inWorker"] is not no_worker
+        for i, frames in enumerate(got["rounds"]):
+            content = ContentKey(keys_[i])
+            assert len(frames) == 3
+            at = 0
+            for frame in map(base64.b64decode, frames):
+                chunk = parse_chunk(frame)
+                assert (chunk.sender, chunk.to, chunk.transfer, chunk.index) == (7 + i, 9, 1234, 3)
+                assert chunk.offset == 5 * 262_144 + at
+                aad = chunk_header(0, 0, 1234, 3, chunk.offset)
+                plain = content.open(3, chunk.offset, bytes(chunk.payload), aad)
+                assert plain == data[at : at + len(plain)]
+                at += len(plain)
+            assert at == len(data)
 
 
 def test_upload_without_workers_hashes_on_the_page(browser, playwright, relay, xfer_procs, tmp_path):
@@ -267,7 +312,8 @@ def test_text_both_ways(phone, relay, xfer_procs, tmp_path):
 
 def test_an_offer_that_arrives_while_typing_leaves_the_focus_where_it_was(phone, relay, xfer_procs, tmp_path):
     """Issue 13: the offer moved the focus to Accept, and the Enter that ended the line
-    accepted the files. The focus stays in the text box; Enter sends the text."""
+    accepted the files. The focus stays in the text box; on a phone Enter starts a new line
+    there (and on a desktop sends the text: test_page_a11y), Send sends it."""
     src = make_file(tmp_path / "offered.bin", 100_000, 3)
     args = ["send", str(src), "--relay", relay.ws, "--receivers", "2", "--json", "--no-qr", "--name", "desk"]
     sender = xfer_procs(args, "send")  # offers once a terminal joins too: while the page types
@@ -282,8 +328,11 @@ def test_an_offer_that_arrives_while_typing_leaves_the_focus_where_it_was(phone,
     assert phone.evaluate("document.activeElement && document.activeElement.id") == "text-input"
     phone.keyboard.type("ne")
     phone.keyboard.press("Enter")
+    phone.keyboard.type("and another")
+    assert phone.input_value("#text-input") == "typing a line\nand another"
+    phone.click("#text-send")
     got = wait_until(lambda: events_of(sender, "text"), 10, "the text at xfer send")
-    assert got[0]["text"] == "typing a line"
+    assert got[0]["text"] == "typing a line\nand another"
     assert phone.locator(".offer button.primary").count() == 1  # still asking: nothing was accepted
 
 
@@ -304,7 +353,7 @@ def test_reload_rejoins_the_room(phone, relay, xfer_procs, tmp_path):
     )
     # after the reload the page is a full member again: a text still arrives
     phone.fill("#text-input", "still here")
-    phone.press("#text-input", "Enter")
+    phone.click("#text-send")
     wait_until(lambda: any(e["text"] == "still here" for e in events_of(recv, "text")), 10, "the text")
 
 

@@ -94,6 +94,16 @@ def test_download_names_are_sanitised(name, fallback, star):
     assert "\r" not in value and "\n" not in value
 
 
+def test_the_service_worker_is_served_and_its_links_never_take_the_page_away(client):
+    """sw.js answers save/ID itself; a request that reaches the relay (no worker) gets 204, which
+    leaves the page where it is, and nothing of any file."""
+    r = client.get("/sw.js")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
+    assert 'self.addEventListener("fetch"' in r.text
+    saved = client.get("/save/" + "0" * 32)
+    assert saved.status_code == 204 and saved.content == b"" and saved.headers["cache-control"] == "no-store"
+
+
 def test_download_links_are_secret_and_one_time(client):
     assert client.get("/download/" + "0" * 32 + "/0").status_code == 404
     assert client.get("/download/not-a-token/0").status_code == 404

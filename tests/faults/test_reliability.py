@@ -131,8 +131,8 @@ def test_connections_reset_every_few_seconds(tmp_path, procs):
         while not stop.wait(delays[i % len(delays)]):
             held = [e.get("total_bytes", 0) for e in receiver.events() if e["event"] == "progress"]
             if receiver.proc.poll() is not None or (held and held[-1] >= size * 0.9):
-                # The transfer is (nearly) over: a cut now could hit the sender's wait for the
-                # last verified, the known gap that test_pair.py's strict xfail keeps in view
+                # The transfer is (nearly) over. (A cut as the last verified travels has a test
+                # of its own: test_transfer.py::test_a_verified_lost_with_the_senders_link_...)
                 break
             if proxy.reset_all():
                 cuts.append(time.monotonic())

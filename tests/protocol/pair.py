@@ -44,7 +44,17 @@ from xfer.protocol.messages import (
     serialize,
 )
 from xfer.protocol.receiver import ReceiverMachine, ReceiverState
-from xfer.protocol.receiver_outputs import Accepted, Close, Discard, Interrupted, OfferReceived, OfferRenewed, Write
+from xfer.protocol.receiver_outputs import (
+    Accepted,
+    Close,
+    Completed,
+    Discard,
+    Interrupted,
+    OfferReceived,
+    OfferRenewed,
+    PeerDeparted,
+    Write,
+)
 from xfer.protocol.room import Joined, Room
 from xfer.protocol.sender import SenderMachine
 from xfer.protocol.sender_events import CheckPrefix, Read
@@ -221,6 +231,10 @@ class Disk(Driver):
                 done += self.end.decide(output)
             elif isinstance(output, Interrupted):
                 self.end.away_since = self.end.pair.now
+            elif isinstance(output, PeerDeparted) and self.machine.complete and output.peer_id == self.machine.sender:
+                self.end.away_since = self.end.pair.now  # gone before its done: wait for it, as for a round
+            elif isinstance(output, Completed):
+                self.end.completed_at = self.end.pair.now
             elif isinstance(output, Accepted):
                 self.end.away_since = None
         return done
@@ -249,6 +263,7 @@ class ReceiverEnd(End):
         self.disk.end = self
         self.folders: dict[int, str] = {}
         self.away_since: float | None = None
+        self.completed_at = 0.0  # when the machine last said Completed
         self.error: XferError | None = None  # why the shell stopped, when the machine did not say
 
     @property
@@ -310,7 +325,8 @@ class ReceiverEnd(End):
         self.check_exit()
 
     def check_exit(self) -> None:
-        if not self.exited and self.m.state in (ReceiverState.DONE, ReceiverState.FAILED):
+        # Holding everything, the shell waits for the sender's done (bounded: ``deadline``).
+        if not self.exited and (self.m.state is ReceiverState.FAILED or self.m.sender_done):
             self.exit()
 
     @property
@@ -326,14 +342,19 @@ class ReceiverEnd(End):
         return True
 
     def deadline(self) -> float | None:
-        if self.exited or self.away_since is None:
+        if self.exited:
             return None
-        return self.away_since + self.pair.limits.peer_timeout
+        if self.away_since is not None:
+            return self.away_since + self.pair.limits.peer_timeout
+        if self.m.state is ReceiverState.DONE:
+            return self.completed_at + self.pair.limits.done_wait
+        return None
 
     def tick(self) -> None:
         deadline = self.deadline()
         if deadline is not None and self.pair.now >= deadline:
-            self.error = PeerGone("the sender left and did not come back")
+            if not self.m.complete:  # holding everything, the shell ends well without the sender's done
+                self.error = PeerGone("the sender left and did not come back")
             self.exit()
 
     def lose_link(self) -> None:
@@ -341,6 +362,8 @@ class ReceiverEnd(End):
             pass
         self.hang_up()
         self.disk.carry(self.m.link_lost())
+        if self.m.complete and self.away_since is None:
+            self.away_since = self.pair.now
 
     def link_back(self) -> None:
         self.pair.join(self)

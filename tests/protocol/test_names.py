@@ -25,7 +25,7 @@ from rich.console import Console
 from xfer.protocol import names as pure
 from xfer.protocol.names import escape_hostile, recorded_relpath, safe_name
 from xfer.transfer import names
-from xfer.transfer.names import display_name, finalize, partial_path
+from xfer.transfer.names import display_name, display_text, finalize, partial_path
 
 SECRET = b"outside secret, must never change\n"
 
@@ -366,6 +366,14 @@ def _render(markup: str) -> str:
 def test_display_name_escapes_and_prints_literally(raw: str, shown: str) -> None:
     assert _render(display_name(raw)) == shown
     assert _render(f"[bold]{display_name(raw)}[/bold] end") == shown + " end"
+
+
+def test_display_text_keeps_line_breaks_and_escapes_the_rest() -> None:
+    """A multi-line text prints line by line (indented under its sender's name); a bare
+    carriage return, escapes and markup on any line are still shown, not obeyed."""
+    raw = "shopping:\r\n- milk [bold]x[/bold]\n- \x1b[31mbread\rcheese"
+    assert _render(display_text(raw)) == "shopping:\n  - milk [bold]x[/bold]\n  - \\x1b[31mbread\\x0dcheese"
+    assert _render(display_text("one line")) == "one line"
 
 
 def test_display_name_no_emoji_codes_survive() -> None:

@@ -519,7 +519,34 @@ def test_a_stream_takes_its_size_from_its_file_end():
 def test_offers_after_the_end_are_for_another_receive():
     d = accepted(Driver(), ("a", 1))
     d.receive_file(0, b"a")
-    assert d.feed(offer(("a", 1), sender=OTHER), left()) == [PeerDeparted(SENDER)]
+    assert d.feed(offer(("a", 1), sender=OTHER, transfer=TRANSFER + 1), left()) == [PeerDeparted(SENDER)]
+    assert d.feed(offer(("b", 1))) == []  # other files, from our own sender too
+    assert d.machine.state is S.DONE
+
+
+def test_our_sender_back_after_the_end_hears_every_verified_again_then_says_done():
+    # Its link dropped as our last verified travelled: it is back under a new peer id (its
+    # transfer id kept) with the same files. A round of file-start and file-end, nothing
+    # written, answers it; its done lets the shell go.
+    d = accepted(Driver(), ("a", 3), ("b", 2))
+    d.receive_file(0, b"abc")
+    d.receive_file(1, b"de")
+    assert d.machine.state is S.DONE and not d.machine.sender_done
+    d.feed(left(), offer(("a", 3), ("b", 2), sender=OTHER))
+    assert d.events_of(OfferRenewed) and d.machine.state is S.RESUMING
+    d.carry(d.machine.accept({0: _point(0, b"abc"), 1: _point(1, b"de")}))
+    assert d.machine.state is S.RECEIVING  # not complete until this round's verified are sent again
+    writes = len(d.final)
+    d.feed(start(0, 3, sender=OTHER), end(0, 3, sha(b"abc"), sender=OTHER))
+    assert d.machine.state is S.RECEIVING
+    d.feed(start(1, 2, sender=OTHER), end(1, 2, sha(b"de"), sender=OTHER))
+    assert d.machine.state is S.DONE and len(d.final) == writes
+    assert [(v.to, v.index) for v in d.sent_of(Verified)][-2:] == [(OTHER, 0), (OTHER, 1)]
+    assert len(d.events_of(FileVerified)) == 2  # saved once: no second event
+    d.feed(Done(sender=SENDER, to=ME, transfer=TRANSFER))  # the old id's is not its
+    assert not d.machine.sender_done
+    d.feed(Done(sender=OTHER, to=ME, transfer=TRANSFER))
+    assert d.machine.sender_done
 
 
 # -- folders ------------------------------------------------------------------------------------------

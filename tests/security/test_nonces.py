@@ -23,8 +23,9 @@ import pytest
 from conftest import free_port, leftovers, make_file, serve, sha256_of, wait_progress
 from xfer.protocol import Chunk, FileInfo, Offer, PeerInfo, PeerJoined, PeerLeft, keys
 from xfer.protocol.frames import parse_chunk
-from xfer.protocol.guard import Deliver, Guard
+from xfer.protocol.guard import Deliver, Guard, _Pair
 from xfer.protocol.machine import Send
+from xfer.protocol.message_keys import Pake, b64encode
 from xfer.protocol.messages import Accept, Message, Text, parse_message, serialize
 from xfer.protocol.words import parse_code
 
@@ -82,7 +83,7 @@ class Room:
 
     def join(self, pid: int, guard: Guard) -> None:
         others = list(self.guards)
-        self.guards[pid], self.roles[pid], self.delivered[pid] = guard, guard.side, []
+        self.guards[pid], self.roles[pid], self.delivered[pid] = guard, getattr(guard, "role", guard.side), []
         for other in others:
             self.queue.append((other, PeerJoined(peer=self.info(pid))))
         self.run(pid, guard.joined([self.info(o) for o in others]))
@@ -119,7 +120,8 @@ class Room:
             chunk = Chunk(SENDER, to, transfer, 0, offset, memoryview(b"%08d" % offset))
             for frame in self.guards[SENDER].seal_chunk(chunk):
                 parsed = parse_chunk(frame)
-                for pid in [parsed.to] if parsed.to else [p for p in self.guards if self.roles[p] == "receiver"]:
+                takers = [p for p in self.guards if self.roles[p] in ("receiver", "peer")]
+                for pid in [parsed.to] if parsed.to else takers:
                     if pid in self.guards:
                         self.queue.append((pid, parsed))
         self.flush()
@@ -164,6 +166,57 @@ def test_in_memory_no_key_and_nonce_is_sealed_with_twice(monkeypatch):
     assert len([c for c in room.delivered[2] if isinstance(c, Chunk)]) == 5 + 10 + 10  # since it came back
 
     assert len(seals) > 30 + 5 + 10 + 10  # it saw every chunk, and the control channels
+    assert _reused(seals) == []
+
+
+class LinkPage(Guard):
+    """A page that opens its chunks itself (web/sealed.js), as the sender's guard meets it: it
+    proves the link's secret instead of the code (``pake {nonce, link: true}``, the same key
+    ``K`` on every connection) and says ``hi`` without ``download``, so it gets its transfers
+    sealed like a terminal."""
+
+    role = "peer"
+
+    def __init__(self, secret: bytes) -> None:
+        super().__init__("receiver", "Pixel 7 (Chrome)", None, link=secret)
+
+    def _greet(self, peer: PeerInfo) -> list:
+        if not self.counterpart(peer) or peer.id in self.pairs:
+            return []
+        pair = self.pairs[peer.id] = _Pair(peer, self._handshake())  # only its fresh nonce is used
+        return [Send(Pake(to=peer.id, nonce=b64encode(pair.handshake.nonce), link=True))]
+
+    def _on_pake(self, pair: _Pair, pake: Pake) -> list:
+        # the sender's SPAKE2 message is not for pages
+        return super()._on_pake(pair, dataclasses.replace(pake, msg=None, link=True))
+
+
+def test_in_memory_a_page_that_opens_its_chunks_itself_never_repeats_a_pair(monkeypatch):
+    """A sealed page among terminal receivers, then reloaded three times (the link's secret each
+    time: only the fresh nonces make its keys new), each time sent the transfer from 0 again."""
+    seals = Seals()
+    monkeypatch.setattr(keys, "AESGCM", seals.aesgcm())
+    secret = keys.link_secret()
+    room = Room()
+    room.join(SENDER, Guard("sender", "laptop", CODE, link=secret))
+    room.join(2, Guard("receiver", "a", CODE))
+    room.join(3, LinkPage(secret))
+    offsets = range(0, 80, 8)
+    for _round in range(2):  # a group of a terminal and the page, the same offsets each round
+        room.offer(2, 5)
+        room.offer(3, 5)
+        room.chunks(5, offsets)
+    page = 3
+    for again in (4, 6, 7):  # reloads: a new connection, a new peer id, the transfer again from 0
+        room.leave(page)
+        page = again
+        room.join(page, LinkPage(secret))
+        room.offer(page, 5)
+        room.chunks(5, offsets, to=page)
+    got = [bytes(c.payload) for c in room.delivered[page] if isinstance(c, Chunk)]
+    assert got == [b"%08d" % o for o in offsets]  # it opened them: its keys were right
+    assert len([c for c in room.delivered[2] if isinstance(c, Chunk)]) == 20
+    assert len(seals) > 20 + 30
     assert _reused(seals) == []
 
 

@@ -281,3 +281,58 @@ def test_a_partial_of_an_older_version_of_the_file_is_discarded(tmp_path):
     sent, got = _transfer(src, out)
     assert "the file changed since" in got.named("resume-discarded")[0]["message"]
     assert listing(out) == ["report.pdf"] and sha256_of(out / "report.pdf") == sha256_of(src)
+
+
+class _LosesVerified:
+    """The sender's real link, which drops (really closed) as the receiver's last ``verified``
+    reaches it: that message is lost with the connection, as when a Wi-Fi drops at the end."""
+
+    def __init__(self, inner, last: int):
+        self.inner, self.last, self.dropped = inner, last, False
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    async def recv(self):
+        from xfer.errors import RelayGone
+        from xfer.protocol import Verified
+
+        item = await self.inner.recv()
+        if not self.dropped and isinstance(item, Verified) and item.index == self.last:
+            self.dropped = True
+            await self.inner.close()
+            raise RelayGone("the link dropped with the last verified on it")
+        return item
+
+
+def test_a_verified_lost_with_the_senders_link_is_heard_again_when_it_comes_back(tmp_path):
+    """The receiver holds every file and waits for the sender's done; the sender, back on a
+    new connection, offers the same files and hears every verified again (nothing is
+    written twice). Before, the receiver left, and the sender failed although all arrived."""
+    srcs = [make_file(tmp_path / "a.bin", 300_000, 3), make_file(tmp_path / "b.bin", 1000, 4)]
+    out = tmp_path / "out"
+    out.mkdir()
+
+    async def main():
+        async with Room() as room:
+            run = Runs()
+            link = _LosesVerified(await room.join("sender", runs=run), last=1)
+            r = await room.join("receiver")
+            got_events = Events()
+            receiver = asyncio.create_task(Receiver(r, out, got_events, yes, peer_timeout=10).run())
+
+            async def reconnect():
+                return await room.join("sender", runs=run)
+
+            sent_events = Events()
+            sender = Sender(link, check_sources(srcs), sent_events, reconnect=reconnect, peer_timeout=10)
+            sent = await asyncio.wait_for(sender.run(), 20)
+            got = await asyncio.wait_for(receiver, 20)
+            return sent, got, sent_events, got_events, link
+
+    sent, got, sent_events, got_events, link = run_async(main())
+    assert link.dropped
+    assert sent["files"] == 2 and got["files"] == 2
+    assert [e["index"] for e in sent_events.named("file-end")] == [0, 1]
+    assert len(got_events.named("file-end")) == 2  # verified again, not saved again
+    assert listing(out) == ["a.bin", "b.bin"] and all(sha256_of(out / p.name) == sha256_of(p) for p in srcs)

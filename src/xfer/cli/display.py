@@ -124,14 +124,14 @@ class QuietDisplay(_Emits):
         self.console = console(env)
 
     def show(self, event: Event) -> None:
-        from ..transfer.names import display_name
+        from ..transfer.names import display_name, display_text
 
         f = event.fields
         if isinstance(event, RoomOpened):  # enough for the other side to join
             self.console.print(f"Room {event.code}  {event.command}")
         elif event.name == "text":
             who = display_name(f.get("from", "peer"), 60)
-            self.console.print(f"[bold]{who}:[/bold] {display_name(f['text'], 100_000)}")
+            self.console.print(f"[bold]{who}:[/bold] {display_text(f['text'])}")
 
     def error(self, failure: Failure) -> None:
         from .rich_display import error_line

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import Progress, ProgressColumn, TaskID, TransferSpeedColumn
 from rich.text import Text
 
-from ..transfer.names import display_name
+from ..transfer.names import display_name, display_text
 from ..units import human_size
 from .display import Event, RoomOpened, _Emits
 
@@ -174,6 +174,12 @@ class RichDisplay(_Emits):
             who = "the receiver" if count == 1 else f"the {count} receivers"
             self.say(f"[dim]Waiting up to {f.get('seconds', 0):.0f} s for {who} that left to come back…[/dim]")
             return
+        if reason == "sender-confirm":
+            self.say(
+                "[dim]Every file is here and verified. The sender lost its connection before it heard so: "
+                f"waiting up to {f.get('seconds', 0):.0f} s for it to come back and hear it (Ctrl-C is safe now)…[/dim]"
+            )
+            return
         if reason == "receiver" and f.get("receivers", 1) > 1:  # --receivers N: joins count up to N
             self.wanted = f["receivers"]
             self.say(f"[dim]Waiting for {self.wanted} receivers…[/dim]")
@@ -311,7 +317,7 @@ class RichDisplay(_Emits):
 
     def on_text(self, text: str, **f: Any) -> None:
         who = display_name(f.get("from", "peer"), 60)
-        self._print(f"[bold]{who}:[/bold] {display_name(text, 100_000)}")
+        self._print(f"[bold]{who}:[/bold] {display_text(text)}")
 
     def on_done(self, files: int, bytes: int, seconds: float, **f: Any) -> None:
         if self.progress is not None:  # every receiver still listed has verified everything

@@ -17,9 +17,9 @@ from ..errors import RelayUnreachable, UsageError
 from ..protocol.guard import Guard
 from ..protocol.keys import Runs, link_fragment, link_secret, warm_up
 from ..protocol.words import DEFAULT_WORDS, SpokenCode, new_code
+from ..transfer.base import peer_dict
 from ..transfer.connection import open_room
 from ..transfer.secure import SecureLink
-from ..transfer.sender import peer_dict
 from .display import RoomOpened
 from .lan import Announced, announce, find_relay
 from .verify import Ask, Verifier

@@ -50,6 +50,9 @@ class Limits:
     inode_margin: int = 1_000  # free inodes a receiver leaves, where the file system counts them
     peer_timeout: float = 60.0  # how long a peer that left (or the relay) may take to come back
     reconnect_for: float = 60.0  # how long to keep trying to reach the relay again
+    # a receiver holding every file waits this long for the sender's ``done`` (longer, up to
+    # peer_timeout, when the sender's link dropped: our last verified may have been lost with it)
+    done_wait: float = 2.0
     backoff_first: float = 0.2  # the first wait before reaching the relay again; it doubles...
     backoff_cap: float = 5.0  # ...up to this, each wait times a random 0.5 to 1.5
     keepalive: float = 20.0  # WebSocket pings: every this many seconds, and as long to answer

@@ -28,6 +28,7 @@ MAX_REASON_CHARS = 500
 MAX_ID = 2**32 - 1
 MAX_FILE_SIZE = 2**53 - 1  # the largest integer JSON carries exactly
 ROLES = ("sender", "receiver", "peer")
+ROOM_CLOSED = "room-closed"  # the error code of a receiver turned away from a full room
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")

@@ -24,10 +24,12 @@ from .errors import LocalProtocolError, PeerGone, RemoteProtocolError, RoomError
 from .frames import Chunk
 from .limits import LIMITS, Limits
 from .machine import Output, Send
+from .message_fields import ROOM_CLOSED
 from .messages import (
     Accept,
     Ack,
     Cancel,
+    Done,
     Error,
     FileEnd,
     FileInfo,
@@ -66,7 +68,6 @@ from .receiver_outputs import (
     Write,
 )
 from .receiver_states import TRANSITIONS, Digest, ReceiverState
-from .sender_events import ROOM_CLOSED
 
 
 @dataclass
@@ -118,6 +119,9 @@ class ReceiverMachine:
     round_written: int = 0  # bytes written this round: what acks count
     last_ack: int = 0
     away: bool = False  # the sender (or our link) went away; the shell times that out
+    round_needed: set[int] = field(default_factory=set)  # the files this round must verify (each, every round)
+    round_verified: set[int] = field(default_factory=set)
+    sender_done: bool = False  # the sender's ``done``: it heard every ``verified``
     other: Offer | None = None  # a different sender's offer the person is asked about
 
     def __post_init__(self) -> None:
@@ -167,8 +171,13 @@ class ReceiverMachine:
                     )
                 )
             ]
-        if self.offer is None or item.sender != self.offer.sender or self.state is ReceiverState.DONE:
+        if self.offer is None or item.sender != self.offer.sender:
             return []  # only the peer whose offer we took may drive the transfer
+        if isinstance(item, Done) and item.transfer == self.offer.transfer and self.complete:
+            self.sender_done = True  # it heard every verified: the shell may go
+            return []
+        if self.state is ReceiverState.DONE:
+            return []
         if isinstance(item, Chunk):
             return self._on_chunk(item)
         if getattr(item, "transfer", None) != self.offer.transfer:
@@ -204,13 +213,16 @@ class ReceiverMachine:
             self.ack_every = max(1, min(self.ack_every, window // 4))  # the sender's window never runs dry
             self.parts = [tuple(safe_relpath(f.name)) for f in offer.files]
             return [OfferReceived(offer, tuple(self.parts))]
-        if self.state is ReceiverState.DONE:
-            return []  # finished; a new offer is for another receive
         assert self.offer is not None
         same = [_identity(f) for f in offer.files] == [_identity(f) for f in self.offer.files]
         # The sender we began with: its peer id, or after a reconnection (a new peer id) its
         # transfer id, which a sender keeps for its whole run.
         ours = offer.sender == self.offer.sender or offer.transfer == self.offer.transfer
+        if self.state is ReceiverState.DONE:
+            # Our sender again, after we verified everything: its link dropped before our last
+            # verified reached it. A round of file-starts and file-ends tells it again what we
+            # hold (nothing is written). Anything else is for another receive.
+            return self._renew(offer) if same and ours else []
         if same and ours and self.state is ReceiverState.DECIDING and self.away:
             # The sender is back (it left, or our link dropped) while the person still decides:
             # the answer goes to this offer, which may come from a new peer id. Not "busy": that
@@ -240,6 +252,7 @@ class ReceiverMachine:
         if self.state is ReceiverState.FAILED:  # a stream broke off: it cannot go on from anyone
             return out
         self._move("again")
+        self.sender_done = False
         self.offer = offer
         return [*out, OfferRenewed(offer)]
 
@@ -305,6 +318,14 @@ class ReceiverMachine:
         self.current = None
         self.placing.clear()
         self.round_written = self.last_ack = 0
+        # Back after we had it all (our last verified was lost with the sender's link): the
+        # sender goes through every file (a stream excepted) and waits for each verified, so
+        # this round is complete when each is verified again.
+        again = self.complete
+        self.round_needed = (
+            {i for i, f in enumerate(offer.files) if f.kind == "file" and f.size is not None} if again else set()
+        )
+        self.round_verified = set()
         held = sum(p.offset for p in self.points.values())
         resume = tuple(self.points[i] for i in sorted(self.points))
         out += [Send(Accept(to=offer.sender, transfer=offer.transfer, resume=resume)), Accepted(held)]
@@ -442,6 +463,7 @@ class ReceiverMachine:
             raise LocalProtocolError(f"file {index} was not waiting to be placed")
         self._move("placed", remote=False)
         assert self.offer is not None
+        self.round_verified.add(index)
         out = self._ack(cur)
         out.append(Send(Verified(to=self.offer.sender, transfer=self.offer.transfer, index=index, sha256=cur.sha256)))
         if index not in self.saved:
@@ -451,7 +473,7 @@ class ReceiverMachine:
         return out + self._check_complete()
 
     def _check_complete(self) -> list[Output]:
-        if self.complete and self.state is ReceiverState.RECEIVING:
+        if self.complete and self.round_needed <= self.round_verified and self.state is ReceiverState.RECEIVING:
             self._move("complete", remote=False)
             return [Completed()]
         return []

@@ -64,6 +64,7 @@ TRANSITIONS: Transitions[ReceiverState] = Transitions(
         (_.AWAY, "away"): _.AWAY,
         (_.AWAY, "busy"): _.AWAY,
         (_.AWAY, "stopped"): _.FAILED,
+        (_.DONE, "again"): _.RESUMING,  # our sender back: our last verified was lost with its link
         # our side gives up (a broken rule, a disk that is full), from wherever it was
         **{(state, "fail"): _.FAILED for state in _ if state is not _.FAILED},
     }

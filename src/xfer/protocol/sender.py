@@ -21,6 +21,7 @@ from .errors import Declined, IntegrityFailure, LocalFileError, PeerGone, RelayG
 from .frames import Chunk
 from .limits import LIMITS, Limits
 from .machine import Output, Send
+from .message_fields import ROOM_CLOSED
 from .messages import (
     Cancel,
     Done,
@@ -34,7 +35,6 @@ from .messages import (
     Text,
 )
 from .sender_events import (
-    ROOM_CLOSED,
     ROUND_STATES,
     TRANSITIONS,
     CheckPrefix,

@@ -200,9 +200,6 @@ class Interrupted(Event):
     at: str
 
 
-ROOM_CLOSED = "room-closed"  # the error code of a receiver turned away (``TurnedAway``)
-
-
 @dataclass(frozen=True)
 class TurnedAway(Event):
     """A receiver came with the right code after the round had all it takes: told so, never offered to."""

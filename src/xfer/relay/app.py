@@ -46,6 +46,7 @@ from .download import DownloadBridge
 from .memory import Memory
 from .peer import PeerConnection
 from .web import HostCheck, env_hosts, origin_allowed, own_names, page_routes
+from .wire import wire_of
 
 log = logging.getLogger("xfer.relay")
 
@@ -106,10 +107,16 @@ class Relay:
     async def handle(self, ws: WebSocket) -> None:
         await ws.accept()
         conn = PeerConnection(ws, self.limits.send_timeout, self.evict)
+        wire = wire_of(ws.scope)
         try:
             if await self._hello(conn):
-                await self._serve_peer(conn)
+                budget = Budget(self.limits, asyncio.get_running_loop().time())
+                if wire is not None:
+                    wire.attach(conn, self, budget)  # its chunks may skip this app from now on
+                await self._serve_peer(conn, budget)
         finally:
+            if wire is not None:
+                wire.detach()
             await self.leave(conn)
 
     async def evict(self, peer: Handle, code: int) -> None:
@@ -185,19 +192,37 @@ class Relay:
         await _broadcast(others, serialize(PeerJoined(peer=peer.info)))
         await self.bus.joined(peer.room, peer.info)
 
-    async def _serve_peer(self, conn: PeerConnection) -> None:
+    async def _serve_peer(self, conn: PeerConnection, budget: Budget) -> None:
         loop = asyncio.get_running_loop()
-        budget = Budget(self.limits, loop.time())
         while True:
             event = await conn.ws.receive()
             if event["type"] == "websocket.disconnect":
                 return
             text, data = event.get("text"), event.get("bytes")
-            wait = budget.charge(text, data, loop.time())
+            wait = 0.0 if event.get("charged") else budget.charge(text, data, loop.time())  # wire.py charged it
             if wait > 0:  # over its budget: its socket is not read meanwhile (uvicorn reads on when we do)
                 await asyncio.sleep(wait)
             if not await self.route(conn, text, data):
                 return
+
+    def direct_targets(self, peer: PeerConnection, data: bytes) -> list[Handle] | None:
+        """Whom a chunk from ``peer`` goes to when it may skip ``route`` (wire.py): a chunk
+        whose ``from`` is ``peer`` itself, to peers of this relay (on WebSockets, or in its own
+        process), none of them a page's download; each has a ``wire.Door`` as its ``wire``.
+        None: ``route`` it, which checks, refuses and routes all the rest."""
+        try:
+            sender, to, transfer = parse_header(data)
+        except ProtocolError:
+            return None
+        if peer.info is None or peer.room is None or sender != peer.info.id or self.downloads.by_page:
+            return None
+        targets = self.room.targets(peer.room, sender, to or None, transfer)
+        if targets is None:
+            return None
+        for target in targets:
+            if getattr(target, "wire", None) is None:  # another relay's peer, or not attached yet
+                return None
+        return targets
 
     async def route(self, conn: Handle, text: str | None, data: bytes | None) -> bool:
         """Check one frame from ``conn`` and pass it on; False when ``conn`` was closed for it."""

@@ -18,13 +18,17 @@ from ..protocol import Chunk, Error, Message, PeerInfo, serialize
 from ..protocol.room import Refused
 from ..protocol.view import ROOM_REFUSALS, RoomView, client_name, hello
 from .app import Relay
+from .wire import WireProtocol, wake
 
 CLIENT = client_name(__version__)
 _CLOSED = object()
 
 
 class LocalPeer:
-    """The relay's side of a local peer: ``send`` queues, and waits when the queue is full."""
+    """The relay's side of a local peer: ``send`` queues, and waits when the queue is full.
+
+    It is also where chunks from WebSocket peers go directly (``wire.Door``): into the
+    queue while it has room; else their sources wait until the peer takes a frame."""
 
     address = "local"
     relay_id = None  # on this relay
@@ -35,6 +39,27 @@ class LocalPeer:
         self.room: str | None = None
         self.dead = False
         self.error: Exception | None = None
+        self.wire = self  # its Door
+        self._waiters: list[WireProtocol] = []
+
+    @property
+    def shut(self) -> bool:
+        return self.dead
+
+    @property
+    def ready(self) -> bool:
+        return not self.queue.full()
+
+    def deliver(self, data: bytes) -> None:
+        self.queue.put_nowait(data)
+
+    def wait(self, source: WireProtocol, timeout: float) -> None:
+        self._waiters.append(source)  # the peer in this process always reads on: no timeout
+
+    def taken(self) -> None:
+        """The peer took a frame: a source waiting for room may go on."""
+        if self._waiters:
+            wake(self._waiters)
 
     async def send(self, data: str | bytes) -> None:
         if not self.dead:
@@ -58,6 +83,7 @@ class LocalPeer:
                 self.queue.put_nowait(_CLOSED)
             except asyncio.QueueFull:  # the reader will find the flag
                 pass
+            wake(self._waiters)
 
 
 class LocalConnection:
@@ -90,6 +116,7 @@ class LocalConnection:
         if self.peer.dead and self.peer.queue.empty():
             raise self._gone()
         data = await self.peer.queue.get()
+        self.peer.taken()
         if data is _CLOSED or not isinstance(data, (str, bytes)):
             raise self._gone()
         return self.decode(data)

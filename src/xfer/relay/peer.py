@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.websockets import WebSocket
 
@@ -14,6 +14,9 @@ from ..protocol import Error, PeerInfo, serialize
 from ..protocol.closes import Close
 from ..protocol.room import address_key
 from .download_http import browser_of
+
+if TYPE_CHECKING:
+    from .wire import WireProtocol
 
 log = logging.getLogger("xfer.relay")
 
@@ -32,7 +35,7 @@ else:  # pragma: no cover - Python 3.10
 class PeerConnection:
     """One WebSocket peer of this relay."""
 
-    __slots__ = ("ws", "address", "browser", "info", "room", "dead", "send_timeout", "evict", "_send_lock")
+    __slots__ = ("ws", "address", "browser", "info", "room", "dead", "send_timeout", "evict", "wire", "_send_lock")
     relay_id = None  # on this relay (a peer that another relay holds is a bus.RemotePeer)
 
     def __init__(
@@ -47,6 +50,7 @@ class PeerConnection:
         self.dead = False
         self.send_timeout = send_timeout
         self._send_lock = asyncio.Lock()
+        self.wire: WireProtocol | None = None  # its connection, once chunks may go to it directly (wire.py)
 
     async def send(self, data: str | bytes) -> None:
         # Awaited sends are the backpressure: a peer that reads slowly slows its sender.

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from ..errors import LocalFileError, UsageError
 from ..protocol.limits import LIMITS, Limits
@@ -22,38 +21,7 @@ from .app import create_app
 from .buses import Bus, Handle, LocalBus
 from .download import QuietAborts
 from .gate import Gate, connection_cap
-
-
-class _WebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets-sansio protocol, with a keepalive timeout that really ends the connection.
-
-    uvicorn closes the transport when a ping goes unanswered; ``close()`` waits to
-    flush what is buffered, which never happens when the peer stalled mid-transfer
-    with a full buffer, so the relay never noticed. Aborting drops it at once.
-    """
-
-    def keepalive_timeout(self) -> None:
-        super().keepalive_timeout()
-        self.transport.abort()
-
-    def shutdown(self) -> None:
-        """Close with 1012 and wait (briefly) for the peer's close before dropping the socket.
-
-        uvicorn's own closes the socket right after its close frame: with a peer's upload still
-        arriving, that close resets the connection and the peer may never read the 1012, so a
-        page cannot tell "the relay stopped" from "the network failed" (issue 15)."""
-        if self.close_sent or not self.handshake_complete or self.initial_response is not None:
-            super().shutdown()
-            return
-        self.stop_keepalive()
-        self.queue.put_nowait({"type": "websocket.disconnect", "code": 1012, "reason": None})
-        self.conn.send_close(1012)
-        self.transport.write(b"".join(self.conn.data_to_send()))
-        self.close_sent = True
-        self.close_timer = self.loop.call_later(_CLOSE_GRACE, self.transport.close)  # the peer's close ends it sooner
-
-
-_CLOSE_GRACE = 1.0  # seconds a stopping relay waits for a peer to answer its close
+from .wire import WireProtocol
 
 
 class _HttpProtocol(H11Protocol):
@@ -212,7 +180,7 @@ class RelayServer:
         config = uvicorn.Config(
             self.app,
             http=http,
-            ws=_WebSocketProtocol,
+            ws=WireProtocol,
             ws_max_size=limits.max_binary_frame,
             ws_per_message_deflate=False,
             ws_ping_interval=limits.keepalive if ping_interval is None else ping_interval,

@@ -55,7 +55,12 @@ PAGE_FILES = {
     "hashing.js": "text/javascript; charset=utf-8",
     "hkdf.js": "text/javascript; charset=utf-8",
     "protocol.js": "text/javascript; charset=utf-8",
+    "saver.js": "text/javascript; charset=utf-8",
+    "sealed.js": "text/javascript; charset=utf-8",
+    "sealer.js": "text/javascript; charset=utf-8",
+    "sealing.js": "text/javascript; charset=utf-8",
     "sha256.js": "text/javascript; charset=utf-8",
+    "sw.js": "text/javascript; charset=utf-8",
     "transfers.js": "text/javascript; charset=utf-8",
     "ui.js": "text/javascript; charset=utf-8",
     "received.js": "text/javascript; charset=utf-8",
@@ -182,6 +187,11 @@ def page_routes(limits: Limits = LIMITS) -> list[Route]:
     async def no_icon(request: Request) -> Response:
         return PlainTextResponse("", status_code=204)
 
+    async def unsaved(request: Request) -> Response:
+        # sw.js answers save/ID itself; one that reaches the relay (no worker any more) must not
+        # take the page away: 204 leaves it where it is.
+        return Response(status_code=204, headers={"Cache-Control": "no-store"})
+
     async def share_lost(request: Request) -> Response:
         # The installed page's share target (manifest.webmanifest) is taken by share-sw.js in the
         # browser; a POST that reaches the relay found no worker (never installed, or cleared).
@@ -190,6 +200,7 @@ def page_routes(limits: Limits = LIMITS) -> list[Route]:
 
     routes.append(Route("/share", share_lost, methods=["POST"]))
     routes.append(Route(f"/{CONSTANTS_JS}", constants))
+    routes.append(Route("/save/{id}", unsaved))
     routes.append(Route("/favicon.ico", no_icon))
     return routes
 

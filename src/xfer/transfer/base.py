@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PeerProtocolError, RelayGone, RelayUnreachable, RoomError, XferError
-from ..protocol import PeerLeft
+from ..protocol import PeerInfo, PeerLeft
 from ..protocol.limits import LIMITS
 from .link import Link
 
@@ -255,3 +255,8 @@ class PeerTask:
 def peer_label(info: Any) -> str:
     """How a peer is named in events and messages: its name, or its role."""
     return getattr(info, "name", "") or getattr(info, "role", "peer")
+
+
+def peer_dict(info: PeerInfo) -> dict[str, Any]:
+    """A peer as events and ``--json`` show it."""
+    return {"id": info.id, "name": info.name, "role": info.role, "client": info.client}

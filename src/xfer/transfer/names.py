@@ -116,6 +116,14 @@ def display_name(raw: str, limit: int = 200) -> str:
     return escape("".join("…" if i is None else tokens[i] for i in _ellipsize(tokens, limit)))
 
 
+def display_text(raw: str, limit: int = 100_000) -> str:
+    """A peer's text for people: ``display_name`` line by line, so its line breaks stay line
+    breaks (each line after the first indented by two spaces) while every other control
+    character is still shown escaped."""
+    lines = str(raw).replace("\r\n", "\n").split("\n")
+    return "\n  ".join(display_name(line, limit) for line in lines)
+
+
 # How much of a name the hidden files beside it show. Every name up to NAME_MAX must
 # arrive, so these files cannot hold a whole name and their suffixes too: they take its
 # first bytes (to tell a person what they are) and the key (which keeps them apart),

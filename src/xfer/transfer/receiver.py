@@ -55,9 +55,8 @@ from ..protocol.receiver_outputs import (
 )
 from ..units import human_size
 from . import store
-from .base import Emit, PeerTask, RoundBroken, peer_label
+from .base import Emit, PeerTask, RoundBroken, peer_dict, peer_label
 from .link import Link
-from .sender import peer_dict
 from .tree import Placement
 
 Decide = Callable[[dict[str, Any]], Awaitable[bool]]
@@ -97,6 +96,8 @@ class Receiver(PeerTask):
         self.space_margin = limits.space_margin
         self.max_folders = limits.max_offer_folders
         self.inode_margin = limits.inode_margin
+        self.done_wait = limits.done_wait
+        self.completed_at = 0.0  # when the machine last said every file is verified
         self.machine = ReceiverMachine(
             replace(limits, ack_every=ack_every) if ack_every else limits,
             rewindable=not stdout,
@@ -133,6 +134,14 @@ class Receiver(PeerTask):
         self._left_after_text(None)  # a text's sender with a relay of its own takes it with it
         for output in self.machine.link_lost():
             self._react(output)
+        if self.machine.complete:
+            self._gone_before_done()
+
+    def _gone_before_done(self) -> None:
+        """Every file is here, and the sender (or our link) went before its ``done``."""
+        if self.away_since is None:
+            self.away_since = asyncio.get_running_loop().time()
+        self._notify()
 
     def _left_after_text(self, peer_id: int | None) -> None:
         """A peer that sent texts and no offer went (``None``: the relay went): it finished."""
@@ -174,6 +183,8 @@ class Receiver(PeerTask):
         elif isinstance(output, PeerDeparted):
             self.emit("peer-left", peer={"id": output.peer_id})
             self._left_after_text(output.peer_id)
+            if machine.complete and output.peer_id == machine.sender:
+                self._gone_before_done()
         elif isinstance(output, TextReceived):
             if machine.offer is None and self.texts_end:
                 self.texts[output.sender] = self._name_of(output.sender)
@@ -231,6 +242,7 @@ class Receiver(PeerTask):
                 self._discard_partials()
             self.fail(output.error)
         elif isinstance(output, Completed):
+            self.completed_at = asyncio.get_running_loop().time()
             self._notify()
 
     def _name_of(self, peer_id: int | None) -> str:
@@ -513,6 +525,8 @@ class Receiver(PeerTask):
             ]
         )
         seconds = time.monotonic() - self.started
+        if self.machine.complete:
+            await self._linger()
         saved = [self.saved[i] for i in sorted(self.saved)]
         files = [e for e in saved if e.get("kind") != "dir"]
         summary: dict[str, Any] = {
@@ -528,6 +542,41 @@ class Receiver(PeerTask):
             summary["from"] = next(iter(self.texts.values()))
         self.emit("done", **summary)
         return summary
+
+    async def _linger(self) -> None:
+        """Every file is here and verified, in place: wait (bounded) for the sender's ``done``.
+
+        The sender's link may drop just as our last ``verified`` travels, and that message is
+        lost with it. Then the sender comes back and offers the same files, and a round of
+        file-starts and file-ends, nothing written, tells it again (docs/protocol.md). We wait
+        ``done_wait`` for the ``done``, or up to ``peer_timeout`` while the sender is away; what
+        happens meanwhile cannot undo the files, so this never fails the receive.
+        """
+        loop = asyncio.get_running_loop()
+
+        def moment() -> tuple[bool, ReceiverState]:
+            return self.away_since is not None, self.machine.state
+
+        told = False
+        while not self.machine.sender_done and not self.quit_with_relay:
+            if self.away_since is not None:
+                if not told:
+                    self.emit("waiting", reason="sender-confirm", seconds=round(self.peer_timeout))
+                    told = True
+                deadline = self.away_since + self.peer_timeout
+            elif self.machine.state is ReceiverState.DONE:
+                deadline = self.completed_at + self.done_wait
+            else:  # the sender is back, and its round goes on
+                deadline = loop.time() + self.peer_timeout
+            before = moment()
+            try:
+                await self.until(
+                    lambda: self.machine.sender_done or moment() != before,  # noqa: B023 (awaited here)
+                    breakable=False,
+                    deadline=deadline,
+                )
+            except (asyncio.TimeoutError, XferError):  # XferError: the relay stayed away, or the round broke a rule
+                return
 
     def _close(self, index: int) -> None:
         fd = self.fds.pop(index, None)

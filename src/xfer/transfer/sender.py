@@ -53,14 +53,10 @@ from ..protocol.sender_events import (
     Warning,
 )
 from ..units import human_size
-from .base import PeerTask, SourceFile, peer_label
+from .base import PeerTask, SourceFile, peer_dict, peer_label
 from .link import Link
 from .secure import SecureLink
 from .sources import check_sources
-
-
-def peer_dict(info: PeerInfo) -> dict[str, Any]:
-    return {"id": info.id, "name": info.name, "role": info.role, "client": info.client}
 
 
 class Sender(PeerTask):

@@ -10,8 +10,7 @@ from typing import Any
 from ..errors import PeerGone, UsageError
 from ..protocol import PeerJoined, PeerLeft, Text
 from ..protocol.messages import MAX_TEXT_CHARS
-from .base import PeerTask
-from .sender import peer_dict
+from .base import PeerTask, peer_dict
 
 
 def check_text(text: str) -> str:

@@ -5,6 +5,8 @@ import { RoomConnection } from "./connection.js";
 import { BUILTIN_RELAY, CLOSE, MAX_PEER_NAME, MAX_TEXT, cleanText, deviceName, humanSize, parseLink } from "./protocol.js";
 import { forgetShared, registerShareWorker, sharedCard, sharedItems } from "./shared.js";
 import { PREVIEW_MAX, fetchCapped, preview, previewType, saveBlob, shareButton } from "./received.js";
+import { startSaver } from "./saver.js";
+import { SealedDownload } from "./sealed.js";
 import { Download, Upload } from "./transfers.js";
 import { $, batchBar, copyText, el, fileName, peerLabel, transferRow } from "./ui.js";
 
@@ -27,15 +29,27 @@ function myName() {
   return deviceName(navigator.userAgent).slice(0, MAX_PEER_NAME);
 }
 
+let announcedAt = 0;
+
+/** Say ``text`` in the live region; what comes within a second of the last is said with it
+ * (a join right after "Connected", a leave with "finished"), not instead of it. */
 function announce(text) {
-  $("announce").textContent = text;
+  const region = $("announce");
+  const now = Date.now();
+  const recent = now - announcedAt < 1000 && region.textContent;
+  if (recent && region.textContent.endsWith(text)) return;
+  region.textContent = recent ? `${region.textContent} ${text}` : text;
+  announcedAt = now;
 }
 
 // -- joining -------------------------------------------------------------------
 
-function start() {
+let starts = 0; // start() calls: a later one (a new fragment) wins
+
+async function start() {
   const fragment = location.hash.replace(/^#/, "");
   const link = parseLink(fragment);
+  const mine = ++starts;
   if (conn) conn.close();
   conn = null;
   if (!link) {
@@ -47,7 +61,14 @@ function start() {
   $("room").hidden = false;
   $("room-line").hidden = false;
   $("room-code").textContent = link.nameplate;
-  conn = new RoomConnection(link, myName());
+  setStatus("connecting", "Connecting…");
+  // Downloads sealed end to end where the page can save them itself (saver.js); else through the relay's bridge.
+  const sealedDownloads = await startSaver();
+  if (mine !== starts) return;
+  conn = new RoomConnection(link, myName(), { sealedDownloads });
+  conn.chunks = async (frame) => {
+    for (const t of [...active]) if (t.chunk && (await t.chunk(frame))) return;
+  };
   conn.addEventListener("state", (e) => {
     showState(e.detail);
     sayAway();
@@ -60,6 +81,10 @@ function start() {
     if (gone && gone.role === "sender" && !offeredBy.has(e.detail) && (gone.elsewhere || anotherDevice())) {
       wentElsewhere = gone.who;
       announce(`${gone.who} sent its files to another device and left.`);
+    } else if (finishedWith && finishedWith.id === e.detail && !active.size && !conn.peers.size) {
+      announce(`${finishedWith.who} finished and left.`);
+    } else if (gone) {
+      announce(`${gone.who} left.`);
     }
     renderPeers();
     offerShared();
@@ -72,6 +97,7 @@ function start() {
     finished = null;
     wentElsewhere = null;
     const peer = e.detail;
+    if (peer) announce(`${peerLabel(peer)} joined.`);
     if (peer && peer.role === "sender") setTimeout(renderPeers, ELSEWHERE_AFTER + 100);
     renderPeers();
   });
@@ -412,8 +438,10 @@ function sayAway(fresh = false) {
   if (fresh || line.textContent !== text) line.textContent = text; // a status: read out as it changes
 }
 
+let saving = 0; // when the page last followed a link to its service worker's download (ms)
+
 window.addEventListener("beforeunload", (event) => {
-  if (!active.size) return;
+  if (!active.size || Date.now() - saving < 2000) return; // a download starting is no leaving
   event.preventDefault(); // the browser asks "Leave site?": a reload or a back swipe would cut the transfers
   event.returnValue = "";
 });
@@ -485,16 +513,36 @@ function nameOf(id) {
 
 // -- text -------------------------------------------------------------------------------
 
+// A multi-line box, as in messaging apps: on a desktop (a fine pointer, a keyboard) Enter sends
+// and Shift+Enter starts a new line; on a phone Enter starts a new line and the Send button sends.
+const ENTER_SENDS = window.matchMedia("(pointer: fine)").matches;
+$("text-hint").textContent = ENTER_SENDS ? "Enter sends · Shift+Enter starts a new line." : "Line breaks are kept: tap Send to send.";
+
+$("text-input").addEventListener("keydown", (event) => {
+  if (event.key !== "Enter" || event.isComposing || !ENTER_SENDS || event.shiftKey || event.altKey) return;
+  event.preventDefault();
+  $("text-form").requestSubmit();
+});
+$("text-input").addEventListener("input", fitText);
+
+/** The box grows with its lines, up to its CSS max-height (then it scrolls). */
+function fitText() {
+  const box = $("text-input");
+  box.style.height = "auto";
+  box.style.height = `${box.scrollHeight + box.offsetHeight - box.clientHeight}px`;
+}
+
 $("text-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const input = $("text-input");
-  const text = input.value;
+  const text = input.value.replace(/\s+$/, ""); // the Enter or newline typed last is no part of it
   if (!text.trim() || !conn || !conn.open || !conn.peers.size) return;
   for (const id of conn.peers.keys()) { // sealed for each, in its own channel
     conn.send({ type: "text", to: id, text: text.slice(0, MAX_TEXT) }).catch(() => announce("The text was not sent: the connection dropped."));
   }
   addBubble("You", text, true);
   input.value = "";
+  fitText();
 });
 
 function showText(msg) {
@@ -637,6 +685,7 @@ function showOffer(offer) {
   if (!Array.isArray(offer.files) || !offer.files.length || !offer.transfer || !offer.from) return;
   const files = offer.files.filter((f) => f && typeof f.name === "string" && typeof f.size === "number");
   if (files.length !== offer.files.length) return;
+  if (conn.sealedDownloads && typeof offer.key !== "string") return; // a sealed offer without its key: nothing to open
   offeredBy.add(offer.from);
   const total = files.reduce((n, f) => n + f.size, 0);
   const who = nameOf(offer.from);
@@ -652,8 +701,12 @@ function showOffer(offer) {
   const decline = el("button", { type: "button" }, "Decline");
   const buttons = el("div", { class: "row buttons" }, accept, decline);
   // Said before anything is accepted: the relay's bridge streams these files to the browser's
-  // downloader, so a relay other than the sender's own xfer could read them on the way.
-  const note = BUILTIN_RELAY
+  // downloader, so a relay other than the sender's own xfer could read them on the way; unless
+  // they come sealed, for the page to open itself.
+  const sealed = conn.sealedDownloads;
+  const note = sealed
+    ? el("p", { class: "hint relay-note", text: "End-to-end encrypted: this page decrypts these files; the relay cannot read them." })
+    : BUILTIN_RELAY
     ? el("p", { class: "hint relay-note", text: "These files come straight from the sender's computer, which runs this relay." })
     : el("p", { class: "warning relay-note", role: "note",
       text: "This relay can read these files: a phone receives them through it, not end-to-end encrypted. " +
@@ -670,7 +723,8 @@ function showOffer(offer) {
   }
 
   decline.addEventListener("click", () => {
-    if (conn.open) conn.sendClear({ type: "reject", to: offer.from, transfer: offer.transfer, reason: "declined" }).catch(() => {});
+    const reject = { type: "reject", to: offer.from, transfer: offer.transfer, reason: "declined" };
+    if (conn.open) (sealed ? conn.send(reject) : conn.sendClear(reject)).catch(() => {});
     card.replaceChildren(el("p", { class: "card-title", text: `Declined ${who}'s ${files.length === 1 ? "file" : "files"}.` }));
   });
   accept.addEventListener("click", () => {
@@ -681,17 +735,20 @@ function showOffer(offer) {
     const tally = tallied(files, card, "Downloading");
     card.append(rows);
     const bars = files.map((f) => transferRow(rows, f, "Downloading"));
-    const download = new Download(conn, offer, {
+    const Kind = sealed ? SealedDownload : Download;
+    const download = new Kind(conn, offer, {
       onStart: (i, url) => {
         bars[i].start();
         announce(`Downloading ${cleanText(files[i].name, 100)}`);
-        const type = previewType(files[i]);
+        const type = sealed ? null : previewType(files[i]); // the page's own worker saves sealed ones
         if (type) { // a small image: the page keeps it to show it (and pass it on), and saves it from there
           keepImage(url, type, files[i].name, bars[i].row);
           return;
         }
-        // The browser's own downloader saves it, streamed from the relay.
-        const link = el("a", { href: url, download: "", class: "offscreen", tabindex: -1 });
+        // The browser's own downloader saves it, streamed from the relay, or from the page's service
+        // worker (a navigation, which the worker answers: it does not see a download attribute's request).
+        if (sealed) saving = Date.now();
+        const link = el("a", { href: url, ...(sealed ? {} : { download: "" }), class: "offscreen", tabindex: -1 });
         document.body.append(link);
         link.click();
         link.remove();

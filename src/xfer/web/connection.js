@@ -48,9 +48,12 @@ export const WRONG_LINK = "This link is not for this room any more; scan the QR 
 export const TAMPERED = "The connection was tampered with, so it was stopped. Nothing was saved from it.";
 
 export class RoomConnection extends EventTarget {
-  /** link: {nameplate, secret} from the URL's fragment (protocol.parseLink). */
-  constructor(link, name) {
+  /** link: {nameplate, secret} from the URL's fragment (protocol.parseLink). sealedDownloads: the
+   * page saves downloads itself (saver.js), so it asks for them sealed. */
+  constructor(link, name, { sealedDownloads = false } = {}) {
     super();
+    this.sealedDownloads = sealedDownloads;
+    this.chunks = null; // async (frame: Uint8Array) => whether a download took it
     this.nameplate = link.nameplate;
     this.secret = link.secret;
     this.name = name;
@@ -107,6 +110,7 @@ export class RoomConnection extends EventTarget {
     this.members = new Map();
     this.guard = new PageGuard({
       secret: this.secret, name: this.name, post: (msg, sealed) => this._post(ws, msg, sealed),
+      sealedDownloads: this.sealedDownloads,
     });
     this.inbox = Promise.resolve();
     this.outbox = Promise.resolve();
@@ -125,7 +129,10 @@ export class RoomConnection extends EventTarget {
       if (ws !== this.ws) return;
       this.heard = Date.now();
       if (typeof event.data !== "string") {
-        this._emit("chunk", event.data); // the relay streams downloads over HTTP; ignore strays
+        // A sealed download's chunk, in order with the messages around it (a page that receives
+        // through the relay's bridge gets none: strays are dropped). One that does not open stops the page.
+        const frame = new Uint8Array(event.data);
+        this.inbox = this.inbox.then(() => (ws === this.ws && this.chunks ? this.chunks(frame) : null)).catch((err) => this._stop(ws, err));
         return;
       }
       let msg;

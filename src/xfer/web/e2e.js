@@ -5,6 +5,8 @@
 //
 //   const key = await importKey(raw32);                  // once per key
 //   const sealed = await key.seal(nonce12, plaintext, aad);  // ciphertext || 16-byte tag
+//   await key.seal(nonce12, plaintext, aad, into)  // the same, written into ``into`` where it can
+//                                                  // (the page's own code; WebCrypto returns a new one)
 //   const plain = await key.open(nonce12, sealed, aad);      // throws Tampered on a bad tag
 //   const okm = await deriveKey(pakeKey, "control sender", { salt });  // = keys.hkdf
 //   counterNonce(n), chunkNonce(index, offset)           // = keys.Channel's, ContentKey's
@@ -64,8 +66,8 @@ const own = {
     const gcm = new AesGcm(checkKey(raw));
     return {
       backend: "page",
-      async seal(nonce, plaintext, aad) {
-        return gcm.seal(checkNonce(nonce), bytes(plaintext, "plaintext"), bytes(aad, "aad"));
+      async seal(nonce, plaintext, aad, into) {
+        return gcm.seal(checkNonce(nonce), bytes(plaintext, "plaintext"), bytes(aad, "aad"), into);
       },
       async open(nonce, sealed, aad) {
         const out = gcm.open(checkNonce(nonce), bytes(sealed, "a sealed message"), bytes(aad, "aad"));

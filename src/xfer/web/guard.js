@@ -11,10 +11,13 @@
 //   page  ── sealed hi {name, download} ▶ terminal   then every message is sealed, both ways
 //   page  ◀── sealed hi {name} ────────── terminal   trusted: the page shows it, with that name
 //
-// The page says ``download: "relay"`` to a sender: it receives files through the relay's
-// download bridge, so the sender sends it its transfers in clear (the page says so before
-// anything is accepted). Everything the page sends itself is sealed but the accept,
-// reject and cancel of a download, which the bridge reads.
+// A page that saves downloads itself (``sealedDownloads``: a secure context on a hosted relay,
+// with its service worker, sealed.js) says ``hi {name}`` as a terminal does, and its
+// transfers come sealed, the content key in the offer. Any other page says
+// ``download: "relay"`` to a sender: it receives files through the relay's download bridge,
+// so the sender sends it its transfers in clear (the page says so before anything is
+// accepted). Everything that page sends itself is sealed but the accept, reject and cancel
+// of a download, which the bridge reads.
 
 import { PairKeys, Tampered, WrongLink, randomBytes } from "./e2e.js";
 
@@ -56,8 +59,9 @@ export class PageGuard {
    * post(msg, sealed): put ``msg`` on the wire, sealed for ``msg.to`` or in clear, after
    * everything posted before it (the connection's outbox calls ``seal`` in that order).
    */
-  constructor({ secret, name, post, backend }) {
+  constructor({ secret, name, post, backend, sealedDownloads = false }) {
     this.secret = secret;
+    this.sealedDownloads = sealedDownloads;
     this.name = name;
     this.post = post;
     this.backend = backend;
@@ -131,7 +135,7 @@ export class PageGuard {
         break;
       default:
     }
-    if (pair.trusted && pair.info.role === "sender" && CLEAR_FROM_SENDER.has(msg.type)) {
+    if (pair.trusted && pair.info.role === "sender" && !this.sealedDownloads && CLEAR_FROM_SENDER.has(msg.type)) {
       return [{ kind: "message", msg }];
     }
     return []; // clear from a terminal, where it had to be sealed: never shown
@@ -172,7 +176,7 @@ export class PageGuard {
     pair.outgoing = await pair.keys.outgoing();
     pair.incoming = await pair.keys.incoming();
     const hi = { type: "hi", to: pair.info.id, name: this.name };
-    if (pair.info.role === "sender") hi.download = "relay";
+    if (pair.info.role === "sender" && !this.sealedDownloads) hi.download = "relay";
     this.post(hi, true);
     return [];
   }
@@ -196,7 +200,8 @@ export class PageGuard {
       throw new GuardError("a sealed message is not a message");
     }
     if ("to" in inner || "from" in inner) throw new GuardError("a sealed message names its own route");
-    delete inner.key; // a content key: the page receives no sealed chunks
+    // An offer's content key: for a page that opens its chunks itself; a bridged page gets none sealed.
+    if (inner.type !== "offer" || !this.sealedDownloads) delete inner.key;
     if (inner.type === "hi") {
       if (pair.trusted) throw new GuardError("a second hi");
       if (typeof inner.name !== "string") throw new GuardError("a hi without a name");

@@ -75,14 +75,14 @@ class WorkerHasher {
   }
 }
 
-/** A hasher for one upload; ``onProgress`` is called whenever ``pending`` shrinks (or the worker fails). */
-export async function createHasher(onProgress) {
-  if (typeof Worker === "undefined") return new InlineHasher();
+/** A module worker at ``url`` that answered a ping, or null (no module workers here, or no answer in time). */
+export async function startWorker(url) {
+  if (typeof Worker === "undefined") return null;
   let worker;
   try {
-    worker = new Worker(new URL("./hasher.js", import.meta.url), { type: "module" });
+    worker = new Worker(url, { type: "module" });
   } catch {
-    return new InlineHasher();
+    return null;
   }
   const ready = await new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), READY_WAIT);
@@ -98,9 +98,13 @@ export async function createHasher(onProgress) {
     };
     worker.postMessage({ op: "ping" });
   });
-  if (!ready) {
-    worker.terminate();
-    return new InlineHasher();
-  }
-  return new WorkerHasher(worker, onProgress);
+  if (ready) return worker;
+  worker.terminate();
+  return null;
+}
+
+/** A hasher for one upload; ``onProgress`` is called whenever ``pending`` shrinks (or the worker fails). */
+export async function createHasher(onProgress) {
+  const worker = await startWorker(new URL("./hasher.js", import.meta.url));
+  return worker ? new WorkerHasher(worker, onProgress) : new InlineHasher();
 }

@@ -9,6 +9,7 @@ export const PROTOCOL_VERSION = SERVED.protocol_version;
 export const CLIENT = "xfer-web/2"; // the page's own name and version, in hello
 export const HEADER_SIZE = SERVED.header_size;
 export const CHUNK_SIZE = SERVED.chunk_size;
+export const CHUNK_KIND = SERVED.chunk_kind; // the first byte of a binary chunk frame
 export const WINDOW = SERVED.window;
 export const MAX_PEER_NAME = SERVED.max_peer_name_chars;
 export const MAX_TEXT = SERVED.max_text_chars;
@@ -57,7 +58,7 @@ export function b64decode(text) {
  * ``from`` and ``to`` 0 it is a sealed chunk's associated data: what the relay may not change. */
 export function writeChunkHeader(frame, from, to, transfer, index, offset) {
   const view = new DataView(frame.buffer, frame.byteOffset, HEADER_SIZE);
-  view.setUint32(0, SERVED.chunk_kind * 0x1000000); // the kind, then three reserved zero bytes
+  view.setUint32(0, CHUNK_KIND * 0x1000000); // the kind, then three reserved zero bytes
   view.setUint32(4, from);
   view.setUint32(8, to);
   view.setUint32(12, transfer);

@@ -13,13 +13,15 @@
 // can read them: the page says so before anything is accepted.
 
 import { ContentKey } from "./e2e.js";
-import { CHUNK_SIZE, HEADER_SIZE, WINDOW, b64encode, randomHex, randomId, writeChunkHeader } from "./protocol.js";
+import { HEADER_SIZE, WINDOW, b64encode, randomHex, randomId } from "./protocol.js";
 import { createHasher } from "./hashing.js";
+import { createSealer } from "./sealing.js";
 import { Sha256 } from "./sha256.js";
 
 const HIGH_WATER = 2 * 1024 * 1024; // bytes queued in the socket before the page waits
-const READ_SIZE = 4 * CHUNK_SIZE; // bytes per File.slice read: each read is a round trip to the browser process
+const READ_SIZE = 1024 * 1024; // bytes per File.slice read: each read is a round trip to the browser process
 const HASH_AHEAD = 8 * 1024 * 1024; // bytes handed to the hashing worker and not hashed yet, at most
+const TAG_SIZE = 16; // what sealing adds to each chunk
 
 export class TransferError extends Error {
   constructor(message, code = "failed") {
@@ -192,12 +194,14 @@ export class Upload {
   async run() {
     try {
       this.hasher = await createHasher(() => this.waiter.notify());
+      this.sealer = await createSealer();
       await this._run();
       this.hooks.onEnd(null);
     } catch (err) {
       this.hooks.onEnd(err instanceof TransferError ? err : new TransferError(String(err?.message || err)));
     } finally {
       this.hasher?.close();
+      this.sealer?.close();
     }
   }
 
@@ -256,6 +260,7 @@ export class Upload {
     // A new content key for every offer sent: chunks sent again in a later round are sealed
     // under another key, so no key and nonce pair is ever used twice.
     this.content = await ContentKey.create();
+    this.sealer.round(this.content, { from: this.conn.peerId, to, transfer: this.transfer });
     await this._send({
       type: "offer", to, transfer: this.transfer, window: WINDOW, key: b64encode(this.content.raw),
       files: this.files.map((f) => ({
@@ -325,9 +330,11 @@ export class Upload {
     this.base[index] = offset;
     await this._send({ type: "file-start", to, transfer: this.transfer, index, offset });
     if (!this.verified.has(index)) this.hooks.onStart(index, offset);
-    // One read of READ_SIZE ahead; each read goes out as CHUNK_SIZE frames, and to the hasher,
-    // which (in a worker) hashes it while the page sends it and reads the next.
+    // The reads, sealing and sending overlap: while read k + 1 is under way, read k is hashed
+    // (by the hasher, a worker, on a copy) and sealed into CHUNK_SIZE frames (by the sealer,
+    // another worker), and the frames of read k - 1 go out as credit and the socket allow.
     let next = offset < file.size ? readSlice(file, offset, Math.min(offset + READ_SIZE, file.size)) : null;
+    let sealing = null; // the frames of the read before, being sealed
     try {
       while (offset < file.size) {
         const bytes = await next;
@@ -335,20 +342,14 @@ export class Upload {
         if (n === 0) throw new TransferError(`${file.name} could not be read.`, "read-error");
         const after = offset + n;
         next = after < file.size ? readSlice(file, after, Math.min(after + READ_SIZE, file.size)) : null;
-        const pieces = [];
-        for (let at = 0; at < n; at += CHUNK_SIZE) pieces.push([offset + at, bytes.slice(at, Math.min(at + CHUNK_SIZE, n))]);
-        hasher.update(bytes); // a worker takes the buffer itself: not used here again
-        for (const [at, piece] of pieces) {
-          const m = piece.length;
-          await this._until(() => this.sent - this.acked + m <= WINDOW && this.conn.bufferedAmount < HIGH_WATER &&
-                                  (hasher.pending <= HASH_AHEAD || hasher.failed), 4);
-          if (hasher.failed) throw new TransferError(String(hasher.failed.message), "hash-failed");
-          if (this.broken || !this.conn.open) throw new RoundBroken();
-          await this._sendChunk(to, index, at, piece);
-          this.sent += m;
-        }
+        hasher.update(hasher.inWorker ? bytes.slice() : bytes); // a hashing worker takes its copy; the sealer, the buffer
+        const sealed = this.sealer.seal(index, offset, bytes);
+        sealed.catch(() => {});
+        if (sealing) await this._sendFrames(await sealing);
+        sealing = sealed;
         offset = after;
       }
+      if (sealing) await this._sendFrames(await sealing);
     } finally {
       next?.catch(() => {}); // a read still under way when the round broke
     }
@@ -364,19 +365,21 @@ export class Upload {
     await this._send({ type: "file-end", to, transfer: this.transfer, index, size: file.size, sha256 });
   }
 
-  /** One chunk frame: the header the relay routes on, then the payload sealed under the round's
-   * content key, nonce = (index, offset), associated data = the header with from and to 0. */
-  async _sendChunk(to, index, offset, piece) {
-    const routed = new Uint8Array(HEADER_SIZE);
-    writeChunkHeader(routed, 0, 0, this.transfer, index, offset);
-    const sealed = await this.content.seal(index, offset, piece, routed);
-    const frame = new Uint8Array(HEADER_SIZE + sealed.length);
-    writeChunkHeader(frame, this.conn.peerId, to, this.transfer, index, offset);
-    frame.set(sealed, HEADER_SIZE);
-    try {
-      await this.conn.sendFrame(frame);
-    } catch {
-      throw new RoundBroken();
+  /** Chunk frames from the sealer, each sent once the credit window and the socket allow it. */
+  async _sendFrames(frames) {
+    const hasher = this.hasher;
+    for (const frame of frames) {
+      const m = frame.length - HEADER_SIZE - TAG_SIZE;
+      await this._until(() => this.sent - this.acked + m <= WINDOW && this.conn.bufferedAmount < HIGH_WATER &&
+                              (hasher.pending <= HASH_AHEAD || hasher.failed), 4);
+      if (hasher.failed) throw new TransferError(String(hasher.failed.message), "hash-failed");
+      if (this.broken || !this.conn.open) throw new RoundBroken();
+      try {
+        await this.conn.sendFrame(frame);
+      } catch {
+        throw new RoundBroken();
+      }
+      this.sent += m;
     }
   }
 }

@@ -22,7 +22,9 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-/** A file name that keeps its start and its extension when it is long; full name on tap (title). */
+/** A file name that keeps its start and its extension when it is long; the whole name in the
+ * title, shown on tap. Not a tab stop: a screen reader reads the whole name (head and tail are
+ * one text), so a focusable name would be a stop that does nothing. */
 export function fileName(name, cls = "name") {
   const clean = cleanText(name, 1024).replace(/[\n\t]/g, "\ufffd"); // one line, always
   const dot = clean.lastIndexOf(".");
@@ -30,7 +32,7 @@ export function fileName(name, cls = "name") {
   if (clean.length <= tailLength + 4) return el("span", { class: cls, title: clean }, el("span", { class: "head", text: clean }));
   return el(
     "span",
-    { class: cls, title: clean, tabindex: 0, role: "button", "aria-label": clean },
+    { class: cls, title: clean, onclick: (event) => event.currentTarget.classList.toggle("whole") },
     el("span", { class: "head", text: clean.slice(0, clean.length - tailLength) }),
     el("span", { class: "tail", text: clean.slice(clean.length - tailLength) }),
   );

@@ -1,0 +1,420 @@
+"""The relay's WebSocket protocol: chunks pass from one peer's socket to another's without ASGI.
+
+uvicorn's websockets-sansio protocol hands every frame to the ASGI app through a queue:
+websockets' reader copies it three or four times, Starlette wraps it, and ``Relay.route``
+awaits a send under a lock and a timeout. For chunks that was most of the relay's CPU per
+byte (issue 17). Here the connection's reads go into one buffer that the protocol frames
+itself, and a chunk from a peer that has joined goes straight to the destination's
+transport, as a frame header and the unmasked payload, when nothing stands in its way:
+
+- every earlier frame of the peer has been handled (the app's lane is idle), so one
+  peer's frames keep their order;
+- the peer's budget lets it through now (``budget.Budget``; else its socket is not read
+  until it does, as in the app);
+- ``Relay.direct_targets`` finds it a chunk whose ``from`` is the peer's own id, going to
+  peers of this relay connected by WebSocket, none of them a page's download.
+
+A destination whose write buffer is full holds the chunk, and the peer's socket is not
+read until it drains (what an awaited send did); one that takes none of it for
+``send_timeout`` is dropped. Every other frame takes the app's lane as before: text and
+control frames through websockets, and chunks it must check, refuse or route otherwise
+(forged, to nobody, to other relays or the relay's own process, a page's download) as
+already read. Anything the framing does not expect (a fragment, an extension's bits, an
+unmasked or oversized frame) hands the rest of the connection to websockets, which fails
+it as it always did. Before the peer joined, every frame goes through websockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from uvicorn._types import ASGIReceiveEvent
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+
+from ..protocol.closes import Close
+from .budget import Budget
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C extension
+    from websockets.utils import apply_mask
+
+if TYPE_CHECKING:
+    from .app import Relay
+    from .peer import PeerConnection
+
+WIRE = "xfer.wire"  # the ASGI scope's extension that names a connection's WireProtocol
+_FIRST_READ = 64 * 1024  # a read while the next frame's size is unknown; bigger frames are read to their end
+_KEEP = 64 * 1024  # a buffer that held a frame this big is kept for the next one (a stream of chunks)
+_CLOSE_GRACE = 1.0  # seconds a stopping relay waits for a peer to answer its close
+_SHORT = struct.Struct("!BBH")
+_LONG = struct.Struct("!BBQ")
+_BINARY = 0x82  # FIN and the binary opcode
+
+
+def frame_header(size: int) -> bytes:
+    """The header of an unmasked (server to client) binary frame of ``size`` payload bytes."""
+    if size < 126:
+        return bytes((_BINARY, size))
+    if size < 65536:
+        return _SHORT.pack(_BINARY, 126, size)
+    return _LONG.pack(_BINARY, 127, size)
+
+
+class _Reads(asyncio.BufferedProtocol):
+    """What the transport calls once the WebSocket is open: reads land in the wire's buffer."""
+
+    def __init__(self, wire: WireProtocol) -> None:
+        self.wire = wire
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.wire.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.wire.buffer_updated(nbytes)
+
+    def eof_received(self) -> None:
+        self.wire.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.wire.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.wire.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.wire.resume_writing()
+
+
+class WireProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, framing reads itself and forwarding chunks directly.
+
+    Also: a keepalive timeout that really ends the connection (uvicorn closes the
+    transport when a ping goes unanswered; ``close()`` waits to flush what is buffered,
+    which never happens when the peer stalled mid-transfer with a full buffer), and a
+    shutdown that waits briefly for the peer's close.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._max_size = self.config.ws_max_size  # as websockets would refuse a frame
+        self._framing = False  # reads go through our buffer (after the handshake's request)
+        self._gave_up = False  # framing stopped: websockets reads the rest
+        self._buf: bytearray | None = None
+        self._start = 0  # the first byte not yet handled
+        self._end = 0  # the end of what was read
+        self._need = 0  # the whole size of the frame at _start, once its header is in
+        self._last = 0  # the size of the last frame handled
+        self._head: bytes | None = None  # the frame at _start, unmasked and charged, while it is held
+        self._held = False  # a chunk waits (its budget or its destination): the socket is not read
+        self._timer: asyncio.TimerHandle | None = None
+        self._lane_busy = True  # the app is handling a frame (it is not waiting in receive)
+        self._peer: PeerConnection | None = None
+        self._relay: Relay | None = None
+        self._budget: Budget | None = None
+        self._waiters: list[WireProtocol] = []  # sources holding a chunk for this destination
+        self._stall: asyncio.TimerHandle | None = None
+
+    # -- what the relay's app calls ---------------------------------------------------------
+
+    def attach(self, peer: PeerConnection, relay: Relay, budget: Budget) -> None:
+        """``peer`` joined: its chunks may go directly from now on (``budget`` is the app's too)."""
+        self._peer, self._relay, self._budget = peer, relay, budget
+        peer.wire = self
+
+    def detach(self) -> None:
+        if self._peer is not None:
+            self._peer.wire = None
+        self._peer = self._relay = None
+
+    async def receive(self) -> ASGIReceiveEvent:
+        # uvicorn's, and: while the app waits here, its lane is idle (chunks may pass it)
+        self._lane_busy = False
+        message = await self.queue.get()
+        self._lane_busy = True
+        if self.read_paused and self.queue.empty():
+            self.read_paused = False
+            if not self._held:
+                self.transport.resume_reading()
+        return message
+
+    # -- uvicorn's protocol, changed ----------------------------------------------------------
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope.setdefault("extensions", {})[WIRE] = {"protocol": self}
+
+    def data_received(self, data: bytes) -> None:
+        if not self._framing:
+            super().data_received(data)
+            # The request is in: frame what follows, unless the client sent frames early (websockets has them)
+            if self.handshake_initiated and not self.close_sent and not self.conn.reader.buffer:
+                self._framing = True
+                self.loop.call_soon(self._take_reads)
+            return
+        view, at = memoryview(data), 0
+        while at < len(data):  # before _take_reads, or on a transport that only hands over bytes
+            room = self.get_buffer(-1)
+            n = min(len(room), len(data) - at)
+            room[:n] = view[at : at + n]
+            at += n
+            self.buffer_updated(n)
+
+    def _take_reads(self) -> None:
+        # After h11's upgrade made us the transport's protocol: reads go into our buffer from now on
+        if self.transport.get_protocol() is self and not self.transport.is_closing():
+            self.transport.set_protocol(_Reads(self))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        for timer in (self._timer, self._stall):
+            if timer is not None:
+                timer.cancel()
+        self._buf = self._head = None
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        self._wake()
+
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()
+        self.transport.abort()
+
+    def shutdown(self) -> None:
+        """Close with 1012 and wait (briefly) for the peer's close before dropping the socket.
+
+        uvicorn's own closes the socket right after its close frame: with a peer's upload still
+        arriving, that close resets the connection and the peer may never read the 1012, so a
+        page cannot tell "the relay stopped" from "the network failed" (issue 15)."""
+        if self.close_sent or not self.handshake_complete or self.initial_response is not None:
+            super().shutdown()
+            return
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": 1012, "reason": None})
+        self.conn.send_close(1012)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self._held = False  # a held chunk must not stop the peer's close from being read
+        self.close_timer = self.loop.call_later(_CLOSE_GRACE, self.transport.close)  # the peer's close ends it sooner
+
+    # -- the buffer ----------------------------------------------------------------------------
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._gave_up:
+            assert self._buf is not None
+            return memoryview(self._buf)
+        want = self._need - (self._end - self._start)  # the rest of the frame at _start: reads stop at its end
+        if want <= 0:
+            want = _FIRST_READ
+        if self._buf is None:
+            self._buf = bytearray(want)
+        elif self._end + want > len(self._buf):
+            self._make_room(self._end - self._start + want)
+        return memoryview(self._buf)[self._end : self._end + want]
+
+    def _make_room(self, size: int) -> None:
+        """Move what is not handled yet to the start of a buffer of at least ``size`` bytes."""
+        old = self._buf
+        assert old is not None
+        kept = old[self._start : self._end]
+        new = old if size <= len(old) else bytearray(size)  # a new one: views of the old may still live
+        new[: len(kept)] = kept
+        self._buf, self._start, self._end = new, 0, len(kept)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._gave_up:
+            assert self._buf is not None
+            super().data_received(bytes(self._buf[:nbytes]))
+            return
+        self._end += nbytes
+        if self._end - self._start < self._need:
+            return  # the frame at _start is not whole yet
+        if self._held and self.close_sent:
+            self._held = False  # after our close: read on, for the peer's close (held chunks are dropped)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Handle each whole frame in the buffer, until one is held or a frame is not whole yet."""
+        while not self._held and not self.disconnected:
+            buf, start = self._buf, self._start
+            if buf is None:
+                return
+            have = self._end - start
+            if have < 2:
+                break
+            first, second = buf[start], buf[start + 1]
+            size, head = second & 0x7F, 2
+            if size >= 126:
+                head = 4 if size == 126 else 10
+                if have < head:
+                    break
+                size = int.from_bytes(buf[start + 2 : start + head], "big")
+            head += 4  # the mask (checked below)
+            if first & 0x70 or not first & 0x80 or not first & 0x0F or not second & 0x80 or size > self._max_size:
+                self._give_up()  # an extension's bits, a fragment, unmasked or too big: websockets says
+                return
+            total = head + size
+            if have < total:
+                self._need = total
+                break
+            self._need = 0
+            if first & 0x0F == 2 and self._peer is not None:
+                if not self._chunk(start + head, start + total):
+                    return  # held: the frame stays at _start
+            else:
+                super().data_received(bytes(buf[start : start + total]))  # websockets and uvicorn's handling
+            self._start = start + total
+            self._last = total
+        if self._start == self._end and self._buf is not None:
+            self._start = self._end = 0
+            if self._last < _KEEP:
+                self._buf = None  # kept while chunks stream; an idle connection holds none
+
+    def _give_up(self) -> None:
+        self._gave_up = True
+        buf = self._buf
+        rest = bytes(buf[self._start : self._end]) if buf is not None else b""
+        self._buf = bytearray(_FIRST_READ)
+        self._start = self._end = self._need = 0
+        super().data_received(rest)
+
+    # -- chunks ------------------------------------------------------------------------------
+
+    def _chunk(self, at: int, end: int) -> bool:
+        """Pass on the chunk frame whose payload is buf[at:end]; False when it is held."""
+        data = self._head
+        charged = data is not None
+        if data is None:
+            buf = self._buf
+            assert buf is not None
+            data = apply_mask(memoryview(buf)[at:end], bytes(buf[at - 4 : at]))
+        self._head = None
+        if self.close_sent:
+            return True  # the app is past its close (uvicorn drops frames then too)
+        if self._lane_busy or not self.queue.empty():
+            self._to_app(data, charged)  # behind frames the app has not handled yet
+            return True
+        peer, relay, budget = self._peer, self._relay, self._budget
+        assert peer is not None and relay is not None and budget is not None
+        if not charged:
+            wait = budget.charge(None, data, self.loop.time())
+            if wait > 0:
+                self._head = data
+                self._hold()
+                self._timer = self.loop.call_later(wait, self.release)
+                return False
+        targets = relay.direct_targets(peer, data)
+        if targets is None:
+            self._to_app(data, True)
+            return True
+        doors: list[Door] = []
+        for target in targets:
+            door: Door | None = getattr(target, "wire", None)
+            if target.dead or door is None or door.shut:
+                continue  # gone: an awaited send to it did nothing either
+            if not door.ready:
+                self._head = data
+                self._hold()
+                door.wait(self, peer.send_timeout)
+                return False
+            doors.append(door)
+        for door in doors:
+            door.deliver(data)
+        return True
+
+    def _to_app(self, data: bytes, charged: bool) -> None:
+        # as uvicorn queues a message; ``charged``: the budget counted it already
+        event: Any = {"type": "websocket.receive", "bytes": data, "charged": charged}
+        self.queue.put_nowait(event)
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _hold(self) -> None:
+        self._held = True
+        self.transport.pause_reading()
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        self._timer = None
+        self._pump()
+        if not self._held and not self.read_paused and not self.disconnected:
+            self.transport.resume_reading()
+
+    # -- as a destination (a Door) ----------------------------------------------------------------
+
+    @property
+    def shut(self) -> bool:
+        return self.close_sent or self.transport.is_closing()
+
+    @property
+    def ready(self) -> bool:
+        return self.writable.is_set()
+
+    def deliver(self, data: bytes) -> None:
+        self.transport.writelines((frame_header(len(data)), data))
+
+    def wait(self, source: WireProtocol, timeout: float) -> None:
+        """``source`` holds a chunk until this peer's buffer drains; a peer that stays full is dropped."""
+        self._waiters.append(source)
+        if self._stall is None:
+            self._stall = self.loop.call_later(timeout, self._stalled)
+
+    def _stalled(self) -> None:
+        self._stall = None
+        if not self.writable.is_set() and self._peer is not None:
+            self._peer.drop(Close.TOO_SLOW)  # it stopped reading
+        self._wake()
+
+    def _wake(self) -> None:
+        wake(self._waiters)
+
+
+class Door(Protocol):
+    """Where a chunk goes directly: a WireProtocol, or the queue of a peer in the relay's own process."""
+
+    @property
+    def shut(self) -> bool:
+        """Gone: chunks for it are dropped (as an awaited send to it did nothing)."""
+
+    @property
+    def ready(self) -> bool:
+        """It takes a chunk now."""
+
+    def deliver(self, data: bytes) -> None: ...
+
+    def wait(self, source: WireProtocol, timeout: float) -> None:
+        """Release ``source`` (its held chunk) once ready, or once it is found stuck after ``timeout``."""
+
+
+def wake(waiters: list[WireProtocol]) -> None:
+    """Release each source waiting on a destination that is ready again (or gone)."""
+    sources = waiters[:]
+    waiters.clear()
+    for source in sources:
+        source.release()
+
+
+def wire_of(scope: MutableMapping[str, Any]) -> WireProtocol | None:
+    """The WireProtocol of a WebSocket's ASGI scope, if it came through one."""
+    extension = scope.get("extensions", {}).get(WIRE)
+    wire = extension.get("protocol") if isinstance(extension, dict) else None
+    return wire if isinstance(wire, WireProtocol) else None
+
+
+__all__ = ["Door", "WireProtocol", "frame_header", "wake", "wire_of", "WIRE"]
