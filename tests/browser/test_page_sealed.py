@@ -235,6 +235,8 @@ def test_a_relay_that_flips_a_byte_of_a_chunk_gets_a_failed_download(trusting, r
         assert tap.flipped
         trusting.wait_for_selector("#status[data-state=closed]")
         assert "tampered" in trusting.inner_text("body")
+        card = trusting.inner_text(".offer")  # the card says why too, not a drop to come back from
+        assert "tampered" in card and "Once the page is back" not in card, card
         shot(trusting, "sealed-tampered")
     finally:
         tap.close()

@@ -16,7 +16,7 @@ import { ContentKey } from "./e2e.js";
 import { createHasher } from "./hashing.js";
 import { CHUNK_KIND, HEADER_SIZE, WINDOW, b64decode, cleanText, writeChunkHeader } from "./protocol.js";
 import { Save } from "./saver.js";
-import { TransferError, errorText } from "./transfers.js";
+import { TransferError, droppedBecause, errorText } from "./transfers.js";
 
 const ACK_STEP = 1024 * 1024; // bytes between acks, at most (protocol.md, "Flow control")
 const HASH_AHEAD = 8 * 1024 * 1024; // bytes handed to the hashing worker and not hashed yet, at most
@@ -228,7 +228,7 @@ export class SealedDownload {
 
   disconnected() {
     if (!this.finished) {
-      this._end(new TransferError("The connection dropped. Once the page is back, ask the sender to send again.", "relay-lost"));
+      this._end(new TransferError(droppedBecause(this.conn), "relay-lost"));
     }
   }
 }

@@ -467,8 +467,14 @@ export class Download {
   }
 
   disconnected() {
-    if (!this.finished) this._end(new TransferError("The connection dropped. Once the page is back, ask the sender to send again.", "relay-lost"));
+    if (!this.finished) this._end(new TransferError(droppedBecause(this.conn), "relay-lost"));
   }
+}
+
+/** Why a download ended with its connection: the connection's own reason when it stopped for
+ * good (a tampering relay, a wrong link), else a drop the page comes back from. */
+export function droppedBecause(conn) {
+  return conn.failure || "The connection dropped. Once the page is back, ask the sender to send again.";
 }
 
 /** What a reject means, in words: busy is not a refusal (the receiver is taking another offer). */
