@@ -594,10 +594,11 @@ def _fetching_sender(relay, lie: bool):
     return main
 
 
-def test_bridge_aborts_a_download_whose_hash_does_not_match(phone, relay):
+def _accept_from_fetching_sender(phone, relay, *, lie: bool):
+    """The page accepts a file from ``_fetching_sender`` (in a thread); what it found, and the download."""
     result: dict = {}
-    thread = _in_thread(_fetching_sender(relay, lie=True), result)
-    wait_until(lambda: "fragment" in result or "exception" in result, 10, "the lying sender's room")
+    thread = _in_thread(_fetching_sender(relay, lie=lie), result)
+    wait_until(lambda: "fragment" in result or "exception" in result, 10, "the fetching sender's room")
     open_room(phone, relay.page(result["fragment"]))
     phone.wait_for_selector(".offer button.primary")
     with phone.expect_download() as info:
@@ -605,6 +606,11 @@ def test_bridge_aborts_a_download_whose_hash_does_not_match(phone, relay):
     download = info.value
     thread.join(bounded(30))
     assert "exception" not in result, result
+    return result, download
+
+
+def test_bridge_aborts_a_download_whose_hash_does_not_match(phone, relay):
+    result, download = _accept_from_fetching_sender(phone, relay, lie=True)
     assert result["ack"] > 0 and result["again"] == 404  # the link is the page's browser's alone
     assert result["end"] == "hash-mismatch"
     assert download.failure() is not None  # the browser did not keep the damaged file
@@ -618,16 +624,7 @@ def test_a_download_link_works_only_for_the_page_that_asked(phone, relay, tmp_pa
     on a plain-http LAN anyone who watches) and fetches it first gets 404 and uses nothing up:
     the link is bound to the browser that loaded the page (a cookie the relay set). The page
     still gets the whole file, and only then says it is saved."""
-    result: dict = {}
-    thread = _in_thread(_fetching_sender(relay, lie=False), result)
-    wait_until(lambda: "fragment" in result or "exception" in result, 10, "the racing sender's room")
-    open_room(phone, relay.page(result["fragment"]))
-    phone.wait_for_selector(".offer button.primary")
-    with phone.expect_download() as info:
-        phone.click(".offer button.primary")
-    download = info.value
-    thread.join(bounded(30))
-    assert "exception" not in result, result
+    result, download = _accept_from_fetching_sender(phone, relay, lie=False)
     assert result["first"] == 404 and result["end"] == "verified"
     saved = tmp_path / "x.bin"
     download.save_as(saved)
