@@ -119,7 +119,7 @@ class ReceiverMachine:
     round_written: int = 0  # bytes written this round: what acks count
     last_ack: int = 0
     away: bool = False  # the sender (or our link) went away; the shell times that out
-    round_needed: set[int] = field(default_factory=set)  # the files this round must verify (each, every round)
+    round_needed: set[int] = field(default_factory=set)  # files a round after DONE must verify again
     round_verified: set[int] = field(default_factory=set)
     sender_done: bool = False  # the sender's ``done``: it heard every ``verified``
     other: Offer | None = None  # a different sender's offer the person is asked about
