@@ -341,14 +341,23 @@ class Guard:
             out += self.send(message)
         return out
 
-    def _open_chunk(self, chunk: Chunk) -> list[Output]:
+    def receive_chunk(self, chunk: Chunk, into: bytearray) -> list[Output]:
+        """``receive`` for a chunk, opened into ``into`` (``MAX_CHUNK_PAYLOAD`` bytes or more,
+        reused by the caller: the chunk delivered is valid until ``into`` is used again)."""
+        return self._open_chunk(chunk, into)
+
+    def _open_chunk(self, chunk: Chunk, into: bytearray | None = None) -> list[Output]:
         pair = self.pairs.get(chunk.sender)
         content = pair.contents.get(chunk.transfer) if pair is not None else None
         if content is None:
             return []  # from no trusted sender of an offered transfer: dropped, never written
         routed = HEADER.pack(1, 0, 0, chunk.transfer, chunk.index, chunk.offset)  # what the relay may not change
-        plain = content.open(chunk.index, chunk.offset, chunk.payload, routed)
-        opened = Chunk(chunk.sender, chunk.to, chunk.transfer, chunk.index, chunk.offset, memoryview(plain))
+        if into is None:
+            plain = memoryview(content.open(chunk.index, chunk.offset, chunk.payload, routed))
+        else:
+            plain = memoryview(into)[: max(len(chunk.payload) - TAG_BYTES, 0)]
+            content.open_into(chunk.index, chunk.offset, chunk.payload, routed, plain)
+        opened = Chunk(chunk.sender, chunk.to, chunk.transfer, chunk.index, chunk.offset, plain)
         return [Deliver(opened)]
 
     def _refuse(self, pair: _Pair, error: WrongCode) -> list[Output]:

@@ -246,6 +246,14 @@ class ContentKey:
         except InvalidTag:
             raise Tampered("a chunk was changed on the way; the transfer stops") from None
 
+    def open_into(self, index: int, offset: int, sealed: bytes | memoryview, header: bytes, out: memoryview) -> None:
+        """``open`` written into ``out`` (``len(sealed) - TAG_BYTES`` bytes): a receiver opens
+        each chunk into one buffer it reuses, with no bytes object made per chunk."""
+        try:
+            self._aead.decrypt_into(_CHUNK_NONCE.pack(index, offset), sealed, header, out)
+        except InvalidTag:
+            raise Tampered("a chunk was changed on the way; the transfer stops") from None
+
 
 def link_secret() -> bytes:
     """The secret a QR code's link carries in its fragment (the page needs no PAKE)."""

@@ -33,7 +33,7 @@ class RoomView:
         self.peer_id = peer_id
         self.peers: dict[int, PeerInfo] = peers if peers is not None else {}
 
-    def receive(self, data: str | bytes) -> Message | Chunk:
+    def receive(self, data: str | bytes | memoryview) -> Message | Chunk:
         """Raises ``RemoteProtocolError`` for a broken frame, or when the relay itself sent
         an error (it closes the connection next: say why, do not reconnect)."""
         try:

@@ -36,6 +36,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 
 from ..protocol.closes import Close
+from ..reads import BufferedReads
 from .budget import Budget
 
 try:
@@ -63,31 +64,6 @@ def frame_header(size: int) -> bytes:
     if size < 65536:
         return _SHORT.pack(_BINARY, 126, size)
     return _LONG.pack(_BINARY, 127, size)
-
-
-class _Reads(asyncio.BufferedProtocol):
-    """What the transport calls once the WebSocket is open: reads land in the wire's buffer."""
-
-    def __init__(self, wire: WireProtocol) -> None:
-        self.wire = wire
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.wire.get_buffer(sizehint)
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.wire.buffer_updated(nbytes)
-
-    def eof_received(self) -> None:
-        self.wire.eof_received()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.wire.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.wire.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.wire.resume_writing()
 
 
 class WireProtocol(WebSocketsSansIOProtocol):
@@ -169,7 +145,7 @@ class WireProtocol(WebSocketsSansIOProtocol):
     def _take_reads(self) -> None:
         # After h11's upgrade made us the transport's protocol: reads go into our buffer from now on
         if self.transport.get_protocol() is self and not self.transport.is_closing():
-            self.transport.set_protocol(_Reads(self))
+            self.transport.set_protocol(BufferedReads(self))
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

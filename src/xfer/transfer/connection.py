@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from .. import __version__
@@ -28,6 +28,7 @@ from ..protocol import (
     serialize,
 )
 from ..protocol.view import ROOM_REFUSALS, RoomView, client_name, hello
+from .wire import ChunkConnection
 
 CLIENT = client_name(__version__)
 
@@ -36,7 +37,7 @@ class RelayConnection:
     """A peer's WebSocket to its room on a relay: fits ``link.Link``."""
 
     def __init__(
-        self, ws: ClientConnection, url: str, peer_id: int, peers: dict[int, PeerInfo] | None = None, room: str = ""
+        self, ws: ChunkConnection, url: str, peer_id: int, peers: dict[int, PeerInfo] | None = None, room: str = ""
     ) -> None:
         self.ws = ws
         self.url = url
@@ -61,14 +62,15 @@ class RelayConnection:
             raise _closed_error(exc, self.url) from exc
 
     async def recv(self) -> Message | Chunk:
-        """The next message or chunk; keeps ``peers`` up to date. Raises ``XferError``s."""
+        """The next message or chunk; keeps ``peers`` up to date. Raises ``XferError``s.
+        A chunk's payload is a view of the connection's buffer: valid until the next ``recv``."""
         try:
-            data = await self.ws.recv()
+            data = await self.ws.next_frame()
         except ConnectionClosed as exc:
             raise _closed_error(exc, self.url) from exc
         return self.decode(data)
 
-    def decode(self, data: str | bytes) -> Message | Chunk:
+    def decode(self, data: str | bytes | memoryview) -> Message | Chunk:
         return self.view.receive(data)
 
     async def close(self) -> None:
@@ -99,6 +101,7 @@ async def open_room(
         ws = await connect(
             url,
             compression=None,
+            create_connection=ChunkConnection,
             max_size=MAX_BINARY_FRAME,
             open_timeout=open_timeout,
             ping_interval=ping_interval,
@@ -114,6 +117,7 @@ async def open_room(
     except (OSError, asyncio.TimeoutError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
         reason = _reason(exc)
         raise RelayUnreachable(f"cannot reach relay {url} ({reason}). Is `xfer serve` running there?") from exc
+    assert isinstance(ws, ChunkConnection)
     try:
         await ws.send(serialize(hello(room, role=role, name=name, client=CLIENT, create=create, session=session)))
         reply = parse_message(await asyncio.wait_for(ws.recv(), open_timeout))

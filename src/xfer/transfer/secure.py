@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from ..protocol import Chunk, Message, PeerInfo, PeerJoined
-from ..protocol.frames import parse_chunk
+from ..protocol.frames import MAX_CHUNK_PAYLOAD, parse_chunk
 from ..protocol.guard import Deliver, Guard, Impostor, PeerRefused, PeerTrusted
 from ..protocol.machine import Output, Send
 from .link import Link
@@ -33,6 +33,7 @@ class SecureLink:
         self.admit = admit  # awaited before a trusted peer's peer-joined goes up
         self.peers: dict[int, PeerInfo] = guard.peers
         self._ready: deque[Message | Chunk] = deque()
+        self._opened: bytearray | None = None  # where each chunk is opened: its payload lives until the next recv
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -72,9 +73,15 @@ class SecureLink:
             await self.inner.send_frame(sealed)
 
     async def recv(self) -> Message | Chunk:
+        """The next message or chunk that opened; a chunk's payload is valid until the next ``recv``."""
         while not self._ready:
             item = await self.inner.recv()
-            await self._do(self.guard.receive(item))
+            if isinstance(item, Chunk):  # (the chunk before it was handed out by the last recv: done with)
+                if self._opened is None:
+                    self._opened = bytearray(MAX_CHUNK_PAYLOAD)
+                await self._do(self.guard.receive_chunk(item, self._opened))
+            else:
+                await self._do(self.guard.receive(item))
         item = self._ready.popleft()
         if self.admit is not None and isinstance(item, PeerJoined) and item.sender is None:
             await self.admit(item.peer)  # nothing moves to or from it before: the machine does not know it

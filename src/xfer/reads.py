@@ -1,0 +1,50 @@
+"""Reads into a buffer of one's own: the ``asyncio.BufferedProtocol`` that a connection puts
+in front of itself once its WebSocket is open (the relay's ``relay.wire`` and the peers'
+``transfer.wire``), so that the transport reads into that buffer and no bytes object is
+made per read."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+
+class Reader(Protocol):
+    """What ``BufferedReads`` hands the transport's calls to."""
+
+    def get_buffer(self, sizehint: int) -> memoryview: ...
+
+    def buffer_updated(self, nbytes: int) -> None: ...
+
+    def eof_received(self) -> bool | None: ...
+
+    def connection_lost(self, exc: Exception | None) -> None: ...
+
+    def pause_writing(self) -> None: ...
+
+    def resume_writing(self) -> None: ...
+
+
+class BufferedReads(asyncio.BufferedProtocol):
+    """The transport's protocol once the WebSocket is open: reads land in ``reader``'s buffer."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.reader.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.reader.buffer_updated(nbytes)
+
+    def eof_received(self) -> bool | None:
+        return self.reader.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reader.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.reader.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.reader.resume_writing()
