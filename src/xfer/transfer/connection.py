@@ -120,7 +120,8 @@ async def open_room(
     assert isinstance(ws, ChunkConnection)
     try:
         await ws.send(serialize(hello(room, role=role, name=name, client=CLIENT, create=create, session=session)))
-        reply = parse_message(await asyncio.wait_for(ws.recv(), open_timeout))
+        data = await asyncio.wait_for(ws.next_frame(), open_timeout)
+        reply = parse_message(bytes(data) if isinstance(data, memoryview) else data)
         if isinstance(reply, Error):
             raise _join_error(reply)
         if not isinstance(reply, Welcome):

@@ -53,6 +53,8 @@ class ChunkConnection(ClientConnection):
         self._queue_full = False  # websockets' queue of messages asked to stop reading
         self._paused = False  # the transport is not read
         self._waiter: asyncio.Future[None] | None = None
+        self._limit = 1 << 62  # the largest frame taken (websockets' max_size)
+        self._closing = False  # close() was called
 
     # -- what the reader calls ------------------------------------------------------------------
 
@@ -76,19 +78,19 @@ class ChunkConnection(ClientConnection):
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         # A chunk nobody will take must not stop the relay's close from being read
-        self._chunk = None
-        self._out = False
-        self._start, self._total = self._start + self._total, 0
-        self._pump()
-        self._reading()
+        self._closing = True  # chunks from now on are dropped (as websockets drops frames after its close)
+        if self._out:  # (the reader may still use its view: the buffer goes on in a new one)
+            self._make_room(len(self._buf))
+        self._release()
         await super().close(code, reason)
 
     def _release(self) -> None:
-        """The reader is done with the chunk it was handed: read on."""
-        self._out = False
-        self._chunk = None
-        self._start += self._total
-        self._total = 0
+        """The reader is done with the chunk it was handed (or nobody will take it): read on."""
+        if self._chunk is not None:
+            self._out = False
+            self._chunk = None
+            self._start += self._total
+            self._total = 0
         self._pump()
         self._reading()
 
@@ -110,6 +112,8 @@ class ChunkConnection(ClientConnection):
             # The response is in: frame what follows, unless the relay sent frames early (websockets has them)
             if self.response is not None and self.protocol.state is OPEN and not self.protocol.reader.buffer:
                 self._framing = True
+                sizes = (self.protocol.max_message_size, self.protocol.max_fragment_size)
+                self._limit = min((n for n in sizes if n is not None), default=self._limit)  # as websockets refuses
                 self.loop.call_soon(self._take_reads)
             return
         view, at = memoryview(data), 0
@@ -180,7 +184,7 @@ class ChunkConnection(ClientConnection):
                 if have < head:
                     break
                 size = int.from_bytes(buf[start + 2 : start + head], "big")
-            if first & 0x70 or not first & 0x80 or not first & 0x0F or second & 0x80 or size > self._max_size():
+            if first & 0x70 or not first & 0x80 or not first & 0x0F or second & 0x80 or size > self._limit:
                 self._give_up()  # an extension's bits, a fragment, masked or too big: websockets says
                 return
             total = head + size
@@ -188,7 +192,7 @@ class ChunkConnection(ClientConnection):
                 self._need = total
                 break
             self._need = 0
-            if first & 0x0F == _BINARY and self.protocol.state is OPEN:
+            if first & 0x0F == _BINARY and self.protocol.state is OPEN and not self._closing:
                 self._chunk, self._total = (start + head, start + total), total
                 self._wake()
                 break
@@ -197,10 +201,6 @@ class ChunkConnection(ClientConnection):
             self._start = start + total
         if self._start == self._end and self._chunk is None:
             self._start = self._end = 0
-
-    def _max_size(self) -> int:
-        limits = [n for n in (self.protocol.max_message_size, self.protocol.max_fragment_size) if n is not None]
-        return min(limits, default=1 << 62)
 
     def _give_up(self) -> None:
         self._gave_up = True

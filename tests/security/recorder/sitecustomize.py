@@ -37,4 +37,7 @@ if _folder:
         def decrypt(self, nonce, data, associated_data):
             return self._real.decrypt(nonce, data, associated_data)
 
+        def decrypt_into(self, nonce, data, associated_data, buf):
+            return self._real.decrypt_into(nonce, data, associated_data, buf)
+
     aead.AESGCM = RecordingAESGCM
