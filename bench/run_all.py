@@ -54,7 +54,7 @@ from common import (
     wormhole_tools,
     xfer_cmd,
 )
-from transfer import run_embedded, run_raw, run_xfer
+from transfer import run_embedded, run_page_cache_write, run_raw, run_xfer
 from wormhole import WormholeServers, run_wormhole
 from xfer.units import parse_size
 
@@ -99,6 +99,7 @@ def bench_throughput(ctx: Context, failures: list[str]) -> dict:
         ("xfer-relayed", lambda: run_xfer(ctx.cmd, src, digest, ctx.work, timeout)),
         ("xfer-embedded", lambda: run_embedded(ctx.cmd, src, digest, ctx.work, timeout)),
         ("raw-forwarder", lambda: run_raw(src, digest, ctx.work, timeout)),
+        ("page-cache-write", lambda: run_page_cache_write(src, digest, ctx.work, timeout)),
     ]
     try:
         if ctx.wormhole:
@@ -136,13 +137,17 @@ def bench_throughput(ctx: Context, failures: list[str]) -> dict:
         log(f"  {kind:>18}: {fmt(s)} MB/s")
     for k, v in ratios.items():
         log(f"  {k}: {v:.2f}" if v else f"  {k}: -")
-    cpu = cpu_per_gb(runs, size)
+    cpu, user = cpu_per_gb(runs, size), cpu_per_gb(runs, size, "user_s")
     log("  CPU seconds per GB moved (user + kernel of the whole processes, start-up included; median of the runs):")
     for kind, roles in cpu.items():
         parts = " + ".join(f"{role} {seconds:.2f}" for role, seconds in roles.items() if role != "total")
         log(
             f"  {kind:>18}: {parts} = {roles['total']:.2f} s/GB -> at most {2 / roles['total'] * 1000:.0f} MB/s on 2 cores"
         )
+    log("  of which user space (the kernel's share swings with the page-cache writer's, see page-cache-write):")
+    for kind, roles in user.items():
+        parts = " + ".join(f"{role} {seconds:.2f}" for role, seconds in roles.items() if role != "total")
+        log(f"  {kind:>18}: {parts} = {roles['total']:.2f} s/GB")
     targets = [
         target(
             "1 GiB relayed: xfer / magic-wormhole through its relay",
@@ -164,6 +169,7 @@ def bench_throughput(ctx: Context, failures: list[str]) -> dict:
         "ratios": ratios,
         "peak_rss_mb": rss,
         "cpu_s_per_gb": cpu,
+        "user_cpu_s_per_gb": user,
         "runs": runs,
         "notes": notes,
         "targets": targets,
@@ -171,15 +177,16 @@ def bench_throughput(ctx: Context, failures: list[str]) -> dict:
     }
 
 
-def cpu_per_gb(runs: dict[str, list[dict]], size: int) -> dict[str, dict[str, float]]:
+def cpu_per_gb(runs: dict[str, list[dict]], size: int, key: str = "cpu_s") -> dict[str, dict[str, float]]:
     """CPU seconds each process spent per GB (10^9 bytes) moved, median over the runs, and their total:
-    on 2 cores no arrangement of those processes moves more than 2 / total GB a second."""
+    on 2 cores no arrangement of those processes moves more than 2 / total GB a second. ``key``
+    ``user_s``: the user-space part only."""
     out = {}
     for kind, rs in runs.items():
-        rs = [r for r in rs if r.get("cpu_s") and None not in r["cpu_s"].values()]
+        rs = [r for r in rs if r.get(key) and None not in r[key].values()]
         if not rs:
             continue
-        roles = {role: statistics.median(r["cpu_s"][role] for r in rs) * 1e9 / size for role in rs[0]["cpu_s"]}
+        roles = {role: statistics.median(r[key][role] for r in rs) * 1e9 / size for role in rs[0][key]}
         if sum(roles.values()) > 0:  # a run shorter than a clock tick (--quick) measures no CPU at all
             out[kind] = {**roles, "total": sum(roles.values())}
     return out
