@@ -243,8 +243,8 @@ def cpu_seconds(pid: int) -> float:
     return sum(cpu_split(pid))
 
 
-def cpu_split(pid: int) -> tuple[float, float]:
-    """``cpu_seconds`` as (user, kernel)."""
+def cpu_split(pid: int | str) -> tuple[float, float]:
+    """``cpu_seconds`` as (user, kernel); ``"thread-self"`` for the calling thread's own."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / tick, int(fields[12]) / tick

@@ -157,7 +157,13 @@ def bench_throughput(ctx: Context, failures: list[str]) -> dict:
         ),
         target("1 GiB relayed: xfer / magic-wormhole direct", ratios["xfer_relayed_over_wormhole_direct"], 1.3, ">="),
         target("embedded relay / relayed xfer", ratios["xfer_embedded_over_xfer_relayed"], 1.5, ">="),
+        target("CPU per GB, all processes: xfer relayed / magic-wormhole relayed", cpu_ratio(cpu), 0.5, "<="),
+        target("CPU per GB: xfer's relay / the raw forwarder's thread", relay_ratio(cpu), 1.5, "<="),
     ]
+    log(
+        "  the same two ratios in user space alone: "
+        + ", ".join("-" if r is None else f"{r:.2f}" for r in (cpu_ratio(user), relay_ratio(user)))
+    )
     return {
         "measures": "MB/s (10^6 bytes) of one file, from the sender's process start until sender and receiver "
         "have exited; SHA-256 of every received file checked",
@@ -190,6 +196,20 @@ def cpu_per_gb(runs: dict[str, list[dict]], size: int, key: str = "cpu_s") -> di
         if sum(roles.values()) > 0:  # a run shorter than a clock tick (--quick) measures no CPU at all
             out[kind] = {**roles, "total": sum(roles.values())}
     return out
+
+
+def cpu_ratio(cpu: dict[str, dict[str, float]]) -> float | None:
+    """Issue 17: xfer relayed's CPU per GB, all processes, over magic-wormhole relayed's."""
+    if "xfer-relayed" not in cpu or "wormhole-relayed" not in cpu:
+        return None
+    return cpu["xfer-relayed"]["total"] / cpu["wormhole-relayed"]["total"]
+
+
+def relay_ratio(cpu: dict[str, dict[str, float]]) -> float | None:
+    """Issue 17: what hosting costs, ``xfer serve``'s CPU per GB (start-up left out) over the raw
+    forwarder thread's."""
+    relay, raw = cpu.get("xfer-relayed", {}).get("relay"), cpu.get("raw-forwarder", {}).get("forwarder")
+    return relay / raw if relay is not None and raw else None
 
 
 def say_agreement(runs: dict[str, list[dict]]) -> dict[str, dict]:

@@ -91,6 +91,7 @@ def run_xfer(cmd: list[str], src: Path, digest: str, work: Path, timeout: float,
         if port is None:
             relay, port = start_relay(cmd, work)
             children.append(relay)
+            started = cpu_split(relay.proc.pid)  # its start-up, left out as for wormhole's relay
         relay_addr = f"127.0.0.1:{port}"
         receiver = Child(
             "receiver",
@@ -108,14 +109,18 @@ def run_xfer(cmd: list[str], src: Path, digest: str, work: Path, timeout: float,
                 relay.signal(signal.SIGINT)
                 relay.wait(time.monotonic() + 30)
         peers = (sender, relay, receiver) if relay else (sender, receiver)
+        cpu = {c.name: c.cpu_s for c in peers}
+        user = {c.name: c.user_s for c in peers}
+        if relay and relay.cpu_s is not None and relay.user_s is not None:
+            cpu["relay"], user["relay"] = relay.cpu_s - sum(started), relay.user_s - started[0]
         return {
             "seconds": seconds,
             "total_seconds": max(sender.end, receiver.end) - receiver.start,
             "mb_s": src.stat().st_size / seconds / 1e6,
             "relay_exit": relay.rc if relay else None,
             "rss_mb": {c.name: c.rss_mb for c in peers},
-            "cpu_s": {c.name: c.cpu_s for c in peers},
-            "user_s": {c.name: c.user_s for c in peers},
+            "cpu_s": cpu,
+            "user_s": user,
         }
     finally:
         for child in children:
@@ -225,6 +230,8 @@ def run_raw(src: Path, digest: str, work: Path, timeout: float) -> dict:
 
         return threading.Thread(target=run, daemon=True)
 
+    threads_cpu: dict[str, tuple[float, float]] = {}  # each thread's own (user, kernel) seconds
+
     def pump(a: socket.socket, b: socket.socket | None, f=None) -> None:
         buf = bytearray(BLOCK)
         view = memoryview(buf)
@@ -238,6 +245,7 @@ def run_raw(src: Path, digest: str, work: Path, timeout: float) -> dict:
             pump(conn, None, f)
             f.flush()
             os.fsync(f.fileno())
+        threads_cpu["sink"] = cpu_split("thread-self")
 
     def forwarder() -> None:
         a, _ = fwd_srv.accept()
@@ -245,20 +253,22 @@ def run_raw(src: Path, digest: str, work: Path, timeout: float) -> dict:
         with a, socket.create_connection(sink_srv.getsockname(), timeout=timeout) as b:
             pump(a, b)
             b.shutdown(socket.SHUT_WR)
+        threads_cpu["forwarder"] = cpu_split("thread-self")
 
     threads = [guarded(sink), guarded(forwarder)]
     try:
         for t in threads:
             t.start()
-        start, (user_start, sys_start) = time.monotonic(), cpu_split(os.getpid())
+        start, sender_start = time.monotonic(), cpu_split("thread-self")
         with socket.create_connection(fwd_srv.getsockname(), timeout=timeout) as c, open(src, "rb") as f:
             while block := f.read(BLOCK):
                 c.sendall(block)
             c.shutdown(socket.SHUT_WR)
+            sender_end = cpu_split("thread-self")
+            threads_cpu["sender"] = (sender_end[0] - sender_start[0], sender_end[1] - sender_start[1])
             for t in threads:
                 t.join(max(0.0, start + timeout - time.monotonic()))
-        user, kernel = cpu_split(os.getpid())
-        seconds, user, cpu = time.monotonic() - start, user - user_start, user - user_start + kernel - sys_start
+        seconds = time.monotonic() - start
         if errors or any(t.is_alive() for t in threads):
             raise RuntimeError("raw forwarder: " + ("; ".join(errors) or "timed out"))
         if sha256_of(dst) != digest:
@@ -266,9 +276,9 @@ def run_raw(src: Path, digest: str, work: Path, timeout: float) -> dict:
         return {
             "seconds": seconds,
             "mb_s": src.stat().st_size / seconds / 1e6,
-            "cpu_s": {"sender, forwarder and sink": cpu},
-            "user_s": {"sender, forwarder and sink": user},
-        }  # (and this script's idle threads)
+            "cpu_s": {name: user + kernel for name, (user, kernel) in threads_cpu.items()},
+            "user_s": {name: user for name, (user, _) in threads_cpu.items()},
+        }
     finally:
         sink_srv.close()
         fwd_srv.close()
