@@ -387,6 +387,20 @@ def test_a_text_sender_that_came_and_went_is_named(phone, relay, xfer_procs, bui
     shot(phone, f"s5-texted-and-left-{'builtin' if builtin else 'hosted'}")
 
 
+def test_a_terminal_that_left_is_named_not_awaited(phone, relay, xfer_procs, tmp_path):
+    """``xfer receive`` opened the room on the relay and is stopped before any transfer: the room
+    stays around the page, which says who left (before: "Nobody else is here yet")."""
+    recv, url = receiver(xfer_procs, relay, tmp_path, "--yes")
+    open_room(phone, url)
+    wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the receiver")
+    recv.proc.send_signal(signal.SIGINT)
+    recv.wait(10)
+    wait_until(lambda: "left" in phone.inner_text("#peers-hint"), 5, "the leaving said")
+    hint = phone.inner_text("#peers-hint")
+    assert "desk (xfer) left" in hint and "yet" not in hint, hint
+    shot(phone, "s5-left")
+
+
 def test_a_page_replaced_by_another_tab_says_where_it_went(phone, relay, xfer_procs, tmp_path):
     """A tab with the same session (a duplicated tab) takes the room over: the first says it is
     open in the other tab and how to bring it back. Before: "Offline: who is here shows again…"."""

@@ -19,6 +19,7 @@ let finished = null; // leftWell's words, once it left (the session is over, and
 const offeredBy = new Set(); // terminals that offered files to this page
 const seen = new Map(); // terminal id -> {who, role, since}: what the page knew of it, kept after it left
 let wentElsewhere = null; // a sender that left without offering here while another device was in the room
+let left = null; // who left last, leaving nobody: the room is not waiting for its first terminal any more
 const ELSEWHERE_AFTER = 3000; // ms: a sender offers at once, so one that did not is busy with another device
 const active = new Set(); // running uploads and downloads: they see every message
 
@@ -87,12 +88,12 @@ async function start() {
       announce(`${gone.who} sent its files to another device and left.`);
     } else if (gone) {
       announce(`${gone.who} left.`);
+      left = gone.who;
     }
     renderPeers();
   });
   conn.addEventListener("peer-joined", (e) => {
-    finished = null;
-    wentElsewhere = null;
+    finished = wentElsewhere = left = null;
     const peer = e.detail;
     if (peer) announce(`${peerLabel(peer)} joined.`);
     if (peer && peer.role === "sender") setTimeout(renderPeers, ELSEWHERE_AFTER + 100);
@@ -125,7 +126,7 @@ function leaveRoom() {
   for (const id of ["incoming", "outgoing", "failure"]) $(id).hidden = true;
   offeredBy.clear();
   seen.clear();
-  finished = finishedWith = wentElsewhere = away = null;
+  finished = finishedWith = wentElsewhere = left = away = null;
   sayAway();
 }
 
@@ -251,7 +252,7 @@ function renderPeers() {
   list.replaceChildren(...chips);
   const others = conn.peers.size;
   const busy = conn.state === "connected" ? busyElsewhere() : null;
-  $("peers-hint").textContent = peersHint({ state: conn.state, others, finished, wentElsewhere, busy });
+  $("peers-hint").textContent = peersHint({ state: conn.state, others, finished, wentElsewhere, left, busy });
   offerShared();
   $("text-send").disabled = others === 0;
 }

@@ -13,10 +13,10 @@ export function leftWell(who, texts = 0) {
 /**
  * The hint, from the room as the page sees it: ``state`` (the connection's), ``others`` (the
  * terminals here), ``finished`` (leftWell's words, once that terminal left), ``wentElsewhere``
- * (a sender that left having sent its files to another device), ``busy`` (a sender here that
- * sends to another device).
+ * (a sender that left having sent its files to another device), ``left`` (who left last, leaving
+ * nobody), ``busy`` (a sender here that sends to another device).
  */
-export function peersHint({ state, others, finished, wentElsewhere, busy }) {
+export function peersHint({ state, others, finished, wentElsewhere, left, busy }) {
   if (others === 0 && finished) return `${finished} To send more, ${START_AGAIN}.`;
   if (others === 0 && wentElsewhere) {
     return `${wentElsewhere} sent its files to another device in this room and left. To get them here, ask for them to be sent again.`;
@@ -33,6 +33,7 @@ export function peersHint({ state, others, finished, wentElsewhere, busy }) {
     default:
       return "Offline: who is here shows again once the page is back in the room.";
   }
+  if (others === 0 && left) return `${left} left. Whoever joins this room next shows up here.`;
   if (others === 0) return "Nobody else is here yet. The computer that showed this QR code will show up here.";
   return busy ? `${busy} is sending its files to another device in this room. It sends to one at a time.` : "";
 }
