@@ -432,6 +432,24 @@ def test_another_room_in_the_address_starts_clean(phone, relay, xfer_procs, tmp_
     shot(phone, "s5-another-room")
 
 
+def test_another_room_ends_the_download_that_ran_in_the_first(phone, relay, xfer_procs, tmp_path):
+    """A new link in the address mid-download: the download ends with the first room (no "Leave
+    site?" for it, no percentage in the title, no card). Before: it stayed running for good."""
+    big = make_file(tmp_path / "report.bin", 150 * MB, 14)
+    sender = xfer_procs(["send", str(big), "--relay", relay.ws, "--json", "--no-qr", "--name", "laptop"], "send")
+    recv, url2 = receiver(xfer_procs, relay, tmp_path, "--yes")
+    open_room(phone, on_lan(sender.first_event()["url"]))
+    phone.wait_for_selector(".offer button.primary")
+    with phone.expect_download(timeout=bounded(30_000)):
+        phone.click(".offer button.primary")
+    wait_until(lambda: phone.evaluate("document.querySelector('.offer progress')?.value > 0"), 30, "progress")
+    phone.evaluate("(h) => { location.hash = h; }", url2.split("#", 1)[1])
+    ask = "() => { const e = new Event('beforeunload', { cancelable: true }); dispatchEvent(e); return e.defaultPrevented; }"
+    wait_until(lambda: phone.title() == "xfer" and not phone.evaluate(ask), 5, "the first room's download ended")
+    assert phone.locator(".offer").count() == 0
+    assert sender.proc.poll() is None  # cut off mid-file, it waits for the page to come back
+
+
 # -- 6. a reload mid-upload ------------------------------------------------------------------------
 
 
