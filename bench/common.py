@@ -173,6 +173,7 @@ class Child:
 
     def __init__(self, name: str, args: list[str], work: Path):
         self.name, self.rc, self.end, self.cpu_s = name, None, None, None
+        self.user_s: float | None = None  # of cpu_s, the part in user space (the rest is the kernel's)
         self.rss_kib = 0
         self.out_path, self.err_path = work / f"{name}.out", work / f"{name}.err"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
@@ -189,6 +190,7 @@ class Child:
         _, status, usage = os.wait4(self.proc.pid, 0)
         self.end = time.monotonic()
         self.cpu_s = usage.ru_utime + usage.ru_stime  # CPU seconds, user and kernel, all threads
+        self.user_s = usage.ru_utime
         self.rc = self.proc.returncode = os.waitstatus_to_exitcode(status)
 
     def _sample(self) -> None:
@@ -238,8 +240,14 @@ class Child:
 def cpu_seconds(pid: int) -> float:
     """CPU seconds (user and kernel, all threads) a running process has used so far: for servers
     that outlive one run, measured before and after it."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int | str) -> tuple[float, float]:
+    """``cpu_seconds`` as (user, kernel); ``"thread-self"`` for the calling thread's own."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def wait_until(check, what: str, child: Child, seconds: float):

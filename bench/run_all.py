@@ -54,7 +54,7 @@ from common import (
     wormhole_tools,
     xfer_cmd,
 )
-from transfer import run_embedded, run_raw, run_xfer
+from transfer import run_embedded, run_page_cache_write, run_raw, run_xfer
 from wormhole import WormholeServers, run_wormhole
 from xfer.units import parse_size
 
@@ -99,6 +99,7 @@ def bench_throughput(ctx: Context, failures: list[str]) -> dict:
         ("xfer-relayed", lambda: run_xfer(ctx.cmd, src, digest, ctx.work, timeout)),
         ("xfer-embedded", lambda: run_embedded(ctx.cmd, src, digest, ctx.work, timeout)),
         ("raw-forwarder", lambda: run_raw(src, digest, ctx.work, timeout)),
+        ("page-cache-write", lambda: run_page_cache_write(src, digest, ctx.work, timeout)),
     ]
     try:
         if ctx.wormhole:
@@ -136,13 +137,17 @@ def bench_throughput(ctx: Context, failures: list[str]) -> dict:
         log(f"  {kind:>18}: {fmt(s)} MB/s")
     for k, v in ratios.items():
         log(f"  {k}: {v:.2f}" if v else f"  {k}: -")
-    cpu = cpu_per_gb(runs, size)
+    cpu, user = cpu_per_gb(runs, size), cpu_per_gb(runs, size, "user_s")
     log("  CPU seconds per GB moved (user + kernel of the whole processes, start-up included; median of the runs):")
     for kind, roles in cpu.items():
         parts = " + ".join(f"{role} {seconds:.2f}" for role, seconds in roles.items() if role != "total")
         log(
             f"  {kind:>18}: {parts} = {roles['total']:.2f} s/GB -> at most {2 / roles['total'] * 1000:.0f} MB/s on 2 cores"
         )
+    log("  of which user space (the kernel's share swings with the page-cache writer's, see page-cache-write):")
+    for kind, roles in user.items():
+        parts = " + ".join(f"{role} {seconds:.2f}" for role, seconds in roles.items() if role != "total")
+        log(f"  {kind:>18}: {parts} = {roles['total']:.2f} s/GB")
     targets = [
         target(
             "1 GiB relayed: xfer / magic-wormhole through its relay",
@@ -152,7 +157,13 @@ def bench_throughput(ctx: Context, failures: list[str]) -> dict:
         ),
         target("1 GiB relayed: xfer / magic-wormhole direct", ratios["xfer_relayed_over_wormhole_direct"], 1.3, ">="),
         target("embedded relay / relayed xfer", ratios["xfer_embedded_over_xfer_relayed"], 1.5, ">="),
+        target("CPU per GB, all processes: xfer relayed / magic-wormhole relayed", cpu_ratio(cpu), 0.5, "<="),
+        target("CPU per GB: xfer's relay / the raw forwarder's thread", relay_ratio(cpu), 1.5, "<="),
     ]
+    log(
+        "  the same two ratios in user space alone: "
+        + ", ".join("-" if r is None else f"{r:.2f}" for r in (cpu_ratio(user), relay_ratio(user)))
+    )
     return {
         "measures": "MB/s (10^6 bytes) of one file, from the sender's process start until sender and receiver "
         "have exited; SHA-256 of every received file checked",
@@ -164,6 +175,7 @@ def bench_throughput(ctx: Context, failures: list[str]) -> dict:
         "ratios": ratios,
         "peak_rss_mb": rss,
         "cpu_s_per_gb": cpu,
+        "user_cpu_s_per_gb": user,
         "runs": runs,
         "notes": notes,
         "targets": targets,
@@ -171,18 +183,33 @@ def bench_throughput(ctx: Context, failures: list[str]) -> dict:
     }
 
 
-def cpu_per_gb(runs: dict[str, list[dict]], size: int) -> dict[str, dict[str, float]]:
+def cpu_per_gb(runs: dict[str, list[dict]], size: int, key: str = "cpu_s") -> dict[str, dict[str, float]]:
     """CPU seconds each process spent per GB (10^9 bytes) moved, median over the runs, and their total:
-    on 2 cores no arrangement of those processes moves more than 2 / total GB a second."""
+    on 2 cores no arrangement of those processes moves more than 2 / total GB a second. ``key``
+    ``user_s``: the user-space part only."""
     out = {}
     for kind, rs in runs.items():
-        rs = [r for r in rs if r.get("cpu_s") and None not in r["cpu_s"].values()]
+        rs = [r for r in rs if r.get(key) and None not in r[key].values()]
         if not rs:
             continue
-        roles = {role: statistics.median(r["cpu_s"][role] for r in rs) * 1e9 / size for role in rs[0]["cpu_s"]}
+        roles = {role: statistics.median(r[key][role] for r in rs) * 1e9 / size for role in rs[0][key]}
         if sum(roles.values()) > 0:  # a run shorter than a clock tick (--quick) measures no CPU at all
             out[kind] = {**roles, "total": sum(roles.values())}
     return out
+
+
+def cpu_ratio(cpu: dict[str, dict[str, float]]) -> float | None:
+    """Issue 17: xfer relayed's CPU per GB, all processes, over magic-wormhole relayed's."""
+    if "xfer-relayed" not in cpu or "wormhole-relayed" not in cpu:
+        return None
+    return cpu["xfer-relayed"]["total"] / cpu["wormhole-relayed"]["total"]
+
+
+def relay_ratio(cpu: dict[str, dict[str, float]]) -> float | None:
+    """Issue 17: what hosting costs, ``xfer serve``'s CPU per GB (start-up left out) over the raw
+    forwarder thread's."""
+    relay, raw = cpu.get("xfer-relayed", {}).get("relay"), cpu.get("raw-forwarder", {}).get("forwarder")
+    return relay / raw if relay is not None and raw else None
 
 
 def say_agreement(runs: dict[str, list[dict]]) -> dict[str, dict]:

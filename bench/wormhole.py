@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from common import Child, cpu_seconds, free_port, sha256_of, wait_for_port, wait_until
+from common import Child, cpu_seconds, cpu_split, free_port, sha256_of, wait_for_port, wait_until
 
 
 class WormholeServers:
@@ -122,6 +122,7 @@ def run_wormhole(
 
     transit = next(c for c in servers.children if c.name == "wormhole-transit")
     transit_cpu = cpu_seconds(transit.proc.pid)
+    transit_user = cpu_split(transit.proc.pid)[0]
     try:
         if sender_first:
             sender = start_sender()
@@ -168,6 +169,11 @@ def run_wormhole(
                 "sender": sender.cpu_s,
                 "receiver": receiver.cpu_s,
                 **({"relay": cpu_seconds(transit.proc.pid) - transit_cpu} if relayed else {}),
+            },
+            "user_s": {
+                "sender": sender.user_s,
+                "receiver": receiver.user_s,
+                **({"relay": cpu_split(transit.proc.pid)[0] - transit_user} if relayed else {}),
             },
         }
     finally:

@@ -82,10 +82,15 @@ def test_suite_quick(tmp_path):
         for label, value in result["headline"].items():
             assert value > 0, (name, label, value)
         for t in result["targets"]:
-            assert t["measured"] is not None or not wormhole_installed(), (name, t)
+            # CPU per GB of a 1 MB run can be under a clock tick (10 ms): no ratio then
+            cpu = t["target"].startswith("CPU per GB")
+            assert t["measured"] is not None or not wormhole_installed() or cpu, (name, t)
     throughput = report["benchmarks"]["throughput"]
-    for kind in ("xfer-relayed", "xfer-embedded", "raw-forwarder"):
+    for kind in ("xfer-relayed", "xfer-embedded", "raw-forwarder", "page-cache-write"):
         assert throughput["mb_s"][kind]["median"] > 0, kind
+    for run in throughput["runs"]["xfer-relayed"]:  # the user-space part of each process's CPU
+        assert set(run["user_s"]) == set(run["cpu_s"]) == {"sender", "relay", "receiver"}
+        assert all(0 <= run["user_s"][role] <= run["cpu_s"][role] for role in run["cpu_s"]), run
     memory = report["benchmarks"]["memory"]["peak_rss_mb"]
     for rss in memory.values():
         for role in ("sender", "relay", "receiver"):

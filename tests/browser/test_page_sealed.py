@@ -237,6 +237,9 @@ def test_a_relay_that_flips_a_byte_of_a_chunk_gets_a_failed_download(trusting, r
         assert "tampered" in trusting.inner_text("body")
         card = trusting.inner_text(".offer")  # the card says why too, not a drop to come back from
         assert "tampered" in card and "Once the page is back" not in card, card
+        assert trusting.inner_text("#status-text") == "Stopped"  # the box above says why, once
+        hint = trusting.inner_text("#peers-hint")  # no comeback promised: it stopped for good
+        assert "Offline" not in hint and "scan the QR code again" in hint, hint
         shot(trusting, "sealed-tampered")
     finally:
         tap.close()

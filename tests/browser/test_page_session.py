@@ -363,6 +363,93 @@ def test_a_second_phone_is_told_the_files_went_to_another(browser, playwright, p
         context.close()
 
 
+def text_sender(xfer_procs, *extra: str):
+    """``xfer send --text`` opening a room (on ``extra``'s relay, else its own) as laptop."""
+    args = ["send", "--text", "see you at 5", "--json", "--no-qr", "--name", "laptop", *extra]
+    return xfer_procs(args, f"text-{time.monotonic_ns()}")
+
+
+@pytest.mark.parametrize("builtin", [False, True], ids=["hosted", "builtin"])
+def test_a_text_sender_that_came_and_went_is_named(phone, relay, xfer_procs, builtin):
+    """``xfer send --text`` gives the page its text and leaves. Before: "Nobody else is here
+    yet" (hosted relay) or "Room closed" and "Nobody is here any more" (its own relay); now who
+    sent a text and left, and with its own relay the session is over: "Finished"."""
+    sender = text_sender(xfer_procs, *(["--host", "127.0.0.1"] if builtin else ["--relay", relay.ws]))
+    phone.set_viewport_size({"width": 360, "height": 740})
+    phone.goto(on_lan(sender.first_event()["url"]))  # not open_room: "Connected" may be over before it looks
+    phone.locator(".bubble:not(.mine)").first.wait_for()
+    assert sender.wait(30) == 0, sender.stderr
+    wait_until(lambda: "left" in phone.inner_text("#peers-hint"), 5, "the sender's leaving said")
+    hint = phone.inner_text("#peers-hint")
+    assert "laptop (xfer) sent a text and left" in hint and "Nobody" not in hint, hint
+    if builtin:
+        phone.wait_for_selector("#status[data-state=finished]")
+    shot(phone, f"s5-texted-and-left-{'builtin' if builtin else 'hosted'}")
+
+
+def test_a_terminal_that_left_is_named_not_awaited(phone, relay, xfer_procs, tmp_path):
+    """``xfer receive`` opened the room on the relay and is stopped before any transfer: the room
+    stays around the page, which says who left (before: "Nobody else is here yet")."""
+    recv, url = receiver(xfer_procs, relay, tmp_path, "--yes")
+    open_room(phone, url)
+    wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the receiver")
+    recv.proc.send_signal(signal.SIGINT)
+    recv.wait(10)
+    wait_until(lambda: "left" in phone.inner_text("#peers-hint"), 5, "the leaving said")
+    hint = phone.inner_text("#peers-hint")
+    assert "desk (xfer) left" in hint and "yet" not in hint, hint
+    shot(phone, "s5-left")
+
+
+def test_a_page_replaced_by_another_tab_says_where_it_went(phone, relay, xfer_procs, tmp_path):
+    """A tab with the same session (a duplicated tab) takes the room over: the first says it is
+    open in the other tab and how to bring it back. Before: "Offline: who is here shows again…"."""
+    recv, url = receiver(xfer_procs, relay, tmp_path, "--yes")
+    open_room(phone, url)
+    session = phone.evaluate("sessionStorage.getItem('xfer-session')")
+    other = phone.context.new_page()
+    other.add_init_script(f"sessionStorage.setItem('xfer-session', '{session}')")
+    open_room(other, url)
+    phone.wait_for_selector("#status[data-state=closed]")
+    hint = phone.inner_text("#peers-hint")
+    assert "open in another tab" in hint and "Offline" not in hint, hint
+    assert phone.inner_text("#status-text") == "Open in another tab" and phone.is_visible("#retry")
+    shot(phone, "s5-replaced")
+
+
+def test_another_room_in_the_address_starts_clean(phone, relay, xfer_procs, tmp_path):
+    """A new link in the address (the # changes): the page joins that room, and what it showed
+    of the first one (its texts, who left it) goes. Before: the first room's texts stayed."""
+    first = text_sender(xfer_procs, "--relay", relay.ws)
+    open_room(phone, on_lan(first.first_event()["url"]))
+    phone.locator(".bubble:not(.mine)").first.wait_for()
+    recv, url = receiver(xfer_procs, relay, tmp_path, "--yes")
+    phone.evaluate("(h) => { location.hash = h; }", url.split("#", 1)[1])
+    wait_until(lambda: "desk" in phone.inner_text("#peers"), 10, "the second room's receiver")
+    assert phone.locator(".bubble").count() == 0
+    assert "laptop" not in phone.inner_text("#room")
+    assert phone.inner_text("#room-code") == url.split("#", 1)[1].split(".")[0]
+    shot(phone, "s5-another-room")
+
+
+def test_another_room_ends_the_download_that_ran_in_the_first(phone, relay, xfer_procs, tmp_path):
+    """A new link in the address mid-download: the download ends with the first room (no "Leave
+    site?" for it, no percentage in the title, no card). Before: it stayed running for good."""
+    big = make_file(tmp_path / "report.bin", 150 * MB, 14)
+    sender = xfer_procs(["send", str(big), "--relay", relay.ws, "--json", "--no-qr", "--name", "laptop"], "send")
+    recv, url2 = receiver(xfer_procs, relay, tmp_path, "--yes")
+    open_room(phone, on_lan(sender.first_event()["url"]))
+    phone.wait_for_selector(".offer button.primary")
+    with phone.expect_download(timeout=bounded(30_000)):
+        phone.click(".offer button.primary")
+    wait_until(lambda: phone.evaluate("document.querySelector('.offer progress')?.value > 0"), 30, "progress")
+    phone.evaluate("(h) => { location.hash = h; }", url2.split("#", 1)[1])
+    ask = "() => { const e = new Event('beforeunload', { cancelable: true }); dispatchEvent(e); return e.defaultPrevented; }"
+    wait_until(lambda: phone.title() == "xfer" and not phone.evaluate(ask), 5, "the first room's download ended")
+    assert phone.locator(".offer").count() == 0
+    assert sender.proc.poll() is None  # cut off mid-file, it waits for the page to come back
+
+
 # -- 6. a reload mid-upload ------------------------------------------------------------------------
 
 

@@ -53,6 +53,7 @@ PAGE_FILES = {
     "guard.js": "text/javascript; charset=utf-8",
     "hasher.js": "text/javascript; charset=utf-8",
     "hashing.js": "text/javascript; charset=utf-8",
+    "hints.js": "text/javascript; charset=utf-8",
     "hkdf.js": "text/javascript; charset=utf-8",
     "protocol.js": "text/javascript; charset=utf-8",
     "saver.js": "text/javascript; charset=utf-8",

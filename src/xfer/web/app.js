@@ -2,6 +2,7 @@
 
 import { absenceNote, watchAbsence } from "./absence.js";
 import { RoomConnection } from "./connection.js";
+import { leftWell, peersHint } from "./hints.js";
 import { BUILTIN_RELAY, CLOSE, MAX_PEER_NAME, MAX_TEXT, cleanText, deviceName, humanSize, parseLink } from "./protocol.js";
 import { forgetShared, registerShareWorker, sharedCard, sharedItems } from "./shared.js";
 import { PREVIEW_MAX, fetchCapped, preview, previewType, saveBlob, shareButton } from "./received.js";
@@ -13,11 +14,12 @@ import { $, batchBar, copyText, el, fileName, peerLabel, transferRow } from "./u
 let conn = null;
 let countdown = 0;
 let pendingName = null; // a rename that waits for the transfers to end
-let finishedWith = null; // {id, who}: the terminal the last transfer ended well with, while no other runs
-let finished = null; // who finished and left (the session is over, and it went well)
+let finishedWith = null; // {id, who, texts}: the terminal the last transfer ended well with (or that only sent texts), while no other runs
+let finished = null; // leftWell's words, once it left (the session is over, and it went well)
 const offeredBy = new Set(); // terminals that offered files to this page
 const seen = new Map(); // terminal id -> {who, role, since}: what the page knew of it, kept after it left
 let wentElsewhere = null; // a sender that left without offering here while another device was in the room
+let left = null; // who left last, leaving nobody: the room is not waiting for its first terminal any more
 const ELSEWHERE_AFTER = 3000; // ms: a sender offers at once, so one that did not is busy with another device
 const active = new Set(); // running uploads and downloads: they see every message
 
@@ -50,7 +52,7 @@ async function start() {
   const fragment = location.hash.replace(/^#/, "");
   const link = parseLink(fragment);
   const mine = ++starts;
-  if (conn) conn.close();
+  if (conn) leaveRoom();
   conn = null;
   if (!link) {
     // There is no code to type on the page: the link holds the room's key, so only the QR code will do.
@@ -78,24 +80,20 @@ async function start() {
   conn.addEventListener("peer-left", (e) => {
     for (const t of [...active]) t.handle({ type: "peer-left", peer_id: e.detail });
     const gone = seen.get(e.detail);
-    if (gone && gone.role === "sender" && !offeredBy.has(e.detail) && (gone.elsewhere || anotherDevice())) {
+    if (finishedWith && finishedWith.id === e.detail && !active.size && !conn.peers.size) {
+      finished = leftWell(finishedWith.who, finishedWith.texts);
+      announce(finished);
+    } else if (gone && gone.role === "sender" && !offeredBy.has(e.detail) && (gone.elsewhere || anotherDevice())) {
       wentElsewhere = gone.who;
       announce(`${gone.who} sent its files to another device and left.`);
-    } else if (finishedWith && finishedWith.id === e.detail && !active.size && !conn.peers.size) {
-      announce(`${finishedWith.who} finished and left.`);
     } else if (gone) {
       announce(`${gone.who} left.`);
+      left = gone.who;
     }
     renderPeers();
-    offerShared();
-    if (finishedWith && finishedWith.id === e.detail && !active.size && !conn.peers.size) {
-      finished = finishedWith.who;
-      renderPeers();
-    }
   });
   conn.addEventListener("peer-joined", (e) => {
-    finished = null;
-    wentElsewhere = null;
+    finished = wentElsewhere = left = null;
     const peer = e.detail;
     if (peer) announce(`${peerLabel(peer)} joined.`);
     if (peer && peer.role === "sender") setTimeout(renderPeers, ELSEWHERE_AFTER + 100);
@@ -118,6 +116,20 @@ function showJoin(message) {
 
 window.addEventListener("hashchange", start);
 
+/** Another link in the address: the page goes to that room, and what it showed of this one goes
+ * (its transfers end: their connection is gone for good). */
+function leaveRoom() {
+  conn.failure = "The page went to another room.";
+  conn.close();
+  for (const t of [...active]) if (t.fail) t.fail(new Error(conn.failure)); else t.disconnected(); // an upload would wait to resume
+  for (const id of ["messages", "offers", "transfers"]) $(id).replaceChildren();
+  for (const id of ["incoming", "outgoing", "failure"]) $(id).hidden = true;
+  offeredBy.clear();
+  seen.clear();
+  finished = finishedWith = wentElsewhere = left = away = null;
+  sayAway();
+}
+
 function setStatus(state, text, retry = false) {
   $("status").dataset.state = state;
   $("status-text").textContent = text;
@@ -134,9 +146,11 @@ function roomGone() {
   return !conn || conn.stopped || ["closed", "replaced", "failed", "not-found", "wrong-link"].includes(conn.state);
 }
 
-/** The transfer with ``id`` ended well: if that terminal now leaves, the session is over. */
-function endedWell(id) {
-  finishedWith = active.size ? null : { id, who: nameOf(id) };
+/** The transfer with ``id`` ended well (or it sent a text: ``text``): if that terminal now leaves, the session is over. */
+function endedWell(id, text = false) {
+  const same = finishedWith?.id === id;
+  if (text && same && !finishedWith.texts) return; // a text after its transfer: it still finished
+  finishedWith = active.size ? null : { id, who: nameOf(id), texts: text ? (same ? finishedWith.texts : 0) + 1 : 0 };
 }
 
 /** The socket dropped right after a transfer that ended well, and nobody else is here: with its
@@ -149,11 +163,11 @@ function sessionOver(state) {
 function showState({ state, until, message, gone }) {
   clearInterval(countdown);
   if (sessionOver(state)) {
-    finished = finished || finishedWith.who;
+    finished = finished || leftWell(finishedWith.who, finishedWith.texts);
     conn.close();
     setStatus("finished", "Finished");
     retireAgain();
-    announce(`${finished} finished and left.`);
+    announce(finished);
     renderPeers();
     return;
   }
@@ -193,8 +207,8 @@ function showState({ state, until, message, gone }) {
     case "replaced":
       setStatus("closed", "Open in another tab", true);
       break;
-    default:
-      setStatus("closed", message || "Cannot join");
+    default: // stopped for good: the header says so briefly, the box above the room says why
+      setStatus("closed", message ? "Stopped" : "Cannot join");
       if (message) {
         announce(message);
         showFailure(message);
@@ -238,24 +252,9 @@ function renderPeers() {
   list.replaceChildren(...chips);
   const others = conn.peers.size;
   const busy = conn.state === "connected" ? busyElsewhere() : null;
-  const hint = $("peers-hint");
-  hint.textContent = peersHint(others, busy);
+  $("peers-hint").textContent = peersHint({ state: conn.state, others, finished, wentElsewhere, left, busy });
   offerShared();
   $("text-send").disabled = others === 0;
-}
-
-/** The line under the chips: what the room is waiting for, or how it ended. */
-function peersHint(others, busy) {
-  if (others === 0 && finished) {
-    return `${finished} finished and left. To send more, start xfer on the computer again and scan its new QR code.`;
-  }
-  if (others === 0 && wentElsewhere) {
-    return `${wentElsewhere} sent its files to another device in this room and left. To get them here, ask for them to be sent again.`;
-  }
-  if (conn.state === "closed") return "Nobody is here any more. To go on, start xfer on the computer again and scan its new QR code.";
-  if (conn.state !== "connected") return "Offline: who is here shows again once the page is back in the room.";
-  if (others === 0) return "Nobody else is here yet. The computer that showed this QR code will show up here.";
-  return busy ? `${busy} is sending its files to another device in this room. It sends to one at a time.` : "";
 }
 
 /** Another device here (a page, or a peer the page has no keys with): the relay lists it, the page cannot name it. */
@@ -549,6 +548,7 @@ function showText(msg) {
   if (typeof msg.text !== "string") return;
   addBubble(nameOf(msg.from), msg.text, false);
   announce(`Text from ${nameOf(msg.from)}`);
+  endedWell(msg.from, true); // a sender that only texts leaves after it (xfer send --text)
 }
 
 function addBubble(who, text, mine) {
