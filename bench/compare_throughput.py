@@ -18,45 +18,14 @@ from __future__ import annotations
 
 import argparse
 import compileall
-import os
 import statistics
 import tempfile
-import types
 from pathlib import Path
 
-import common
 from common import make_source
 from compare_fixed_cost import tree_cmd
 from transfer import run_embedded, run_xfer
 from xfer.units import parse_size
-
-
-class _Rusage:
-    """Each child's user and kernel CPU seconds apart (``common.Child`` keeps only their sum):
-    the kernel's share swings with the VM's memory (bench/README), so the user share is the one to compare."""
-
-    def __init__(self) -> None:
-        self.usage: dict[int, tuple[float, float]] = {}
-        self.children: list[common.Child] = []
-        wait4, init = os.wait4, common.Child.__init__
-
-        def recorded_wait4(pid: int, options: int):  # type: ignore[no-untyped-def]
-            found = wait4(pid, options)
-            self.usage[found[0]] = (found[2].ru_utime, found[2].ru_stime)
-            return found
-
-        def registered(child: common.Child, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-            init(child, *args, **kwargs)
-            self.children.append(child)
-
-        common.os = types.SimpleNamespace(**{**vars(os), "wait4": recorded_wait4})  # type: ignore[assignment]
-        common.Child.__init__ = registered  # type: ignore[method-assign]
-
-    def take(self) -> dict[str, tuple[float, float]]:
-        """(user, kernel) CPU seconds of each child since the last call, by name."""
-        found = {c.name: self.usage.get(c.proc.pid, (0.0, 0.0)) for c in self.children}
-        self.children.clear()
-        return found
 
 
 def main() -> int:
@@ -77,14 +46,10 @@ def main() -> int:
     digest = make_source(source, size)
     cases = {"": run_xfer, " embedded": run_embedded} if args.embedded else {"": run_xfer}
     runs: dict[str, list[dict]] = {name + case: [] for case in cases for name in trees}
-    rusage = _Rusage()
     for _ in range(args.repeat):
         for case, run in cases.items():
             for name, cmd in trees.items():
-                rusage.take()
-                found = run(cmd, source, digest, work, 60 + size / 1e6)
-                found["user_sys_s"] = rusage.take()
-                runs[name + case].append(found)
+                runs[name + case].append(run(cmd, source, digest, work, 60 + size / 1e6))
     base: dict[str, float] = {}
     for name, rs in runs.items():
         case = name[name.find(" ") :] if " " in name else ""
@@ -94,16 +59,14 @@ def main() -> int:
         first = base.setdefault(case, median)
         roles = {role: statistics.median(r["cpu_s"][role] for r in rs) / (size / 1e9) for role in rs[0]["cpu_s"]}
         split = ", ".join(f"{role} {seconds:.2f}" for role, seconds in roles.items())
-        user_sys = ", ".join(
-            f"{role} {statistics.median(r['user_sys_s'][role][0] for r in rs) / (size / 1e9):.2f}"
-            f"/{statistics.median(r['user_sys_s'][role][1] for r in rs) / (size / 1e9):.2f}"
-            for role in rs[0]["cpu_s"]
-        )
+        # the user-space part apart: the kernel's swings with the VM's memory (bench/README, the page-cache tax)
+        user = {role: [r["user_s"][role] / (size / 1e9) for r in rs] for role in rs[0]["user_s"]}
+        users = ", ".join(f"{role} {statistics.median(each):.2f}" for role, each in user.items())
         print(
             f"{name:>14}: {median:6.1f} MB/s ({min(mb_s):.1f}-{max(mb_s):.1f}), "
             f"{statistics.median(cpu):.2f} CPU s/GB ({split}), {median / first:.2f}x the first tree\n"
-            f"{'':>14}  user/kernel CPU s/GB: {user_sys}; receiver's user per run: "
-            + " ".join(f"{r['user_sys_s']['receiver'][0] / (size / 1e9):.2f}" for r in rs)
+            f"{'':>16}user CPU s/GB: {users}; receiver's in each run: "
+            + " ".join(f"{seconds:.2f}" for seconds in user.get("receiver", []))
         )
     return 0
 
