@@ -26,6 +26,7 @@ from xfer.protocol import (
 )
 from xfer.protocol.closes import Close
 from xfer.protocol.frames import MAX_BINARY_FRAME, Chunk, encode_chunk
+from xfer.protocol.message_fields import MAX_CONTROL_FRAME
 from xfer.protocol.messages import Subscribe
 from xfer.relay import RelayLimits
 from xfer.relay.local import open_local
@@ -330,9 +331,13 @@ def test_texts_the_direct_path_does_not_pass_get_the_apps_answer():
             await a.send(serialize(Hello(version=PROTOCOL_VERSION, room="1", role="peer", name="again")))
             assert await closed_with(a) == Close.PROTOCOL
             assert len(routed) == 3
-            for hostile, code in ((b"{not json", Close.PROTOCOL), (b"\xff\xfe", 1007)):
+            too_long = '{"type":"text","text":"' + "x" * MAX_CONTROL_FRAME + '"}'  # under the frame limit
+            for hostile, code in ((b"{not json", Close.PROTOCOL), (b"\xff\xfe", 1007), (too_long, Close.PROTOCOL)):
                 (c, idc), (d, idd) = await pair(relay)
-                c.transport.write(bytes((0x81, 0x80 | len(hostile))) + bytes(4) + hostile)  # a mask of zeros
+                if isinstance(hostile, bytes):
+                    c.transport.write(bytes((0x81, 0x80 | len(hostile))) + bytes(4) + hostile)  # a mask of zeros
+                else:
+                    await c.send(hostile)
                 assert await closed_with(c) == code
                 assert (await recv_message(d)).type == "peer-left"  # and nothing before it
                 await d.close()
