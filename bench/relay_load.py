@@ -1,8 +1,10 @@
 """Load on one xfer relay from asyncio clients that speak the protocol (``xfer.protocol``) directly.
 
 - ``round_trip``: two peers in a room ping-pong ``text`` messages through the relay; the
-  time of each round trip (A sends, B answers, A has the answer), and the same pair of
-  clients against a bare WebSocket echo server in this process (no relay) for comparison.
+  time of each round trip (A sends, B answers, A has the answer), and the same clients
+  against a bare WebSocket echo server in this process (no relay) and through a bare
+  forwarder process, the cases taking turns. ``python bench/relay_load.py round-trip
+  --relay NAME=PORT ...`` runs it in a process of its own (what ``run_all.py`` does).
 - ``idle_connections``: N peers join rooms and stay idle; the relay's RSS before and after.
 - ``rooms``: N rooms, each a sender and a receiver moving one small file at once, in full
   protocol (offer, accept, file-start, chunks, file-end, ack, verified, done); SHA-256 checked.
@@ -14,11 +16,15 @@ relay is started with ``--joins-per-minute`` high enough.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import gc
 import hashlib
+import json
 import os
 import secrets
 import statistics
+import subprocess
 import sys
 import time
 
@@ -101,67 +107,94 @@ def percentiles(samples: list[float]) -> dict:
     }
 
 
-async def _ping_pong(a, b, n: int, warmup: int) -> list[float]:
-    async def echo() -> None:
-        for _ in range(n + warmup):
-            frame = await b.recv()
-            message = parse_message(frame) if isinstance(frame, str) else None
-            while not isinstance(message, Text):
-                frame = await b.recv()
-                message = parse_message(frame) if isinstance(frame, str) else None
-            await b.send(serialize(Text(text=message.text)))
+class _Pair:
+    """One timed path: ``a`` sends a text message, and has it back once the far side answered
+    (``b``, a peer that echoes each ``Text``; None: the server itself echoes)."""
 
-    task = asyncio.create_task(echo())
-    samples = []
-    try:
-        for i in range(n + warmup):
+    def __init__(self, a, b=None, close=()):
+        self.a, self.b, self.close = a, b, close
+        self.samples: list[float] = []
+        self.sent = 0
+        self.echo = asyncio.create_task(self._echo()) if b is not None else None
+
+    async def _echo(self) -> None:
+        while True:
+            message = await next_of(self.b, Text)
+            await self.b.send(serialize(Text(text=message.text)))
+
+    async def run(self, count: int, timed: bool) -> None:
+        for _ in range(count):
+            text = f"ping {self.sent}"
+            self.sent += 1
             start = time.perf_counter()
-            await a.send(serialize(Text(text=f"ping {i}")))
-            answer = await next_of(a, Text)
+            await self.a.send(serialize(Text(text=text)))
+            answer = await next_of(self.a, Text)
             elapsed = time.perf_counter() - start
-            if answer.text != f"ping {i}":
-                raise RuntimeError(f"round trip {i}: got {answer.text!r}")
-            if i >= warmup:
-                samples.append(elapsed)
-        await task
-    finally:
-        task.cancel()
-    return samples
+            if answer.text != text:
+                raise RuntimeError(f"round trip {self.sent}: got {answer.text!r}")
+            if timed:
+                self.samples.append(elapsed)
+
+    async def aclose(self) -> None:
+        if self.echo is not None:
+            self.echo.cancel()
+        await asyncio.gather(*(ws.close() for ws in self.close), return_exceptions=True)
 
 
-async def round_trip(port: int, n: int = 1000, warmup: int = 50) -> dict:
-    """p50/p99 (seconds) of ``n`` text round trips through the relay, and through a bare echo server."""
+async def _relay_pair(port: int) -> _Pair:
     a, opened = await join(port, "", "receiver", True)  # the relay names the room (its nameplate)
-    room = opened.room or ""
+    b, _ = await join(port, opened.room or "", "sender", False)
+    await next_of(a, PeerJoined)
+    return _Pair(a, b, (a, b))
+
+
+async def _echo_handler(ws) -> None:  # the relay's job, minus everything the relay does
+    async for frame in ws:
+        await ws.send(frame)
+
+
+async def round_trip(port: int | dict[str, int], n: int = 1000, warmup: int = 50, block: int = 50) -> dict:
+    """p50/p99 (seconds) of ``n`` text round trips through the relay, a bare echo server
+    and a bare forwarder; several relays when ``port`` is a dict (name: port).
+
+    The cases take turns in blocks of ``block`` round trips, so a busy minute of the
+    machine lands on each alike. The garbage collector of this process is off while it
+    measures (its heap frozen first): a collection here is this process's pause, not the
+    relay's, and would land on whichever case was running."""
+    ports = {"relay": port} if isinstance(port, int) else dict(port)
+    pairs: dict[str, _Pair] = {}
+    forwarder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _BARE_FORWARDER, stdout=asyncio.subprocess.PIPE
+    )
     try:
-        b, _ = await join(port, room, "sender", False)
-        try:
-            await next_of(a, PeerJoined)
-            relay = await _ping_pong(a, b, n, warmup)
-        finally:
-            await b.close()
+        async with serve(_echo_handler, "127.0.0.1", 0, compression=None) as server:
+            for name, relay_port in ports.items():
+                pairs[name] = await _relay_pair(relay_port)
+            echo = await connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/", compression=None, proxy=None)
+            pairs["echo_no_relay"] = _Pair(echo, close=(echo,))
+            assert forwarder.stdout is not None
+            bare_port = int(await asyncio.wait_for(forwarder.stdout.readline(), 30))
+            fa = await connect(f"ws://127.0.0.1:{bare_port}/", compression=None, proxy=None)
+            fb = await connect(f"ws://127.0.0.1:{bare_port}/", compression=None, proxy=None)
+            await asyncio.sleep(0.2)  # both of the forwarder's handlers registered
+            pairs["bare_forwarder"] = _Pair(fa, fb, (fa, fb))
+            for pair in pairs.values():
+                await pair.run(warmup, timed=False)
+            gc.collect()
+            gc.freeze()
+            gc.disable()
+            try:
+                for done in range(0, n, block):
+                    for pair in pairs.values():
+                        await pair.run(min(block, n - done), timed=True)
+            finally:
+                gc.enable()
+                gc.unfreeze()
     finally:
-        await a.close()
-
-    async def echo_handler(ws) -> None:  # the relay's job, minus everything the relay does
-        async for frame in ws:
-            await ws.send(frame)
-
-    async with serve(echo_handler, "127.0.0.1", 0, compression=None) as server:
-        echo_port = server.sockets[0].getsockname()[1]
-        ws = await connect(f"ws://127.0.0.1:{echo_port}/", compression=None, proxy=None)
-        try:
-            direct = []
-            for i in range(n + warmup):
-                start = time.perf_counter()
-                await ws.send(serialize(Text(text=f"ping {i}")))
-                parse_message(await ws.recv())
-                if i >= warmup:
-                    direct.append(time.perf_counter() - start)
-        finally:
-            await ws.close()
-    bare = await bare_forwarder_round_trip(n, warmup)
-    return {"relay": percentiles(relay), "echo_no_relay": percentiles(direct), "bare_forwarder": percentiles(bare)}
+        await asyncio.gather(*(pair.aclose() for pair in pairs.values()), return_exceptions=True)
+        forwarder.kill()
+        await forwarder.wait()
+    return {name: percentiles(pair.samples) for name, pair in pairs.items()}
 
 
 # A relay reduced to forwarding: a websockets server in its own process that sends every frame
@@ -186,23 +219,6 @@ async def main():
         await asyncio.Future()
 asyncio.run(main())
 """
-
-
-async def bare_forwarder_round_trip(n: int, warmup: int = 50) -> list[float]:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", _BARE_FORWARDER, stdout=asyncio.subprocess.PIPE)
-    try:
-        port = int(await asyncio.wait_for(proc.stdout.readline(), 30))
-        a = await connect(f"ws://127.0.0.1:{port}/", compression=None, proxy=None)
-        b = await connect(f"ws://127.0.0.1:{port}/", compression=None, proxy=None)
-        try:
-            await asyncio.sleep(0.2)  # both handlers registered
-            return await _ping_pong(a, b, n, warmup)
-        finally:
-            await a.close()
-            await b.close()
-    finally:
-        proc.kill()
-        await proc.wait()
 
 
 def _status_kib(pid: int, field: str) -> int:
@@ -362,3 +378,33 @@ async def _settled_rss(pid: int, enough: int, seconds: float) -> int:
         await asyncio.sleep(0.25)
         rss = _status_kib(pid, "VmRSS")
     return rss
+
+
+def round_trip_apart(ports: dict[str, int], n: int, timeout: float = 300) -> dict:
+    """``round_trip`` in a process of its own: no other threads (a benchmark's samplers), no
+    large heap of its own, nothing else on its event loop."""
+    args = [sys.executable, os.path.abspath(__file__), "round-trip", "--messages", str(n)]
+    args += [f"--relay={name}={port}" for name, port in ports.items()]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode:
+        raise RuntimeError(f"round trips failed: {done.stderr.strip()[-500:]}")
+    result: dict = json.loads(done.stdout)
+    return result
+
+
+def main() -> int:
+    """``round-trip``: the clients of ``round_trip`` in a process of their own, the figures as JSON."""
+    ap = argparse.ArgumentParser(description="text round trips through running relays (seconds, as JSON)")
+    ap.add_argument("case", choices=["round-trip"])
+    ap.add_argument("--relay", action="append", required=True, metavar="NAME=PORT")
+    ap.add_argument("--messages", type=int, default=1000)
+    ap.add_argument("--block", type=int, default=50)
+    args = ap.parse_args()
+    ports = {name: int(port) for name, _, port in (r.partition("=") for r in args.relay)}
+    result = asyncio.run(asyncio.wait_for(round_trip(ports, args.messages, block=args.block), 300))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -288,29 +288,73 @@ def bench_fixed_cost(ctx: Context, failures: list[str]) -> dict:
 # -- 4: round trip ---------------------------------------------------------------------------------
 
 
+QUIET_MS = 0.5  # issue 17: the relay's p99 counts where the bare forwarder's p99 is under this
+
+
 def bench_round_trip(ctx: Context, failures: list[str]) -> dict:
+    """Rounds of ``relay_load.round_trip`` (up to 5, fewer once one finds the machine quiet:
+    the bare forwarder's p99 under 0.5 ms); the target is read in the round whose bare
+    forwarder had the lowest p99, as issue 17 words it (\"where the bare forwarder is under
+    0.5 ms in the same minute\")."""
     n = ctx.args.messages or (100 if ctx.quick else 1000)
     relay, port = start_relay(ctx.cmd, ctx.work, name="rtt-relay")
+    rounds: list[dict] = []
     try:
-        result = asyncio.run(asyncio.wait_for(relay_load.round_trip(port, n), 120))
+        for _ in range(1 if ctx.quick else 5):
+            load = os.getloadavg()[0]
+            result = relay_load.round_trip_apart({"relay": port}, n)
+            ms = {k: {q: v * 1000 if q != "n" else v for q, v in p.items()} for k, p in result.items()}
+            rounds.append({"load_average": round(load, 2), "ms": ms})
+            log(f"  round {len(rounds)} (load {load:.1f})")
+            for k, p in ms.items():
+                log(
+                    f"  {k:>14}: p50 {p['p50']:.3f} ms, p99 {p['p99']:.3f} ms (min {p['min']:.3f}, "
+                    f"max {p['max']:.3f}; n={p['n']})"
+                )
+            if ms["bare_forwarder"]["p99"] < QUIET_MS:
+                break
     finally:
         relay.stop()
-    ms = {k: {q: v * 1000 if q not in ("n",) else v for q, v in p.items()} for k, p in result.items()}
-    for k, p in ms.items():
-        log(
-            f"  {k:>14}: p50 {p['p50']:.3f} ms, p99 {p['p99']:.3f} ms (min {p['min']:.3f}, max {p['max']:.3f}; "
-            f"n={p['n']})"
-        )
+    quietest = min(rounds, key=lambda r: r["ms"]["bare_forwarder"]["p99"])
+    ms = quietest["ms"]
+    quiet = ms["bare_forwarder"]["p99"] < QUIET_MS
+    notes = (
+        []
+        if quiet
+        else [
+            f"the bare forwarder's p99 was not under {QUIET_MS} ms in any round (lowest "
+            f"{ms['bare_forwarder']['p99']:.2f} ms): the machine's own tail is in every figure"
+        ]
+    )
+    for note in notes:
+        log("  NOTE: " + note)
     return {
         "measures": "milliseconds per round trip of a text message between two peers in a room (A sends, the "
         "relay forwards, B answers, the relay forwards, A has it); both clients are asyncio "
-        "websockets clients in this process; echo_no_relay: the same client against a bare "
-        "WebSocket echo server in this process; bare_forwarder: the same two clients through a "
-        "websockets server in another process that only forwards frames",
+        "websockets clients in a process of their own, its garbage collector off while it measures; "
+        "echo_no_relay: a client of that process against a bare WebSocket echo server in it; "
+        "bare_forwarder: two such clients through a websockets server in another process that only "
+        "forwards frames; the three cases take turns in blocks of 50 round trips. ms: the round "
+        "whose bare forwarder had the lowest p99; rounds: every round",
         "messages": n,
         "ms": ms,
-        "targets": [target("text round trip p99 (ms)", ms["relay"]["p99"], 1.0, "<=", " ms")],
-        "headline": {"relay_p50_ms": ms["relay"]["p50"], "relay_p99_ms": ms["relay"]["p99"]},
+        "rounds": rounds,
+        "machine_quiet": quiet,
+        "notes": notes,
+        "targets": [
+            target(
+                "text round trip p99 (ms), in the round with the quietest bare forwarder",
+                ms["relay"]["p99"],
+                1.0,
+                "<=",
+                " ms",
+            )
+        ],
+        "headline": {
+            "relay_p50_ms": ms["relay"]["p50"],
+            "relay_p99_ms": ms["relay"]["p99"],
+            "bare_forwarder_p99_ms": ms["bare_forwarder"]["p99"],
+        },
     }
 
 

@@ -280,3 +280,33 @@ def test_the_relay_holds_messages_to_its_own_limits():
             await a.close(), await b.close()
 
     run_async(main())
+
+
+def test_xfer_serve_freezes_what_its_start_up_made():
+    """Full garbage collections in ``xfer serve`` skip the objects of its start-up (about 40,000:
+    one collection of them took 50-75 ms, a pause of every room's frames, issue 17)."""
+    import gc
+    import io
+
+    from rich.console import Console
+
+    from xfer.cli.serve import _serve
+    from xfer.relay import RelayServer, bind_socket
+
+    async def main():
+        server = RelayServer(bind_socket("127.0.0.1", 0))
+        gc.unfreeze()  # an in-process command of another test may have frozen this process
+        serving = asyncio.create_task(_serve(server, None, Console(file=io.StringIO())))
+        try:
+            for _ in range(100):  # bounded: 5 s
+                if server.server.started:
+                    break
+                await asyncio.sleep(0.05)
+            assert server.server.started
+            assert gc.get_freeze_count() > 10_000
+        finally:
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
+            gc.unfreeze()
+
+    run_async(main())

@@ -12,9 +12,22 @@ from websockets.asyncio.client import connect
 
 from conftest import bounded, run_async
 from peers import PROTOCOL_VERSION, Relay, closed_with, fresh_nameplate, recv_message
-from xfer.protocol import Hello, PeerJoined, Text, parse_chunk, parse_message, serialize
+from xfer.protocol import (
+    Accept,
+    Error,
+    FileInfo,
+    Hello,
+    Offer,
+    PeerJoined,
+    Text,
+    parse_chunk,
+    parse_message,
+    serialize,
+)
 from xfer.protocol.closes import Close
 from xfer.protocol.frames import MAX_BINARY_FRAME, Chunk, encode_chunk
+from xfer.protocol.message_fields import MAX_CONTROL_FRAME
+from xfer.protocol.messages import Subscribe
 from xfer.relay import RelayLimits
 from xfer.relay.local import open_local
 from xfer.relay.wire import WireProtocol
@@ -23,15 +36,16 @@ MiB = 1024 * 1024
 FLOOD = 48  # MiB a sender tries to push at a receiver that stopped reading
 
 
-def chunks_routed_by_app(server) -> list[bytes]:
-    """Record each chunk that reaches the app's ``route`` (the path that is not direct)."""
+def chunks_routed_by_app(server, texts: bool = False) -> list:
+    """Record each chunk (or with ``texts``, each text message) that reaches the app's
+    ``route`` (the path that is not direct)."""
     relay = server.app.state.relay
-    routed: list[bytes] = []
+    routed: list = []
     route = relay.route
 
     async def counting(conn, text, data):
-        if data is not None:
-            routed.append(data)
+        if (text if texts else data) is not None:
+            routed.append(text if texts else data)
         return await route(conn, text, data)
 
     relay.route = counting
@@ -273,5 +287,127 @@ def test_chunks_to_a_peer_in_the_relays_own_process_go_directly_and_wait_for_roo
             assert routed == []
             await a.close()
             await local.close()
+
+    run_async(main())
+
+
+def test_texts_between_peers_skip_the_app_with_their_sender_set_by_the_relay():
+    """A peer's text messages go from its socket to their receivers' without the app (the
+    round trip of issue 17), checked as the app checks them: a ``from`` the peer wrote is
+    replaced by its own id, a message to everyone reaches every other peer."""
+
+    async def main():
+        async with Relay() as relay:
+            routed = chunks_routed_by_app(relay.server, texts=True)
+            (a, ida), (b, idb), (c, idc) = await pair(relay, third=True)
+            for i in range(20):
+                await a.send(serialize(Text(to=idb, text=f"to b {i}", sender=idc)))  # a forged "from"
+                assert await recv_message(b) == Text(to=idb, text=f"to b {i}", sender=ida)
+            await a.send(serialize(Text(text="to all")))
+            for ws in (b, c):
+                assert await recv_message(ws) == Text(text="to all", sender=ida)
+            await b.send(serialize(Text(to=ida, text="ünïcode ✓")))
+            assert await recv_message(a) == Text(to=ida, text="ünïcode ✓", sender=idb)
+            assert routed == []
+            for ws in (a, b, c):
+                await ws.close()
+
+    run_async(main())
+
+
+def test_texts_the_direct_path_does_not_pass_get_the_apps_answer():
+    """To nobody: the app's no-such-peer; not a message between peers, not JSON, not UTF-8:
+    the connection is closed as before."""
+
+    async def main():
+        async with Relay() as relay:
+            routed = chunks_routed_by_app(relay.server, texts=True)
+            (a, ida), (b, idb) = await pair(relay)
+            await a.send(serialize(Text(to=99, text="nobody")))
+            error = await recv_message(a)
+            assert isinstance(error, Error) and error.code == "no-such-peer"
+            await a.send(serialize(Text(to=ida, text="myself")))
+            assert (await recv_message(a)).code == "no-such-peer"
+            await a.send(serialize(Hello(version=PROTOCOL_VERSION, room="1", role="peer", name="again")))
+            assert await closed_with(a) == Close.PROTOCOL
+            assert len(routed) == 3
+            too_long = '{"type":"text","text":"' + "x" * MAX_CONTROL_FRAME + '"}'  # under the frame limit
+            for hostile, code in ((b"{not json", Close.PROTOCOL), (b"\xff\xfe", 1007), (too_long, Close.PROTOCOL)):
+                (c, idc), (d, idd) = await pair(relay)
+                if isinstance(hostile, bytes):
+                    c.transport.write(bytes((0x81, 0x80 | len(hostile))) + bytes(4) + hostile)  # a mask of zeros
+                else:
+                    await c.send(hostile)
+                assert await closed_with(c) == code
+                assert (await recv_message(d)).type == "peer-left"  # and nothing before it
+                await d.close()
+            await b.close()
+
+    run_async(main())
+
+
+def test_an_offer_to_a_page_and_its_download_accept_still_reach_the_download_bridge():
+    async def main():
+        async with Relay() as relay:
+            bridge = relay.server.app.state.relay.downloads
+            room = fresh_nameplate()
+            laptop, w_laptop = await relay.join(room, role="sender", create=True, name="laptop")
+            page = await connect(relay.url, compression=None)
+            await page.send(
+                serialize(Hello(version=PROTOCOL_VERSION, room=room, role="peer", name="phone", client="xfer-web/1"))
+            )
+            w_page = await recv_message(page)
+            assert isinstance(await recv_message(laptop), PeerJoined)
+            offer = Offer(to=w_page.peer_id, transfer=5, window=MiB, files=(FileInfo(name="a.bin", size=10),))
+            await laptop.send(serialize(offer))
+            assert isinstance(await recv_message(page), Offer)
+            assert (room, w_page.peer_id) in bridge.offers
+            await page.send(serialize(Accept(to=w_laptop.peer_id, transfer=5, download="ab" * 16)))
+            assert isinstance(await recv_message(laptop), Accept)
+            assert (room, w_page.peer_id) in bridge.by_page
+            await laptop.close()
+            await page.close()
+
+    run_async(main())
+
+
+def test_texts_to_a_peer_in_the_relays_own_process_go_directly_and_change_its_fan_out():
+    async def main():
+        async with Relay() as relay:
+            app_relay = relay.server.app.state.relay
+            routed = chunks_routed_by_app(relay.server, texts=True)
+            room = fresh_nameplate()
+            local = await open_local(app_relay, room, role="sender", name="here", create=True)
+            a, wa = await relay.join(room)
+            assert isinstance(await asyncio.wait_for(local.recv(), bounded(5)), PeerJoined)
+            await a.send(serialize(Subscribe(to=local.peer_id, transfer=7)))
+            assert await asyncio.wait_for(local.recv(), bounded(5)) == Subscribe(
+                to=local.peer_id, transfer=7, sender=wa.peer_id
+            )
+            assert app_relay.room.targets(room, local.peer_id, None, 7) == [
+                app_relay.room.member(room, wa.peer_id).handle
+            ]
+            assert routed == []
+            await a.close()
+            await local.close()
+
+    run_async(main())
+
+
+def test_the_direct_path_keeps_a_peers_message_budget():
+    """Texts over the budget wait in the app for their turn, in order, as before."""
+
+    async def main():
+        async with Relay(RelayLimits(control_messages_per_second=40)) as relay:
+            (a, ida), (b, idb) = await pair(relay)
+            started = time.monotonic()
+            for i in range(80):
+                await a.send(serialize(Text(to=idb, text=f"t{i}")))
+            for i in range(80):
+                assert (await recv_message(b)).text == f"t{i}"
+            took = time.monotonic() - started
+            assert took >= 0.9, took  # a burst of 40 at once, then 40 at 40 a second
+            await a.close()
+            await b.close()
 
     run_async(main())

@@ -46,7 +46,7 @@ from .download import DownloadBridge
 from .memory import Memory
 from .peer import PeerConnection
 from .web import HostCheck, env_hosts, origin_allowed, own_names, page_routes
-from .wire import wire_of
+from .wire import Door, wire_of
 
 log = logging.getLogger("xfer.relay")
 
@@ -199,7 +199,8 @@ class Relay:
             if event["type"] == "websocket.disconnect":
                 return
             text, data = event.get("text"), event.get("bytes")
-            wait = 0.0 if event.get("charged") else budget.charge(text, data, loop.time())  # wire.py charged it
+            # wire.py charged it already, and says how long to wait
+            wait = event.get("wait", 0.0) if event.get("charged") else budget.charge(text, data, loop.time())
             if wait > 0:  # over its budget: its socket is not read meanwhile (uvicorn reads on when we do)
                 await asyncio.sleep(wait)
             if not await self.route(conn, text, data):
@@ -223,6 +224,35 @@ class Relay:
             if getattr(target, "wire", None) is None:  # another relay's peer, or not attached yet
                 return None
         return targets
+
+    def direct_text(self, peer: PeerConnection, text: str) -> tuple[str, list[Door]] | None:
+        """A text message from ``peer`` as it goes on, and the doors it goes through, when it
+        may skip ``route`` (wire.py): a message between peers that parses (as ``route`` parses
+        it), to peers of this relay whose buffers have room (on WebSockets, or in its own
+        process), that the download bridge leaves alone. The room notes it, as ``route`` does.
+        None: ``route`` it, which checks, refuses, waits and routes all the rest."""
+        if peer.info is None or peer.room is None or peer.dead:
+            return None
+        try:
+            message = parse_message(text, limits=self.limits)
+        except ProtocolError:
+            return None
+        me, room = peer.info.id, peer.room
+        targets = self.room.targets(room, me, message.to or None) if message.routed else None
+        if targets is None or not self.downloads.passes(message, targets):
+            return None
+        doors: list[Door] = []
+        for target in targets:
+            door: Door | None = getattr(target, "wire", None)
+            if door is None:  # another relay's peer, or not attached yet
+                return None
+            if target.dead or door.shut:
+                continue  # gone: an awaited send to it did nothing either
+            if not door.ready:
+                return None  # full: route's send waits for it
+            doors.append(door)
+        self.room.note(room, me, message)
+        return serialize(replace(message, sender=me)), doors
 
     async def route(self, conn: Handle, text: str | None, data: bytes | None) -> bool:
         """Check one frame from ``conn`` and pass it on; False when ``conn`` was closed for it."""

@@ -132,8 +132,8 @@ class DownloadBridge(HttpSide):
             return consumed and not targets
         if isinstance(message, Offer):
             for peer in targets:
-                if peer.relay_id is None and peer.info is not None and peer.info.client.startswith(WEB_CLIENT):
-                    self.offers[(room, peer.info.id)] = replace(message, sender=me)  # a page of this relay
+                if _a_page_here(peer):
+                    self.offers[(room, _id(peer))] = replace(message, sender=me)  # a page of this relay
             return False
         if isinstance(message, Accept) and message.download is not None:
             # The page's own relay streams its downloads; on the sender's relay (through Redis) it is a plain accept.
@@ -151,6 +151,13 @@ class DownloadBridge(HttpSide):
             if me == d.sender and message is not None and getattr(message, "transfer", None) == d.transfer:
                 await self._from_sender(d, message, wait=not from_bus)
         return False
+
+    def passes(self, message: Message, targets: list[Handle]) -> bool:
+        """Whether ``intercept`` would leave this message between peers alone (nothing to note,
+        nothing to take): the relay may then pass it on without asking (``wire.py``)."""
+        if self.by_page or isinstance(message, Accept) and message.download is not None:
+            return False
+        return not isinstance(message, Offer) or not any(_a_page_here(peer) for peer in targets)
 
     def _here(self, room: str, peer_id: int) -> bool:
         """Whether ``peer_id`` is connected to this relay (not to another one sharing the room)."""
@@ -338,3 +345,8 @@ __all__ = ["DownloadBridge", "QuietAborts", "content_disposition"]
 
 def _id(peer: Handle) -> int:
     return peer.info.id if peer.info is not None else 0
+
+
+def _a_page_here(peer: Handle) -> bool:
+    """A page (the web client) connected to this relay: the bridge may stream downloads to it."""
+    return peer.relay_id is None and peer.info is not None and peer.info.client.startswith(WEB_CLIENT)

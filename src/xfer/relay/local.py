@@ -50,7 +50,7 @@ class LocalPeer:
     def ready(self) -> bool:
         return not self.queue.full()
 
-    def deliver(self, data: bytes) -> None:
+    def deliver(self, data: bytes | str) -> None:
         self.queue.put_nowait(data)
 
     def wait(self, source: WireProtocol, timeout: float) -> None:

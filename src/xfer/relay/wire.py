@@ -1,4 +1,4 @@
-"""The relay's WebSocket protocol: chunks pass from one peer's socket to another's without ASGI.
+"""The relay's WebSocket protocol: chunks and texts pass from one peer's socket to another's without ASGI.
 
 uvicorn's websockets-sansio protocol hands every frame to the ASGI app through a queue:
 websockets' reader copies it three or four times, Starlette wraps it, and ``Relay.route``
@@ -16,12 +16,21 @@ transport, as a frame header and the unmasked payload, when nothing stands in it
 
 A destination whose write buffer is full holds the chunk, and the peer's socket is not
 read until it drains (what an awaited send did); one that takes none of it for
-``send_timeout`` is dropped. Every other frame takes the app's lane as before: text and
-control frames through websockets, and chunks it must check, refuse or route otherwise
-(forged, to nobody, to other relays or the relay's own process, a page's download) as
-already read. Anything the framing does not expect (a fragment, an extension's bits, an
-unmasked or oversized frame) hands the rest of the connection to websockets, which fails
-it as it always did. Before the peer joined, every frame goes through websockets.
+``send_timeout`` is dropped.
+
+A text message goes the same way (the relay's round trip, issue 17) when its lane is idle,
+its budget lets it through now, and ``Relay.direct_text`` parses it as ``route`` would into
+a message between peers, to peers of this relay whose buffers have room, that the download
+bridge leaves alone; the room notes it and its ``from`` is the peer's own id, as in
+``route``. Otherwise the app gets it as read (with what the budget said).
+
+Every other frame takes the app's lane as before: control frames through websockets, and
+chunks and texts it must check, refuse or route otherwise (forged, to nobody, to other
+relays, a page's download, a full destination) as already read. A text that is not UTF-8
+goes to websockets, which fails the connection for it. Anything the framing does not expect
+(a fragment, an extension's bits, an unmasked or oversized frame) hands the rest of the
+connection to websockets, which fails it as it always did. Before the peer joined, every
+frame goes through websockets.
 """
 
 from __future__ import annotations
@@ -55,15 +64,17 @@ _CLOSE_GRACE = 1.0  # seconds a stopping relay waits for a peer to answer its cl
 _SHORT = struct.Struct("!BBH")
 _LONG = struct.Struct("!BBQ")
 _BINARY = 0x82  # FIN and the binary opcode
+_TEXT = 0x81  # FIN and the text opcode
 
 
-def frame_header(size: int) -> bytes:
-    """The header of an unmasked (server to client) binary frame of ``size`` payload bytes."""
+def frame_header(size: int, first: int = _BINARY) -> bytes:
+    """The header of an unmasked (server to client) frame of ``size`` payload bytes (binary,
+    or text with ``first`` 0x81)."""
     if size < 126:
-        return bytes((_BINARY, size))
+        return bytes((first, size))
     if size < 65536:
-        return _SHORT.pack(_BINARY, 126, size)
-    return _LONG.pack(_BINARY, 127, size)
+        return _SHORT.pack(first, 126, size)
+    return _LONG.pack(first, 127, size)
 
 
 class WireProtocol(WebSocketsSansIOProtocol):
@@ -247,10 +258,11 @@ class WireProtocol(WebSocketsSansIOProtocol):
                 self._need = total
                 break
             self._need = 0
-            if first & 0x0F == 2 and self._peer is not None:
+            opcode = first & 0x0F
+            if opcode == 2 and self._peer is not None:
                 if not self._chunk(start + head, start + total):
                     return  # held: the frame stays at _start
-            else:
+            elif opcode != 1 or self._peer is None or not self._text(start + head, start + total):
                 super().data_received(bytes(buf[start : start + total]))  # websockets and uvicorn's handling
             self._start = start + total
             self._last = total
@@ -281,7 +293,7 @@ class WireProtocol(WebSocketsSansIOProtocol):
         if self.close_sent:
             return True  # the app is past its close (uvicorn drops frames then too)
         if self._lane_busy or not self.queue.empty():
-            self._to_app(data, charged)  # behind frames the app has not handled yet
+            self._to_app({"bytes": data, "charged": charged})  # behind frames the app has not handled yet
             return True
         peer, relay, budget = self._peer, self._relay, self._budget
         assert peer is not None and relay is not None and budget is not None
@@ -294,7 +306,7 @@ class WireProtocol(WebSocketsSansIOProtocol):
                 return False
         targets = relay.direct_targets(peer, data)
         if targets is None:
-            self._to_app(data, True)
+            self._to_app({"bytes": data, "charged": True})
             return True
         doors: list[Door] = []
         for target in targets:
@@ -311,10 +323,36 @@ class WireProtocol(WebSocketsSansIOProtocol):
             door.deliver(data)
         return True
 
-    def _to_app(self, data: bytes, charged: bool) -> None:
-        # as uvicorn queues a message; ``charged``: the budget counted it already
-        event: Any = {"type": "websocket.receive", "bytes": data, "charged": charged}
-        self.queue.put_nowait(event)
+    def _text(self, at: int, end: int) -> bool:
+        """Pass on the text frame whose payload is buf[at:end], or give it to the app; False
+        when it is not UTF-8 (websockets fails the connection for it, as it always did)."""
+        buf = self._buf
+        assert buf is not None
+        try:
+            text = apply_mask(memoryview(buf)[at:end], bytes(buf[at - 4 : at])).decode()
+        except UnicodeDecodeError:
+            return False
+        if self.close_sent:
+            return True  # the app is past its close (uvicorn drops frames then too)
+        if self._lane_busy or not self.queue.empty():
+            self._to_app({"text": text})  # behind frames the app has not handled yet
+            return True
+        peer, relay, budget = self._peer, self._relay, self._budget
+        assert peer is not None and relay is not None and budget is not None
+        wait = budget.charge(text, None, self.loop.time())
+        passed = relay.direct_text(peer, text) if wait <= 0 else None
+        if passed is None:
+            self._to_app({"text": text, "charged": True, "wait": wait})  # the app waits, then checks and routes it
+            return True
+        message, doors = passed
+        for door in doors:
+            door.deliver(message)
+        return True
+
+    def _to_app(self, event: dict[str, Any]) -> None:
+        # as uvicorn queues a message; ``charged``: the budget counted it already (``wait``: the seconds it said)
+        event["type"] = "websocket.receive"
+        self.queue.put_nowait(event)  # type: ignore[arg-type]
         if not self.read_paused:
             self.read_paused = True
             self.transport.pause_reading()
@@ -342,8 +380,12 @@ class WireProtocol(WebSocketsSansIOProtocol):
     def ready(self) -> bool:
         return self.writable.is_set()
 
-    def deliver(self, data: bytes) -> None:
-        self.transport.writelines((frame_header(len(data)), data))
+    def deliver(self, data: bytes | str) -> None:
+        if isinstance(data, str):  # a text message: small
+            payload = data.encode()
+            self.transport.write(frame_header(len(payload), _TEXT) + payload)
+        else:
+            self.transport.writelines((frame_header(len(data)), data))
 
     def wait(self, source: WireProtocol, timeout: float) -> None:
         """``source`` holds a chunk until this peer's buffer drains; a peer that stays full is dropped."""
@@ -372,7 +414,8 @@ class Door(Protocol):
     def ready(self) -> bool:
         """It takes a chunk now."""
 
-    def deliver(self, data: bytes) -> None: ...
+    def deliver(self, data: bytes | str) -> None:
+        """Send a chunk (bytes) or a text message (str) on; ``ready`` said it may."""
 
     def wait(self, source: WireProtocol, timeout: float) -> None:
         """Release ``source`` (its held chunk) once ready, or once it is found stuck after ``timeout``."""
