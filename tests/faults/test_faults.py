@@ -169,6 +169,7 @@ class StallingProxy:
                 while stall.is_set():
                     time.sleep(0.05)  # hold the bytes: nothing closes, nothing arrives
                 dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)  # pass the end on, as a network does (else a closing side waits 10 s)
         except OSError:
             pass
 
@@ -225,6 +226,10 @@ def test_stalled_network_is_noticed_by_keepalive(tmp_path, procs, source):
         noticed = time.monotonic() - stalled_at
         assert any(e["event"] == "peer-left" for e in safe_events(sender)), sender.stderr
         assert noticed < bounded(8)  # keepalive 1 s: ping + 1 s timeout, with room for a busy machine
+        deadline = stalled_at + bounded(8)  # the receiver notices as soon, not after a close handshake's 10 s
+        while "interrupted" not in [e["event"] for e in safe_events(receiver)] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "interrupted" in [e["event"] for e in safe_events(receiver)], receiver.stderr
         # The receiver notices too, reconnects (a fresh connection through the proxy flows), and finishes.
         assert receiver.wait(90) == 0, receiver.stderr
         assert sender.wait(30) == 0, sender.stderr
