@@ -166,7 +166,7 @@ def test_sender_waiting_for_its_first_receiver_survives_a_relay_blip(tmp_path, p
     source = make_file(tmp_path / "f.bin", 3 * 1000 * 1000, 21)
     port = free_port()
     relay = serve(procs, tmp_path, port)
-    opts = ["--relay", f"127.0.0.1:{port}", "--json", "--keepalive", "1", "--peer-timeout", "3"]
+    opts = ["--relay", f"127.0.0.1:{port}", "--json", "--keepalive", "1", "--peer-timeout", "1.5"]
     sender = procs(["send", str(source), *opts], tmp_path, "send")
     code = sender.first_event()["code"]
     time.sleep(0.5)
@@ -174,7 +174,7 @@ def test_sender_waiting_for_its_first_receiver_survives_a_relay_blip(tmp_path, p
     relay.wait(10)
     time.sleep(1)
     serve(procs, tmp_path, port, "serve2")
-    time.sleep(3 + 3)  # well past --peer-timeout
+    time.sleep(1.5 + 2)  # well past --peer-timeout
     assert sender.proc.poll() is None, sender.stdout
     assert "reconnected" in [e["event"] for e in safe_events(sender)]
     out = tmp_path / "out"
