@@ -79,8 +79,8 @@ def test_a_text_through_xfer_serve_ends_with_done_in_json(tmp_path, relay_proces
 
 
 def test_a_built_in_relay_gone_with_its_sender_is_named_as_such(tmp_path, procs):
-    make_file(tmp_path / "big.bin", 3_000_000, 3)
-    args = ["send", "big.bin", "--host", "127.0.0.1", "--limit-rate", "200KB", "--json"]
+    make_file(tmp_path / "big.bin", 8_000_000, 3)  # 8 s: the first progress (1 MiB) comes after 1
+    args = ["send", "big.bin", "--host", "127.0.0.1", "--limit-rate", "1MB", "--json"]
     sender = procs(args, tmp_path, "send")
     room = sender.first_event()
     receiver = procs(

@@ -106,6 +106,9 @@ async def open_room(
             open_timeout=open_timeout,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
+            # a link that missed its pong waits no longer for the relay's answer to its close
+            # (over a stalled network it never comes; websockets' default is 10 s more)
+            close_timeout=10.0 if ping_timeout is None else min(10.0, ping_timeout),
             user_agent_header=CLIENT,
             write_limit=256 * 1024,
         )
