@@ -346,7 +346,9 @@ def test_reload_rejoins_the_room(phone, relay, xfer_procs, tmp_path):
     wait_until(lambda: events_of(recv, "peer-joined"), 10, "the page joining")
     phone.reload()
     phone.wait_for_selector("#status[data-state=connected]")
-    assert "desk (xfer)" in phone.inner_text("#peers")
+    # the terminal shows once the reloaded page and it have greeted each other (its name is
+    # sealed), a round trip after the relay's welcome that set the status
+    wait_until(lambda: "desk (xfer)" in phone.inner_text("#peers"), 10, "the receiver's sealed name")
     wait_until(
         lambda: len(events_of(recv, "peer-joined")) == 2 and events_of(recv, "peer-left"),
         10,
