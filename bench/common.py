@@ -388,12 +388,17 @@ def run_cases(
 
     With ``max_repeat``, rounds go on until the last three runs of every case agree within
     ``within`` (see ``agreement``), or ``max_repeat`` rounds have run. Each run records the
-    load average at its end (``load``) so that a figure is never read without it."""
+    load average at its end (``load``) so that a figure is never read without it.
+
+    Each round starts one case further on (round 2 with the second case, ...), so no case
+    always runs in the same place: on this VM the case after another's deleted gigabyte paid
+    the page-cache tax more often (see bench/README.md)."""
     runs: dict[str, list[dict]] = {kind: [] for kind, _ in cases}
     i = 0
     while True:
         i += 1
-        for kind, fn in cases:
+        turn = (i - 1) % len(cases)
+        for kind, fn in cases[turn:] + cases[:turn]:
             try:
                 r = fn()
             except Exception as exc:  # noqa: BLE001 -- recorded; the exit status becomes 1
