@@ -9,6 +9,22 @@ import asyncio
 from typing import Protocol
 
 
+def frame_head(buf: bytearray, start: int, have: int) -> tuple[int, int, int, int] | None:
+    """The WebSocket frame at ``buf[start:]``, of which ``have`` bytes are there: its first and
+    second bytes, its payload's size and its header's length (a mask's 4 bytes not counted);
+    None while the header is not whole."""
+    if have < 2:
+        return None
+    first, second = buf[start], buf[start + 1]
+    size, head = second & 0x7F, 2
+    if size >= 126:
+        head = 4 if size == 126 else 10
+        if have < head:
+            return None
+        size = int.from_bytes(buf[start + 2 : start + head], "big")
+    return first, second, size, head
+
+
 class Reader(Protocol):
     """What ``BufferedReads`` hands the transport's calls to."""
 

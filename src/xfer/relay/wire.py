@@ -45,7 +45,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 
 from ..protocol.closes import Close
-from ..reads import BufferedReads
+from ..reads import BufferedReads, frame_head
 from .budget import Budget
 
 try:
@@ -240,15 +240,10 @@ class WireProtocol(WebSocketsSansIOProtocol):
             if buf is None:
                 return
             have = self._end - start
-            if have < 2:
+            frame = frame_head(buf, start, have)
+            if frame is None:
                 break
-            first, second = buf[start], buf[start + 1]
-            size, head = second & 0x7F, 2
-            if size >= 126:
-                head = 4 if size == 126 else 10
-                if have < head:
-                    break
-                size = int.from_bytes(buf[start + 2 : start + head], "big")
+            first, second, size, head = frame
             head += 4  # the mask (checked below)
             if first & 0x70 or not first & 0x80 or not first & 0x0F or not second & 0x80 or size > self._max_size:
                 self._give_up()  # an extension's bits, a fragment, unmasked or too big: websockets says

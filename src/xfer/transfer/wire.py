@@ -30,7 +30,7 @@ from websockets.frames import DATA_OPCODES, Frame
 from websockets.protocol import OPEN
 from websockets.typing import Data
 
-from ..reads import BufferedReads
+from ..reads import BufferedReads, frame_head
 
 _FIRST_READ = 64 * 1024  # a read while the next frame's size is unknown; bigger frames are read to their end
 _BINARY = 0x2
@@ -175,15 +175,10 @@ class ChunkConnection(ClientConnection):
         while self._chunk is None and not self._gave_up:
             start = self._start
             have = self._end - start
-            if have < 2:
+            frame = frame_head(buf, start, have)
+            if frame is None:
                 break
-            first, second = buf[start], buf[start + 1]
-            size, head = second & 0x7F, 2
-            if size >= 126:
-                head = 4 if size == 126 else 10
-                if have < head:
-                    break
-                size = int.from_bytes(buf[start + 2 : start + head], "big")
+            first, second, size, head = frame
             if first & 0x70 or not first & 0x80 or not first & 0x0F or second & 0x80 or size > self._limit:
                 self._give_up()  # an extension's bits, a fragment, masked or too big: websockets says
                 return
