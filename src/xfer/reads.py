@@ -41,6 +41,26 @@ class Reader(Protocol):
     def resume_writing(self) -> None: ...
 
 
+def feed(reader: Reader, data: bytes) -> None:
+    """Bytes a transport handed over as an object (before ``take_reads``, or a transport that
+    only does that) go through ``reader``'s buffer all the same."""
+    view, at = memoryview(data), 0
+    while at < len(data):
+        room = reader.get_buffer(len(data) - at)
+        n = min(len(room), len(data) - at)
+        room[:n] = view[at : at + n]
+        at += n
+        reader.buffer_updated(n)
+
+
+def take_reads(reader: Reader, transport: asyncio.BaseTransport) -> None:
+    """From now on ``transport`` reads into ``reader``'s buffer, if ``reader`` is still its
+    protocol and it is not closing."""
+    current: object = transport.get_protocol()
+    if current is reader and not transport.is_closing():
+        transport.set_protocol(BufferedReads(reader))
+
+
 class BufferedReads(asyncio.BufferedProtocol):
     """The transport's protocol once the WebSocket is open: reads land in ``reader``'s buffer."""
 

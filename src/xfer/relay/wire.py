@@ -45,7 +45,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 
 from ..protocol.closes import Close
-from ..reads import BufferedReads, frame_head
+from ..reads import feed, frame_head, take_reads
 from .budget import Budget
 
 try:
@@ -145,18 +145,10 @@ class WireProtocol(WebSocketsSansIOProtocol):
                 self._framing = True
                 self.loop.call_soon(self._take_reads)
             return
-        view, at = memoryview(data), 0
-        while at < len(data):  # before _take_reads, or on a transport that only hands over bytes
-            room = self.get_buffer(-1)
-            n = min(len(room), len(data) - at)
-            room[:n] = view[at : at + n]
-            at += n
-            self.buffer_updated(n)
+        feed(self, data)
 
     def _take_reads(self) -> None:
-        # After h11's upgrade made us the transport's protocol: reads go into our buffer from now on
-        if self.transport.get_protocol() is self and not self.transport.is_closing():
-            self.transport.set_protocol(BufferedReads(self))
+        take_reads(self, self.transport)  # h11's upgrade has made us the transport's protocol
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

@@ -30,7 +30,7 @@ from websockets.frames import DATA_OPCODES, Frame
 from websockets.protocol import OPEN
 from websockets.typing import Data
 
-from ..reads import BufferedReads, frame_head
+from ..reads import feed, frame_head, take_reads
 
 _FIRST_READ = 64 * 1024  # a read while the next frame's size is unknown; bigger frames are read to their end
 _BINARY = 0x2
@@ -116,17 +116,10 @@ class ChunkConnection(ClientConnection):
                 self._limit = min((n for n in sizes if n is not None), default=self._limit)  # as websockets refuses
                 self.loop.call_soon(self._take_reads)
             return
-        view, at = memoryview(data), 0
-        while at < len(data):  # before _take_reads, or on a transport that only hands over bytes
-            room = self.get_buffer(len(data) - at)
-            n = min(len(room), len(data) - at)
-            room[:n] = view[at : at + n]
-            at += n
-            self.buffer_updated(n)
+        feed(self, data)
 
     def _take_reads(self) -> None:
-        if self.transport.get_protocol() is self and not self.transport.is_closing():
-            self.transport.set_protocol(BufferedReads(self))
+        take_reads(self, self.transport)
 
     def process_event(self, event: Any) -> None:
         super().process_event(event)
