@@ -92,7 +92,7 @@ class ChannelPart(RedisCore):
                 self._subscribed.clear()
             finally:
                 try:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8
                 except FAILURES:
                     pass
             await asyncio.sleep(min(1.0, self.expiry / 4))
