@@ -22,7 +22,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from common import make_source
+from common import FreedPagesHeld, make_source
 from compare_fixed_cost import tree_cmd
 from transfer import run_embedded, run_xfer
 from xfer.units import parse_size
@@ -34,6 +34,9 @@ def main() -> int:
     ap.add_argument("--size", default="200MB")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--embedded", action="store_true", help="also the case where the receiver hosts the relay")
+    ap.add_argument(
+        "--page-reporting-as-is", action="store_true", help="do not hold freed pages (see run_all.py's option)"
+    )
     args = ap.parse_args()
     trees = {}
     for arg in args.trees:
@@ -46,10 +49,13 @@ def main() -> int:
     digest = make_source(source, size)
     cases = {"": run_xfer, " embedded": run_embedded} if args.embedded else {"": run_xfer}
     runs: dict[str, list[dict]] = {name + case: [] for case in cases for name in trees}
-    for _ in range(args.repeat):
-        for case, run in cases.items():
-            for name, cmd in trees.items():
-                runs[name + case].append(run(cmd, source, digest, work, 60 + size / 1e6))
+    with FreedPagesHeld(not args.page_reporting_as_is) as pages:
+        if pages.note:
+            print(f"NOTE: {pages.note}")
+        for _ in range(args.repeat):
+            for case, run in cases.items():
+                for name, cmd in trees.items():
+                    runs[name + case].append(run(cmd, source, digest, work, 60 + size / 1e6))
     base: dict[str, float] = {}
     for name, rs in runs.items():
         case = name[name.find(" ") :] if " " in name else ""
