@@ -3,7 +3,7 @@
 By default glibc serves a block of 128 KiB or more with a fresh memory mapping and gives
 the top of its heap back to the system as soon as 128 KiB there are free, raising both
 thresholds only after it has freed a mapped block of a larger size. A transfer allocates
-and frees a few blocks of 256 KiB for every frame (the frame read, the sealed or opened
+and frees a few blocks of a frame's size for every frame (the frame read, the sealed or opened
 payload, the frame written), so whether those come from reused heap or from new pages
 depended on which sizes happened to be freed first: with one order the sender took
 127,000 page faults for 300 MB, with another 16,000 (issue 17).

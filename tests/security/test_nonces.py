@@ -22,7 +22,7 @@ import pytest
 
 from conftest import free_port, leftovers, make_file, serve, sha256_of, wait_progress
 from xfer.protocol import Chunk, FileInfo, Offer, PeerInfo, PeerJoined, PeerLeft, keys
-from xfer.protocol.frames import parse_chunk
+from xfer.protocol.frames import DEFAULT_CHUNK_SIZE, parse_chunk
 from xfer.protocol.guard import Deliver, Guard, _Pair
 from xfer.protocol.machine import Send
 from xfer.protocol.message_keys import Pake, b64encode
@@ -303,8 +303,9 @@ def test_real_processes_never_seal_with_a_key_and_nonce_twice(tmp_path, procs, c
         first.wait(10)
         if case == "receiver-lost-its-tail":  # as a power cut loses what was not yet on disk
             [partial] = [p for p in outs[0].iterdir() if p.name.endswith(".xfer-part")]
+            assert partial.stat().st_size >= 2 * DEFAULT_CHUNK_SIZE  # (a quarter of the file was written)
             with open(partial, "r+b") as f:
-                f.truncate(4 * 256 * 1024)  # on a chunk boundary: the offsets of the first round again
+                f.truncate(2 * DEFAULT_CHUNK_SIZE)  # on a chunk boundary: the offsets of the first round again
         receivers = [receiver(1, outs[0])]
         outs = outs[:1]
     else:
@@ -327,7 +328,7 @@ def test_real_processes_never_seal_with_a_key_and_nonce_twice(tmp_path, procs, c
     each = _read(folder)
     assert len(each) == 1 + len(receivers) + case.startswith("receiver-")  # every xfer process recorded
     seals = [seal for one in each for seal in one]
-    assert len(each[0]) >= size // (256 * 1024)  # the sender sealed at least every chunk
+    assert len(each[0]) >= size // DEFAULT_CHUNK_SIZE  # the sender sealed at least every chunk
     # A control channel per handshake and a content key per round: after a kill, the
     # sender made new ones (two handshakes and two rounds), in a group one of each per receiver.
     assert _reused(seals) == []

@@ -90,7 +90,7 @@ class Attack:
 
 @pytest.mark.parametrize("attack", ["flip-box", "flip-chunk", "replay", "drop", "swap", "move-chunk"])
 def test_a_relay_that_tampers_gets_a_loud_failure_and_no_file(tmp_path, procs, attack):
-    a = make_file(tmp_path / "a.bin", 900_000, 1)  # several chunks: the second one is tampered with
+    a = make_file(tmp_path / "a.bin", 2_500_000, 1)  # three chunks: the second one is tampered with
     b = make_file(tmp_path / "b.bin", 300_000, 2)
     out = tmp_path / "out"
     tamper = Attack(attack)

@@ -13,13 +13,15 @@
 // can read them: the page says so before anything is accepted.
 
 import { ContentKey } from "./e2e.js";
-import { HEADER_SIZE, WINDOW, b64encode, randomHex, randomId } from "./protocol.js";
+import { CHUNK_SIZE, HEADER_SIZE, WINDOW, b64encode, randomHex, randomId } from "./protocol.js";
 import { createHasher } from "./hashing.js";
 import { createSealer } from "./sealing.js";
 import { Sha256 } from "./sha256.js";
 
 const HIGH_WATER = 2 * 1024 * 1024; // bytes queued in the socket before the page waits
-const READ_SIZE = 1024 * 1024; // bytes per File.slice read: each read is a round trip to the browser process
+// bytes per File.slice read (each is a round trip to the browser process): about 1 MiB, in
+// whole chunks, so that no read ends in a short frame (the relay's chunks are 1020 KiB)
+const READ_SIZE = Math.max(1, Math.floor((1024 * 1024) / CHUNK_SIZE)) * CHUNK_SIZE;
 const HASH_AHEAD = 8 * 1024 * 1024; // bytes handed to the hashing worker and not hashed yet, at most
 const TAG_SIZE = 16; // what sealing adds to each chunk
 
