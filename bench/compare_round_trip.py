@@ -38,7 +38,9 @@ def main() -> int:
         for arg in args.trees:
             name, _, src = arg.partition("=")
             compileall.compile_dir(str(Path(src) / "xfer"), quiet=1)
-            relays[name], ports[name] = start_relay(tree_cmd(src), work, name=f"relay-{name}")
+            relays[name], ports[name] = start_relay(
+                tree_cmd(src), work, name=f"relay-{name}", extra=relay_load.RELAY_OPTIONS
+            )
         runs: list[dict] = []
         for i in range(args.repeat):
             load = os.getloadavg()[0]

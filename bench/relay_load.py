@@ -380,6 +380,16 @@ async def _settled_rss(pid: int, enough: int, seconds: float) -> int:
     return rss
 
 
+# What ``xfer serve`` runs with for round trips. By default a relay holds each connection to 500
+# control messages a second (a burst of as many): the clients here send back to back, about
+# 2,000 a second each, spent the burst within the first 700 round trips, and from then on every
+# message waited 2 ms for the relay's budget. run_all.py's p99 was that wait (2.6-2.8 ms in every
+# round on 2026-12-04, the bare forwarder's 0.6-1.0; alone in turn, a default relay's mean 0.61
+# and 0.74 ms, one with this option 0.30 and 0.39). The round trip measures the relay's own work
+# per message, so its rate limit is lifted.
+RELAY_OPTIONS = ("--peer-messages-per-second", "1000000")
+
+
 def round_trip_apart(ports: dict[str, int], n: int, timeout: float = 300) -> dict:
     """``round_trip`` in a process of its own: no other threads (a benchmark's samplers), no
     large heap of its own, nothing else on its event loop."""

@@ -301,7 +301,7 @@ def bench_round_trip(ctx: Context, failures: list[str]) -> dict:
     forwarder had the lowest p99, as issue 17 words it (\"where the bare forwarder is under
     0.5 ms in the same minute\")."""
     n = ctx.args.messages or (100 if ctx.quick else 1000)
-    relay, port = start_relay(ctx.cmd, ctx.work, name="rtt-relay")
+    relay, port = start_relay(ctx.cmd, ctx.work, name="rtt-relay", extra=relay_load.RELAY_OPTIONS)
     rounds: list[dict] = []
     try:
         for _ in range(1 if ctx.quick else 5):
