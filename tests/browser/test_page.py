@@ -33,7 +33,7 @@ from pagekit import (  # noqa: F401
 )
 
 from conftest import bounded, make_file, sha256_of
-from xfer.protocol.frames import chunk_header, parse_chunk
+from xfer.protocol.frames import DEFAULT_CHUNK_SIZE, chunk_header, parse_chunk
 from xfer.protocol.keys import ContentKey, link_fragment, link_secret
 
 MB = 1_000_000
@@ -134,7 +134,7 @@ def test_upload_sealing_in_a_worker_and_on_the_page_opens_in_python(phone, relay
     to 0, which Python's ``keys.ContentKey`` opens; a second round seals under its own key."""
     phone.goto(relay.page())
     rng = random.Random(12)
-    data = rng.randbytes(2 * 262_144 + 1_001)  # two whole chunks and a short one
+    data = rng.randbytes(2 * DEFAULT_CHUNK_SIZE + 1_001)  # two whole chunks (of the relay's chunk_size) and a short one
     keys_ = [rng.randbytes(32), rng.randbytes(32)]
     script = """async ([b64, raws, noWorker]) => {
         if (noWorker) globalThis.Worker = undefined;
@@ -146,7 +146,7 @@ def test_upload_sealing_in_a_worker_and_on_the_page_opens_in_python(phone, relay
         const out = { inWorker: sealer.inWorker, rounds: [] };
         for (const [i, raw] of raws.entries()) {
             sealer.round(await ContentKey.create(bytes(raw)), { from: 7 + i, to: 9, transfer: 1234 });
-            const frames = await sealer.seal(3, 5 * 262144, bytes(b64));
+            const frames = await sealer.seal(3, 5 * 262144, bytes(b64)); // (any offset)
             out.rounds.push(frames.map(text));
         }
         sealer.close();

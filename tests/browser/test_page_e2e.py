@@ -261,7 +261,7 @@ def test_a_passive_observer_of_the_page_reads_no_name_content_or_text(phone, rel
             ["receive", "--relay", relay.ws, "--yes", "--json", "--no-qr", "--dir", str(tmp_path / "in")], "recv"
         )
         url = on_lan(recv.first_event()["url"]).replace(f":{relay.port}/", f":{observer.port}/")
-        src = make_file(tmp_path / "holiday-photo-of-the-secret-beach.jpg", 600_000, 41)
+        src = make_file(tmp_path / "holiday-photo-of-the-secret-beach.jpg", 2_500_000, 41)  # three chunks
         phone.goto(url)
         phone.wait_for_selector("#status[data-state=connected]")
         wait_until(lambda: "(xfer)" in phone.inner_text("#peers"), 10, "the receiver's sealed name")

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(120)
 class TlsTap:
     """TLS on 127.0.0.1 in front of ``target`` (a plain relay), keeping what passes each way:
     ``raw`` (every byte, HTTP included) and ``frames`` (WebSocket payloads, unmasked). With
-    ``flip`` set, byte ``flip`` of the payload of the eighth binary frame that goes down to the
+    ``flip`` set, byte ``flip`` of the payload of the second binary frame that goes down to the
     page on a WebSocket is inverted: a relay that tampers with a chunk."""
 
     def __init__(self, target: int, cert, flip: int | None = None) -> None:
@@ -92,7 +92,7 @@ class TlsTap:
                     self.frames[way].append(plain)
                 if way == "down" and b0 & 0x0F == 2:
                     binary += 1
-                    if binary == 8 and self.flip is not None and self.flip < n:
+                    if binary == 2 and self.flip is not None and self.flip < n:
                         payload[self.flip] ^= 0xFF
                         self.flipped = True
                 dst.write(bytes([b0, b1]) + ext + mask + payload)
