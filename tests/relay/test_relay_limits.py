@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 import socket
 import statistics
@@ -292,12 +293,20 @@ def test_the_relay_raises_its_limit_of_open_files_and_stays_below_it(procs, tmp_
         text=True,
         env={**os.environ, "NO_COLOR": "1"},
     )
+    said = b""
     try:
-        wait_for_port(port)
+        # Its port listens before the banner is printed: wait for the banner's last line
+        # (a Ctrl-C before it ends the start-up with only "interrupted").
+        assert relay.stdout is not None
+        deadline = time.monotonic() + bounded(10)
+        while b"Ctrl-C stops it" not in said and time.monotonic() < deadline and relay.poll() is None:
+            if select.select([relay.stdout], [], [], 0.2)[0]:
+                said += os.read(relay.stdout.fileno(), 4096)
     finally:
         relay.send_signal(signal.SIGINT)
-        said = relay.communicate(timeout=bounded(10))[0]
-    assert "Up to 118 connections at once (limit of open files: 150)" in said, said
+        rest = relay.communicate(timeout=bounded(10))[0]
+    said_all = said.decode() + rest
+    assert "Up to 118 connections at once (limit of open files: 150)" in said_all, said_all
 
 
 def _rss_kib(pid: int, field: str = "VmRSS") -> int:

@@ -11,6 +11,7 @@ from through import RECEIVER_NAME, SENDER_NAME, receive, send, tapped_relay, wai
 from wiretap import Frame, blocks_of, holds_a_block, readings
 
 from conftest import make_file, sha256_of
+from xfer.protocol.frames import DEFAULT_CHUNK_SIZE
 
 FILE_NAME = "Quarterly-Merger-Plans-Xylophone.bin"
 PHRASE = "the eagle lands at Pier 39 — bring the umbrella"
@@ -43,7 +44,7 @@ def _leaks(frames, needles: list[str], blocks: set[bytes]) -> list[str]:
 
 
 def test_a_passive_relay_reads_no_name_content_text_or_code(tmp_path, procs):
-    source = make_file(tmp_path / FILE_NAME, 700_000, 41)
+    source = make_file(tmp_path / FILE_NAME, 2 * DEFAULT_CHUNK_SIZE + 500_000, 41)  # three chunks
     out, text_out = tmp_path / "out", tmp_path / "text-out"
     tap = tapped_relay(procs, tmp_path)
     try:

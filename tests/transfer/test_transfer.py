@@ -247,7 +247,7 @@ def test_a_sender_that_comes_back_before_it_was_missed_is_taken_back(tmp_path):
             r = await room.join("receiver")
             events = Events()
             receiver = asyncio.create_task(Receiver(r, out, events, yes).run())
-            first = Sender(old, check_sources([src]), Events(), window=1 << 20)
+            first = Sender(old, check_sources([src]), Events(), window=1 << 20, rate=4_000_000)  # a second for the file
             stalled = asyncio.create_task(first.run())
             while not any(p.name.endswith(".xfer-part") for p in out.iterdir()):
                 await asyncio.sleep(0.01)

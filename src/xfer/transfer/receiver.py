@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import memory
-from ..errors import Declined, IntegrityFailure, LocalFileError, PeerGone, XferError
+from ..errors import Declined, IntegrityFailure, LocalFileError, PeerGone, RelayGone, XferError
 from ..errors import Interrupted as Stopped
 from ..protocol import LIMITS, Limits, Message, Offer, RemoteProtocolError
 from ..protocol.machine import Output, Send
@@ -476,6 +476,11 @@ class Receiver(PeerTask):
                 return PeerGone(
                     f"the sender's xfer has quit during {self.left}, and the relay in it. What arrived is kept: "
                     "receive from it again (a new code) to resume."
+                )
+            if not self._up:  # our own link is down: the relay is what stayed away (as for the sender, exit 3)
+                return RelayGone(
+                    f"could not reach the relay again within {self.reconnect_for:.0f} s, during {self.left}. "
+                    "What arrived is kept: run the same command again to resume."
                 )
             return PeerGone(
                 f"the sender left during {self.left} and did not come back. Run the same command again to resume."
