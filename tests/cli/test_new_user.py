@@ -239,23 +239,39 @@ def test_stdout_onto_the_terminal_is_refused(tmp_path, terminals):
     assert "xfer: --stdout writes the file to standard output, which is this terminal" in receiver.screen()
 
 
-@pytest.mark.parametrize("after", [500_000])
-def test_ctrl_c_on_the_sender_leaves_no_hidden_files_at_the_receiver(after, tmp_path, relay_process, procs, terminals):
+def _file_started(proc, name: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + bounded(timeout)
+    while not any(e["event"] == "file-start" and e["name"] == name for e in proc.events()):
+        assert proc.proc.poll() is None, proc.stderr
+        assert time.monotonic() < deadline, f"{name} did not start"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("during", ["the first file", "the second file"])
+def test_ctrl_c_on_the_sender_leaves_no_hidden_files_at_the_receiver(during, tmp_path, relay_process, procs, terminals):
+    """Wherever the sender stops, the receiver keeps what was whole and nothing hidden: no
+    partial, and no state of a partial nor of a file already saved (once left behind)."""
     relay = f"127.0.0.1:{relay_process.port}"
     make_file(tmp_path / "big.bin", 3_000_000, 9)
     (tmp_path / "d" / "sub").mkdir(parents=True)
-    make_file(tmp_path / "d" / "sub" / "x.bin", 200_000, 10)
+    make_file(tmp_path / "d" / "sub" / "x.bin", 2_000_000, 10)  # 4 s at the rate: time for Ctrl-C
     receiver = procs(["receive", "--open", "--relay", relay, "--yes", "--json", "--dir", "out"], tmp_path, "recv")
     code = receiver.first_event()["code"]
     command = [*xfer_cmd(), "send", "big.bin", "d", "--room", code, "--relay", relay, "--limit-rate", "500KB"]
     sender = terminals("send", command, tmp_path)
-    wait_progress(receiver, after)
+    if during == "the first file":
+        wait_progress(receiver, 500_000)
+    else:
+        _file_started(receiver, "d/sub/x.bin")
     sender.keys("C-c")
     assert sender.exit_status() == 130, sender.screen()
     assert receiver.wait(bounded(15)) == 5, receiver.stderr
     out = tmp_path / "out"
     hidden = [str(p.relative_to(out)) for p in out.rglob(".*")]
-    assert hidden == [], hidden  # the partial file and its state: both gone
+    assert hidden == [], hidden  # the partial file and every state: all gone
+    if during == "the second file":
+        assert sha256_of(out / "big.bin") == sha256_of(tmp_path / "big.bin")  # whole, and kept
+        assert not (out / "d" / "sub" / "x.bin").exists()
 
 
 def test_receivers_2_counts_the_receivers_as_they_join(tmp_path, relay_process, procs, terminals):

@@ -596,10 +596,15 @@ class Receiver(PeerTask):
             self._close(index)
 
     def _discard_partials(self, *, streams_only: bool = False) -> None:
+        """Remove partials (all, or only those of streams, which cannot resume). When nothing is
+        kept for a resume, the state of each file already saved goes too: it only served one."""
         if self.sink_fd is not None:
             return
         for index, slot in enumerate(self.slots):
-            if index not in self.saved and (slot.info.size is None or not streams_only):
+            if index in self.saved:
+                if not streams_only:
+                    store.discard(slot)  # its partial is its final name now: only the state is removed
+            elif slot.info.size is None or not streams_only:
                 store.discard(slot)
 
 
