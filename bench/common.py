@@ -250,6 +250,21 @@ def cpu_split(pid: int | str) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def cpu_per_gb(runs: dict[str, list[dict]], size: int, key: str = "cpu_s") -> dict[str, dict[str, float]]:
+    """CPU seconds each process spent per GB (10^9 bytes) moved, median over the runs, and their total:
+    on 2 cores no arrangement of those processes moves more than 2 / total GB a second. ``key``
+    ``user_s``: the user-space part only."""
+    out = {}
+    for kind, rs in runs.items():
+        rs = [r for r in rs if r.get(key) and None not in r[key].values()]
+        if not rs:
+            continue
+        roles = {role: statistics.median(r[key][role] for r in rs) * 1e9 / size for role in rs[0][key]}
+        if sum(roles.values()) > 0:  # a run shorter than a clock tick (--quick) measures no CPU at all
+            out[kind] = {**roles, "total": sum(roles.values())}
+    return out
+
+
 def wait_until(check, what: str, child: Child, seconds: float):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

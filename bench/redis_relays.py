@@ -46,6 +46,9 @@ import relay_load
 from common import (
     RESULTS_DIR,
     Child,
+    FreedPagesHeld,
+    cpu_per_gb,
+    cpu_split,
     fmt,
     free_port,
     log,
@@ -62,7 +65,7 @@ from common import (
     wait_until,
     xfer_cmd,
 )
-from transfer import _finish, room_code, run_xfer
+from transfer import _finish, room_code, run_page_cache_write, run_xfer
 from xfer.protocol import PeerJoined, parse_message
 from xfer.units import parse_size
 
@@ -218,6 +221,7 @@ def run_cross(cmd: list[str], src: Path, digest: str, work: Path, timeout: float
         children.append(relay_a)
         relay_b, port_b = start_redis_relay(cmd, work, "relay-b", server.url)
         children.append(relay_b)
+        started = {relay.name: cpu_split(relay.proc.pid) for relay in (relay_a, relay_b)}  # start-up, left out
         receiver = Child(
             "receiver",
             cmd + ["receive", "--relay", f"127.0.0.1:{port_b}", "--yes", "--json", "--dir", str(out_dir), "--no-qr"],
@@ -225,6 +229,7 @@ def run_cross(cmd: list[str], src: Path, digest: str, work: Path, timeout: float
         )
         children.append(receiver)
         code = wait_until(lambda: room_code(receiver.out_path), "room event", receiver, 30)
+        redis_before = cpu_split(server.child.proc.pid)
         with BufferWatch(server) as watch:
             sender = Child(
                 "sender", cmd + ["send", str(src), "--room", code, "--relay", f"127.0.0.1:{port_a}", "--json"], work
@@ -232,6 +237,7 @@ def run_cross(cmd: list[str], src: Path, digest: str, work: Path, timeout: float
             children.append(sender)
             seconds = _finish(src, digest, out_dir, sender, receiver, timeout)
             after = int(server.info("clients")["client_recent_max_output_buffer"])
+        redis_after = cpu_split(server.child.proc.pid)
         for relay in (relay_a, relay_b):
             relay.signal(signal.SIGINT)
         for relay in (relay_a, relay_b):
@@ -240,11 +246,24 @@ def run_cross(cmd: list[str], src: Path, digest: str, work: Path, timeout: float
         if lost:
             raise RuntimeError(f"a relay lost Redis: {lost[0]}")
         highest = max(after, watch.highest)
+        # each process on the path, in its order: the relays' start-up left out, Redis's CPU over the transfer
+        cpu: dict[str, float | None] = {"sender": sender.cpu_s}
+        user: dict[str, float | None] = {"sender": sender.user_s}
+        for relay in (relay_a, relay_b):
+            whole, own = relay.cpu_s, relay.user_s
+            cpu[relay.name] = None if whole is None else whole - sum(started[relay.name])
+            user[relay.name] = None if own is None else own - started[relay.name][0]
+            if relay is relay_a:
+                cpu["redis-server"] = sum(redis_after) - sum(redis_before)
+                user["redis-server"] = redis_after[0] - redis_before[0]
+        cpu["receiver"], user["receiver"] = receiver.cpu_s, receiver.user_s
         return {
             "seconds": seconds,
             "total_seconds": max(sender.end, receiver.end) - receiver.start,
             "mb_s": src.stat().st_size / seconds / 1e6,
             "rss_mb": {c.name: c.rss_mb for c in (sender, relay_a, relay_b, receiver)},
+            "cpu_s": cpu,
+            "user_s": user,
             "redis_output_buffer_after": after,
             "redis_output_buffer_highest": highest,
             "buffer_samples": watch.samples,
@@ -272,6 +291,8 @@ def throughput(cmd: list[str], work: Path, label: str, repeat: int, failures: li
             limit = server.pubsub_limit()
             version = server.info("server")["redis_version"]
             log(f"  redis-server {version} on 127.0.0.1:{server.port}; client-output-buffer-limit {limit}")
+            # as run_all.py's throughput: the first run must not be the first to write to memory idle since boot
+            run_page_cache_write(src, digest, work, timeout)
             runs = run_cases(
                 [
                     ("cross-relay", lambda: run_cross(cmd, src, digest, work, timeout, server)),
@@ -294,6 +315,15 @@ def throughput(cmd: list[str], work: Path, label: str, repeat: int, failures: li
     for kind, s in mb_s.items():
         log(f"  {kind:>12}: {fmt(s)} MB/s")
     log(f"  cross-relay / one relay: {r:.2f}" if r else "  cross-relay / one relay: -")
+    cpu = cpu_per_gb(runs, size)
+    user = cpu_per_gb(runs, size, "user_s")
+    if cpu:
+        log("  CPU seconds per GB (whole processes, the relays' start-up left out; user space in brackets):")
+    for kind, roles in cpu.items():
+        parts = " + ".join(
+            f"{role} {v:.2f} ({user.get(kind, {}).get(role, 0):.2f})" for role, v in roles.items() if role != "total"
+        )
+        log(f"  {kind:>12}: {parts} = {roles['total']:.2f} s/GB")
     if highest_buffer is not None:
         log(
             f"  Redis output buffer, highest over the cross-relay runs: {highest_buffer:,} B "
@@ -311,6 +341,8 @@ def throughput(cmd: list[str], work: Path, label: str, repeat: int, failures: li
         "redis_version": version,
         "redis_pubsub_output_limit": limit,
         "mb_s": mb_s,
+        "cpu_s_per_gb": cpu,
+        "user_s_per_gb": user,
         "ratio_cross_over_one": r,
         "redis_output_buffer_highest_bytes": highest_buffer,
         "peak_rss_mb": rss,
@@ -516,6 +548,9 @@ def main() -> int:
     ap.add_argument("--only", action="append", choices=("throughput", "idle"), help="run only this part (repeatable)")
     ap.add_argument("--size", default=None, help="throughput file size (default 1GiB; 4MB with --quick)")
     ap.add_argument("--repeat", type=int, default=None, help="runs of each case (default 3; 1 with --quick)")
+    ap.add_argument(
+        "--page-reporting-as-is", action="store_true", help="do not hold freed pages (see run_all.py's option)"
+    )
     ap.add_argument("--connections", type=int, default=None, help="idle connections (default 10000; 200 with --quick)")
     ap.add_argument("--concurrency", type=int, default=100, help="idle: joins in flight at once (default 100)")
     ap.add_argument(
@@ -545,7 +580,11 @@ def main() -> int:
         "failures": failures,
     }
     log(f"xfer: {' '.join(cmd)}; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}; loopback 127.0.0.1")
-    with tempfile.TemporaryDirectory(prefix="xfer-bench-redis-") as tmp:
+    with (
+        FreedPagesHeld(not args.page_reporting_as_is) as pages,
+        tempfile.TemporaryDirectory(prefix="xfer-bench-redis-") as tmp,
+    ):
+        report["machine"]["page_reporting"] = pages.state
         work = Path(tmp)
         parts = {
             "throughput": lambda: throughput(cmd, work, label, args.repeat or (1 if args.quick else 3), failures),

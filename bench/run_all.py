@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from common import (
     FreedPagesHeld,
     agreement,
     byte_compile_xfer,
+    cpu_per_gb,
     fmt,
     log,
     make_source,
@@ -185,21 +185,6 @@ def bench_throughput(ctx: Context, failures: list[str]) -> dict:
         "targets": targets,
         "headline": {f"{k}_mb_s": v["median"] for k, v in mb_s.items() if v},
     }
-
-
-def cpu_per_gb(runs: dict[str, list[dict]], size: int, key: str = "cpu_s") -> dict[str, dict[str, float]]:
-    """CPU seconds each process spent per GB (10^9 bytes) moved, median over the runs, and their total:
-    on 2 cores no arrangement of those processes moves more than 2 / total GB a second. ``key``
-    ``user_s``: the user-space part only."""
-    out = {}
-    for kind, rs in runs.items():
-        rs = [r for r in rs if r.get(key) and None not in r[key].values()]
-        if not rs:
-            continue
-        roles = {role: statistics.median(r[key][role] for r in rs) * 1e9 / size for role in rs[0][key]}
-        if sum(roles.values()) > 0:  # a run shorter than a clock tick (--quick) measures no CPU at all
-            out[kind] = {**roles, "total": sum(roles.values())}
-    return out
 
 
 def cpu_ratio(cpu: dict[str, dict[str, float]]) -> float | None:
