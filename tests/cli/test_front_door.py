@@ -135,6 +135,7 @@ def test_tab_completion_walks_a_code_word_by_word():
     many = [complete("7-b", i) for i in range(60)]
     assert many[0] and all(m.startswith("7-b") for m in many if m) and many[-1] is None
     assert complete("hello", 0) is None and complete("7-zzzz-", 0) is None
+    assert complete("0 ", 0) is None and complete("000-a", 0) is None  # no room 0 (hypothesis found "0 ")
 
 
 @settings(max_examples=300, deadline=None)

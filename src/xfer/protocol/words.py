@@ -157,7 +157,7 @@ def complete(text: str, limit: int = 50) -> list[str]:
     if len(text) > MAX_CODE_CHARS:
         return []
     parts = _SEPARATORS.split(text.lower())
-    if len(parts) < 2 or not _NAMEPLATE.match(parts[0]):
+    if len(parts) < 2 or not _NAMEPLATE.match(parts[0]) or int(parts[0]) < 1:  # no room 0: not a code
         return []
     head, last = parts[:-1], parts[-1]
     done = [_word(p) for p in head[1:]]
