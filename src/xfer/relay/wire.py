@@ -65,6 +65,7 @@ _SHORT = struct.Struct("!BBH")
 _LONG = struct.Struct("!BBQ")
 _BINARY = 0x82  # FIN and the binary opcode
 _TEXT = 0x81  # FIN and the text opcode
+_PONG = bytes((0x8A, 0))  # FIN and the pong opcode, no payload (a server frame: unmasked)
 
 
 def frame_header(size: int, first: int = _BINARY) -> bytes:
@@ -105,6 +106,9 @@ class WireProtocol(WebSocketsSansIOProtocol):
         self._budget: Budget | None = None
         self._waiters: list[WireProtocol] = []  # sources holding a chunk for this destination
         self._stall: asyncio.TimerHandle | None = None
+        self._alive: asyncio.TimerHandle | None = None  # the unsolicited pongs while we hold the peer
+        self._sent = 0  # bytes of frames we wrote to this peer directly (deliver)
+        self._at_ping: tuple[int, int | None] = (0, None)  # (_sent, _unsent()) when the last ping went
 
     # -- what the relay's app calls ---------------------------------------------------------
 
@@ -152,7 +156,7 @@ class WireProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        for timer in (self._timer, self._stall):
+        for timer in (self._timer, self._stall, self._alive):
             if timer is not None:
                 timer.cancel()
         self._buf = self._head = None
@@ -168,9 +172,53 @@ class WireProtocol(WebSocketsSansIOProtocol):
             self._stall = None
         self._wake()
 
+    def send_keepalive_ping(self) -> None:
+        self._at_ping = (self._sent, self._unsent())
+        super().send_keepalive_ping()
+
     def keepalive_timeout(self) -> None:
+        if not self.close_sent and not self.disconnected:
+            if self._held or self.read_paused:
+                # We are not reading this peer: its chunk waits for a slow destination or its budget,
+                # or the app's queue is full. Its pong may be waiting unread behind its chunks, so the
+                # silence is ours: look again later. Each of those ends by itself (the destination
+                # drains or is dropped at send_timeout, the budget's timer, the app), and reading resumes.
+                self._look_again()
+                return
+            if self._taking():
+                # Our ping waits behind the frames we sent before it, on a slow link, and the peer
+                # is taking them: alive. (A peer that takes nothing for a keepalive is dropped.)
+                self._at_ping = (self._sent, self._unsent())
+                self._look_again()
+                return
         super().keepalive_timeout()
         self.transport.abort()
+
+    def _look_again(self) -> None:
+        self.pong_timer = self.loop.call_later(self.ping_timeout or 1.0, self.keepalive_timeout)
+
+    def _taking(self) -> bool:
+        """Whether the peer took some of our bytes since the last ping (its TCP acknowledged them)."""
+        sent, unsent = self._at_ping
+        now = self._unsent()
+        if unsent is None or now is None:
+            return False  # not known here: the keepalive decides alone, as before
+        return (self._sent - sent) + (unsent - now) > 0
+
+    def _unsent(self) -> int | None:
+        """Bytes written to this peer and not yet acknowledged: ours in the transport and the
+        kernel's send queue (``TIOCOUTQ``, Linux); None where that cannot be read."""
+        try:
+            from fcntl import ioctl
+            from termios import TIOCOUTQ
+        except ImportError:  # not on this platform
+            return None
+        sock = self.transport.get_extra_info("socket")
+        try:
+            queued = ioctl(sock.fileno(), TIOCOUTQ, b"\0\0\0\0")
+        except (AttributeError, OSError, ValueError):
+            return None
+        return int(self.transport.get_write_buffer_size()) + int(struct.unpack("i", queued)[0])
 
     def shutdown(self) -> None:
         """Close with 1012 and wait (briefly) for the peer's close before dropping the socket.
@@ -347,6 +395,22 @@ class WireProtocol(WebSocketsSansIOProtocol):
     def _hold(self) -> None:
         self._held = True
         self.transport.pause_reading()
+        if self._alive is None:
+            self._alive = self.loop.call_later(self._alive_every, self._say_alive)
+
+    def _say_alive(self) -> None:
+        """While we hold this peer (not reading it, so not its pings either), an unsolicited pong
+        every half second (or half our keepalive, if shorter) tells it the relay is there: RFC 6455
+        allows one as a heartbeat, and our clients count any bytes from the relay as a sign of
+        life (transfer/wire.py) whatever their own --keepalive."""
+        self._alive = None
+        if self._held and not self.close_sent and not self.transport.is_closing():
+            self.transport.write(_PONG)
+            self._alive = self.loop.call_later(self._alive_every, self._say_alive)
+
+    @property
+    def _alive_every(self) -> float:
+        return min(0.5, self.ping_interval / 2) if self.ping_interval else 0.5
 
     def release(self) -> None:
         if not self._held:
@@ -370,9 +434,13 @@ class WireProtocol(WebSocketsSansIOProtocol):
     def deliver(self, data: bytes | str) -> None:
         if isinstance(data, str):  # a text message: small
             payload = data.encode()
-            self.transport.write(frame_header(len(payload), _TEXT) + payload)
+            frame = frame_header(len(payload), _TEXT) + payload
+            self.transport.write(frame)
+            self._sent += len(frame)
         else:
-            self.transport.writelines((frame_header(len(data)), data))
+            head = frame_header(len(data))
+            self.transport.writelines((head, data))
+            self._sent += len(head) + len(data)
 
     def wait(self, source: WireProtocol, timeout: float) -> None:
         """``source`` holds a chunk until this peer's buffer drains; a peer that stays full is dropped."""

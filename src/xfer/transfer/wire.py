@@ -26,7 +26,7 @@ import asyncio
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
-from websockets.frames import DATA_OPCODES, Frame
+from websockets.frames import DATA_OPCODES, CloseCode, Frame
 from websockets.protocol import OPEN
 from websockets.typing import Data
 
@@ -55,6 +55,7 @@ class ChunkConnection(ClientConnection):
         self._waiter: asyncio.Future[None] | None = None
         self._limit = 1 << 62  # the largest frame taken (websockets' max_size)
         self._closing = False  # close() was called
+        self._heard_at = 0.0  # when the relay's bytes last arrived (the keepalive's sign of life)
 
     # -- what the reader calls ------------------------------------------------------------------
 
@@ -107,6 +108,7 @@ class ChunkConnection(ClientConnection):
         self.recv_messages.resume = self._resume_queue
 
     def data_received(self, data: bytes) -> None:
+        self._heard_at = self.loop.time()
         if not self._framing:
             super().data_received(data)
             # The response is in: frame what follows, unless the relay sent frames early (websockets has them)
@@ -153,6 +155,7 @@ class ChunkConnection(ClientConnection):
         self._start, self._end = 0, len(kept)
 
     def buffer_updated(self, nbytes: int) -> None:
+        self._heard_at = self.loop.time()
         if self._gave_up:
             data = bytes(self._buf[self._end : self._end + nbytes])
             super().data_received(data)
@@ -196,6 +199,39 @@ class ChunkConnection(ClientConnection):
         self._buf = bytearray(_FIRST_READ)
         self._start = self._end = self._need = 0
         super().data_received(rest)
+
+    # -- keepalive -----------------------------------------------------------------------------------
+
+    async def keepalive(self) -> None:
+        """websockets' keepalive, but a late pong alone does not end the link while the relay is
+        heard: its pong comes behind the frames the relay sent before it, and on a slow link
+        (or while this side does not read, its chunk not yet written) that is longer than
+        ``ping_timeout``. The link fails when a ping is unanswered and nothing at all came from
+        the relay for ``ping_timeout`` seconds (a stalled network: the bound stays about the same)."""
+        assert self.ping_interval is not None
+        latency = 0.0
+        while True:
+            await asyncio.sleep(self.ping_interval - latency)
+            pong = await self.ping()
+            timeout = self.ping_timeout
+            if timeout is None:
+                continue
+            deadline = self.loop.time() + timeout
+            while True:
+                try:
+                    latency = await asyncio.wait_for(asyncio.shield(pong), max(0.0, deadline - self.loop.time()))
+                    break
+                except asyncio.TimeoutError:
+                    pass
+                now = self.loop.time()
+                if self._paused:  # we are not reading: the pong may be waiting unread
+                    deadline = now + timeout
+                elif self._heard_at + timeout > now:  # the relay spoke lately: alive, and busy
+                    deadline = self._heard_at + timeout
+                else:
+                    async with self.send_context():
+                        self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                    raise AssertionError("send_context() waits for connection_lost(), which cancels keepalive()")
 
     # -- reading or not -----------------------------------------------------------------------------
 
