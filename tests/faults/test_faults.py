@@ -157,8 +157,11 @@ class StallingProxy:
             upstream = socket.create_connection(("127.0.0.1", self.target))
             stall = threading.Event()
             self.connections.append((client, upstream, stall))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b, stall), daemon=True).start()
+            self._forward(client, upstream, stall)
+
+    def _forward(self, client, upstream, stall):
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(a, b, stall), daemon=True).start()
 
     @staticmethod
     def _pipe(src, dst, stall):
@@ -392,17 +395,9 @@ class SlowLinkProxy(StallingProxy):
         self.rate = rate
         super().__init__(target_port)
 
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            stall = threading.Event()
-            self.connections.append((client, upstream, stall))
-            threading.Thread(target=self._slow, args=(upstream, client), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(client, upstream, stall), daemon=True).start()
+    def _forward(self, client, upstream, stall):
+        threading.Thread(target=self._slow, args=(upstream, client), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(client, upstream, stall), daemon=True).start()
 
     def _slow(self, src, dst):
         try:
