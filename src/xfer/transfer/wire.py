@@ -26,6 +26,7 @@ import asyncio
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 from websockets.frames import DATA_OPCODES, CloseCode, Frame
 from websockets.protocol import OPEN
 from websockets.typing import Data
@@ -208,6 +209,12 @@ class ChunkConnection(ClientConnection):
         (or while this side does not read, its chunk not yet written) that is longer than
         ``ping_timeout``. The link fails when a ping is unanswered and nothing at all came from
         the relay for ``ping_timeout`` seconds (a stalled network: the bound stays about the same)."""
+        try:
+            await self._keepalive()
+        except ConnectionClosed:
+            pass  # the link is closing or closed: its reader says so
+
+    async def _keepalive(self) -> None:
         assert self.ping_interval is not None
         latency = 0.0
         while True:
