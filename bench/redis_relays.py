@@ -221,7 +221,7 @@ def run_cross(cmd: list[str], src: Path, digest: str, work: Path, timeout: float
         children.append(relay_a)
         relay_b, port_b = start_redis_relay(cmd, work, "relay-b", server.url)
         children.append(relay_b)
-        started = {relay.name: cpu_split(relay.proc.pid) for relay in (relay_a, relay_b)}  # start-up, left out
+        a, b = cpu_split(relay_a.proc.pid), cpu_split(relay_b.proc.pid)  # their start-up, left out below
         receiver = Child(
             "receiver",
             cmd + ["receive", "--relay", f"127.0.0.1:{port_b}", "--yes", "--json", "--dir", str(out_dir), "--no-qr"],
@@ -246,17 +246,25 @@ def run_cross(cmd: list[str], src: Path, digest: str, work: Path, timeout: float
         if lost:
             raise RuntimeError(f"a relay lost Redis: {lost[0]}")
         highest = max(after, watch.highest)
+
         # each process on the path, in its order: the relays' start-up left out, Redis's CPU over the transfer
-        cpu: dict[str, float | None] = {"sender": sender.cpu_s}
-        user: dict[str, float | None] = {"sender": sender.user_s}
-        for relay in (relay_a, relay_b):
-            whole, own = relay.cpu_s, relay.user_s
-            cpu[relay.name] = None if whole is None else whole - sum(started[relay.name])
-            user[relay.name] = None if own is None else own - started[relay.name][0]
-            if relay is relay_a:
-                cpu["redis-server"] = sum(redis_after) - sum(redis_before)
-                user["redis-server"] = redis_after[0] - redis_before[0]
-        cpu["receiver"], user["receiver"] = receiver.cpu_s, receiver.user_s
+        def after_start(seconds: float | None, at_start: float) -> float | None:
+            return None if seconds is None else seconds - at_start
+
+        cpu = {
+            "sender": sender.cpu_s,
+            "relay-a": after_start(relay_a.cpu_s, sum(a)),
+            "redis-server": sum(redis_after) - sum(redis_before),
+            "relay-b": after_start(relay_b.cpu_s, sum(b)),
+            "receiver": receiver.cpu_s,
+        }
+        user = {
+            "sender": sender.user_s,
+            "relay-a": after_start(relay_a.user_s, a[0]),
+            "redis-server": redis_after[0] - redis_before[0],
+            "relay-b": after_start(relay_b.user_s, b[0]),
+            "receiver": receiver.user_s,
+        }
         return {
             "seconds": seconds,
             "total_seconds": max(sender.end, receiver.end) - receiver.start,
